@@ -1,0 +1,49 @@
+"""Running a service process: logging, tracing, metrics endpoint, SIGTERM → graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from common import telemetry
+from common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    """What a running service exposes to its shell: a stop event and a health flag."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.healthy: Callable[[], bool] = lambda: True
+
+
+def run_service(
+    name: str,
+    settings: Settings,
+    default_metrics_port: int,
+    body: Callable[[Settings, Lifecycle], Awaitable[None]],
+) -> None:
+    """Run `body` until it returns or SIGTERM/SIGINT asks it to stop."""
+    telemetry.setup_logging(settings)
+    telemetry.setup_tracing(name, settings)
+
+    async def main() -> None:
+        lifecycle = Lifecycle()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lifecycle.stop.set)
+        port = settings.metrics_port or default_metrics_port
+        server = await telemetry.serve_metrics_and_health("127.0.0.1", port, lambda: lifecycle.healthy())
+        try:
+            log.info("%s starting", name)
+            await body(settings, lifecycle)
+        finally:
+            server.close()
+            telemetry.shutdown_tracing()
+            log.info("%s stopped", name)
+
+    asyncio.run(main())

@@ -1,0 +1,43 @@
+"""Typed settings read from ALERTING_* environment variables, defaulting to the local stack."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALERTING_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Prepended to every topic name, so that tests can share one broker.
+    topic_prefix: str = ""
+    database_url: str = "postgresql://alerting:alerting@127.0.0.1:5432/alerting"
+    database_pool_size: int = 10
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prepended to every Redis key, for the same reason as topic_prefix.
+    redis_key_prefix: str = ""
+
+    rule_service_address: str = "127.0.0.1:50051"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_sender: str = "alerts@alerting.local"
+
+    # Consumer batches: as many as batch_max_records, waiting at most batch_timeout_ms.
+    batch_max_records: int = 1000
+    batch_timeout_ms: int = 50
+    retry_initial_seconds: float = 0.2
+    retry_max_seconds: float = 10.0
+
+    # Port of the /metrics and /healthz endpoint; 0 lets each service use its default.
+    metrics_port: int = 0
+    otel_exporter: Literal["otlp", "console", "none"] = "none"
+    otel_endpoint: str = "http://127.0.0.1:4317"
+    log_level: str = "INFO"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def redis_key(self, name: str) -> str:
+        return f"{self.redis_key_prefix}{name}"
