@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
-from common import telemetry
+from common import ports, telemetry
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,10 @@ class Lifecycle:
 def run_service(
     name: str,
     settings: Settings,
-    default_metrics_port: int,
     body: Callable[[Settings, Lifecycle], Awaitable[None]],
 ) -> None:
-    """Run `body` until it returns or SIGTERM/SIGINT asks it to stop."""
+    """Run `body` until it returns or SIGTERM/SIGINT asks it to stop. `name` is the
+    service's name in common.ports, which gives its default metrics port."""
     telemetry.setup_logging(settings)
     telemetry.setup_tracing(name, settings)
 
@@ -36,8 +36,8 @@ def run_service(
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lifecycle.stop.set)
-        port = settings.metrics_port or default_metrics_port
-        server = await telemetry.serve_metrics_and_health("127.0.0.1", port, lambda: lifecycle.healthy())
+        port = settings.metrics_port or ports.METRICS_PORTS[name]
+        server = await telemetry.serve_metrics_and_health(settings.metrics_host, port, lambda: lifecycle.healthy())
         try:
             log.info("%s starting", name)
             await body(settings, lifecycle)

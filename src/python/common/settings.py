@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     retry_initial_seconds: float = 0.2
     retry_max_seconds: float = 10.0
 
-    # Port of the /metrics and /healthz endpoint; 0 lets each service use its default.
+    # Where /metrics and /healthz listen; 0 lets each service use its port from common.ports.
+    # Containers set the host to 0.0.0.0.
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 0
     otel_exporter: Literal["otlp", "console", "none"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4317"
