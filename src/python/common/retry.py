@@ -44,7 +44,7 @@ async def retry_until_done(
 
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(should_retry),
-        wait=wait_exponential_jitter(initial=settings.retry_initial_seconds, max=settings.retry_max_seconds),
+        wait=wait_exponential_jitter(multiplier=settings.retry_initial_seconds, max=settings.retry_max_seconds),
         before_sleep=before_sleep,
         reraise=True,
     ):

@@ -1,0 +1,62 @@
+"""Consistency rules for migrations/: numbering, ownership ranges and up/down pairs."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+
+FILE_NAME = re.compile(r"^(?P<number>\d{6})_(?P<name>[a-z0-9_]+)(?P<rollback>\.rollback)?\.sql$")
+
+
+@dataclass(frozen=True)
+class Range:
+    owner: str
+    first: int
+    last: int
+
+
+# Numbers are global; each owner numbers its migrations contiguously from its first.
+RANGES = (
+    Range("control plane (rule-service)", 1, 5),
+    Range("data plane (aggregator, sender)", 6, 999_999),
+)
+
+
+def owner_of(number: int) -> Range | None:
+    return next((r for r in RANGES if r.first <= number <= r.last), None)
+
+
+def check_migrations(filenames: list[str]) -> list[str]:
+    """Every problem with a migrations folder holding `filenames`; empty when consistent."""
+    problems: list[str] = []
+    ups: dict[int, list[str]] = defaultdict(list)
+    downs: dict[int, list[str]] = defaultdict(list)
+    for filename in sorted(filenames):
+        match = FILE_NAME.match(filename)
+        if not match:
+            problems.append(f"{filename}: name must be NNNNNN_lower_snake.sql or NNNNNN_lower_snake.rollback.sql")
+            continue
+        number = int(match["number"])
+        (downs if match["rollback"] else ups)[number].append(filename)
+        if owner_of(number) is None:
+            problems.append(f"{filename}: number {number} is outside every owner's range")
+
+    for number in sorted(set(ups) | set(downs)):
+        if len(ups[number]) > 1:
+            problems.append(f"duplicate number {number:06d}: {', '.join(ups[number])}")
+        if not ups[number]:
+            problems.append(f"{downs[number][0]}: rollback without its migration")
+            continue
+        stem = ups[number][0].removesuffix(".sql")
+        if f"{stem}.rollback.sql" not in downs[number]:
+            problems.append(f"{ups[number][0]}: missing its rollback {stem}.rollback.sql")
+
+    for owner in RANGES:
+        numbers = sorted(n for n in ups if owner.first <= n <= owner.last)
+        expected = owner.first
+        for number in numbers:
+            if number != expected:
+                problems.append(f"gap in {owner.owner}: {expected:06d} is missing before {number:06d}")
+            expected = number + 1
+    return problems
