@@ -1,0 +1,134 @@
+"""The in-memory rule index: match cost depends on the number of matches, not of rules.
+
+Each rule has a shape, the set of its fields that are concrete (not "*"): 7 shapes, as
+all-wildcard rules are invalid. Per shape, a dict maps the tuple of concrete values to
+the rules with exactly those values. An alert probes each non-empty shape once.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+WILDCARD = "*"
+FIELDS = ("severity", "source", "name")
+# Shapes as bit masks over FIELDS: bit i set = field i is concrete.
+SHAPES = tuple(range(1, 8))
+
+
+@dataclass(slots=True, frozen=True)
+class IndexedRule:
+    rule_id: str
+    client_id: str
+    severity: str
+    source: str
+    name: str
+    emails: tuple[str, ...]
+    enabled: bool
+    version: int
+
+
+@dataclass(slots=True, frozen=True)
+class ClientMatch:
+    client_id: str
+    rule_ids: tuple[str, ...]
+    emails: tuple[str, ...]
+
+
+def shape_of(rule: IndexedRule) -> int:
+    return (
+        (rule.severity != WILDCARD)
+        | (rule.source != WILDCARD) << 1
+        | (rule.name != WILDCARD) << 2
+    )
+
+
+def key_of(shape: int, severity: str, source: str, name: str) -> tuple[str, ...]:
+    values = (severity, source, name)
+    return tuple(values[i] for i in range(3) if shape >> i & 1)
+
+
+class RuleIndex:
+    def __init__(self) -> None:
+        self._rules: dict[str, IndexedRule] = {}
+        self._buckets: dict[int, dict[tuple[str, ...], list[IndexedRule]]] = {shape: {} for shape in SHAPES}
+        # Versions of deleted rules, so a late, older upsert cannot bring one back.
+        self._deleted: dict[str, int] = {}
+        self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def get(self, rule_id: str) -> IndexedRule | None:
+        return self._rules.get(rule_id)
+
+    def rules(self):
+        return self._rules.values()
+
+    def upsert(self, rule: IndexedRule) -> bool:
+        """Add or replace a rule; an older version than the one held is ignored."""
+        current = self._rules.get(rule.rule_id)
+        if current is not None and current.version > rule.version:
+            return False
+        if self._deleted.get(rule.rule_id, -1) >= rule.version:
+            return False
+        if current is not None:
+            self._unlink(current)
+        rule = self._compact(rule)
+        self._rules[rule.rule_id] = rule
+        if rule.enabled:
+            shape = shape_of(rule)
+            key = key_of(shape, rule.severity, rule.source, rule.name)
+            self._buckets[shape].setdefault(key, []).append(rule)
+        return True
+
+    def delete(self, rule_id: str, version: int = 0) -> bool:
+        current = self._rules.pop(rule_id, None)
+        self._deleted[rule_id] = max(version, current.version if current else 0, self._deleted.get(rule_id, 0))
+        if current is None:
+            return False
+        self._unlink(current)
+        return True
+
+    def match(self, severity: str, source: str, name: str) -> list[ClientMatch]:
+        """Every client with a matching enabled rule, each with all its matching rules."""
+        by_client: dict[str, list[IndexedRule]] = {}
+        for shape, buckets in self._buckets.items():
+            if not buckets:
+                continue
+            matched = buckets.get(key_of(shape, severity, source, name))
+            if matched:
+                for rule in matched:
+                    by_client.setdefault(rule.client_id, []).append(rule)
+        return [
+            ClientMatch(
+                client_id=client_id,
+                rule_ids=tuple(sorted(rule.rule_id for rule in rules)),
+                emails=tuple(sorted({email for rule in rules for email in rule.emails})),
+            )
+            for client_id, rules in sorted(by_client.items())
+        ]
+
+    def _unlink(self, rule: IndexedRule) -> None:
+        if not rule.enabled:
+            return
+        shape = shape_of(rule)
+        key = key_of(shape, rule.severity, rule.source, rule.name)
+        bucket = self._buckets[shape][key]
+        bucket.remove(rule)
+        if not bucket:
+            del self._buckets[shape][key]
+
+    def _compact(self, rule: IndexedRule) -> IndexedRule:
+        """Share the strings many rules repeat (clients, patterns, email lists)."""
+        emails = self._interned.setdefault(rule.emails, rule.emails)
+        return IndexedRule(
+            rule_id=rule.rule_id,
+            client_id=sys.intern(rule.client_id),
+            severity=sys.intern(rule.severity),
+            source=sys.intern(rule.source),
+            name=sys.intern(rule.name),
+            emails=emails,
+            enabled=rule.enabled,
+            version=rule.version,
+        )
