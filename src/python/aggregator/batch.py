@@ -1,0 +1,72 @@
+"""Decoding `alerts.matched` and shaping a batch into one insert (pure, no I/O)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from aiokafka import ConsumerRecord
+from alerting.v1 import events_pb2
+from google.protobuf.message import DecodeError
+
+from common.kafka import InvalidEvent
+from common.topics import SCHEMA_VERSION
+
+
+def decode_alert_matched(record: ConsumerRecord) -> events_pb2.AlertMatched:
+    try:
+        event = events_pb2.AlertMatched.FromString(record.value or b"")
+    except DecodeError as error:
+        raise InvalidEvent(f"undecodable AlertMatched: {error}") from error
+    if event.schema_version != SCHEMA_VERSION:
+        raise InvalidEvent(f"schema_version: unsupported {event.schema_version} (expected {SCHEMA_VERSION})")
+    _require_uuid(event.client_id, "client_id")
+    if not event.alert.alert_id:
+        raise InvalidEvent("alert.alert_id: missing")
+    if not event.rule_ids:
+        raise InvalidEvent("rule_ids: empty")
+    for position, rule_id in enumerate(event.rule_ids):
+        _require_uuid(rule_id, f"rule_ids[{position}]")
+    if not event.emails:
+        raise InvalidEvent("emails: empty")
+    if any("," in email for email in event.emails):
+        raise InvalidEvent("emails: an address contains a comma")
+    return event
+
+
+def _require_uuid(value: str, field: str) -> None:
+    try:
+        uuid.UUID(value)
+    except ValueError as error:
+        raise InvalidEvent(f"{field}: not a UUID: {value!r}") from error
+
+
+@dataclass(frozen=True)
+class NotificationRow:
+    client_id: str
+    alert_id: str
+    rule_ids: tuple[str, ...]
+    emails: tuple[str, ...]
+    alert: bytes
+    trace_context: str
+
+
+def unique_rows(rows: list[NotificationRow]) -> list[NotificationRow]:
+    """One row per (client_id, alert_id): Postgres refuses to upsert one key twice in one
+    statement, and a redelivered duplicate carries the same alert anyway. First wins."""
+    seen: dict[tuple[str, str], NotificationRow] = {}
+    for row in rows:
+        seen.setdefault((row.client_id, row.alert_id), row)
+    return list(seen.values())
+
+
+def insert_arguments(rows: list[NotificationRow]) -> tuple[list, ...]:
+    """Column arrays for the unnest() insert; array columns travel comma-joined."""
+    return (
+        [row.client_id for row in rows],
+        [row.alert_id for row in rows],
+        [",".join(row.rule_ids) for row in rows],
+        [",".join(row.emails) for row in rows],
+        [row.alert for row in rows],
+        [row.trace_context for row in rows],
+    )

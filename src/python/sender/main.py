@@ -1,0 +1,172 @@
+"""sender: `notifications.ready` → the notification's row → email → SENT.
+
+A batch locks its PENDING rows (FOR UPDATE SKIP LOCKED), sends their emails, marks them
+SENT and commits: a redelivered message finds the row SENT, and a concurrent one finds it
+locked, and neither sends anything. Mail goes out before SENT is recorded, so a crash in
+between sends that email again, with the same Message-ID (at least once, never lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+import aiosmtplib
+import asyncpg
+from aiokafka import ConsumerRecord
+from alerting.v1 import alert_pb2, events_pb2
+from google.protobuf.message import DecodeError
+from opentelemetry import trace
+from prometheus_client import Counter
+
+from common import telemetry, topics
+from common.db import create_pool
+from common.failpoints import failpoint
+from common.kafka import BatchWorker, Delivery, InvalidEvent, make_consumer, make_producer
+from common.service import Lifecycle, run_service
+from common.settings import Settings
+from sender.email_message import build_email
+
+log = logging.getLogger("sender")
+tracer = trace.get_tracer("sender")
+GROUP = "sender"
+EMAILS_SENT = Counter("alerting_emails_sent_total", "Emails the SMTP server accepted.")
+
+
+class SenderSettings(Settings):
+    smtp_connections: int = 8
+    smtp_timeout_seconds: float = 30.0
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+
+
+def decode_notification_ready(record: ConsumerRecord) -> events_pb2.NotificationReady:
+    try:
+        event = events_pb2.NotificationReady.FromString(record.value or b"")
+    except DecodeError as error:
+        raise InvalidEvent(f"undecodable NotificationReady: {error}") from error
+    if event.schema_version != topics.SCHEMA_VERSION:
+        raise InvalidEvent(f"schema_version: unsupported {event.schema_version} (expected {topics.SCHEMA_VERSION})")
+    try:
+        uuid.UUID(event.notification_id)
+    except ValueError as error:
+        raise InvalidEvent(f"notification_id: not a UUID: {event.notification_id!r}") from error
+    return event
+
+
+CLAIM = """
+SELECT notification_id, alert, rule_ids, emails, trace_context FROM notifications
+WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING'
+ORDER BY notification_id
+FOR UPDATE SKIP LOCKED
+"""
+MARK_SENT = """
+UPDATE notifications SET status = 'SENT', sent_at = now(), updated_at = now()
+WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING'
+"""
+
+
+class EmailSender:
+    def __init__(self, settings: SenderSettings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.pool = pool
+
+    async def handle(self, deliveries: list[Delivery[events_pb2.NotificationReady]]) -> None:
+        contexts = {str(uuid.UUID(d.message.notification_id)): d.trace_context for d in deliveries}
+        async with self.pool.acquire() as connection, connection.transaction():
+            rows = await connection.fetch(CLAIM, list(contexts))
+            if not rows:
+                return
+            sent, failure = await self.send_all(rows, contexts)
+            await connection.execute(MARK_SENT, sent)
+        failpoint("after_db_write")
+        if failure is not None:
+            raise failure
+
+    async def send_all(self, rows, contexts) -> tuple[list[str], BaseException | None]:
+        """Send every row's email over a few SMTP connections; the ids sent, and an error if
+        any email was not accepted (those rows stay PENDING and the batch is retried)."""
+        queue: asyncio.Queue = asyncio.Queue()
+        for row in rows:
+            queue.put_nowait(row)
+        sent: list[str] = []
+        failures: list[BaseException] = []
+
+        async def connection_worker() -> None:
+            smtp = aiosmtplib.SMTP(
+                hostname=self.settings.smtp_host,
+                port=self.settings.smtp_port,
+                timeout=self.settings.smtp_timeout_seconds,
+                start_tls=self.settings.smtp_starttls,
+            )
+            try:
+                await smtp.connect()
+                if self.settings.smtp_username:
+                    await smtp.login(self.settings.smtp_username, self.settings.smtp_password)
+                while not queue.empty():
+                    row = queue.get_nowait()
+                    await self.send_one(smtp, row, contexts)
+                    sent.append(str(row["notification_id"]))
+            except (aiosmtplib.SMTPException, OSError) as error:
+                failures.append(error)
+            finally:
+                if smtp.is_connected:
+                    try:
+                        await smtp.quit()
+                    except (aiosmtplib.SMTPException, OSError):
+                        smtp.close()
+
+        workers = min(self.settings.smtp_connections, len(rows))
+        await asyncio.gather(*(connection_worker() for _ in range(workers)))
+        return sent, (failures[0] if failures and len(sent) < len(rows) else None)
+
+    async def send_one(self, smtp: aiosmtplib.SMTP, row, contexts) -> None:
+        notification_id = str(row["notification_id"])
+        parent = contexts.get(notification_id) or telemetry.context_from_traceparent(row["trace_context"])
+        with tracer.start_as_current_span(
+            f"{topics.NOTIFICATIONS_READY} process", context=parent, kind=trace.SpanKind.CONSUMER
+        ) as span:
+            alert = alert_pb2.Alert.FromString(row["alert"])
+            span.set_attribute("alerting.notification_id", notification_id)
+            span.set_attribute("alerting.alert_id", alert.alert_id)
+            message = build_email(
+                notification_id, self.settings.smtp_sender, list(row["emails"]), alert,
+                [str(rule_id) for rule_id in row["rule_ids"]],
+            )
+            with tracer.start_as_current_span("smtp send", kind=trace.SpanKind.CLIENT):
+                await smtp.send_message(message)
+            EMAILS_SENT.inc()
+
+
+async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
+    pool = await create_pool(settings)
+    consumer = make_consumer(settings, GROUP, topics.NOTIFICATIONS_READY)
+    producer = make_producer(settings)  # dead letters
+    await producer.start()
+    await consumer.start()
+    try:
+        worker = BatchWorker(
+            service="sender",
+            settings=settings,
+            consumer=consumer,
+            producer=producer,
+            decode=decode_notification_ready,
+            handle=EmailSender(settings, pool).handle,
+            stop=lifecycle.stop,
+        )
+        lifecycle.healthy = lambda: worker.last_batch_ok
+        await worker.run()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await pool.close()
+
+
+def main() -> None:
+    run_service("sender", SenderSettings(), run)
+
+
+if __name__ == "__main__":
+    main()

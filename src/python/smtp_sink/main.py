@@ -1,0 +1,62 @@
+"""smtp-sink: a local SMTP server (aiosmtpd) that keeps every message it receives as a
+.eml file, so a person can read what the platform sent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from prometheus_client import Counter
+
+from common import ports
+from common.service import Lifecycle, run_service
+from common.settings import Settings
+from smtp_sink import mailbox
+
+log = logging.getLogger("smtp_sink")
+RECEIVED = Counter("alerting_smtp_sink_messages_total", "Messages the SMTP sink received.")
+
+
+class SinkSettings(Settings):
+    mail_dir: Path = Path(".local/mail")
+    smtp_sink_port: int = ports.SMTP_SINK_PORT
+
+
+class MailboxHandler:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.received = 0
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        path = await asyncio.to_thread(mailbox.store, self.directory, envelope.original_content or envelope.content)
+        self.received += 1
+        RECEIVED.inc()
+        log.info("mail from %s to %s kept as %s", envelope.mail_from, ", ".join(envelope.rcpt_tos), path.name)
+        return "250 Message accepted for delivery"
+
+
+async def start_sink(host: str, port: int, directory: Path) -> tuple[asyncio.Server, MailboxHandler]:
+    handler = MailboxHandler(directory)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(handler, hostname="alerting.local"), host, port)
+    return server, handler
+
+
+async def run(settings: SinkSettings, lifecycle: Lifecycle) -> None:
+    server, _ = await start_sink(settings.metrics_host, settings.smtp_sink_port, settings.mail_dir)
+    log.info("SMTP sink on %s:%d keeping mail in %s", settings.metrics_host, settings.smtp_sink_port, settings.mail_dir)
+    try:
+        await lifecycle.stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def main() -> None:
+    run_service("smtp-sink", SinkSettings(), run)
+
+
+if __name__ == "__main__":
+    main()
