@@ -37,7 +37,7 @@ def run_service(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lifecycle.stop.set)
         port = settings.metrics_port or ports.METRICS_PORTS[name]
-        server = await telemetry.serve_metrics_and_health(settings.metrics_host, port, lambda: lifecycle.healthy())
+        server = await telemetry.serve_metrics_and_health(settings.listen_host, port, lambda: lifecycle.healthy())
         try:
             log.info("%s starting", name)
             await body(settings, lifecycle)

@@ -30,9 +30,9 @@ class Settings(BaseSettings):
     retry_initial_seconds: float = 0.2
     retry_max_seconds: float = 10.0
 
-    # Where /metrics and /healthz listen; 0 lets each service use its port from common.ports.
-    # Containers set the host to 0.0.0.0.
-    metrics_host: str = "127.0.0.1"
+    # The address every server of a service binds (metrics, gRPC, SMTP); containers use 0.0.0.0.
+    listen_host: str = "127.0.0.1"
+    # Port of /metrics and /healthz; 0 means the service's port in common.ports.
     metrics_port: int = 0
     otel_exporter: Literal["otlp", "console", "none"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4317"

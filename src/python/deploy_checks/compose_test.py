@@ -39,7 +39,7 @@ def test_services_reach_each_other_by_compose_names_and_ports():
     environment = services["evaluator"]["environment"]
     assert environment["ALERTING_KAFKA_BOOTSTRAP"] == f"kafka:{ports.KAFKA_PORT}"
     assert environment["ALERTING_RULE_SERVICE_ADDRESS"] == f"rule-service:{ports.RULE_SERVICE_GRPC_PORT}"
-    assert environment["ALERTING_METRICS_HOST"] == "0.0.0.0"
+    assert environment["ALERTING_LISTEN_HOST"] == "0.0.0.0"
     dependencies = {name for service in services.values() for name in service.get("depends_on", {})}
     assert dependencies <= set(services)
 

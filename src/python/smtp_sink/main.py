@@ -45,8 +45,8 @@ async def start_sink(host: str, port: int, directory: Path) -> tuple[asyncio.Ser
 
 
 async def run(settings: SinkSettings, lifecycle: Lifecycle) -> None:
-    server, _ = await start_sink(settings.metrics_host, settings.smtp_sink_port, settings.mail_dir)
-    log.info("SMTP sink on %s:%d keeping mail in %s", settings.metrics_host, settings.smtp_sink_port, settings.mail_dir)
+    server, _ = await start_sink(settings.listen_host, settings.smtp_sink_port, settings.mail_dir)
+    log.info("SMTP sink on %s:%d keeping mail in %s", settings.listen_host, settings.smtp_sink_port, settings.mail_dir)
     try:
         await lifecycle.stop.wait()
     finally:

@@ -1,0 +1,63 @@
+"""Running the platform's services inside a test, on the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import asyncpg
+import grpc
+from alerting.v1 import rule_service_pb2_grpc
+
+from common.service import Lifecycle
+from common.settings import Settings
+
+
+@asynccontextmanager
+async def running(run: Callable[[Settings, Lifecycle], Awaitable[None]], settings: Settings) -> AsyncIterator[Lifecycle]:
+    """Run a service's `run(settings, lifecycle)` as a task; stop it gracefully on exit."""
+    lifecycle = Lifecycle()
+    task = asyncio.create_task(run(settings, lifecycle))
+    try:
+        yield lifecycle
+        if task.done():
+            task.result()  # a service that died early fails the test with its own error
+    finally:
+        lifecycle.stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@asynccontextmanager
+async def rule_service_stub(settings: Settings) -> AsyncIterator[rule_service_pb2_grpc.RuleServiceStub]:
+    """A running rule-service (with its outbox relay) on a free port, and a client of it."""
+    from rule_service.main import RuleServiceSettings, run
+
+    service_settings = RuleServiceSettings(**settings.model_dump(), grpc_port=free_port())
+    async with running(run, service_settings):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service_settings.grpc_port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+            yield rule_service_pb2_grpc.RuleServiceStub(channel)
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 30, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def fetch(settings: Settings, query: str, *args) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()
