@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
 import grpc
+from aiokafka import AIOKafkaConsumer
 from alerting.v1 import rule_service_pb2_grpc
 
+from common.kafka import OutgoingMessage, make_producer, publish_all
 from common.service import Lifecycle
 from common.settings import Settings
 
@@ -61,3 +64,29 @@ async def fetch(settings: Settings, query: str, *args) -> list[asyncpg.Record]:
         return await connection.fetch(query, *args)
     finally:
         await connection.close()
+
+
+async def send(settings: Settings, topic: str, values: list[bytes]) -> None:
+    """Publish raw values to one of the platform topics (test input, valid or not)."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await publish_all(producer, [OutgoingMessage(settings.topic(topic), value) for value in values])
+    finally:
+        await producer.stop()
+
+
+async def read(settings: Settings, topic: str, count: int) -> list:
+    """The first `count` records of a topic, read by a fresh consumer group."""
+    consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", group_id=f"reader-{uuid.uuid4().hex}")
+    await consumer.start()
+    records = []
+    try:
+        async with asyncio.timeout(30):
+            while len(records) < count:
+                batch = await consumer.getmany(timeout_ms=1000)
+                records += [record for rs in batch.values() for record in rs]
+    finally:
+        await consumer.stop()
+    return records

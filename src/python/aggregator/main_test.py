@@ -1,0 +1,78 @@
+"""The aggregator's dedupe boundary and its no-row-left-PENDING guarantees, on the real stack."""
+
+import uuid
+
+from alerting.v1 import events_pb2
+
+import aggregator.main
+from common import topics
+from producer.alerts import build_alert
+from testsupport.services import fetch, read, running, send, wait_until
+
+
+def matched(client_id: str, alert, rule_ids=None) -> bytes:
+    return events_pb2.AlertMatched(schema_version=1, client_id=client_id, alert=alert,
+                                   rule_ids=rule_ids or [str(uuid.uuid4())], emails=["ops@x.io"]).SerializeToString()
+
+
+def settings_of(stack_settings, **overrides):
+    return aggregator.main.AggregatorSettings(**{**stack_settings.model_dump(), **overrides})
+
+
+async def rows(settings):
+    return await fetch(settings, "SELECT notification_id::text, client_id::text, alert_id, status FROM notifications")
+
+
+async def test_duplicate_alerts_and_redeliveries_make_one_notification(stack_settings):
+    client_id, alert = str(uuid.uuid4()), build_alert("HIGH", "db", "disk")
+    other_client = str(uuid.uuid4())
+    async with running(aggregator.main.run, settings_of(stack_settings)):
+        # The same (client, alert) three times, one in the same batch, and a second client.
+        await send(stack_settings, topics.ALERTS_MATCHED, [matched(client_id, alert)] * 2)
+        await send(stack_settings, topics.ALERTS_MATCHED, [matched(client_id, alert), matched(other_client, alert)])
+        ready = await read(stack_settings, topics.NOTIFICATIONS_READY, 3)
+    found = await rows(stack_settings)
+    assert sorted(r["client_id"] for r in found) == sorted([client_id, other_client])
+    # Every delivery of a still-PENDING row republishes it (the sender dedupes), never a new row.
+    ids = {events_pb2.NotificationReady.FromString(r.value).notification_id for r in ready}
+    assert ids == {r["notification_id"] for r in found}
+
+
+async def test_a_redelivered_batch_publishes_pending_rows_again_but_not_sent_ones(stack_settings):
+    pending_alert, sent_alert, client_id = build_alert("LOW", "a", "b"), build_alert("LOW", "c", "d"), str(uuid.uuid4())
+    async with running(aggregator.main.run, settings_of(stack_settings)):
+        await send(stack_settings, topics.ALERTS_MATCHED, [matched(client_id, pending_alert), matched(client_id, sent_alert)])
+        await read(stack_settings, topics.NOTIFICATIONS_READY, 2)
+        await fetch(stack_settings, "UPDATE notifications SET status = 'SENT' WHERE alert_id = $1", sent_alert.alert_id)
+        # As after a crash between the insert and the publish: the same messages again.
+        await send(stack_settings, topics.ALERTS_MATCHED, [matched(client_id, pending_alert), matched(client_id, sent_alert)])
+        ready = await read(stack_settings, topics.NOTIFICATIONS_READY, 3)
+    alert_ids = [events_pb2.NotificationReady.FromString(r.value).alert_id for r in ready]
+    assert sorted(alert_ids) == sorted([pending_alert.alert_id, sent_alert.alert_id, pending_alert.alert_id])
+
+
+async def test_the_sweeper_republishes_a_stranded_pending_row(stack_settings):
+    client_id = str(uuid.uuid4())
+    await fetch(stack_settings,
+                "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert, published_at)"
+                " VALUES ($1, 'stranded', '{}', '{ops@x.io}', '', now() - interval '1 hour')", client_id)
+    settings = settings_of(stack_settings, sweep_after_seconds=60, sweep_interval_seconds=0.2)
+    async with running(aggregator.main.run, settings):
+        [ready] = await read(stack_settings, topics.NOTIFICATIONS_READY, 1)
+    assert events_pb2.NotificationReady.FromString(ready.value).alert_id == "stranded"
+    [row] = await fetch(stack_settings, "SELECT published_at > now() - interval '1 minute' AS fresh FROM notifications")
+    assert row["fresh"]
+
+
+async def test_invalid_matches_are_dead_lettered_and_the_aggregator_keeps_going(stack_settings):
+    good = matched(str(uuid.uuid4()), build_alert("HIGH", "x", "y"))
+    bad_client = matched("not-a-uuid", build_alert("HIGH", "x", "y"))
+    async with running(aggregator.main.run, settings_of(stack_settings)):
+        await send(stack_settings, topics.ALERTS_MATCHED, [bad_client, good])
+        [dead] = await read(stack_settings, topics.dead_letter(topics.ALERTS_MATCHED), 1)
+        await wait_until(lambda: _one_row(stack_settings), 30, "the valid notification")
+    assert dict(dead.headers)["dlq.reason"] == b"client_id: not a UUID: 'not-a-uuid'"
+
+
+async def _one_row(settings) -> bool:
+    return len(await rows(settings)) == 1

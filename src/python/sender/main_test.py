@@ -1,0 +1,73 @@
+"""The sender against a real SMTP server (the sink) and the real database."""
+
+import asyncio
+import uuid
+
+from alerting.v1 import events_pb2
+
+import sender.main
+from common import topics
+from producer.alerts import build_alert
+from smtp_sink import mailbox
+from smtp_sink.main import start_sink
+from testsupport.services import fetch, free_port, running, send, wait_until
+
+
+async def pending_row(settings, alert_id="a1") -> str:
+    [row] = await fetch(
+        settings,
+        "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert)"
+        " VALUES ($1, $2, $3, '{ops@x.io,dev@x.io}', $4) RETURNING notification_id::text",
+        str(uuid.uuid4()), alert_id, [str(uuid.uuid4())], build_alert("CRITICAL", "db", "down").SerializeToString())
+    return row["notification_id"]
+
+
+def ready(notification_id: str) -> bytes:
+    return events_pb2.NotificationReady(schema_version=1, notification_id=notification_id).SerializeToString()
+
+
+async def status(settings, notification_id) -> str:
+    [row] = await fetch(settings, "SELECT status FROM notifications WHERE notification_id = $1", notification_id)
+    return row["status"]
+
+
+def sender_settings(stack_settings, port):
+    return sender.main.SenderSettings(**{**stack_settings.model_dump(), "smtp_port": port})
+
+
+async def test_sends_once_with_a_stable_message_id_and_marks_sent(stack_settings, tmp_path):
+    port = free_port()
+    sink, _ = await start_sink("127.0.0.1", port, tmp_path)
+    notification_id = await pending_row(stack_settings)
+    try:
+        async with running(sender.main.run, sender_settings(stack_settings, port)):
+            await send(stack_settings, topics.NOTIFICATIONS_READY, [ready(notification_id)] * 2)
+            await wait_until(lambda: _is_sent(stack_settings, notification_id), 30, "SENT")
+            # A redelivery of a SENT row sends nothing.
+            await send(stack_settings, topics.NOTIFICATIONS_READY, [ready(notification_id)])
+            await asyncio.sleep(1.0)
+    finally:
+        sink.close()
+    [mail] = mailbox.read_all(tmp_path)
+    assert mail["Message-ID"] == f"<{notification_id}@alerting.local>"
+    assert mail["To"] == "ops@x.io, dev@x.io"
+    assert mail["Subject"] == "[CRITICAL] db: down"
+
+
+async def test_smtp_outage_is_retried_and_the_row_stays_pending_until_sent(stack_settings, tmp_path):
+    port = free_port()  # nothing listens here yet
+    notification_id = await pending_row(stack_settings)
+    async with running(sender.main.run, sender_settings(stack_settings, port)):
+        await send(stack_settings, topics.NOTIFICATIONS_READY, [ready(notification_id)])
+        await asyncio.sleep(1.5)
+        assert await status(stack_settings, notification_id) == "PENDING"
+        sink, _ = await start_sink("127.0.0.1", port, tmp_path)
+        try:
+            await wait_until(lambda: _is_sent(stack_settings, notification_id), 30, "SENT after the outage")
+        finally:
+            sink.close()
+    assert len(mailbox.read_all(tmp_path)) == 1
+
+
+async def _is_sent(settings, notification_id) -> bool:
+    return await status(settings, notification_id) == "SENT"
