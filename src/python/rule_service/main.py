@@ -44,7 +44,6 @@ async def start_server(settings: RuleServiceSettings, service: RuleService) -> t
 
 
 async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:
-    GrpcAioInstrumentorServer().instrument()
     pool = await create_pool(settings)
     producer = make_producer(settings)
     await producer.start()
@@ -63,6 +62,7 @@ async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:
 
 
 def main() -> None:
+    GrpcAioInstrumentorServer().instrument()
     run_service("rule-service", RuleServiceSettings(), run)
 
 

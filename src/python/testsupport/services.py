@@ -38,6 +38,20 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+async def wait_for_port(port: int, timeout: float = 30) -> None:
+    """Until something accepts connections on 127.0.0.1:port."""
+
+    async def accepting() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    await wait_until(accepting, timeout, f"a server on port {port}")
+
+
 @asynccontextmanager
 async def rule_service_stub(settings: Settings) -> AsyncIterator[rule_service_pb2_grpc.RuleServiceStub]:
     """A running rule-service (with its outbox relay) on a free port, and a client of it."""
