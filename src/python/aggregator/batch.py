@@ -6,9 +6,9 @@ import uuid
 from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
-from alerting.v1 import events_pb2
 from google.protobuf.message import DecodeError
 
+from alerting.v1 import events_pb2
 from common.kafka import InvalidEvent
 from common.topics import SCHEMA_VERSION
 

@@ -14,10 +14,10 @@ import logging
 import uuid
 
 import asyncpg
-from alerting.v1 import events_pb2
 from opentelemetry import trace
 
 from aggregator.batch import NotificationRow, decode_alert_matched, insert_arguments, unique_rows
+from alerting.v1 import events_pb2
 from common import telemetry, topics
 from common.db import create_pool
 from common.failpoints import failpoint

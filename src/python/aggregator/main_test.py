@@ -2,9 +2,8 @@
 
 import uuid
 
-from alerting.v1 import events_pb2
-
 import aggregator.main
+from alerting.v1 import events_pb2
 from common import topics
 from producer.alerts import build_alert
 from testsupport.services import fetch, read, running, send, wait_until
@@ -41,11 +40,13 @@ async def test_duplicate_alerts_and_redeliveries_make_one_notification(stack_set
 async def test_a_redelivered_batch_publishes_pending_rows_again_but_not_sent_ones(stack_settings):
     pending_alert, sent_alert, client_id = build_alert("LOW", "a", "b"), build_alert("LOW", "c", "d"), str(uuid.uuid4())
     async with running(aggregator.main.run, settings_of(stack_settings)):
-        await send(stack_settings, topics.ALERTS_MATCHED, [matched(client_id, pending_alert), matched(client_id, sent_alert)])
+        both = [matched(client_id, pending_alert), matched(client_id, sent_alert)]
+        await send(stack_settings, topics.ALERTS_MATCHED, both)
         await read(stack_settings, topics.NOTIFICATIONS_READY, 2)
         await fetch(stack_settings, "UPDATE notifications SET status = 'SENT' WHERE alert_id = $1", sent_alert.alert_id)
         # As after a crash between the insert and the publish: the same messages again.
-        await send(stack_settings, topics.ALERTS_MATCHED, [matched(client_id, pending_alert), matched(client_id, sent_alert)])
+        both = [matched(client_id, pending_alert), matched(client_id, sent_alert)]
+        await send(stack_settings, topics.ALERTS_MATCHED, both)
         ready = await read(stack_settings, topics.NOTIFICATIONS_READY, 3)
     alert_ids = [events_pb2.NotificationReady.FromString(r.value).alert_id for r in ready]
     assert sorted(alert_ids) == sorted([pending_alert.alert_id, sent_alert.alert_id, pending_alert.alert_id])

@@ -13,7 +13,7 @@ RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", 
 def cell(value) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "RepeatedScalarContainer":
+    if isinstance(value, list | tuple) or type(value).__name__ == "RepeatedScalarContainer":
         return ",".join(value)
     return str(value)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import click
 import grpc
+
 from alerting.v1 import rule_service_pb2 as api
 from alerting.v1 import rule_service_pb2_grpc
-
 from cli.formatting import CLIENT_COLUMNS, RULE_COLUMNS, as_json, table
 from common.settings import Settings
 

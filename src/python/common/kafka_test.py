@@ -1,8 +1,8 @@
 import asyncio
 
 from aiokafka import TopicPartition
-from alerting.v1 import alert_pb2, events_pb2
 
+from alerting.v1 import alert_pb2, events_pb2
 from common import topics
 from common.kafka import BatchWorker, InvalidEvent, OutgoingMessage, make_consumer, make_producer, publish_all
 

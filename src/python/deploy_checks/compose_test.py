@@ -46,7 +46,8 @@ def test_services_reach_each_other_by_compose_names_and_ports():
 
 def test_prometheus_scrapes_every_service_on_its_metrics_port():
     config = yaml.safe_load(Path("deploy/prometheus/prometheus.yml").read_text())
-    targets = {target for job in config["scrape_configs"] for group in job["static_configs"] for target in group["targets"]}
+    groups = [group for job in config["scrape_configs"] for group in job["static_configs"]]
+    targets = {target for group in groups for target in group["targets"]}
     assert targets == {f"{name}:{ports.METRICS_PORTS[name]}" for name in APP_SERVICES}
 
 

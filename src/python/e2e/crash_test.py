@@ -11,12 +11,11 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from alerting.v1 import rule_service_pb2
-
 import aggregator.main  # noqa: F401  (the workers run from these modules, in subprocesses)
 import evaluator.main  # noqa: F401
 import rule_updater.main  # noqa: F401
 import sender.main  # noqa: F401
+from alerting.v1 import rule_service_pb2
 from producer.alerts import SEVERITIES, build_alert
 from producer.publisher import AlertPublisher
 from smtp_sink import mailbox
@@ -147,7 +146,7 @@ async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every
             stop_touching.set()
             await toucher
 
-            expected = {(client_id, alert.alert_id) for alert in alerts for client_id in reference_matches(rules, alert)}
+            expected = {(client, alert.alert_id) for alert in alerts for client in reference_matches(rules, alert)}
             assert len(expected) > 500
 
             async def all_sent():
@@ -156,7 +155,8 @@ async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every
 
             await wait_until(all_sent, 180, f"{len(expected)} SENT notifications")
             await asyncio.sleep(2)  # anything unexpected still in flight lands now
-            rows = await fetch(settings, "SELECT client_id::text, alert_id, status, notification_id::text FROM notifications")
+            rows = await fetch(
+                settings, "SELECT client_id::text, alert_id, status, notification_id::text FROM notifications")
             assert {(row["client_id"], row["alert_id"]) for row in rows} == expected
             assert len(rows) == len(expected)
             assert {row["status"] for row in rows} == {"SENT"}

@@ -5,13 +5,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from alerting.v1 import rule_service_pb2
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import aggregator.main
 import evaluator.main
 import rule_updater.main
 import sender.main
+from alerting.v1 import rule_service_pb2
 from common import telemetry
 from common.settings import Settings
 from producer.alerts import build_alert

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from aiokafka import ConsumerRecord
-from alerting.v1 import alert_pb2, events_pb2, rule_pb2
 from google.protobuf.message import DecodeError
 
+from alerting.v1 import alert_pb2, events_pb2, rule_pb2
 from common.kafka import InvalidEvent
 from common.topics import SCHEMA_VERSION
 from evaluator.matcher import ClientMatch, IndexedRule

@@ -12,9 +12,9 @@ import logging
 
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from alerting.v1 import events_pb2
 from opentelemetry import trace
 
+from alerting.v1 import events_pb2
 from common import telemetry, topics
 from common.failpoints import failpoint
 from common.kafka import BatchWorker, Delivery, InvalidEvent, OutgoingMessage, make_consumer, make_producer, publish_all

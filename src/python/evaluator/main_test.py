@@ -4,9 +4,9 @@ import uuid
 
 import asyncpg
 import redis.asyncio as redis
-from alerting.v1 import events_pb2, rule_pb2
 
 import evaluator.main
+from alerting.v1 import events_pb2, rule_pb2
 from common import topics
 from producer.alerts import alert_new, build_alert
 from rule_updater import snapshot

@@ -5,7 +5,8 @@ import pytest
 from evaluator.matcher import WILDCARD, IndexedRule, RuleIndex
 
 
-def rule(rule_id, client="c1", severity="HIGH", source="db", name="disk", emails=("ops@x.io",), enabled=True, version=1):
+def rule(rule_id, client="c1", severity="HIGH", source="db", name="disk", emails=("ops@x.io",), enabled=True,
+         version=1):
     return IndexedRule(rule_id, client, severity, source, name, tuple(emails), enabled, version)
 
 
@@ -79,14 +80,16 @@ def reference_match(rules, severity, source, name):
     """Independent naive matcher: scan every rule."""
     found = {}
     for r in rules.values():
-        if r.enabled and all(p in (WILDCARD, v) for p, v in ((r.severity, severity), (r.source, source), (r.name, name))):
+        pairs = ((r.severity, severity), (r.source, source), (r.name, name))
+        if r.enabled and all(pattern in (WILDCARD, value) for pattern, value in pairs):
             found.setdefault(r.client_id, []).append(r.rule_id)
     return {(client, tuple(sorted(ids))) for client, ids in found.items()}
 
 
 def test_agrees_with_a_naive_scan_on_random_rules_and_changes():
     rng = random.Random(7)
-    severities, sources, names = ["LOW", "MEDIUM", "HIGH", "CRITICAL"], [f"s{i}" for i in range(5)], [f"n{i}" for i in range(5)]
+    severities = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+    sources, names = [f"s{i}" for i in range(5)], [f"n{i}" for i in range(5)]
     index, live = RuleIndex(), {}
     for step in range(3000):
         rule_id = f"r{rng.randrange(400)}"

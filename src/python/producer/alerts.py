@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from alerting.v1 import alert_pb2, events_pb2
-
 from common.topics import SCHEMA_VERSION
 
 SEVERITIES = {"LOW": alert_pb2.SEVERITY_LOW, "MEDIUM": alert_pb2.SEVERITY_MEDIUM,

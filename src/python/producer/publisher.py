@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from alerting.v1 import alert_pb2
 from opentelemetry import trace
 
+from alerting.v1 import alert_pb2
 from common import topics
 from common.kafka import OutgoingMessage, make_producer, publish_all
 from common.settings import Settings

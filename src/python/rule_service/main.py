@@ -7,11 +7,11 @@ import asyncio
 import logging
 
 import grpc
-from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
 
+from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
 from common import ports
 from common.db import create_pool
 from common.kafka import make_producer

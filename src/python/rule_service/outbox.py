@@ -14,8 +14,8 @@ import asyncio
 import logging
 
 import asyncpg
-from alerting.v1 import events_pb2, rule_pb2
 
+from alerting.v1 import events_pb2, rule_pb2
 from common import topics
 from common.kafka import OutgoingMessage, publish_all
 from common.settings import Settings

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import asyncpg
 import grpc
-from alerting.v1 import events_pb2, rule_pb2, rule_service_pb2, rule_service_pb2_grpc
 
+from alerting.v1 import events_pb2, rule_pb2, rule_service_pb2, rule_service_pb2_grpc
 from rule_service import outbox, validation
 from rule_service.validation import InvalidField
 

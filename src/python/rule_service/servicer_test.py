@@ -5,10 +5,11 @@ import uuid
 
 import grpc
 import pytest
-from alerting.v1 import events_pb2, rule_service_pb2 as api
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from alerting.v1 import events_pb2
+from alerting.v1 import rule_service_pb2 as api
 from common import topics
 from rule_service.main import RuleServiceSettings, run
 from testsupport.services import fetch, free_port, read, rule_service_stub, running
@@ -105,7 +106,8 @@ async def test_changes_reach_rule_changed_in_commit_order_even_when_committed_wh
         await read(stack_settings, topics.RULE_CHANGED, 6)
 
     # A change committed while no relay runs (as after a crash between commit and publish).
-    await fetch(stack_settings, "UPDATE rule_outbox SET published_at = NULL WHERE seq = (SELECT max(seq) FROM rule_outbox)")
+    await fetch(stack_settings,
+                "UPDATE rule_outbox SET published_at = NULL WHERE seq = (SELECT max(seq) FROM rule_outbox)")
     async with rule_service_stub(stack_settings):
         records = await read(stack_settings, topics.RULE_CHANGED, 7)
         await asyncio.sleep(0.5)

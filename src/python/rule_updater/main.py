@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import redis.asyncio as redis
-from alerting.v1 import events_pb2
 
+from alerting.v1 import events_pb2
 from common import topics
 from common.failpoints import failpoint
 from common.kafka import BatchWorker, Delivery, make_consumer, make_producer

@@ -3,9 +3,9 @@
 import uuid
 
 import redis.asyncio as redis
-from alerting.v1 import events_pb2, rule_pb2
 
 import rule_updater.main
+from alerting.v1 import events_pb2, rule_pb2
 from common import topics
 from rule_updater import snapshot
 from testsupport.services import read, running, send, wait_until
@@ -37,7 +37,8 @@ async def test_changes_are_applied_incrementally_and_duplicates_ignored(stack_se
                        [change(1, UPSERT, first), change(2, UPSERT, second), change(3, UPSERT, first, "web")])
             await wait_until(lambda: version_is(3), 30, "version 3")
             # A redelivered older change and a delete.
-            await send(stack_settings, topics.RULE_CHANGED, [change(2, UPSERT, second, "stale"), change(4, DELETE, second)])
+            stale_then_delete = [change(2, UPSERT, second, "stale"), change(4, DELETE, second)]
+            await send(stack_settings, topics.RULE_CHANGED, stale_then_delete)
             await wait_until(lambda: version_is(4), 30, "version 4")
         loaded = await snapshot.load(client, stack_settings)
     finally:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import asyncpg
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from alerting.v1 import events_pb2, rule_pb2
 from google.protobuf.message import DecodeError
 
+from alerting.v1 import events_pb2, rule_pb2
 from common import topics
 from common.settings import Settings
 

@@ -15,11 +15,11 @@ import uuid
 import aiosmtplib
 import asyncpg
 from aiokafka import ConsumerRecord
-from alerting.v1 import alert_pb2, events_pb2
 from google.protobuf.message import DecodeError
 from opentelemetry import trace
 from prometheus_client import Counter
 
+from alerting.v1 import alert_pb2, events_pb2
 from common import telemetry, topics
 from common.db import create_pool
 from common.failpoints import failpoint

@@ -3,9 +3,8 @@
 import asyncio
 import uuid
 
-from alerting.v1 import events_pb2
-
 import sender.main
+from alerting.v1 import events_pb2
 from common import topics
 from producer.alerts import build_alert
 from smtp_sink import mailbox

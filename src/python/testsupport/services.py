@@ -11,15 +11,17 @@ from contextlib import asynccontextmanager
 import asyncpg
 import grpc
 from aiokafka import AIOKafkaConsumer
-from alerting.v1 import rule_service_pb2_grpc
 
+from alerting.v1 import rule_service_pb2_grpc
 from common.kafka import OutgoingMessage, make_producer, publish_all
 from common.service import Lifecycle
 from common.settings import Settings
 
 
 @asynccontextmanager
-async def running(run: Callable[[Settings, Lifecycle], Awaitable[None]], settings: Settings) -> AsyncIterator[Lifecycle]:
+async def running(
+    run: Callable[[Settings, Lifecycle], Awaitable[None]], settings: Settings
+) -> AsyncIterator[Lifecycle]:
     """Run a service's `run(settings, lifecycle)` as a task; stop it gracefully on exit."""
     lifecycle = Lifecycle()
     task = asyncio.create_task(run(settings, lifecycle))
