@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     metrics_port: int = 0
     otel_exporter: Literal["otlp", "console", "none"] = "none"
     otel_endpoint: str = "http://127.0.0.1:4317"
+    # Fraction of new traces recorded (alerts started by the producer); the rest propagate unsampled.
+    otel_sample_ratio: float = 1.0
     log_level: str = "INFO"
 
     def topic(self, name: str) -> str:

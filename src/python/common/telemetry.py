@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from common.settings import Settings
@@ -54,13 +55,18 @@ def setup_tracing(service_name: str, settings: Settings, exporter: SpanExporter 
 
     `exporter` overrides the configured one (tests pass an in-memory exporter).
     """
+    # Spans are always recorded, so trace ids travel in Kafka headers and into the
+    # notifications table even when nothing is exported.
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service_name}),
+        sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)),
+    )
     if exporter is None:
         exporter = _configured_exporter(settings)
     if exporter is not None:
-        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
         processor = SimpleSpanProcessor(exporter) if _is_in_memory(exporter) else BatchSpanProcessor(exporter)
         provider.add_span_processor(processor)
-        trace.set_tracer_provider(provider)
+    trace.set_tracer_provider(provider)
     _instrument_libraries()
 
 

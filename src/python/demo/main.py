@@ -47,7 +47,7 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
     for alert, trace_id in zip(alerts, trace_ids, strict=True):
         severity = alert_pb2.Severity.Name(alert.severity).removeprefix("SEVERITY_")
         say(f"alert    {alert.alert_id}  {alert.source}/{alert.name} {severity}  trace {trace_id}")
-    say("         (the first alert is published twice; the last matches no rule)")
+    say("         (the first alert is published twice; web/latency matches no rule)")
 
     connection = await asyncpg.connect(settings.database_url)
     try:
