@@ -38,10 +38,12 @@ def make_producer(settings: Settings, **overrides) -> AIOKafkaProducer:
 
 
 def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides) -> AIOKafkaConsumer:
-    """A group consumer that never commits on its own: the loop commits after durable progress."""
+    """A group consumer that never commits on its own: the loop commits after durable progress.
+
+    Consumer groups are broker-wide, so the group id carries the topic prefix too."""
     options = dict(
         bootstrap_servers=settings.kafka_bootstrap,
-        group_id=group_id,
+        group_id=settings.topic(group_id),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,

@@ -11,7 +11,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALERTING_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:9092"
-    # Prepended to every topic name, so that tests can share one broker.
+    # Prepended to every topic name and consumer group, so that tests can share one broker.
     topic_prefix: str = ""
     database_url: str = "postgresql://alerting:alerting@127.0.0.1:5432/alerting"
     database_pool_size: int = 10

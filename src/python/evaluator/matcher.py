@@ -92,14 +92,26 @@ class RuleIndex:
 
     def match(self, severity: str, source: str, name: str) -> list[ClientMatch]:
         """Every client with a matching enabled rule, each with all its matching rules."""
+        buckets = self._buckets
+        # One probe per shape, keys spelled out: this is the evaluator's hot path.
+        candidates = (
+            buckets[1].get((severity,)),
+            buckets[2].get((source,)),
+            buckets[3].get((severity, source)),
+            buckets[4].get((name,)),
+            buckets[5].get((severity, name)),
+            buckets[6].get((source, name)),
+            buckets[7].get((severity, source, name)),
+        )
         by_client: dict[str, list[IndexedRule]] = {}
-        for shape, buckets in self._buckets.items():
-            if not buckets:
-                continue
-            matched = buckets.get(key_of(shape, severity, source, name))
+        for matched in candidates:
             if matched:
                 for rule in matched:
-                    by_client.setdefault(rule.client_id, []).append(rule)
+                    rules = by_client.get(rule.client_id)
+                    if rules is None:
+                        by_client[rule.client_id] = [rule]
+                    else:
+                        rules.append(rule)
         return [
             ClientMatch(
                 client_id=client_id,

@@ -1,0 +1,62 @@
+"""Synthetic rules and alerts shaped like a real tenant mix, for the benchmarks."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+from evaluator.matcher import IndexedRule
+
+SEVERITIES = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+# (severity, source, name) concrete or wildcard, with how often tenants write each shape.
+# Tenants watch their own sources, so rules without a concrete source are rare; a rule
+# like "every HIGH alert of every source" would notify a tenant of all the others' alerts.
+SHAPES = [
+    ((True, True, True), 0.35),
+    ((False, True, True), 0.25),
+    ((True, True, False), 0.20),
+    ((False, True, False), 0.18),
+    ((False, False, True), 0.01),
+    ((True, False, True), 0.01),
+]
+SOURCES_PER_CLIENT = 5
+NAMES = 2000
+
+
+def client_sources(client_number: int) -> list[str]:
+    return [f"tenant-{client_number}-service-{i}" for i in range(SOURCES_PER_CLIENT)]
+
+
+def names(count: int = NAMES) -> list[str]:
+    return [f"check-{i}" for i in range(count)]
+
+
+def make_rules(count: int, clients: int = 10_000, seed: int = 1) -> list[IndexedRule]:
+    rng = random.Random(seed)
+    client_ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(clients)]
+    name_pool = names()
+    shapes, weights = zip(*SHAPES, strict=True)
+    rules = []
+    for number, shape in enumerate(rng.choices(shapes, weights, k=count)):
+        client = client_ids[number % clients]
+        rules.append(IndexedRule(
+            rule_id=str(uuid.UUID(int=rng.getrandbits(128))),
+            client_id=client,
+            severity=rng.choice(SEVERITIES) if shape[0] else "*",
+            source=rng.choice(client_sources(number % clients)) if shape[1] else "*",
+            name=rng.choice(name_pool) if shape[2] else "*",
+            emails=(f"oncall@{client[:8]}.example",),
+            enabled=True,
+            version=1,
+        ))
+    return rules
+
+
+def make_alerts(count: int, clients: int = 10_000, seed: int = 2) -> list[tuple[str, str, str]]:
+    """Alerts from the tenants' sources, with names from the shared pool."""
+    rng = random.Random(seed)
+    name_pool = names()
+    return [
+        (rng.choice(SEVERITIES), rng.choice(client_sources(rng.randrange(clients))), rng.choice(name_pool))
+        for _ in range(count)
+    ]
