@@ -5,10 +5,8 @@ reference matcher written here, independent of the evaluator's index."""
 
 import asyncio
 import itertools
-import os
 import random
 import signal
-import sys
 from dataclasses import dataclass, field
 
 import aggregator.main  # noqa: F401  (the workers run from these modules, in subprocesses)
@@ -20,7 +18,15 @@ from producer.alerts import SEVERITIES, build_alert
 from producer.publisher import AlertPublisher
 from smtp_sink import mailbox
 from smtp_sink.main import start_sink
-from testsupport.services import fetch, free_port, rule_service_stub, wait_until
+from testsupport.services import (
+    fetch,
+    free_port,
+    rule_service_stub,
+    service_environment,
+    spawn_service,
+    stop_process,
+    wait_until,
+)
 
 STEPS = {
     "rule_updater.main": ["after_consume", "after_db_write", "before_commit"],
@@ -42,10 +48,7 @@ class Supervisor:
 
     async def start(self, failpoint: str = "") -> None:
         env = dict(self.env, ALERTING_FAILPOINT=failpoint, ALERTING_METRICS_PORT=str(free_port()))
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", self.module, env=env,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-        )
+        self.process = await spawn_service(self.module, env)
 
     async def crash_at_every_step(self, rng: random.Random) -> None:
         """One life per step, each ended by SIGKILL at that step; then a clean life."""
@@ -61,12 +64,8 @@ class Supervisor:
         await self.start()
 
     async def stop(self) -> None:
-        if self.process and self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.process.wait(), 30)
-            except TimeoutError:
-                self.process.kill()
+        if self.process:
+            await stop_process(self.process)
 
 
 def reference_matches(rules, alert) -> set[str]:
@@ -113,18 +112,12 @@ async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every
     smtp_port = free_port()
     sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
     settings = stack_settings.model_copy(update={"smtp_port": smtp_port, "batch_max_records": 50})
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ALERTING_")}
-    env.update({
-        "PYTHONPATH": os.pathsep.join(sys.path),
-        "ALERTING_TOPIC_PREFIX": settings.topic_prefix,
-        "ALERTING_REDIS_KEY_PREFIX": settings.redis_key_prefix,
-        "ALERTING_DATABASE_URL": settings.database_url,
-        "ALERTING_SMTP_PORT": str(smtp_port),
-        "ALERTING_BATCH_MAX_RECORDS": "50",
-        "ALERTING_RETRY_MAX_SECONDS": "1",
-        "ALERTING_SWEEP_AFTER_SECONDS": "20",
-        "ALERTING_SWEEP_INTERVAL_SECONDS": "5",
-    })
+    env = service_environment(
+        settings,
+        ALERTING_RETRY_MAX_SECONDS="1",
+        ALERTING_SWEEP_AFTER_SECONDS="20",
+        ALERTING_SWEEP_INTERVAL_SECONDS="5",
+    )
     supervisors = [Supervisor(module, env) for module in STEPS]
     async with rule_service_stub(settings) as stub:
         rules = await create_rules(stub, rng)

@@ -39,14 +39,8 @@ def decode_alert_new(record: ConsumerRecord) -> events_pb2.AlertNew:
 
 def indexed_rule(rule: rule_pb2.Rule) -> IndexedRule:
     return IndexedRule(
-        rule_id=rule.rule_id,
-        client_id=rule.client_id,
-        severity=rule.severity,
-        source=rule.source,
-        name=rule.name,
-        emails=tuple(rule.emails),
-        enabled=rule.enabled,
-        version=rule.version,
+        rule.rule_id, rule.client_id, rule.severity, rule.source, rule.name, tuple(rule.emails), rule.enabled,
+        rule.version,
     )
 
 

@@ -107,3 +107,16 @@ def test_agrees_with_a_naive_scan_on_random_rules_and_changes():
         for source in sources + ["other"]:
             for name in names:
                 assert matched(index, severity, source, name) == reference_match(live, severity, source, name)
+
+
+def test_bulk_load_matches_like_upserts():
+    rules = [rule(f"r{i}", client=f"c{i % 3}", source=f"s{i % 4}", enabled=i % 5 != 0) for i in range(40)]
+    loaded, upserted = RuleIndex(), RuleIndex()
+    loaded.load(rules)
+    for r in rules:
+        upserted.upsert(r)
+    assert len(loaded) == len(upserted) == 40
+    for source in ("s0", "s1", "s2", "s3"):
+        assert loaded.match("HIGH", source, "disk") == upserted.match("HIGH", source, "disk")
+    loaded.delete("r1")
+    assert "r1" not in {rule_id for m in loaded.match("HIGH", "s1", "disk") for rule_id in m.rule_ids}

@@ -110,13 +110,19 @@ async def apply_changes(
 
 
 async def write_full(client: redis.Redis, settings: Settings, snapshot: Snapshot) -> None:
-    """Replace the whole snapshot in one transaction."""
+    """Replace the whole snapshot: written beside it in chunks, then swapped in atomically,
+    so readers never see half of it and Redis is never blocked for the whole write."""
     snapshot_key, version_key, meta_key = keys(settings)
+    staging_key = f"{snapshot_key}:staging"
+    await client.delete(staging_key)
+    for start in range(0, len(snapshot.rules), LOAD_CHUNK):
+        chunk = snapshot.rules[start : start + LOAD_CHUNK]
+        await client.hset(staging_key, mapping={rule.rule_id: rule.SerializeToString() for rule in chunk})
     async with client.pipeline(transaction=True) as pipe:
-        pipe.delete(snapshot_key)
-        for start in range(0, len(snapshot.rules), LOAD_CHUNK):
-            chunk = snapshot.rules[start : start + LOAD_CHUNK]
-            pipe.hset(snapshot_key, mapping={rule.rule_id: rule.SerializeToString() for rule in chunk})
+        if snapshot.rules:
+            pipe.rename(staging_key, snapshot_key)
+        else:
+            pipe.delete(snapshot_key)
         pipe.set(version_key, snapshot.version)
         pipe.hset(meta_key, mapping={"next_offset": snapshot.next_offset, "count": len(snapshot.rules)})
         await pipe.execute()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -38,6 +40,42 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def service_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a service process that runs on `settings`' slice of the stack."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ALERTING_")}
+    env.update({
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "ALERTING_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "ALERTING_TOPIC_PREFIX": settings.topic_prefix,
+        "ALERTING_REDIS_URL": settings.redis_url,
+        "ALERTING_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "ALERTING_DATABASE_URL": settings.database_url,
+        "ALERTING_SMTP_PORT": str(settings.smtp_port),
+        "ALERTING_BATCH_MAX_RECORDS": str(settings.batch_max_records),
+        "ALERTING_METRICS_PORT": str(free_port()),
+    })
+    env.update(extra)
+    return env
+
+
+async def spawn_service(module: str, env: dict[str, str], quiet: bool = True) -> asyncio.subprocess.Process:
+    """A service (`python -m <module>`) as a real process, as the platform runs it."""
+    output = asyncio.subprocess.DEVNULL if quiet else None
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env, stdout=output, stderr=output)
+
+
+async def stop_process(process: asyncio.subprocess.Process, timeout: float = 30) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it takes longer than `timeout`."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 async def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -93,16 +131,24 @@ async def send(settings: Settings, topic: str, values: list[bytes]) -> None:
 
 
 async def read(settings: Settings, topic: str, count: int) -> list:
-    """The first `count` records of a topic, read by a fresh consumer group."""
+    """At least `count` records of a topic, waiting for them, and every other record it
+    holds by then: read from the start by a fresh consumer group."""
     consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
                                 auto_offset_reset="earliest", group_id=f"reader-{uuid.uuid4().hex}")
     await consumer.start()
     records = []
+
+    async def more() -> None:
+        batch = await consumer.getmany(timeout_ms=1000)
+        records.extend(record for rs in batch.values() for record in rs)
+
     try:
         async with asyncio.timeout(30):
             while len(records) < count:
-                batch = await consumer.getmany(timeout_ms=1000)
-                records += [record for rs in batch.values() for record in rs]
+                await more()
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+                await more()
     finally:
         await consumer.stop()
     return records

@@ -1,0 +1,179 @@
+"""End to end with every service running as its own process: the sustained rate from
+`alerts.new` to SENT, then p50/p99 latency at half that rate, beside the raw broker rate
+(the same messages produced and consumed with the same client, no processing), in one run.
+
+    deploy/local-stack up && ./pants run bench/end_to_end.py      (about 3 minutes)
+It uses its own topics (production partition counts), database, Redis keys and SMTP sink;
+all are removed afterwards. Each alert matches one client through two overlapping rules
+half of the time, so there is one notification per alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC
+
+import grpc
+
+import aggregator.main  # noqa: F401  (the services run from these modules, in subprocesses)
+import evaluator.main  # noqa: F401
+import rule_service.main  # noqa: F401
+import rule_updater.main  # noqa: F401
+import sender.main  # noqa: F401
+import smtp_sink.main  # noqa: F401
+from alerting.v1 import alert_pb2, rule_service_pb2, rule_service_pb2_grpc
+from common import topics
+from common.kafka import OutgoingMessage, make_consumer, make_producer, publish_all
+from common.settings import Settings
+from producer.alerts import alert_new, build_alert
+from producer.main import run_load
+from testsupport import stack
+from testsupport.services import fetch, free_port, service_environment, spawn_service, stop_process, wait_until
+
+# As deploy/topics.txt creates them.
+PARTITIONS = {topics.ALERTS_NEW: 6, topics.RULE_CHANGED: 1, topics.ALERTS_MATCHED: 6, topics.NOTIFICATIONS_READY: 6}
+CLIENTS = 100  # each watches its own source, src-<n>
+THROUGHPUT_ALERTS = 40_000
+LATENCY_SECONDS = 20
+RAW_MESSAGES = 40_000
+WORKERS = ("rule_updater.main", "evaluator.main", "aggregator.main", "sender.main")
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+async def raw_broker_rate(settings: Settings) -> float:
+    """Messages/s produced and consumed concurrently through one topic, no processing."""
+    value = alert_new(build_alert("HIGH", "src-1", "name-1")).SerializeToString()
+    topic = settings.topic("raw")
+    await stack.create_topics(settings, {"raw": PARTITIONS[topics.ALERTS_NEW]})
+    consumer = make_consumer(settings, "raw-bench", "raw")
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    try:
+        started = time.perf_counter()
+
+        async def consume() -> None:
+            received = 0
+            while received < RAW_MESSAGES:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=settings.batch_max_records)
+                received += sum(len(records) for records in batch.values())
+                if batch:
+                    await consumer.commit()
+
+        async def produce() -> None:
+            for start in range(0, RAW_MESSAGES, 500):
+                messages = [OutgoingMessage(topic, value, key=str(n).encode()) for n in range(start, start + 500)]
+                await publish_all(producer, messages)
+
+        await asyncio.gather(consume(), produce())
+        return RAW_MESSAGES / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def create_rules(address: str) -> None:
+    """Client n: every alert of src-<n>, and HIGH alerts of src-<n> again (an overlap)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 60)
+        stub = rule_service_pb2_grpc.RuleServiceStub(channel)
+        for number in range(CLIENTS):
+            client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name=f"bench-{number}"))
+            for severity in ("*", "HIGH"):
+                await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
+                    client_id=client.client_id, severity=severity, source=f"src-{number}", name="*",
+                    emails=[f"oncall@tenant-{number}.example"]))
+
+
+async def sent_count(settings: Settings) -> int:
+    return (await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'"))[0]["n"]
+
+
+async def until_sent(settings: Settings, total: int, timeout: float) -> float:
+    """Wait until `total` notifications are SENT; the perf_counter time it was seen."""
+
+    async def reached() -> bool:
+        return await sent_count(settings) >= total
+
+    await wait_until(reached, timeout, f"{total} SENT notifications")
+    return time.perf_counter()
+
+
+async def latencies_since(settings: Settings, since) -> list[float]:
+    """Seconds from each alert's event time (its publication) to SENT."""
+    rows = await fetch(settings, "SELECT alert, sent_at FROM notifications WHERE created_at >= $1", since)
+    latencies = []
+    for row in rows:
+        event_ts = alert_pb2.Alert.FromString(row["alert"]).event_ts.ToDatetime(tzinfo=UTC)
+        latencies.append((row["sent_at"] - event_ts).total_seconds())
+    return latencies
+
+
+async def main() -> None:
+    base = Settings()
+    tag = stack.unique_name("e2e")
+    settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}.",
+                                       "smtp_port": free_port()})
+    processes = []
+    database_url = await stack.create_database(base.database_url, tag)
+    try:
+        stack.migrate_up(database_url)
+        settings = settings.model_copy(update={"database_url": database_url})
+        await stack.create_topics(settings, PARTITIONS)
+        raw = await raw_broker_rate(settings)
+        log(f"raw broker: {raw:,.0f} messages/s produced and consumed")
+
+        with tempfile.TemporaryDirectory() as mail_dir:
+            grpc_port = free_port()
+            processes.append(await spawn_service("smtp_sink.main", service_environment(
+                settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=mail_dir)))
+            processes.append(await spawn_service("rule_service.main", service_environment(
+                settings, ALERTING_GRPC_PORT=str(grpc_port))))
+            await create_rules(f"127.0.0.1:{grpc_port}")
+            for module in WORKERS:
+                processes.append(await spawn_service(module, service_environment(settings)))
+
+            # Warm-up: the first alerts prove every service is up and has the rules.
+            await run_load(settings, 200, 200.0, CLIENTS, 50, 0.0, seed=1, progress=False)
+            await until_sent(settings, 200, 120)
+
+            log(f"throughput: {THROUGHPUT_ALERTS:,} alerts as fast as they can be published")
+            started = time.perf_counter()
+            load = await run_load(settings, THROUGHPUT_ALERTS, 1e9, CLIENTS, 50, 0.0, seed=2, progress=False)
+            finished = await until_sent(settings, 200 + THROUGHPUT_ALERTS, 600)
+            sustained = THROUGHPUT_ALERTS / (finished - started)
+            log(f"  published at {load['rate']:,.0f}/s, all SENT after {finished - started:.1f} s: "
+                f"{sustained:,.0f} notifications/s")
+
+            half = sustained / 2
+            count = int(half * LATENCY_SECONDS)
+            log(f"latency: {count:,} alerts at {half:,.0f}/s")
+            since = (await fetch(settings, "SELECT now() AS t"))[0]["t"]
+            already = await sent_count(settings)
+            await run_load(settings, count, half, CLIENTS, 50, 0.0, seed=3, progress=False)
+            await until_sent(settings, already + count, 600)
+            latencies = sorted(await latencies_since(settings, since))
+    finally:
+        await asyncio.gather(*(stop_process(process) for process in reversed(processes)))
+        await stack.delete_redis_keys(settings)
+        await stack.delete_topics(settings)
+        await stack.drop_database(base.database_url, tag)
+
+    p50 = statistics.median(latencies)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    log(f"  p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms over {len(latencies):,} notifications")
+    print("| raw broker (produce+consume) | sustained alerts → SENT | ratio | latency at half load: p50 | p99 |")
+    print("|---:|---:|---:|---:|---:|")
+    print(f"| {raw:,.0f} msg/s | {sustained:,.0f} notifications/s | {sustained / raw:.2f} "
+          f"| {p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,98 @@
+"""Evaluator warm start with 1M rules: from the Redis snapshot versus a Postgres scan of
+the rules table (the fallback when the snapshot is missing), in the same run.
+
+    deploy/local-stack up && ./pants run bench/warm_start.py      (about 4 minutes)
+Uses its own Redis keys and a throwaway database; both are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+
+import asyncpg
+import redis.asyncio as redis
+from workloads import make_rules
+
+from alerting.v1 import rule_pb2
+from common.settings import Settings
+from evaluator.main import index_from_rules
+from rule_updater import snapshot
+from testsupport import stack
+
+RULES = 1_000_000
+REPETITIONS = 3
+
+
+def as_message(rule) -> rule_pb2.Rule:
+    return rule_pb2.Rule(rule_id=rule.rule_id, client_id=rule.client_id, severity=rule.severity, source=rule.source,
+                         name=rule.name, emails=rule.emails, enabled=rule.enabled, version=rule.version)
+
+
+async def fill_database(url: str, rules) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        clients = sorted({rule.client_id for rule in rules})
+        await connection.copy_records_to_table(
+            "clients", records=[(uuid.UUID(c), "bench") for c in clients], columns=["client_id", "name"])
+        await connection.copy_records_to_table(
+            "rules",
+            records=[(uuid.UUID(r.rule_id), uuid.UUID(r.client_id), r.severity, r.source, r.name, list(r.emails))
+                     for r in rules],
+            columns=["rule_id", "client_id", "severity", "source", "name", "emails"])
+    finally:
+        await connection.close()
+
+
+async def timed(what: str, operation) -> float:
+    seconds = []
+    for _ in range(REPETITIONS):
+        started = time.perf_counter()
+        index = await operation()
+        seconds.append(time.perf_counter() - started)
+        assert len(index) == RULES, len(index)
+        del index
+    print(f"{what}: {', '.join(f'{s:.2f}' for s in seconds)} s", file=sys.stderr)
+    return statistics.median(seconds)
+
+
+async def main() -> None:
+    base = Settings()
+    tag = stack.unique_name("bench")
+    settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}."})
+    rules = make_rules(RULES)
+    client = redis.from_url(settings.redis_url)
+    database_url = await stack.create_database(base.database_url, tag)
+    try:
+        stack.migrate_up(database_url)
+        await fill_database(database_url, rules)
+        settings = settings.model_copy(update={"database_url": database_url})
+        await stack.create_topics(settings)
+        await snapshot.write_full(client, settings, snapshot.Snapshot([as_message(r) for r in rules], 0, 0))
+        del rules
+
+        async def from_snapshot():
+            loaded = await snapshot.load(client, settings)
+            return index_from_rules(loaded.rules)
+
+        async def from_postgres():
+            rebuilt = await snapshot.rebuild_from_database(client, settings)
+            return index_from_rules(rebuilt.rules)
+
+        warm = await timed("from the Redis snapshot", from_snapshot)
+        scan = await timed("from a Postgres scan (and rewriting the snapshot)", from_postgres)
+    finally:
+        await stack.delete_redis_keys(settings)
+        await client.aclose()
+        await stack.drop_database(base.database_url, tag)
+        await stack.delete_topics(settings)
+    print(f"| rules | ready from Redis snapshot (median of {REPETITIONS}) | ready from Postgres scan | ratio |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {RULES:,} | {warm:.2f} s | {scan:.2f} s | {scan / warm:.1f}× |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
