@@ -11,6 +11,7 @@ half of the time, so there is one notification per alert.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -26,7 +27,7 @@ import rule_updater.main  # noqa: F401
 import sender.main  # noqa: F401
 import smtp_sink.main  # noqa: F401
 from alerting.v1 import alert_pb2, rule_service_pb2, rule_service_pb2_grpc
-from common import topics
+from common import telemetry, topics
 from common.kafka import OutgoingMessage, make_consumer, make_producer, publish_all
 from common.settings import Settings
 from producer.alerts import alert_new, build_alert
@@ -45,6 +46,20 @@ WORKERS = ("rule_updater.main", "evaluator.main", "aggregator.main", "sender.mai
 
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU time every core of the machine spent on anything but idling, so far."""
+    with open("/proc/stat") as stat:
+        user, nice, system, idle, iowait, *rest = (int(v) for v in stat.readline().split()[1:])
+    return (user + nice + system + sum(rest[:3])) / os.sysconf("SC_CLK_TCK")
 
 
 async def raw_broker_rate(settings: Settings) -> float:
@@ -118,6 +133,7 @@ async def latencies_since(settings: Settings, since) -> list[float]:
 
 async def main() -> None:
     base = Settings()
+    telemetry.setup_tracing("alert-producer", base)  # as the producer's CLI does
     tag = stack.unique_name("e2e")
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}.",
                                        "smtp_port": free_port()})
@@ -132,6 +148,7 @@ async def main() -> None:
 
         with tempfile.TemporaryDirectory() as mail_dir:
             grpc_port = free_port()
+            names = ["smtp-sink", "rule-service", *(module.removesuffix(".main") for module in WORKERS)]
             processes.append(await spawn_service("smtp_sink.main", service_environment(
                 settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=mail_dir)))
             processes.append(await spawn_service("rule_service.main", service_environment(
@@ -145,10 +162,15 @@ async def main() -> None:
             await until_sent(settings, 200, 120)
 
             log(f"throughput: {THROUGHPUT_ALERTS:,} alerts as fast as they can be published")
+            cpu_before = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
             started = time.perf_counter()
             load = await run_load(settings, THROUGHPUT_ALERTS, 1e9, CLIENTS, 50, 0.0, seed=2, progress=False)
             finished = await until_sent(settings, 200 + THROUGHPUT_ALERTS, 600)
             sustained = THROUGHPUT_ALERTS / (finished - started)
+            cpu_after = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
+            cpu_per_alert = {name: (after - before) / THROUGHPUT_ALERTS * 1e6 for name, before, after in
+                             zip([*names, "producer (this script)", "whole machine"], cpu_before, cpu_after,
+                                 strict=True)}
             log(f"  published at {load['rate']:,.0f}/s, all SENT after {finished - started:.1f} s: "
                 f"{sustained:,.0f} notifications/s")
 
@@ -169,6 +191,10 @@ async def main() -> None:
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]
     log(f"  p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms over {len(latencies):,} notifications")
+    print("| CPU per notification, throughput phase | " + " | ".join(cpu_per_alert) + " |")
+    print("|---|" + "---:|" * len(cpu_per_alert))
+    print("| µs | " + " | ".join(f"{micros:,.0f}" for micros in cpu_per_alert.values()) + " |")
+    print()
     print("| raw broker (produce+consume) | sustained alerts → SENT | ratio | latency at half load: p50 | p99 |")
     print("|---:|---:|---:|---:|---:|")
     print(f"| {raw:,.0f} msg/s | {sustained:,.0f} notifications/s | {sustained / raw:.2f} "

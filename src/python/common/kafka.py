@@ -56,6 +56,14 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides) 
     return AIOKafkaConsumer(*[settings.topic(topic) for topic in topics], **options)
 
 
+async def start_clients(settings: Settings, *clients: AIOKafkaProducer | AIOKafkaConsumer,
+                        stop: asyncio.Event | None = None) -> None:
+    """Start each Kafka client, retrying with backoff while the broker cannot be reached,
+    so a service started before Kafka (or during an outage) waits instead of dying."""
+    for client in clients:
+        await retry_until_done(client.start, settings, what=f"starting a Kafka {type(client).__name__}", stop=stop)
+
+
 @dataclass(frozen=True)
 class OutgoingMessage:
     topic: str

@@ -1,13 +1,25 @@
-"""The email of one notification (pure)."""
+"""The email of one notification, as the bytes that go over SMTP (pure).
+
+Rendered from a fixed template rather than through `email.message.EmailMessage`, whose
+header registry cost the sender ~0.4 ms of CPU per email (most of its work). The
+standard library still does the encoding: RFC 2047 for header values that need it,
+quoted-printable for the body, RFC 5322 dates.
+"""
 
 from __future__ import annotations
 
+import quopri
+import re
 from datetime import UTC
-from email.message import EmailMessage
+from email.header import Header
+from email.utils import formatdate
 
 from alerting.v1 import alert_pb2
 
 SEVERITY_NAMES = {value: name.removeprefix("SEVERITY_") for name, value in alert_pb2.Severity.items()}
+# Alert fields come from upstream systems: no control character may reach a header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_MAX_HEADER_VALUE = 400
 
 
 def message_id(notification_id: str) -> str:
@@ -15,16 +27,16 @@ def message_id(notification_id: str) -> str:
     return f"<{notification_id}@alerting.local>"
 
 
-def build_email(
-    notification_id: str, sender: str, recipients: list[str], alert: alert_pb2.Alert, rule_ids: list[str]
-) -> EmailMessage:
-    severity = SEVERITY_NAMES.get(alert.severity, str(alert.severity))
-    message = EmailMessage()
-    message["Subject"] = f"[{severity}] {alert.source}: {alert.name}"
-    message["From"] = sender
-    message["To"] = ", ".join(recipients)
-    message["Message-ID"] = message_id(notification_id)
-    message["X-Alert-Id"] = alert.alert_id
+def header_value(value: str) -> str:
+    """A safe header value: control characters folded to spaces, long values cut, non-ASCII
+    encoded (RFC 2047) and long lines folded."""
+    value = _CONTROL.sub(" ", value)[:_MAX_HEADER_VALUE]
+    if value.isascii() and len(value) < 900:
+        return value
+    return Header(value, "utf-8").encode()
+
+
+def body_text(severity: str, alert: alert_pb2.Alert, rule_ids: list[str]) -> str:
     event_time = alert.event_ts.ToDatetime(tzinfo=UTC).isoformat() if alert.HasField("event_ts") else "unknown"
     lines = [
         f"Severity:  {severity}",
@@ -37,5 +49,24 @@ def build_email(
         lines.append("Context:")
         lines += [f"  {key} = {value}" for key, value in sorted(alert.context.items())]
     lines.append("Matched rules: " + ", ".join(rule_ids))
-    message.set_content("\n".join(lines) + "\n")
-    return message
+    return "\n".join(lines) + "\n"
+
+
+def render_email(
+    notification_id: str, sender: str, recipients: list[str], alert: alert_pb2.Alert, rule_ids: list[str]
+) -> bytes:
+    severity = SEVERITY_NAMES.get(alert.severity, str(alert.severity))
+    headers = [
+        ("From", header_value(sender)),
+        ("To", header_value(", ".join(recipients))),
+        ("Subject", header_value(f"[{severity}] {alert.source}: {alert.name}")),
+        ("Date", formatdate(usegmt=True)),
+        ("Message-ID", message_id(notification_id)),
+        ("X-Alert-Id", header_value(alert.alert_id)),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", 'text/plain; charset="utf-8"'),
+        ("Content-Transfer-Encoding", "quoted-printable"),
+    ]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+    body = quopri.encodestring(body_text(severity, alert, rule_ids).encode("utf-8")).replace(b"\n", b"\r\n")
+    return head + b"\r\n" + body

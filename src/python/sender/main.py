@@ -26,7 +26,8 @@ from common.failpoints import failpoint
 from common.kafka import BatchWorker, Delivery, InvalidEvent, make_consumer, make_producer
 from common.service import Lifecycle, run_service
 from common.settings import Settings
-from sender.email_message import build_email
+from sender.email_message import render_email
+from sender.smtp_pool import SmtpConnections
 
 log = logging.getLogger("sender")
 tracer = trace.get_tracer("sender")
@@ -69,9 +70,10 @@ WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING'
 
 
 class EmailSender:
-    def __init__(self, settings: SenderSettings, pool: asyncpg.Pool) -> None:
+    def __init__(self, settings: SenderSettings, pool: asyncpg.Pool, smtp: SmtpConnections) -> None:
         self.settings = settings
         self.pool = pool
+        self.smtp = smtp
 
     async def handle(self, deliveries: list[Delivery[events_pb2.NotificationReady]]) -> None:
         contexts = {str(uuid.UUID(d.message.notification_id)): d.trace_context for d in deliveries}
@@ -95,28 +97,25 @@ class EmailSender:
         failures: list[BaseException] = []
 
         async def connection_worker() -> None:
-            smtp = aiosmtplib.SMTP(
-                hostname=self.settings.smtp_host,
-                port=self.settings.smtp_port,
-                timeout=self.settings.smtp_timeout_seconds,
-                start_tls=self.settings.smtp_starttls,
-            )
+            smtp = None
             try:
-                await smtp.connect()
-                if self.settings.smtp_username:
-                    await smtp.login(self.settings.smtp_username, self.settings.smtp_password)
                 while not queue.empty():
                     row = queue.get_nowait()
-                    await self.send_one(smtp, row, contexts)
+                    smtp = smtp or await self.smtp.acquire()
+                    try:
+                        await self.send_one(smtp, row, contexts)
+                    except aiosmtplib.SMTPServerDisconnected:
+                        # A kept connection the server has since closed: once more on a new one.
+                        smtp = await self.smtp.acquire()
+                        await self.send_one(smtp, row, contexts)
                     sent.append(str(row["notification_id"]))
             except (aiosmtplib.SMTPException, OSError) as error:
                 failures.append(error)
+                if smtp is not None:
+                    smtp.close()
             finally:
-                if smtp.is_connected:
-                    try:
-                        await smtp.quit()
-                    except (aiosmtplib.SMTPException, OSError):
-                        smtp.close()
+                if smtp is not None:
+                    self.smtp.release(smtp)
 
         workers = min(self.settings.smtp_connections, len(rows))
         await asyncio.gather(*(connection_worker() for _ in range(workers)))
@@ -131,12 +130,13 @@ class EmailSender:
             alert = alert_pb2.Alert.FromString(row["alert"])
             span.set_attribute("alerting.notification_id", notification_id)
             span.set_attribute("alerting.alert_id", alert.alert_id)
-            message = build_email(
-                notification_id, self.settings.smtp_sender, list(row["emails"]), alert,
+            recipients = list(row["emails"])
+            message = render_email(
+                notification_id, self.settings.smtp_sender, recipients, alert,
                 [str(rule_id) for rule_id in row["rule_ids"]],
             )
             with tracer.start_as_current_span("smtp send", kind=trace.SpanKind.CLIENT):
-                await smtp.send_message(message)
+                await smtp.sendmail(self.settings.smtp_sender, recipients, message)
             EMAILS_SENT.inc()
 
 
@@ -144,6 +144,10 @@ async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
     pool = await create_pool(settings)
     consumer = make_consumer(settings, GROUP, topics.NOTIFICATIONS_READY)
     producer = make_producer(settings)  # dead letters
+    smtp = SmtpConnections(
+        host=settings.smtp_host, port=settings.smtp_port, timeout=settings.smtp_timeout_seconds,
+        start_tls=settings.smtp_starttls, username=settings.smtp_username, password=settings.smtp_password,
+    )
     await producer.start()
     await consumer.start()
     try:
@@ -153,7 +157,7 @@ async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
             consumer=consumer,
             producer=producer,
             decode=decode_notification_ready,
-            handle=EmailSender(settings, pool).handle,
+            handle=EmailSender(settings, pool, smtp).handle,
             stop=lifecycle.stop,
         )
         lifecycle.healthy = lambda: worker.last_batch_ok
@@ -161,6 +165,7 @@ async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
     finally:
         await consumer.stop()
         await producer.stop()
+        await smtp.close()
         await pool.close()
 
 

@@ -30,10 +30,11 @@ class MailboxHandler:
         self.received = 0
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        path = await asyncio.to_thread(mailbox.store, self.directory, envelope.original_content or envelope.content)
+        # A small file, no fsync: written inline, which is cheaper than a hop to a thread.
+        path = mailbox.store(self.directory, envelope.original_content or envelope.content)
         self.received += 1
         RECEIVED.inc()
-        log.info("mail from %s to %s kept as %s", envelope.mail_from, ", ".join(envelope.rcpt_tos), path.name)
+        log.debug("mail from %s to %s kept as %s", envelope.mail_from, ", ".join(envelope.rcpt_tos), path.name)
         return "250 Message accepted for delivery"
 
 
@@ -45,6 +46,8 @@ async def start_sink(host: str, port: int, directory: Path) -> tuple[asyncio.Ser
 
 
 async def run(settings: SinkSettings, lifecycle: Lifecycle) -> None:
+    # aiosmtpd logs every SMTP command at INFO: a fifth of the sink's work under load.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     server, _ = await start_sink(settings.listen_host, settings.smtp_sink_port, settings.mail_dir)
     log.info("SMTP sink on %s:%d keeping mail in %s", settings.listen_host, settings.smtp_sink_port, settings.mail_dir)
     try:

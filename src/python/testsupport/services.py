@@ -54,6 +54,7 @@ def service_environment(settings: Settings, **extra: str) -> dict[str, str]:
         "ALERTING_DATABASE_URL": settings.database_url,
         "ALERTING_SMTP_PORT": str(settings.smtp_port),
         "ALERTING_BATCH_MAX_RECORDS": str(settings.batch_max_records),
+        "ALERTING_OTEL_SAMPLE_RATIO": str(settings.otel_sample_ratio),
         "ALERTING_METRICS_PORT": str(free_port()),
     })
     env.update(extra)
