@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from common.retry import retry_until_done
 from common.settings import Settings
 
 
-async def create_pool(settings: Settings, **overrides) -> asyncpg.Pool:
+async def create_pool(settings: Settings, stop: asyncio.Event | None = None, **overrides) -> asyncpg.Pool:
     options = dict(min_size=1, max_size=settings.database_pool_size, command_timeout=60)
     options.update(overrides)
 
     async def connect() -> asyncpg.Pool:
         return await asyncpg.create_pool(settings.database_url, **options)
 
-    return await retry_until_done(connect, settings, what="connecting to Postgres")
+    return await retry_until_done(connect, settings, what="connecting to Postgres", stop=stop)

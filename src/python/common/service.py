@@ -8,6 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from common import ports, telemetry
+from common.retry import Stopping
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ def run_service(
         try:
             log.info("%s starting", name)
             await body(settings, lifecycle)
+        except Stopping:
+            log.info("%s asked to stop while still waiting for a dependency", name)
         finally:
             server.close()
             telemetry.shutdown_tracing()

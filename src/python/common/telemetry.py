@@ -34,7 +34,7 @@ MESSAGES_DEAD_LETTERED = Counter(
 )
 BATCH_SECONDS = Histogram(
     "alerting_batch_seconds",
-    "Time from receiving a batch to committing it.",
+    "Time from receiving a batch to the end of its durable step (the commit follows).",
     ["service", "topic"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

@@ -20,6 +20,7 @@ def test_renders_a_standard_plain_text_email():
     assert mail["To"] == "a@x.io, b@x.io"
     assert mail["Message-ID"] == "<0b6f2c1e-0000-4000-8000-000000000001@alerting.local>"
     assert mail["Date"].datetime is not None
+    assert mail["Content-Transfer-Encoding"] == "7bit"
     body = mail.get_content()
     assert "Time:      2026-11-24T10:00:00+00:00" in body
     assert "  host = db-1" in body
@@ -31,6 +32,7 @@ def test_non_ascii_survives_and_control_characters_cannot_inject_headers():
     mail = parsed(render_email("n1", "alerts@alerting.local", ["a@x.io"], alert, ["r1"]))
     assert mail["Subject"] == "[HIGH] base de données: disque plein Bcc: victim@evil.example"
     assert mail["Bcc"] is None
+    assert mail["Content-Transfer-Encoding"] == "quoted-printable"
     assert "Source:    base de données" in mail.get_content()
 
 

@@ -23,7 +23,7 @@ from alerting.v1 import alert_pb2, events_pb2
 from common import telemetry, topics
 from common.db import create_pool
 from common.failpoints import failpoint
-from common.kafka import BatchWorker, Delivery, InvalidEvent, make_consumer, make_producer
+from common.kafka import BatchWorker, Delivery, InvalidEvent, make_consumer, make_producer, start_clients
 from common.service import Lifecycle, run_service
 from common.settings import Settings
 from sender.email_message import render_email
@@ -141,15 +141,14 @@ class EmailSender:
 
 
 async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
-    pool = await create_pool(settings)
+    pool = await create_pool(settings, stop=lifecycle.stop)
     consumer = make_consumer(settings, GROUP, topics.NOTIFICATIONS_READY)
     producer = make_producer(settings)  # dead letters
     smtp = SmtpConnections(
         host=settings.smtp_host, port=settings.smtp_port, timeout=settings.smtp_timeout_seconds,
         start_tls=settings.smtp_starttls, username=settings.smtp_username, password=settings.smtp_password,
     )
-    await producer.start()
-    await consumer.start()
+    await start_clients(settings, producer, consumer, stop=lifecycle.stop)
     try:
         worker = BatchWorker(
             service="sender",
