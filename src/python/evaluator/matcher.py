@@ -72,10 +72,11 @@ class RuleIndex:
     def rules(self):
         return self._rules.values()
 
-    def load(self, rules: Iterable[IndexedRule]) -> None:
-        """Bulk-add rules with distinct ids to an empty index (warm start): no version checks."""
-        for rule in rules:
-            self._add(rule)
+    def load(self, rows: Iterable[tuple]) -> None:
+        """Bulk-add rules with distinct ids to an empty index (warm start), without version
+        checks. A row holds IndexedRule's fields in order: a plain tuple will do."""
+        for row in rows:
+            self._add(self._compact(*row))
 
     def upsert(self, rule: IndexedRule) -> bool:
         """Add or replace a rule; an older version than the one held is ignored."""
@@ -86,7 +87,7 @@ class RuleIndex:
             return False
         if current is not None:
             self._unlink(current)
-        self._add(rule)
+        self._add(self._compact(*rule))
         return True
 
     def delete(self, rule_id: str, version: int = 0) -> bool:
@@ -129,7 +130,6 @@ class RuleIndex:
         ]
 
     def _add(self, rule: IndexedRule) -> None:
-        rule = self._compact(rule)
         self._rules[rule.rule_id] = rule
         if rule.enabled:
             shape = shape_of(rule)
@@ -146,16 +146,8 @@ class RuleIndex:
         if not bucket:
             del self._buckets[shape][key]
 
-    def _compact(self, rule: IndexedRule) -> IndexedRule:
-        """Share the strings many rules repeat (clients, patterns, email lists)."""
-        emails = self._interned.setdefault(rule.emails, rule.emails)
-        return IndexedRule(
-            rule_id=rule.rule_id,
-            client_id=sys.intern(rule.client_id),
-            severity=sys.intern(rule.severity),
-            source=sys.intern(rule.source),
-            name=sys.intern(rule.name),
-            emails=emails,
-            enabled=rule.enabled,
-            version=rule.version,
-        )
+    def _compact(self, rule_id, client_id, severity, source, name, emails, enabled, version) -> IndexedRule:
+        """The rule, sharing the strings many rules repeat (clients, patterns, email lists)."""
+        intern = sys.intern
+        return IndexedRule(rule_id, intern(client_id), intern(severity), intern(source), intern(name),
+                           self._interned.setdefault(emails, emails), enabled, version)
