@@ -12,6 +12,10 @@ from alerting.v1 import events_pb2
 from common.kafka import InvalidEvent
 from common.topics import SCHEMA_VERSION
 
+# Well inside what one btree entry of the (client_id, alert_id) unique index can hold (2704
+# bytes); a longer alert_id would fail its insert on every redelivery.
+MAX_ALERT_ID_BYTES = 1024
+
 
 def decode_alert_matched(record: ConsumerRecord) -> events_pb2.AlertMatched:
     try:
@@ -23,6 +27,9 @@ def decode_alert_matched(record: ConsumerRecord) -> events_pb2.AlertMatched:
     _require_uuid(event.client_id, "client_id")
     if not event.alert.alert_id:
         raise InvalidEvent("alert.alert_id: missing")
+    _require_storable(event.alert.alert_id, "alert.alert_id")
+    if len(event.alert.alert_id.encode()) > MAX_ALERT_ID_BYTES:
+        raise InvalidEvent(f"alert.alert_id: longer than {MAX_ALERT_ID_BYTES} bytes")
     if not event.rule_ids:
         raise InvalidEvent("rule_ids: empty")
     for position, rule_id in enumerate(event.rule_ids):
@@ -31,6 +38,8 @@ def decode_alert_matched(record: ConsumerRecord) -> events_pb2.AlertMatched:
         raise InvalidEvent("emails: empty")
     if any("," in email for email in event.emails):
         raise InvalidEvent("emails: an address contains a comma")
+    for position, email in enumerate(event.emails):
+        _require_storable(email, f"emails[{position}]")
     return event
 
 
@@ -39,6 +48,12 @@ def _require_uuid(value: str, field: str) -> None:
         uuid.UUID(value)
     except ValueError as error:
         raise InvalidEvent(f"{field}: not a UUID: {value!r}") from error
+
+
+def _require_storable(value: str, field: str) -> None:
+    """Postgres text cannot hold NUL: such a row would fail its insert on every redelivery."""
+    if "\x00" in value:
+        raise InvalidEvent(f"{field}: contains U+0000 (NUL), which Postgres text cannot store")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,15 @@ from alerting.v1 import events_pb2
 from common import telemetry, topics
 from common.db import create_pool
 from common.failpoints import failpoint
-from common.kafka import BatchWorker, Delivery, OutgoingMessage, make_consumer, make_producer, publish_all
+from common.kafka import (
+    BatchWorker,
+    Delivery,
+    OutgoingMessage,
+    make_consumer,
+    make_producer,
+    publish_all,
+    start_clients,
+)
 from common.service import Lifecycle, run_service
 from common.settings import Settings
 
@@ -137,6 +145,8 @@ class NotificationRecorder:
 
 
 async def sweep_forever(recorder: NotificationRecorder, settings: AggregatorSettings, stop: asyncio.Event) -> None:
+    """Sweep every interval until stopped. Whatever fails one sweep (Postgres, Kafka, a bug) is
+    logged and the next interval tries again: the task must outlive any one error."""
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), settings.sweep_interval_seconds)
@@ -146,33 +156,40 @@ async def sweep_forever(recorder: NotificationRecorder, settings: AggregatorSett
             return
         try:
             await recorder.sweep(settings.sweep_after_seconds)
-        except (OSError, asyncpg.PostgresError) as error:
+        except Exception as error:
             log.warning("sweep failed, trying again later: %r", error)
 
 
-async def run(settings: AggregatorSettings, lifecycle: Lifecycle) -> None:
-    pool = await create_pool(settings)
-    consumer = make_consumer(settings, GROUP, topics.ALERTS_MATCHED)
-    producer = make_producer(settings)
-    await producer.start()
-    await consumer.start()
-    recorder = NotificationRecorder(settings, pool, producer)
+async def record_and_sweep(settings: AggregatorSettings, lifecycle: Lifecycle, consumer, producer,
+                           recorder: NotificationRecorder) -> None:
+    """Consume `alerts.matched` until stopped, with the sweeper running beside the worker."""
     sweeper = asyncio.create_task(sweep_forever(recorder, settings, lifecycle.stop))
+    worker = BatchWorker(
+        service="aggregator",
+        settings=settings,
+        consumer=consumer,
+        producer=producer,
+        decode=decode_alert_matched,
+        handle=recorder.handle,
+        stop=lifecycle.stop,
+    )
+    # A sweeper that ended would leave stranded rows PENDING: that is unhealthy, not silent.
+    lifecycle.healthy = lambda: worker.last_batch_ok and not sweeper.done()
     try:
-        worker = BatchWorker(
-            service="aggregator",
-            settings=settings,
-            consumer=consumer,
-            producer=producer,
-            decode=decode_alert_matched,
-            handle=recorder.handle,
-            stop=lifecycle.stop,
-        )
-        lifecycle.healthy = lambda: worker.last_batch_ok
         await worker.run()
     finally:
         lifecycle.stop.set()
         await sweeper
+
+
+async def run(settings: AggregatorSettings, lifecycle: Lifecycle) -> None:
+    pool = await create_pool(settings, stop=lifecycle.stop)
+    consumer = make_consumer(settings, GROUP, topics.ALERTS_MATCHED)
+    producer = make_producer(settings)
+    try:
+        await start_clients(settings, producer, consumer, stop=lifecycle.stop)
+        await record_and_sweep(settings, lifecycle, consumer, producer, NotificationRecorder(settings, pool, producer))
+    finally:
         await consumer.stop()
         await producer.stop()
         await pool.close()

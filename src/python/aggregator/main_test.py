@@ -1,12 +1,19 @@
 """The aggregator's dedupe boundary and its no-row-left-PENDING guarantees, on the real stack."""
 
+import asyncio
 import uuid
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError
 
 import aggregator.main
 from alerting.v1 import events_pb2
 from common import topics
+from common.retry import Stopping
+from common.service import Lifecycle
 from producer.alerts import build_alert
-from testsupport.services import fetch, read, running, send, wait_until
+from testsupport import stack
+from testsupport.services import fetch, free_port, read, running, send, wait_until
 
 
 def matched(client_id: str, alert, rule_ids=None) -> bytes:
@@ -20,6 +27,13 @@ def settings_of(stack_settings, **overrides):
 
 async def rows(settings):
     return await fetch(settings, "SELECT notification_id::text, client_id::text, alert_id, status FROM notifications")
+
+
+async def single_partition(settings):
+    """The same slice of the stack with one-partition topics: records are consumed in the order sent."""
+    settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}single."})
+    await stack.create_topics(settings, {topics.ALERTS_MATCHED: 1, topics.NOTIFICATIONS_READY: 1})
+    return settings
 
 
 async def has_rows(settings, count: int) -> bool:
@@ -73,14 +87,56 @@ async def test_the_sweeper_republishes_a_stranded_pending_row(stack_settings):
     assert row["fresh"]
 
 
-async def test_invalid_matches_are_dead_lettered_and_the_aggregator_keeps_going(stack_settings):
+class FlakyRecorder:
+    """Its first sweeps fail as a Kafka timeout and a bug would; the next one stops the sweeper."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self.stop = stop
+        self.failures = [KafkaTimeoutError(), RuntimeError("a bug")]
+        self.sweeps = 0
+
+    async def sweep(self, after_seconds: float) -> int:
+        self.sweeps += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        self.stop.set()
+        return 0
+
+
+async def test_the_sweeper_survives_any_failed_sweep_and_tries_again():
+    stop = asyncio.Event()
+    recorder = FlakyRecorder(stop)
+    settings = aggregator.main.AggregatorSettings(sweep_interval_seconds=0.01)
+    await asyncio.wait_for(aggregator.main.sweep_forever(recorder, settings, stop), 10)
+    assert recorder.sweeps == 3
+
+
+async def test_an_aggregator_started_while_kafka_is_unreachable_waits_for_it(stack_settings):
+    lifecycle = Lifecycle()
+    settings = settings_of(stack_settings, kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens
+    starting = asyncio.create_task(aggregator.main.run(settings, lifecycle))
+    await asyncio.sleep(2)
+    assert not starting.done(), "the aggregator gave up on Kafka"
+    lifecycle.stop.set()
+    with pytest.raises(Stopping):
+        await asyncio.wait_for(starting, 30)
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (matched("not-a-uuid", build_alert("HIGH", "x", "y")), b"client_id: not a UUID: 'not-a-uuid'"),
+    # Postgres would refuse its insert on every redelivery: it must not stall the partition.
+    (matched(str(uuid.uuid4()), build_alert("HIGH", "x", "y", alert_id="nul\x00id")),
+     b"alert.alert_id: contains U+0000 (NUL), which Postgres text cannot store"),
+])
+async def test_invalid_matches_are_dead_lettered_and_the_aggregator_keeps_going(stack_settings, bad, reason):
+    settings = await single_partition(stack_settings)  # the valid match comes after the bad one
     good = matched(str(uuid.uuid4()), build_alert("HIGH", "x", "y"))
-    bad_client = matched("not-a-uuid", build_alert("HIGH", "x", "y"))
-    async with running(aggregator.main.run, settings_of(stack_settings)):
-        await send(stack_settings, topics.ALERTS_MATCHED, [bad_client, good])
-        [dead] = await read(stack_settings, topics.dead_letter(topics.ALERTS_MATCHED), 1)
+    async with running(aggregator.main.run, settings_of(settings)):
+        await send(settings, topics.ALERTS_MATCHED, [bad, good])
+        [dead] = await read(settings, topics.dead_letter(topics.ALERTS_MATCHED), 1)
         await wait_until(lambda: _one_row(stack_settings), 30, "the valid notification")
-    assert dict(dead.headers)["dlq.reason"] == b"client_id: not a UUID: 'not-a-uuid'"
+    assert dict(dead.headers)["dlq.reason"] == reason
+    assert dead.value == bad
 
 
 async def _one_row(settings) -> bool:

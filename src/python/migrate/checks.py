@@ -45,12 +45,12 @@ def check_migrations(filenames: list[str]) -> list[str]:
     for number in sorted(set(ups) | set(downs)):
         if len(ups[number]) > 1:
             problems.append(f"duplicate number {number:06d}: {', '.join(ups[number])}")
-        if not ups[number]:
-            problems.append(f"{downs[number][0]}: rollback without its migration")
-            continue
-        stem = ups[number][0].removesuffix(".sql")
-        if f"{stem}.rollback.sql" not in downs[number]:
-            problems.append(f"{ups[number][0]}: missing its rollback {stem}.rollback.sql")
+        for up in ups[number]:
+            rollback = f"{up.removesuffix('.sql')}.rollback.sql"
+            if rollback not in downs[number]:
+                problems.append(f"{up}: missing its rollback {rollback}")
+        for down in downs[number]:
+            problems += _rollback_problems(down, ups[number])
 
     for owner in RANGES:
         numbers = sorted(n for n in ups if owner.first <= n <= owner.last)
@@ -60,3 +60,12 @@ def check_migrations(filenames: list[str]) -> list[str]:
                 problems.append(f"gap in {owner.owner}: {expected:06d} is missing before {number:06d}")
             expected = number + 1
     return problems
+
+
+def _rollback_problems(rollback: str, ups_of_its_number: list[str]) -> list[str]:
+    """yoyo pairs a rollback with the migration of exactly its name; any other is never run."""
+    if not ups_of_its_number:
+        return [f"{rollback}: rollback without its migration"]
+    if f"{rollback.removesuffix('.rollback.sql')}.sql" not in ups_of_its_number:
+        return [f"{rollback}: name differs from its migration {', '.join(ups_of_its_number)}"]
+    return []

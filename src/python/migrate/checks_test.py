@@ -36,6 +36,25 @@ def test_missing_rollback_and_orphan_rollback():
     assert "000003_y.rollback.sql: rollback without its migration" in problems
 
 
+def test_a_rollback_named_unlike_its_migration_is_reported():
+    files = [f for f in CLEAN if f != "000002_create_rules.rollback.sql"] + ["000002_create_rule.rollback.sql"]
+    assert check_migrations(files) == [
+        "000002_create_rules.sql: missing its rollback 000002_create_rules.rollback.sql",
+        "000002_create_rule.rollback.sql: name differs from its migration 000002_create_rules.sql",
+    ]
+
+
+def test_a_second_rollback_of_one_number_is_reported_even_beside_the_right_one():
+    problems = check_migrations(CLEAN + ["000002_old_name.rollback.sql"])
+    assert problems == ["000002_old_name.rollback.sql: name differs from its migration 000002_create_rules.sql"]
+
+
+def test_every_rollback_without_a_migration_is_reported():
+    problems = check_migrations(CLEAN + ["000003_y.rollback.sql", "000003_z.rollback.sql"])
+    assert problems == ["000003_y.rollback.sql: rollback without its migration",
+                        "000003_z.rollback.sql: rollback without its migration"]
+
+
 def test_bad_names_are_reported():
     problems = check_migrations(CLEAN + ["7_Add Things.sql"])
     assert problems == ["7_Add Things.sql: name must be NNNNNN_lower_snake.sql or NNNNNN_lower_snake.rollback.sql"]

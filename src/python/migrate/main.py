@@ -36,11 +36,17 @@ def cli(context: click.Context, database_url: str, migrations_dir: str) -> None:
     context.obj = {"database_url": database_url, "dir": migrations_dir}
 
 
-def _open(context: click.Context):
+def _migrations_folder(context: click.Context) -> tuple[Path, list[str]]:
+    """The folder and the names of its *.sql files; a missing folder is an error, not an empty one."""
     directory = Path(context.obj["dir"])
     if not directory.is_dir():
         raise click.ClickException(f"migrations folder {directory} not found (use --dir or ALERTING_MIGRATIONS_DIR)")
-    problems = check_migrations([p.name for p in directory.glob("*.sql")])
+    return directory, [path.name for path in directory.glob("*.sql")]
+
+
+def _open(context: click.Context):
+    directory, filenames = _migrations_folder(context)
+    problems = check_migrations(filenames)
     if problems:
         raise click.ClickException("inconsistent migrations:\n  " + "\n  ".join(problems))
     return get_backend(yoyo_url(context.obj["database_url"])), read_migrations(str(directory))
@@ -84,14 +90,14 @@ def status(context: click.Context) -> None:
 @cli.command()
 @click.pass_context
 def check(context: click.Context) -> None:
-    """Fail on gaps, duplicates, missing rollbacks or numbers outside their owner's range."""
-    directory = Path(context.obj["dir"])
-    problems = check_migrations([p.name for p in directory.glob("*.sql")])
+    """Fail on a missing folder, gaps, duplicates, unpaired rollbacks or numbers outside their owner's range."""
+    directory, filenames = _migrations_folder(context)
+    problems = check_migrations(filenames)
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
         sys.exit(1)
-    click.echo(f"{directory}: {len(list(directory.glob('*.sql')))} files, consistent")
+    click.echo(f"{directory}: {len(filenames)} files, consistent")
 
 
 def main() -> None:

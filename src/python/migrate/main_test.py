@@ -79,6 +79,13 @@ def test_check_passes_on_the_real_folder_and_fails_on_a_gap(tmp_path):
     assert "000002 is missing before 000003" in result.output
 
 
+def test_check_fails_on_a_missing_folder(tmp_path):
+    result = CliRunner().invoke(cli, ["--dir", str(tmp_path / "nowhere"), "check"])
+    assert result.exit_code == 1
+    assert f"migrations folder {tmp_path / 'nowhere'} not found" in result.output
+    assert "consistent" not in result.output
+
+
 def test_up_refuses_an_inconsistent_folder(empty_database, tmp_path):
     (tmp_path / "000001_a.sql").write_text("CREATE TABLE a (x int);")
     result = CliRunner().invoke(cli, ["--database-url", empty_database, "--dir", str(tmp_path), "up"])

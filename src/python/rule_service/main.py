@@ -14,7 +14,7 @@ from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
 from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
 from common import ports
 from common.db import create_pool
-from common.kafka import make_producer
+from common.kafka import make_producer, start_clients
 from common.service import Lifecycle, run_service
 from common.settings import Settings
 from rule_service.outbox import OutboxRelay
@@ -43,10 +43,8 @@ async def start_server(settings: RuleServiceSettings, service: RuleService) -> t
     return server, port
 
 
-async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:
-    pool = await create_pool(settings)
-    producer = make_producer(settings)
-    await producer.start()
+async def serve(settings: RuleServiceSettings, lifecycle: Lifecycle, pool, producer) -> None:
+    """Serve gRPC and relay the outbox until stopped."""
     relay = OutboxRelay(settings, producer)
     relaying = asyncio.create_task(relay.run(lifecycle.stop))
     server, port = await start_server(settings, RuleService(pool, relay.wake))
@@ -57,6 +55,15 @@ async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:
     finally:
         await server.stop(settings.grace_seconds)
         await relaying
+
+
+async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:
+    pool = await create_pool(settings, stop=lifecycle.stop)
+    producer = make_producer(settings)
+    try:
+        await start_clients(settings, producer, stop=lifecycle.stop)
+        await serve(settings, lifecycle, pool, producer)
+    finally:
         await producer.stop()
         await pool.close()
 

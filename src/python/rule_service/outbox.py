@@ -5,7 +5,10 @@ advisory lock, so outbox seqs are assigned in commit order. One relay (the holde
 session-level advisory lock, across all rule-service instances) publishes unpublished
 rows in seq order and then marks them published. A crash between commit and publish
 leaves the row unpublished for the next relay; a crash between publish and marking
-publishes it twice, which consumers ignore by seq.
+publishes it twice. The repeats are harmless: the rule-updater's Lua script skips a change
+whose seq is not above `rules:version`; the evaluator's index compares the rule `version`,
+skipping an upsert older than the one it holds or not newer than the rule's deletion (the
+same version applied again changes nothing).
 """
 
 from __future__ import annotations

@@ -115,6 +115,10 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         client_id = validation.require_uuid(request.client_id, "client_id")
         version = validation.expected_version(request.expected_version, required=False)
         async with self.pool.acquire() as connection, connection.transaction():
+            # Lock the client before reading its rules: an uncommitted rule insert holds a key-share
+            # lock on the client row, so this waits for it, and the next statement (a new snapshot)
+            # sees its rule. Afterwards no rule can be added, and the cascade removes exactly `rules`.
+            await connection.execute("SELECT 1 FROM clients WHERE client_id = $1 FOR UPDATE", client_id)
             rules = await connection.fetch("SELECT rule_id FROM rules WHERE client_id = $1 FOR UPDATE", client_id)
             deleted = await connection.fetchval(
                 "DELETE FROM clients WHERE client_id = $1 AND ($2 = 0 OR version = $2) RETURNING client_id",

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 
+import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -11,8 +12,12 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from alerting.v1 import events_pb2
 from alerting.v1 import rule_service_pb2 as api
 from common import topics
+from common.retry import Stopping
+from common.service import Lifecycle
+from rule_service import outbox
 from rule_service.main import RuleServiceSettings, run
-from testsupport.services import fetch, free_port, read, rule_service_stub, running
+from rule_service.servicer import RULE_COLUMNS, UPSERT, rule_message
+from testsupport.services import fetch, free_port, read, rule_service_stub, running, wait_until
 
 
 async def status_of(call) -> tuple[grpc.StatusCode, str]:
@@ -57,7 +62,8 @@ async def test_crud_round_trip_and_errors(stack_settings):
     "overrides, field",
     [({"severity": "URGENT"}, "severity"), ({"severity": "*", "source": "*", "name": "*"}, "rule"),
      ({"emails": []}, "emails"), ({"emails": ["ok@x.io", "broken"]}, "emails[1]"),
-     ({"source": "s" * 300}, "source"), ({"client_id": "not-a-uuid"}, "client_id")],
+     ({"source": "s" * 300}, "source"), ({"client_id": "not-a-uuid"}, "client_id"),
+     ({"source": "db\x00"}, "source"), ({"emails": ["ops\x00@x.io"]}, "emails[0]")],
 )
 async def test_invalid_rules_are_invalid_argument_naming_the_field(stack_settings, overrides, field):
     async with rule_service_stub(stack_settings) as stub:
@@ -65,6 +71,12 @@ async def test_invalid_rules_are_invalid_argument_naming_the_field(stack_setting
         code, details = await status_of(stub.CreateRule(rule_request(client.client_id, **overrides)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert details.startswith(f"{field}:")
+
+
+async def test_a_client_name_with_nul_is_invalid_argument_naming_the_field(stack_settings):
+    async with rule_service_stub(stack_settings) as stub:
+        code, details = await status_of(stub.CreateClient(api.CreateClientRequest(name="acme\x00")))
+    assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "name: contains the control character U+0000")
 
 
 async def test_pagination_returns_every_rule_exactly_once(stack_settings):
@@ -98,6 +110,18 @@ async def test_health_checking_and_reflection(stack_settings):
     assert "alerting.v1.RuleService" in services and "grpc.health.v1.Health" in services
 
 
+async def test_a_rule_service_started_while_kafka_is_unreachable_waits_for_it(stack_settings):
+    lifecycle = Lifecycle()
+    settings = RuleServiceSettings(**{**stack_settings.model_dump(), "grpc_port": free_port(),
+                                      "kafka_bootstrap": f"127.0.0.1:{free_port()}"})  # nothing listens
+    starting = asyncio.create_task(run(settings, lifecycle))
+    await asyncio.sleep(2)
+    assert not starting.done(), "the rule-service gave up on Kafka"
+    lifecycle.stop.set()
+    with pytest.raises(Stopping):
+        await asyncio.wait_for(starting, 30)
+
+
 async def test_changes_reach_rule_changed_in_commit_order_even_when_committed_while_no_relay_ran(stack_settings):
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
@@ -120,3 +144,32 @@ async def test_changes_reach_rule_changed_in_commit_order_even_when_committed_wh
     assert sorted(ops[3:]) == sorted(("OP_DELETE", rule_id) for rule_id in ids)
     [pending] = await fetch(stack_settings, "SELECT count(*) AS n FROM rule_outbox WHERE published_at IS NULL")
     assert pending["n"] == 0
+
+
+async def waiting_on_a_lock(settings) -> bool:
+    [row] = await fetch(settings, "SELECT count(*) AS n FROM pg_stat_activity"
+                                  " WHERE datname = current_database() AND wait_event_type = 'Lock'")
+    return row["n"] > 0
+
+
+async def test_delete_client_records_a_delete_for_a_rule_whose_insert_commits_while_it_runs(stack_settings):
+    """The cascade removes every rule of the client, including one inserted concurrently:
+    each of them needs its DELETE in the outbox, or it lives on in the snapshot."""
+    async with rule_service_stub(stack_settings) as stub:
+        client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
+        existing = await stub.CreateRule(rule_request(client.client_id))
+        creator = await asyncpg.connect(stack_settings.database_url)
+        try:
+            async with creator.transaction():  # what CreateRule does, held open before its commit
+                late = await creator.fetchrow(
+                    f"INSERT INTO rules (client_id, severity, source, name, emails)"
+                    f" VALUES ($1, 'HIGH', 'db', 'late', '{{ops@x.io}}') RETURNING {RULE_COLUMNS}", client.client_id)
+                await outbox.add_change(creator, UPSERT, str(late["rule_id"]), client.client_id, rule_message(late))
+                deleting = asyncio.ensure_future(stub.DeleteClient(api.DeleteClientRequest(client_id=client.client_id)))
+                await wait_until(lambda: waiting_on_a_lock(stack_settings), 30, "DeleteClient to wait for the insert")
+            await asyncio.wait_for(deleting, 30)
+        finally:
+            await creator.close()
+    assert await fetch(stack_settings, "SELECT rule_id FROM rules") == []
+    deletes = await fetch(stack_settings, "SELECT rule_id::text FROM rule_outbox WHERE op = 'DELETE'")
+    assert sorted(row["rule_id"] for row in deletes) == sorted([existing.rule_id, str(late["rule_id"])])

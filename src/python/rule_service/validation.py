@@ -16,6 +16,8 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 # Deliberately simple: one @, no spaces or commas, a dot in the domain.
 EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+# C0, DEL and C1 controls mean nothing in a name, a pattern or an address; Postgres text cannot hold NUL.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class InvalidField(ValueError):
@@ -33,12 +35,19 @@ def require_uuid(value: str, field: str) -> str:
         raise InvalidField(field, f"not a UUID: {value!r}") from error
 
 
+def _require_no_control(value: str, field: str) -> None:
+    control = CONTROL.search(value)
+    if control:
+        raise InvalidField(field, f"contains the control character U+{ord(control[0]):04X}")
+
+
 def client_name(name: str) -> str:
     name = name.strip()
     if not name:
         raise InvalidField("name", "missing")
     if len(name) > MAX_CLIENT_NAME:
         raise InvalidField("name", f"at most {MAX_CLIENT_NAME} characters")
+    _require_no_control(name, "name")
     return name
 
 
@@ -51,6 +60,7 @@ def rule_fields(severity: str, source: str, name: str, emails: list[str]) -> tup
             raise InvalidField(field, "missing (use * to match any value)")
         if len(value) > MAX_PATTERN:
             raise InvalidField(field, f"at most {MAX_PATTERN} characters")
+        _require_no_control(value, field)
     if severity == source == name == WILDCARD:
         raise InvalidField("rule", "at least one of severity, source and name must not be *")
     if not emails:
@@ -58,6 +68,7 @@ def rule_fields(severity: str, source: str, name: str, emails: list[str]) -> tup
     if len(emails) > MAX_EMAILS:
         raise InvalidField("emails", f"at most {MAX_EMAILS} addresses")
     for position, email in enumerate(emails):
+        _require_no_control(email, f"emails[{position}]")
         if len(email) > MAX_EMAIL or not EMAIL.match(email):
             raise InvalidField(f"emails[{position}]", f"malformed email address {email!r}")
     return severity, source, name, list(dict.fromkeys(emails))

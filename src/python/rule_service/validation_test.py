@@ -35,6 +35,23 @@ def test_oversized_and_empty_patterns():
     assert field_of(lambda: validation.rule_fields("HIGH", "db", "", ["a@x.io"]))[0] == "name"
 
 
+@pytest.mark.parametrize("source, name, emails, problem", [
+    ("db\x00", "disk", ["a@x.io"], "source: contains the control character U+0000"),
+    ("db", "disk\x1b[2J", ["a@x.io"], "name: contains the control character U+001B"),
+    ("db", "dis\x85k", ["a@x.io"], "name: contains the control character U+0085"),
+    ("db", "disk", ["a@x.io", "b\x00@x.io"], "emails[1]: contains the control character U+0000"),
+    ("db", "disk", ["a@x.io\x7f"], "emails[0]: contains the control character U+007F"),
+])
+def test_control_characters_in_patterns_and_emails_are_rejected_naming_the_field(source, name, emails, problem):
+    assert field_of(lambda: validation.rule_fields("HIGH", source, name, emails))[1] == problem
+
+
+def test_control_characters_in_a_client_name_are_rejected():
+    problem = ("name", "name: contains the control character U+0000")
+    assert field_of(lambda: validation.client_name("acme\x00")) == problem
+    assert validation.client_name(" Acmé Ünited ") == "Acmé Ünited"
+
+
 def test_ids_names_versions_and_pages():
     assert field_of(lambda: validation.require_uuid("nope", "rule_id"))[0] == "rule_id"
     assert field_of(lambda: validation.client_name("  "))[0] == "name"
