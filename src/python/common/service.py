@@ -19,7 +19,8 @@ class Lifecycle:
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()
-        self.healthy: Callable[[], bool] = lambda: True
+        # Unhealthy until the service has started (waiting for a dependency is not ready).
+        self.healthy: Callable[[], bool] = lambda: False
 
 
 def run_service(

@@ -50,6 +50,7 @@ async def run(settings: SinkSettings, lifecycle: Lifecycle) -> None:
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     server, _ = await start_sink(settings.listen_host, settings.smtp_sink_port, settings.mail_dir)
     log.info("SMTP sink on %s:%d keeping mail in %s", settings.listen_host, settings.smtp_sink_port, settings.mail_dir)
+    lifecycle.healthy = lambda: True
     try:
         await lifecycle.stop.wait()
     finally:
