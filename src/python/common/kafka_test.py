@@ -107,7 +107,8 @@ async def produce(settings, values):
     producer = make_producer(settings)
     await producer.start()
     try:
-        await publish_all(producer, [OutgoingMessage(settings.topic(topics.RULE_CHANGED), v) for v in values])
+        # rule.changed is compacted: the broker refuses messages without a key.
+        await publish_all(producer, [OutgoingMessage(settings.topic(topics.RULE_CHANGED), v, key=b"k") for v in values])
     finally:
         await producer.stop()
 
@@ -191,7 +192,8 @@ async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_
     proxy = await asyncio.start_server(forward, "127.0.0.1", listen_port)
     try:
         await asyncio.wait_for(starting, 30)
-        await publish_all(producer, [OutgoingMessage(settings.topic(topics.RULE_CHANGED), b"after the outage")])
+        message = OutgoingMessage(settings.topic(topics.RULE_CHANGED), b"after the outage", key=b"k")
+        await publish_all(producer, [message])
     finally:
         await producer.stop()
         proxy.close()

@@ -1,4 +1,5 @@
-"""Kafka topic names (before Settings.topic_prefix). deploy/topics.txt creates them."""
+"""Kafka topic names (before Settings.topic_prefix) and the configs topics are created with.
+deploy/topics.txt creates them; deploy_checks/compose_test.py checks that the two agree."""
 
 ALERTS_NEW = "alerts.new"
 RULE_CHANGED = "rule.changed"
@@ -6,6 +7,16 @@ ALERTS_MATCHED = "alerts.matched"
 NOTIFICATIONS_READY = "notifications.ready"
 
 INPUT_TOPICS = (ALERTS_NEW, RULE_CHANGED, ALERTS_MATCHED, NOTIFICATIONS_READY)
+
+# Topic configs that differ from the broker's defaults.
+# rule.changed is compacted instead of deleted after the retention time: a snapshot's
+# next_offset must stay readable however old the snapshot is. Changes are keyed by rule_id
+# (the broker refuses a message without a key on a compacted topic) and a delete is an
+# ordinary message, never a tombstone, so compaction keeps the newest change of every rule,
+# and replaying from any offset still ends in the same rules.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    RULE_CHANGED: {"cleanup.policy": "compact"},
+}
 
 
 def dead_letter(topic: str) -> str:

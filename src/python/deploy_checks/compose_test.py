@@ -1,5 +1,5 @@
 """docker-compose.yml, Prometheus' scrape list, deploy/platform and deploy/topics.txt must
-agree with the ports and topics the code uses (src/python/common)."""
+agree with the ports, topics and topic configs the code uses (src/python/common)."""
 
 import json
 import re
@@ -67,11 +67,25 @@ def test_local_platform_script_uses_the_same_services_and_ports():
     }
 
 
-def test_topic_list_creates_every_topic_and_dead_letter_topic():
+def topic_list() -> dict[str, list[str]]:
+    """deploy/topics.txt: topic -> its other fields (partitions, then configs if any)."""
     lines = [line.split() for line in Path("deploy/topics.txt").read_text().splitlines()]
-    created = {fields[0]: int(fields[1]) for fields in lines if fields and not fields[0].startswith("#")}
+    return {fields[0]: fields[1:] for fields in lines if fields and not fields[0].startswith("#")}
+
+
+def test_topic_list_creates_every_topic_and_dead_letter_topic():
+    created = {name: int(fields[0]) for name, fields in topic_list().items()}
     for name in topics.INPUT_TOPICS:
         assert created[name] >= 1
         assert topics.dead_letter(name) in created
     # Rule changes apply in commit order: one partition.
     assert created[topics.RULE_CHANGED] == 1
+
+
+def test_topic_list_carries_the_topic_configs_of_the_code():
+    configured = {
+        name: dict(pair.split("=", 1) for pair in fields[1].split(",")) if len(fields) > 1 else {}
+        for name, fields in topic_list().items()
+    }
+    assert set(topics.TOPIC_CONFIGS) <= set(configured)
+    assert configured == {name: topics.TOPIC_CONFIGS.get(name, {}) for name in configured}

@@ -1,27 +1,39 @@
 """evaluator: `alerts.new` → match against the in-memory rule index → `alerts.matched`.
 
 The index is warmed from the Redis snapshot (rebuilt from Postgres only when it is
-missing or corrupt) and kept current by reading `rule.changed` from exactly the offset
-the snapshot covers, outside any consumer group: every evaluator sees every change.
+missing or corrupt, or when `rule.changed` no longer holds its offset) and kept current by
+reading `rule.changed` from exactly the offset the snapshot covers, outside any consumer
+group: every evaluator sees every change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 
 import redis.asyncio as redis
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 from opentelemetry import trace
 
 from alerting.v1 import events_pb2
 from common import telemetry, topics
 from common.failpoints import failpoint
-from common.kafka import BatchWorker, Delivery, InvalidEvent, OutgoingMessage, make_consumer, make_producer, publish_all
+from common.kafka import (
+    BatchWorker,
+    Delivery,
+    InvalidEvent,
+    OutgoingMessage,
+    make_consumer,
+    make_producer,
+    publish_all,
+    start_clients,
+)
+from common.retry import Stopping, retry_until_done
 from common.service import Lifecycle, run_service
 from common.settings import Settings
-from evaluator.alerts import SEVERITY_NAMES, decode_alert_new, indexed_rule, matched_event
+from evaluator.alerts import SEVERITY_NAMES, decode_alert_new, indexed_rule, matched_event, rule_fields
 from evaluator.matcher import RuleIndex
 from rule_updater import snapshot
 from rule_updater.changes import decode_rule_changed
@@ -38,25 +50,51 @@ def apply_change(index: RuleIndex, change: events_pb2.RuleChanged) -> None:
         index.delete(change.rule_id, change.rule.version)
 
 
+class RuleOffsetLost(Exception):
+    """`rule.changed` no longer holds the offset the index needs next: no retry brings it back."""
+
+
 class RuleFollower:
-    """Applies `rule.changed` to the index from a given offset, catching up first."""
+    """Applies `rule.changed` to the index from a given offset, catching up first. A failure
+    is retried with backoff from the first offset not applied yet, so no change is skipped."""
 
     def __init__(self, settings: Settings, index: RuleIndex, next_offset: int) -> None:
+        self.settings = settings
         self.index = index
-        self.partition = TopicPartition(settings.topic(topics.RULE_CHANGED), 0)
+        self.partition = snapshot.rule_changed_partition(settings)
         self.next_offset = next_offset
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        self.consumer = snapshot.rule_changed_consumer(settings)
+        self.failing = False
 
-    async def start(self) -> None:
-        await self.consumer.start()
+    async def start(self, stop: asyncio.Event) -> None:
+        await start_clients(self.settings, self.consumer, stop=stop)
         self.consumer.assign([self.partition])
         self.consumer.seek(self.partition, self.next_offset)
         end = (await self.consumer.end_offsets([self.partition]))[self.partition]
         while self.next_offset < end:
-            await self.poll()
+            await self.poll(stop)
 
-    async def poll(self) -> None:
-        batch = await self.consumer.getmany(self.partition, timeout_ms=500, max_records=5000)
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Applies changes until stopped; only RuleOffsetLost ends it sooner."""
+        with contextlib.suppress(Stopping):  # asked to stop while failing
+            while not stop.is_set():
+                await self.poll(stop)
+
+    async def poll(self, stop: asyncio.Event) -> None:
+        """Applies the next changes. A failure is retried; a lost offset is not (RuleOffsetLost)."""
+        held = await retry_until_done(
+            self._apply_next, self.settings, what="following rule.changed", stop=stop, on_failure=self._failed
+        )
+        if not held:
+            raise RuleOffsetLost(f"rule.changed no longer holds offset {self.next_offset}, which the index needs next")
+        self.failing = False
+
+    async def _apply_next(self) -> bool:
+        """Reads and applies the next changes; False when the log no longer holds the offset to read."""
+        try:
+            batch = await self.consumer.getmany(self.partition, timeout_ms=500, max_records=5000)
+        except OffsetOutOfRangeError:
+            return False
         for record in batch.get(self.partition, []):
             try:
                 apply_change(self.index, decode_rule_changed(record))
@@ -64,10 +102,12 @@ class RuleFollower:
                 # The rule-updater dead-letters it; here it is simply not a rule.
                 log.warning("ignoring invalid rule change at offset %d: %s", record.offset, error)
             self.next_offset = record.offset + 1
+        return True
 
-    async def follow(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            await self.poll()
+    def _failed(self, _: BaseException) -> None:
+        self.failing = True
+        # Records fetched but not applied are fetched again by the next attempt.
+        self.consumer.seek(self.partition, self.next_offset)
 
     async def stop(self) -> None:
         await self.consumer.stop()
@@ -79,17 +119,17 @@ def index_from_rules(rules) -> RuleIndex:
     index = RuleIndex()
     gc.disable()
     try:
-        index.load(indexed_rule(rule) for rule in rules)
+        index.load(rule_fields(rule) for rule in rules)
     finally:
         gc.enable()
     return index
 
 
-async def warm_index(settings: Settings) -> tuple[RuleIndex, int]:
+async def warm_index(settings: Settings, stop: asyncio.Event) -> tuple[RuleIndex, int]:
     """The index from the snapshot (or a rebuild), and the first offset it does not cover."""
     client = redis.from_url(settings.redis_url)
     try:
-        loaded, rebuilt = await snapshot.load_or_rebuild(client, settings, log)
+        loaded, rebuilt = await snapshot.load_or_rebuild(client, settings, log, stop=stop)
     finally:
         await client.aclose()
     index = index_from_rules(loaded.rules)
@@ -134,29 +174,34 @@ class AlertEvaluator:
 
 
 async def run(settings: Settings, lifecycle: Lifecycle) -> None:
-    index, next_offset = await warm_index(settings)
+    index, next_offset = await warm_index(settings, lifecycle.stop)
     follower = RuleFollower(settings, index, next_offset)
     consumer = make_consumer(settings, GROUP, topics.ALERTS_NEW)
     producer = make_producer(settings)
-    await follower.start()
-    await producer.start()
-    await consumer.start()
-    following = asyncio.create_task(follower.follow(lifecycle.stop))
     try:
-        worker = BatchWorker(
-            service="evaluator",
-            settings=settings,
-            consumer=consumer,
-            producer=producer,
-            decode=decode_alert_new,
-            handle=AlertEvaluator(settings, index, producer).handle,
-            stop=lifecycle.stop,
-        )
-        lifecycle.healthy = lambda: worker.last_batch_ok and not following.done()
-        await worker.run()
+        await follower.start(lifecycle.stop)
+        await start_clients(settings, producer, consumer, stop=lifecycle.stop)
+        following = asyncio.create_task(follower.follow(lifecycle.stop))
+        # follow() ends early only on RuleOffsetLost. The evaluator then stops, rather than
+        # match with an index that no longer follows, and exits with that error: a restart
+        # warms again, from a snapshot the log holds (rebuilt if need be).
+        following.add_done_callback(lambda _: lifecycle.stop.set())
+        try:
+            worker = BatchWorker(
+                service="evaluator",
+                settings=settings,
+                consumer=consumer,
+                producer=producer,
+                decode=decode_alert_new,
+                handle=AlertEvaluator(settings, index, producer).handle,
+                stop=lifecycle.stop,
+            )
+            lifecycle.healthy = lambda: worker.last_batch_ok and not follower.failing
+            await worker.run()
+        finally:
+            lifecycle.stop.set()
+            await following
     finally:
-        lifecycle.stop.set()
-        await following
         await consumer.stop()
         await producer.stop()
         await follower.stop()

@@ -1,16 +1,25 @@
-"""Evaluator start-up (snapshot warm start and rebuilds) and poison messages, on the real stack."""
+"""Evaluator start-up (snapshot warm start and rebuilds), following rule changes, and poison
+messages, on the real stack."""
 
+import asyncio
 import uuid
 
 import asyncpg
+import pytest
 import redis.asyncio as redis
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import PolicyViolationError
 
 import evaluator.main
 from alerting.v1 import events_pb2, rule_pb2
 from common import topics
+from evaluator.main import RuleFollower, RuleOffsetLost
+from evaluator.matcher import RuleIndex
 from producer.alerts import alert_new, build_alert
 from rule_updater import snapshot
-from testsupport.services import read, running, send
+from testsupport.services import read, running, send, wait_until
 
 
 def rule(client_id: str, source: str, rule_id: str | None = None) -> rule_pb2.Rule:
@@ -28,6 +37,38 @@ async def insert_rule_row(settings, source: str) -> tuple[str, str]:
         return client_id, rule_id
     finally:
         await connection.close()
+
+
+async def publish_upserts(settings, rules: list[rule_pb2.Rule]) -> None:
+    """An upsert of each rule on rule.changed, keyed by rule_id as the outbox relay publishes it."""
+    changes = [events_pb2.RuleChanged(schema_version=1, seq=seq, op=events_pb2.RuleChanged.OP_UPSERT,
+                                      rule_id=r.rule_id, client_id=r.client_id, rule=r)
+               for seq, r in enumerate(rules, 1)]
+    await send(settings, topics.RULE_CHANGED, [c.SerializeToString() for c in changes],
+               keys=[c.rule_id.encode() for c in changes])
+
+
+async def delete_changes_before(settings, offset: int) -> None:
+    """What retention does to a topic that is not compacted: the changes before `offset` are gone."""
+    topic = settings.topic(topics.RULE_CHANGED)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+
+    async def deleted() -> bool:
+        try:
+            await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(offset)})
+        except PolicyViolationError:  # the policy below has not reached the partition yet
+            return False
+        return True
+
+    await admin.start()
+    try:
+        # The broker deletes records only from topics whose cleanup policy includes "delete".
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"cleanup.policy": "compact,delete"})]
+        )
+        await wait_until(deleted, 10, f"records before {offset} deleted")
+    finally:
+        await admin.close()
 
 
 async def matched_clients(settings, alerts, expected_messages: int) -> set[tuple[str, str]]:
@@ -71,10 +112,63 @@ async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack
     await snapshot.write_full(client, stack_settings, snapshot.Snapshot([], version=0, next_offset=0))
     await client.aclose()
     added = rule(str(uuid.uuid4()), "late")
-    change = events_pb2.RuleChanged(schema_version=1, seq=1, op=events_pb2.RuleChanged.OP_UPSERT,
-                                    rule_id=added.rule_id, client_id=added.client_id, rule=added)
-    await send(stack_settings, topics.RULE_CHANGED, [change.SerializeToString()])
+    await publish_upserts(stack_settings, [added])
     assert await matched_clients(stack_settings, [build_alert("LOW", "late", "x")], 1) == {(added.client_id, "late")}
+
+
+async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(stack_settings):
+    client_id, _ = await insert_rule_row(stack_settings, "from-table")
+    client = redis.from_url(stack_settings.redis_url)
+    stale = rule(str(uuid.uuid4()), "from-snapshot")
+    await snapshot.write_full(client, stack_settings, snapshot.Snapshot([stale], version=0, next_offset=0))
+    await client.aclose()
+    await publish_upserts(stack_settings, [rule(str(uuid.uuid4()), "from-log") for _ in range(3)])
+    await delete_changes_before(stack_settings, 2)  # the snapshot's offset, 0, among them
+
+    alerts = [build_alert("HIGH", "from-snapshot", "x"), build_alert("HIGH", "from-table", "x")]
+    assert await matched_clients(stack_settings, alerts, 1) == {(client_id, "from-table")}
+
+
+async def test_the_follower_fails_loudly_when_the_log_no_longer_holds_its_offset(stack_settings):
+    await publish_upserts(stack_settings, [rule(str(uuid.uuid4()), "db") for _ in range(3)])
+    await delete_changes_before(stack_settings, 2)
+    follower = RuleFollower(stack_settings, RuleIndex(), 0)
+    try:
+        with pytest.raises(RuleOffsetLost):  # not a silent jump to the end, past changes 0 and 1
+            await asyncio.wait_for(follower.start(asyncio.Event()), 30)
+    finally:
+        await follower.stop()
+
+
+async def test_the_follower_retries_a_failure_from_the_first_change_it_did_not_apply(stack_settings, monkeypatch):
+    rules = [rule(str(uuid.uuid4()), source) for source in ("a", "b", "c")]
+    real_apply_change = evaluator.main.apply_change
+    failed = []
+
+    def apply_failing_once_at_the_second_rule(index, change):
+        if change.rule_id == rules[1].rule_id and not failed:
+            failed.append(change.rule_id)
+            raise ConnectionError("a transient failure")
+        real_apply_change(index, change)
+
+    monkeypatch.setattr(evaluator.main, "apply_change", apply_failing_once_at_the_second_rule)
+    follower = RuleFollower(stack_settings, RuleIndex(), 0)
+    stop = asyncio.Event()
+    await follower.start(stop)
+    following = asyncio.create_task(follower.follow(stop))
+    try:
+        await publish_upserts(stack_settings, rules)
+
+        async def all_applied() -> bool:
+            return len(follower.index) == len(rules)
+
+        await wait_until(all_applied, 30, "every rule in the index")
+    finally:
+        stop.set()
+        await following
+        await follower.stop()
+    assert failed and not follower.failing
+    assert follower.next_offset == len(rules)
 
 
 async def test_poison_alerts_are_dead_lettered_and_the_evaluator_keeps_going(stack_settings):

@@ -5,20 +5,29 @@ Keys (under Settings.redis_key_prefix):
   rules:version        the seq of the last `rule.changed` change applied (monotonic)
   rules:snapshot:meta  hash  next_offset (the first `rule.changed` offset NOT covered),
                              count (entries in rules:snapshot, to detect damage)
-A batch of changes is applied by one Lua script, so the three keys always agree.
+A batch of changes is applied by one Lua script, so the three keys always agree. The
+script refuses the batch when the snapshot lost its metadata or rules, or does not reach
+the batch's first offset (SnapshotIncomplete): the rule-updater then rebuilds it from
+Postgres, rather than patch it into a snapshot that only looks complete.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from google.protobuf.message import DecodeError
+from redis.exceptions import ResponseError
 
 from alerting.v1 import events_pb2, rule_pb2
 from common import topics
+from common.kafka import start_clients
+from common.retry import retry_until_done
 from common.settings import Settings
 
 SNAPSHOT_KEY = "rules:snapshot"
@@ -27,11 +36,24 @@ META_KEY = "rules:snapshot:meta"
 LOCK_KEY = "rules:snapshot:lock"
 LOAD_CHUNK = 20_000
 
-# ARGV: next_offset, then (seq, op U|D, rule_id, payload) per change, in log order.
+# ARGV: first_offset, next_offset (the batch's offsets), then (seq, op U|D, rule_id, payload)
+# per change, in log order. Returns how many changes it applied, or why it refused the batch.
 _APPLY_CHANGES = """
-local version = tonumber(redis.call('GET', KEYS[2]) or '0')
+local covered, count = unpack(redis.call('HMGET', KEYS[3], 'next_offset', 'count'))
+local version = redis.call('GET', KEYS[2])
+if not (covered and count and version) then
+  return 'no snapshot metadata'
+end
+if tonumber(ARGV[1]) > tonumber(covered) then
+  return 'it covers rule.changed offsets before ' .. covered .. ', the batch starts at ' .. ARGV[1]
+end
+local held = redis.call('HLEN', KEYS[1])
+if held ~= tonumber(count) then
+  return 'it holds ' .. held .. ' rules, its metadata says ' .. count
+end
+version = tonumber(version)
 local applied = 0
-for i = 2, #ARGV, 4 do
+for i = 3, #ARGV, 4 do
   local seq = tonumber(ARGV[i])
   if seq > version then
     if ARGV[i + 1] == 'U' then
@@ -44,7 +66,7 @@ for i = 2, #ARGV, 4 do
   end
 end
 redis.call('SET', KEYS[2], version)
-local next_offset = math.max(tonumber(ARGV[1]), tonumber(redis.call('HGET', KEYS[3], 'next_offset') or '0'))
+local next_offset = math.max(tonumber(ARGV[2]), tonumber(covered))
 redis.call('HSET', KEYS[3], 'next_offset', next_offset, 'count', redis.call('HLEN', KEYS[1]))
 return applied
 """
@@ -52,6 +74,12 @@ return applied
 
 class SnapshotCorrupt(Exception):
     pass
+
+
+class SnapshotIncomplete(Exception):
+    """The snapshot cannot take a batch and stay complete: its metadata is gone (Redis lost
+    it), it does not reach the batch's first offset (Redis went back to an older state), or
+    it lost rules."""
 
 
 @dataclass
@@ -72,6 +100,14 @@ def lock(client: redis.Redis, settings: Settings):
 
 async def load(client: redis.Redis, settings: Settings) -> Snapshot | None:
     """The snapshot, None when there is none; SnapshotCorrupt when it cannot be trusted."""
+    try:
+        return await _read(client, settings)
+    except ResponseError as error:
+        # A snapshot key of another type (WRONGTYPE). Outages raise ConnectionError instead.
+        raise SnapshotCorrupt(f"unreadable snapshot: {error}") from error
+
+
+async def _read(client: redis.Redis, settings: Settings) -> Snapshot | None:
     snapshot_key, version_key, meta_key = keys(settings)
     meta = await client.hgetall(meta_key)
     version = await client.get(version_key)
@@ -98,15 +134,24 @@ async def load(client: redis.Redis, settings: Settings) -> Snapshot | None:
 
 
 async def apply_changes(
-    client: redis.Redis, settings: Settings, changes: list[events_pb2.RuleChanged], next_offset: int
+    client: redis.Redis,
+    settings: Settings,
+    changes: list[events_pb2.RuleChanged],
+    first_offset: int,
+    next_offset: int,
 ) -> int:
-    """Apply changes newer than rules:version, atomically; returns how many applied."""
-    arguments: list[object] = [next_offset]
+    """Apply the changes read from `rule.changed` offsets [first_offset, next_offset) that are
+    newer than rules:version, atomically; returns how many applied. SnapshotIncomplete, with
+    nothing applied, when the snapshot cannot take them."""
+    arguments: list[object] = [first_offset, next_offset]
     for change in changes:
         upsert = change.op == events_pb2.RuleChanged.OP_UPSERT
         payload = change.rule.SerializeToString() if upsert else b""
         arguments += [change.seq, "U" if upsert else "D", change.rule_id, payload]
-    return int(await client.eval(_APPLY_CHANGES, 3, *keys(settings), *arguments))
+    result = await client.eval(_APPLY_CHANGES, 3, *keys(settings), *arguments)
+    if isinstance(result, bytes):
+        raise SnapshotIncomplete(result.decode())
+    return result
 
 
 async def write_full(client: redis.Redis, settings: Settings, snapshot: Snapshot) -> None:
@@ -124,6 +169,7 @@ async def write_full(client: redis.Redis, settings: Settings, snapshot: Snapshot
         else:
             pipe.delete(snapshot_key)
         pipe.set(version_key, snapshot.version)
+        pipe.delete(meta_key)  # whatever it held, even a key of another type
         pipe.hset(meta_key, mapping={"next_offset": snapshot.next_offset, "count": len(snapshot.rules)})
         await pipe.execute()
 
@@ -144,13 +190,37 @@ def rule_from_row(row: asyncpg.Record) -> rule_pb2.Rule:
     return rule
 
 
-async def rule_changed_position(settings: Settings) -> tuple[int, int]:
-    """(end offset of `rule.changed`, seq of the change just before it, or 0)."""
-    partition = TopicPartition(settings.topic(topics.RULE_CHANGED), 0)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-    await consumer.start()
+def rule_changed_partition(settings: Settings) -> TopicPartition:
+    """The one partition of `rule.changed`: it orders all changes."""
+    return TopicPartition(settings.topic(topics.RULE_CHANGED), 0)
+
+
+def rule_changed_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A reader of `rule.changed` outside any consumer group. Reading from an offset the log
+    no longer (or does not yet) hold raises OffsetOutOfRangeError, where the default policy
+    would silently jump to the log's end and skip changes."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="none"
+    )
+
+
+@asynccontextmanager
+async def _reading_rule_changed(
+    settings: Settings, stop: asyncio.Event | None
+) -> AsyncIterator[tuple[AIOKafkaConsumer, TopicPartition]]:
+    partition = rule_changed_partition(settings)
+    consumer = rule_changed_consumer(settings)
     try:
+        await start_clients(settings, consumer, stop=stop)
         consumer.assign([partition])
+        yield consumer, partition
+    finally:
+        await consumer.stop()
+
+
+async def rule_changed_position(settings: Settings, *, stop: asyncio.Event | None = None) -> tuple[int, int]:
+    """(end offset of `rule.changed`, seq of the change just before it, or 0)."""
+    async with _reading_rule_changed(settings, stop) as (consumer, partition):
         end = (await consumer.end_offsets([partition]))[partition]
         if end == 0:
             return 0, 0
@@ -160,15 +230,23 @@ async def rule_changed_position(settings: Settings) -> tuple[int, int]:
         if not records:
             raise RuntimeError("could not read the last rule change")
         return end, events_pb2.RuleChanged.FromString(records[0].value).seq
-    finally:
-        await consumer.stop()
 
 
-async def rebuild_from_database(client: redis.Redis, settings: Settings) -> Snapshot:
+async def rule_changed_holds(settings: Settings, offset: int, *, stop: asyncio.Event | None = None) -> bool:
+    """Whether `rule.changed` can be read on from `offset`: not deleted, and not beyond its end."""
+    async with _reading_rule_changed(settings, stop) as (consumer, partition):
+        beginning = (await consumer.beginning_offsets([partition]))[partition]
+        end = (await consumer.end_offsets([partition]))[partition]
+    return beginning <= offset <= end
+
+
+async def rebuild_from_database(
+    client: redis.Redis, settings: Settings, *, stop: asyncio.Event | None = None
+) -> Snapshot:
     """Scan the rules table into a new snapshot. The log position is read first, so every
     change the scan may miss lies after it and is applied by whoever reads on from there."""
     async with lock(client, settings):
-        next_offset, version = await rule_changed_position(settings)
+        next_offset, version = await rule_changed_position(settings, stop=stop)
         connection = await asyncpg.connect(settings.database_url)
         try:
             rows = await connection.fetch(
@@ -182,13 +260,30 @@ async def rebuild_from_database(client: redis.Redis, settings: Settings) -> Snap
         return snapshot
 
 
-async def load_or_rebuild(client: redis.Redis, settings: Settings, log) -> tuple[Snapshot, bool]:
-    """The snapshot, rebuilt from Postgres when missing or corrupt; and whether it was rebuilt."""
+async def load_or_rebuild(
+    client: redis.Redis, settings: Settings, log, *, stop: asyncio.Event | None = None
+) -> tuple[Snapshot, bool]:
+    """The snapshot, rebuilt from Postgres when it is missing or corrupt or when `rule.changed`
+    no longer holds the offset it covers up to; and whether it was rebuilt. An outage of
+    Redis, Postgres or Kafka is waited out; a corrupt snapshot is rebuilt, not retried."""
+    return await retry_until_done(
+        lambda: _load_or_rebuild(client, settings, log, stop), settings, what="loading the rule snapshot", stop=stop
+    )
+
+
+async def _load_or_rebuild(
+    client: redis.Redis, settings: Settings, log, stop: asyncio.Event | None
+) -> tuple[Snapshot, bool]:
     try:
         snapshot = await load(client, settings)
-        if snapshot is not None:
-            return snapshot, False
-        log.warning("no rule snapshot in Redis: rebuilding it from Postgres")
     except SnapshotCorrupt as error:
         log.warning("rule snapshot is corrupt (%s): rebuilding it from Postgres", error)
-    return await rebuild_from_database(client, settings), True
+    else:
+        if snapshot is None:
+            log.warning("no rule snapshot in Redis: rebuilding it from Postgres")
+        elif not await rule_changed_holds(settings, snapshot.next_offset, stop=stop):
+            log.warning("rule snapshot needs rule.changed from offset %d, which the log no longer holds:"
+                        " rebuilding it from Postgres", snapshot.next_offset)
+        else:
+            return snapshot, False
+    return await rebuild_from_database(client, settings, stop=stop), True

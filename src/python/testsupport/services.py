@@ -121,12 +121,16 @@ async def fetch(settings: Settings, query: str, *args) -> list[asyncpg.Record]:
         await connection.close()
 
 
-async def send(settings: Settings, topic: str, values: list[bytes]) -> None:
-    """Publish raw values to one of the platform topics (test input, valid or not)."""
+async def send(settings: Settings, topic: str, values: list[bytes], keys: list[bytes] | None = None) -> None:
+    """Publish raw values (test input, valid or not) to one of the platform topics, with
+    keys if given (the compacted `rule.changed` requires them)."""
     producer = make_producer(settings)
     await producer.start()
     try:
-        await publish_all(producer, [OutgoingMessage(settings.topic(topic), value) for value in values])
+        await publish_all(producer, [
+            OutgoingMessage(settings.topic(topic), value, key=None if keys is None else keys[number])
+            for number, value in enumerate(values)
+        ])
     finally:
         await producer.stop()
 

@@ -32,8 +32,11 @@ def unique_name(stem: str) -> str:
 
 
 async def create_topics(settings: Settings, partitions: dict[str, int] = TEST_PARTITIONS) -> None:
-    """Create every platform topic and its dead-letter topic under settings.topic_prefix."""
-    wanted = [NewTopic(settings.topic(name), count, 1) for name, count in partitions.items()]
+    """Create every platform topic, with its configs, and its dead-letter topic under settings.topic_prefix."""
+    wanted = [
+        NewTopic(settings.topic(name), count, 1, topic_configs=topics.TOPIC_CONFIGS.get(name))
+        for name, count in partitions.items()
+    ]
     wanted += [NewTopic(settings.topic(topics.dead_letter(name)), 1, 1) for name in partitions]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
