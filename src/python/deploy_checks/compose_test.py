@@ -89,3 +89,11 @@ def test_topic_list_carries_the_topic_configs_of_the_code():
     }
     assert set(topics.TOPIC_CONFIGS) <= set(configured)
     assert configured == {name: topics.TOPIC_CONFIGS.get(name, {}) for name in configured}
+
+
+def test_compose_runs_the_kafka_version_the_local_stack_fetches():
+    pom = Path("deploy/kafka/pom.xml").read_text()
+    version = re.search(r"<kafka.version>(.+?)</kafka.version>", pom).group(1)
+    images = {service["image"] for service in load_compose()["services"].values()
+              if service.get("image", "").startswith("apache/kafka:")}
+    assert images == {f"apache/kafka:{version}"}
