@@ -99,9 +99,12 @@ def lock(client: redis.Redis, settings: Settings):
 
 
 async def load(client: redis.Redis, settings: Settings) -> Snapshot | None:
-    """The snapshot, None when there is none; SnapshotCorrupt when it cannot be trusted."""
+    """The snapshot, None when there is none; SnapshotCorrupt when it cannot be trusted.
+    Read under the writers' lock: a scan that overlapped a rule-updater batch could see a
+    rule twice or miss its count, and trigger a needless rebuild."""
     try:
-        return await _read(client, settings)
+        async with lock(client, settings):
+            return await _read(client, settings)
     except ResponseError as error:
         # A snapshot key of another type (WRONGTYPE). Outages raise ConnectionError instead.
         raise SnapshotCorrupt(f"unreadable snapshot: {error}") from error
@@ -119,14 +122,20 @@ async def _read(client: redis.Redis, settings: Settings) -> Snapshot | None:
         raise SnapshotCorrupt(f"bad snapshot metadata: {error!r}") from error
     rules: list[rule_pb2.Rule] = []
     parse = rule_pb2.Rule.FromString
-    cursor = 0
+    following = None
     try:
+        cursor, chunk = await client.hscan(snapshot_key, 0, count=LOAD_CHUNK)
         while True:
-            cursor, chunk = await client.hscan(snapshot_key, cursor, count=LOAD_CHUNK)
+            # Ask for the next chunk before parsing this one, so Redis works meanwhile.
+            following = asyncio.ensure_future(client.hscan(snapshot_key, cursor, count=LOAD_CHUNK)) if cursor else None
+            await asyncio.sleep(0)  # lets that request go out
             rules.extend(parse(payload) for payload in chunk.values())
-            if cursor == 0:
+            if following is None:
                 break
+            cursor, chunk = await following
     except DecodeError as error:
+        if following is not None:
+            following.cancel()
         raise SnapshotCorrupt(f"undecodable rule in snapshot: {error}") from error
     if len(rules) != count:
         raise SnapshotCorrupt(f"snapshot holds {len(rules)} rules, its metadata says {count}")
