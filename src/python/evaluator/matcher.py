@@ -121,12 +121,13 @@ class RuleIndex:
                     else:
                         rules.append(rule)
         return [
-            ClientMatch(
-                client_id=client_id,
-                rule_ids=tuple(sorted(rule.rule_id for rule in rules)),
-                emails=tuple(sorted({email for rule in rules for email in rule.emails})),
+            # Most clients match through one rule, whose emails are already sorted and unique.
+            ClientMatch(client_id, (rules[0].rule_id,), rules[0].emails) if len(rules) == 1 else ClientMatch(
+                client_id,
+                tuple(sorted(rule.rule_id for rule in rules)),
+                tuple(sorted({email for rule in rules for email in rule.emails})),
             )
-            for client_id, rules in sorted(by_client.items())
+            for client_id, rules in by_client.items()
         ]
 
     def _add(self, rule: IndexedRule) -> None:
@@ -149,5 +150,6 @@ class RuleIndex:
     def _compact(self, rule_id, client_id, severity, source, name, emails, enabled, version) -> IndexedRule:
         """The rule, sharing the strings many rules repeat (clients, patterns, email lists)."""
         intern = sys.intern
+        emails = tuple(sorted(set(emails)))  # as a match lists them
         return IndexedRule(rule_id, intern(client_id), intern(severity), intern(source), intern(name),
                            self._interned.setdefault(emails, emails), enabled, version)

@@ -120,3 +120,10 @@ def test_bulk_load_matches_like_upserts():
         assert loaded.match("HIGH", source, "disk") == upserted.match("HIGH", source, "disk")
     loaded.delete("r1")
     assert "r1" not in {rule_id for m in loaded.match("HIGH", "s1", "disk") for rule_id in m.rule_ids}
+
+
+def test_a_single_matching_rule_lists_its_emails_sorted_and_once():
+    index = RuleIndex()
+    index.upsert(rule("r1", emails=("b@x.io", "a@x.io", "b@x.io")))
+    [match] = index.match("HIGH", "db", "disk")
+    assert match == ("c1", ("r1",), ("a@x.io", "b@x.io"))
