@@ -19,7 +19,7 @@ from workloads import make_rules
 
 from alerting.v1 import rule_pb2
 from common.settings import Settings
-from evaluator.main import index_from_rules
+from evaluator.main import load_index
 from rule_updater import snapshot
 from testsupport import stack
 
@@ -75,12 +75,15 @@ async def main() -> None:
         del rules
 
         async def from_snapshot():
-            loaded = await snapshot.load(client, settings)
-            return index_from_rules(loaded.rules)
+            index, _, rebuilt = await load_index(client, settings)
+            assert not rebuilt
+            return index
 
         async def from_postgres():
-            rebuilt = await snapshot.rebuild_from_database(client, settings)
-            return index_from_rules(rebuilt.rules)
+            await client.delete(*snapshot.keys(settings))  # as after a loss of Redis' data
+            index, _, rebuilt = await load_index(client, settings)
+            assert rebuilt
+            return index
 
         warm = await timed("from the Redis snapshot", from_snapshot)
         scan = await timed("from a Postgres scan (and rewriting the snapshot)", from_postgres)

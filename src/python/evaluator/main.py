@@ -113,29 +113,36 @@ class RuleFollower:
         await self.consumer.stop()
 
 
-def index_from_rules(rules) -> RuleIndex:
-    """The index of a snapshot's rules. The cyclic garbage collector is paused meanwhile:
-    a million new, acyclic objects would otherwise trigger it over and over."""
-    index = RuleIndex()
+async def load_index(
+    client: redis.Redis, settings: Settings, stop: asyncio.Event | None = None
+) -> tuple[RuleIndex, int, bool]:
+    """The index of the snapshot (rebuilt from Postgres if need be), the first `rule.changed`
+    offset it does not cover, and whether the snapshot was rebuilt.
+
+    The cyclic garbage collector is paused meanwhile (a million new objects would trigger it
+    over and over), and the index is then frozen out of its reach: it lives as long as the
+    process, and later full collections need not walk it."""
     gc.disable()
     try:
-        index.load(rule_fields(rule) for rule in rules)
+        loaded, rebuilt = await snapshot.load_or_rebuild(client, settings, log, stop=stop, convert=rule_fields)
+        index = RuleIndex()
+        index.load(loaded.rules)
     finally:
         gc.enable()
-    return index
+    gc.freeze()
+    return index, loaded.next_offset, rebuilt
 
 
 async def warm_index(settings: Settings, stop: asyncio.Event) -> tuple[RuleIndex, int]:
     """The index from the snapshot (or a rebuild), and the first offset it does not cover."""
     client = redis.from_url(settings.redis_url)
     try:
-        loaded, rebuilt = await snapshot.load_or_rebuild(client, settings, log, stop=stop)
+        index, next_offset, rebuilt = await load_index(client, settings, stop)
     finally:
         await client.aclose()
-    index = index_from_rules(loaded.rules)
     log.info("warmed %d rules from the %s, up to rule.changed offset %d",
-             len(index), "rebuilt snapshot" if rebuilt else "snapshot", loaded.next_offset)
-    return index, loaded.next_offset
+             len(index), "rebuilt snapshot" if rebuilt else "snapshot", next_offset)
+    return index, next_offset
 
 
 class AlertEvaluator:

@@ -35,6 +35,9 @@ class ClientMatch(NamedTuple):
     emails: tuple[str, ...]
 
 
+_new_tuple = tuple.__new__
+
+
 def shape_of(rule: IndexedRule) -> int:
     return (rule.severity != WILDCARD) | (rule.source != WILDCARD) << 1 | (rule.name != WILDCARD) << 2
 
@@ -61,7 +64,8 @@ class RuleIndex:
         self._buckets: dict[int, dict[tuple[str, ...], list[IndexedRule]]] = {shape: {} for shape in SHAPES}
         # Versions of deleted rules, so a late, older upsert cannot bring one back.
         self._deleted: dict[str, int] = {}
-        self._interned: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # Each email list seen, as given and normalized, to its one shared normalized tuple.
+        self._emails: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -134,8 +138,7 @@ class RuleIndex:
         self._rules[rule.rule_id] = rule
         if rule.enabled:
             shape = shape_of(rule)
-            bucket = self._buckets[shape].setdefault(key_of(shape, rule.severity, rule.source, rule.name), [])
-            bucket.append(rule)
+            self._buckets[shape].setdefault(KEY_OF[shape](rule.severity, rule.source, rule.name), []).append(rule)
 
     def _unlink(self, rule: IndexedRule) -> None:
         if not rule.enabled:
@@ -148,8 +151,14 @@ class RuleIndex:
             del self._buckets[shape][key]
 
     def _compact(self, rule_id, client_id, severity, source, name, emails, enabled, version) -> IndexedRule:
-        """The rule, sharing the strings many rules repeat (clients, patterns, email lists)."""
+        """The rule, sharing the strings many rules repeat (clients, patterns, email lists),
+        its emails sorted and unique as a match lists them."""
         intern = sys.intern
-        emails = tuple(sorted(set(emails)))  # as a match lists them
-        return IndexedRule(rule_id, intern(client_id), intern(severity), intern(source), intern(name),
-                           self._interned.setdefault(emails, emails), enabled, version)
+        shared = self._emails.get(emails)
+        if shared is None:
+            normalized = tuple(sorted(set(emails)))
+            shared = self._emails[emails] = self._emails.setdefault(normalized, normalized)
+        # tuple.__new__ builds the NamedTuple without its Python-level __new__: a warm start
+        # builds a million of them.
+        return _new_tuple(IndexedRule, (rule_id, intern(client_id), intern(severity), intern(source), intern(name),
+                                        shared, enabled, version))

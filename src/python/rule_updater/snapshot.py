@@ -14,9 +14,10 @@ Postgres, rather than patch it into a snapshot that only looks complete.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import asyncpg
 import redis.asyncio as redis
@@ -84,9 +85,13 @@ class SnapshotIncomplete(Exception):
 
 @dataclass
 class Snapshot:
-    rules: list[rule_pb2.Rule]
+    rules: list  # alerting.v1.Rule messages, or what a reader converted them to
     version: int
     next_offset: int
+
+
+def as_message(rule: rule_pb2.Rule) -> rule_pb2.Rule:
+    return rule
 
 
 def keys(settings: Settings) -> list[str]:
@@ -98,19 +103,23 @@ def lock(client: redis.Redis, settings: Settings):
     return client.lock(settings.redis_key(LOCK_KEY), timeout=120, blocking_timeout=300)
 
 
-async def load(client: redis.Redis, settings: Settings) -> Snapshot | None:
+async def load(
+    client: redis.Redis, settings: Settings, convert: Callable[[rule_pb2.Rule], Any] = as_message
+) -> Snapshot | None:
     """The snapshot, None when there is none; SnapshotCorrupt when it cannot be trusted.
+    Each rule is passed through `convert` as soon as it is parsed: a reader that keeps
+    something smaller than the message never holds a million messages at once.
     Read under the writers' lock: a scan that overlapped a rule-updater batch could see a
     rule twice or miss its count, and trigger a needless rebuild."""
     try:
         async with lock(client, settings):
-            return await _read(client, settings)
+            return await _read(client, settings, convert)
     except ResponseError as error:
         # A snapshot key of another type (WRONGTYPE). Outages raise ConnectionError instead.
         raise SnapshotCorrupt(f"unreadable snapshot: {error}") from error
 
 
-async def _read(client: redis.Redis, settings: Settings) -> Snapshot | None:
+async def _read(client: redis.Redis, settings: Settings, convert: Callable[[rule_pb2.Rule], Any]) -> Snapshot | None:
     snapshot_key, version_key, meta_key = keys(settings)
     meta = await client.hgetall(meta_key)
     version = await client.get(version_key)
@@ -120,7 +129,7 @@ async def _read(client: redis.Redis, settings: Settings) -> Snapshot | None:
         next_offset, count, version = int(meta[b"next_offset"]), int(meta[b"count"]), int(version)
     except (KeyError, TypeError, ValueError) as error:
         raise SnapshotCorrupt(f"bad snapshot metadata: {error!r}") from error
-    rules: list[rule_pb2.Rule] = []
+    rules: list = []
     parse = rule_pb2.Rule.FromString
     following = None
     try:
@@ -129,7 +138,7 @@ async def _read(client: redis.Redis, settings: Settings) -> Snapshot | None:
             # Ask for the next chunk before parsing this one, so Redis works meanwhile.
             following = asyncio.ensure_future(client.hscan(snapshot_key, cursor, count=LOAD_CHUNK)) if cursor else None
             await asyncio.sleep(0)  # lets that request go out
-            rules.extend(parse(payload) for payload in chunk.values())
+            rules.extend(convert(parse(payload)) for payload in chunk.values())
             if following is None:
                 break
             cursor, chunk = await following
@@ -270,21 +279,28 @@ async def rebuild_from_database(
 
 
 async def load_or_rebuild(
-    client: redis.Redis, settings: Settings, log, *, stop: asyncio.Event | None = None
+    client: redis.Redis,
+    settings: Settings,
+    log,
+    *,
+    stop: asyncio.Event | None = None,
+    convert: Callable[[rule_pb2.Rule], Any] = as_message,
 ) -> tuple[Snapshot, bool]:
-    """The snapshot, rebuilt from Postgres when it is missing or corrupt or when `rule.changed`
-    no longer holds the offset it covers up to; and whether it was rebuilt. An outage of
-    Redis, Postgres or Kafka is waited out; a corrupt snapshot is rebuilt, not retried."""
+    """The snapshot (its rules passed through `convert`, as by load), rebuilt from Postgres
+    when it is missing or corrupt or when `rule.changed` no longer holds the offset it
+    covers up to; and whether it was rebuilt. An outage of Redis, Postgres or Kafka is
+    waited out; a corrupt snapshot is rebuilt, not retried."""
     return await retry_until_done(
-        lambda: _load_or_rebuild(client, settings, log, stop), settings, what="loading the rule snapshot", stop=stop
+        lambda: _load_or_rebuild(client, settings, log, stop, convert),
+        settings, what="loading the rule snapshot", stop=stop,
     )
 
 
 async def _load_or_rebuild(
-    client: redis.Redis, settings: Settings, log, stop: asyncio.Event | None
+    client: redis.Redis, settings: Settings, log, stop: asyncio.Event | None, convert: Callable[[rule_pb2.Rule], Any]
 ) -> tuple[Snapshot, bool]:
     try:
-        snapshot = await load(client, settings)
+        snapshot = await load(client, settings, convert)
     except SnapshotCorrupt as error:
         log.warning("rule snapshot is corrupt (%s): rebuilding it from Postgres", error)
     else:
@@ -295,4 +311,5 @@ async def _load_or_rebuild(
                         " rebuilding it from Postgres", snapshot.next_offset)
         else:
             return snapshot, False
-    return await rebuild_from_database(client, settings, stop=stop), True
+    rebuilt = await rebuild_from_database(client, settings, stop=stop)
+    return replace(rebuilt, rules=[convert(rule) for rule in rebuilt.rules]), True
