@@ -27,12 +27,14 @@ from common.kafka import BatchWorker, Delivery, InvalidEvent, make_consumer, mak
 from common.service import Lifecycle, run_service
 from common.settings import Settings
 from sender.email_message import render_email
+from sender.refusals import permanent_refusal
 from sender.smtp_pool import SmtpConnections
 
 log = logging.getLogger("sender")
 tracer = trace.get_tracer("sender")
 GROUP = "sender"
 EMAILS_SENT = Counter("alerting_emails_sent_total", "Emails the SMTP server accepted.")
+EMAILS_REFUSED = Counter("alerting_emails_refused_total", "Emails the SMTP server refused for good (rows FAILED).")
 
 
 class SenderSettings(Settings):
@@ -67,6 +69,11 @@ MARK_SENT = """
 UPDATE notifications SET status = 'SENT', sent_at = now(), updated_at = now()
 WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING'
 """
+MARK_FAILED = """
+UPDATE notifications AS n SET status = 'FAILED', failure = refused.reason, updated_at = now()
+FROM unnest($1::uuid[], $2::text[]) AS refused(notification_id, reason)
+WHERE n.notification_id = refused.notification_id AND n.status = 'PENDING'
+"""
 
 
 class EmailSender:
@@ -81,19 +88,23 @@ class EmailSender:
             rows = await connection.fetch(CLAIM, list(contexts))
             if not rows:
                 return
-            sent, failure = await self.send_all(rows, contexts)
+            sent, refused, failure = await self.send_all(rows, contexts)
             await connection.execute(MARK_SENT, sent)
+            if refused:
+                await connection.execute(MARK_FAILED, list(refused), list(refused.values()))
         failpoint("after_db_write")
         if failure is not None:
             raise failure
 
-    async def send_all(self, rows, contexts) -> tuple[list[str], BaseException | None]:
-        """Send every row's email over a few SMTP connections; the ids sent, and an error if
-        any email was not accepted (those rows stay PENDING and the batch is retried)."""
+    async def send_all(self, rows, contexts) -> tuple[list[str], dict[str, str], BaseException | None]:
+        """Send every row's email over a few SMTP connections. Returns the ids sent; the ids
+        the server refused for good, with its reason (they become FAILED); and an error if
+        any other email was not accepted (those rows stay PENDING and the batch is retried)."""
         queue: asyncio.Queue = asyncio.Queue()
         for row in rows:
             queue.put_nowait(row)
         sent: list[str] = []
+        refused: dict[str, str] = {}
         failures: list[BaseException] = []
 
         async def connection_worker() -> None:
@@ -101,14 +112,24 @@ class EmailSender:
             try:
                 while not queue.empty():
                     row = queue.get_nowait()
+                    notification_id = str(row["notification_id"])
                     smtp = smtp or await self.smtp.acquire()
                     try:
-                        await self.send_one(smtp, row, contexts)
-                    except aiosmtplib.SMTPServerDisconnected:
-                        # A kept connection the server has since closed: once more on a new one.
-                        smtp = await self.smtp.acquire()
-                        await self.send_one(smtp, row, contexts)
-                    sent.append(str(row["notification_id"]))
+                        try:
+                            await self.send_one(smtp, row, contexts)
+                        except aiosmtplib.SMTPServerDisconnected:
+                            # A kept connection the server has since closed: once more on a new one.
+                            smtp = await self.smtp.acquire()
+                            await self.send_one(smtp, row, contexts)
+                    except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
+                        reason = permanent_refusal(error)
+                        if reason is None:
+                            raise
+                        log.warning("notification %s refused for good, marking it FAILED: %s", notification_id, reason)
+                        EMAILS_REFUSED.inc()
+                        refused[notification_id] = reason
+                        continue
+                    sent.append(notification_id)
             except (aiosmtplib.SMTPException, OSError) as error:
                 failures.append(error)
                 if smtp is not None:
@@ -119,7 +140,7 @@ class EmailSender:
 
         workers = min(self.settings.smtp_connections, len(rows))
         await asyncio.gather(*(connection_worker() for _ in range(workers)))
-        return sent, (failures[0] if failures and len(sent) < len(rows) else None)
+        return sent, refused, (failures[0] if failures and len(sent) + len(refused) < len(rows) else None)
 
     async def send_one(self, smtp: aiosmtplib.SMTP, row, contexts) -> None:
         notification_id = str(row["notification_id"])

@@ -3,21 +3,24 @@
 import asyncio
 import uuid
 
+from aiosmtpd.smtp import SMTP
+
 import sender.main
 from alerting.v1 import events_pb2
 from common import topics
 from producer.alerts import build_alert
 from smtp_sink import mailbox
-from smtp_sink.main import start_sink
+from smtp_sink.main import MailboxHandler, start_sink
 from testsupport.services import fetch, free_port, running, send, wait_until
 
 
-async def pending_row(settings, alert_id="a1") -> str:
+async def pending_row(settings, alert_id="a1", emails=("ops@x.io", "dev@x.io")) -> str:
     [row] = await fetch(
         settings,
         "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert)"
-        " VALUES ($1, $2, $3, '{ops@x.io,dev@x.io}', $4) RETURNING notification_id::text",
-        str(uuid.uuid4()), alert_id, [str(uuid.uuid4())], build_alert("CRITICAL", "db", "down").SerializeToString())
+        " VALUES ($1, $2, $3, $4, $5) RETURNING notification_id::text",
+        str(uuid.uuid4()), alert_id, [str(uuid.uuid4())], list(emails),
+        build_alert("CRITICAL", "db", "down").SerializeToString())
     return row["notification_id"]
 
 
@@ -70,3 +73,38 @@ async def test_smtp_outage_is_retried_and_the_row_stays_pending_until_sent(stack
 
 async def _is_sent(settings, notification_id) -> bool:
     return await status(settings, notification_id) == "SENT"
+
+
+class RefusingMailbox(MailboxHandler):
+    """A mail server with no mailbox for nobody@…: it answers 550, as real ones do."""
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("nobody@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_a_permanently_refused_email_is_failed_with_the_reason_and_stalls_nothing(stack_settings, tmp_path):
+    port = free_port()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(RefusingMailbox(tmp_path), hostname="x"), "127.0.0.1", port)
+    refused = await pending_row(stack_settings, "a1", emails=["nobody@x.io"])
+    delivered = await pending_row(stack_settings, "a2")
+    try:
+        async with running(sender.main.run, sender_settings(stack_settings, port)):
+            await send(stack_settings, topics.NOTIFICATIONS_READY, [ready(refused), ready(delivered)])
+            await wait_until(lambda: _is_sent(stack_settings, delivered), 30, "the deliverable one SENT")
+            await wait_until(lambda: _has_status(stack_settings, refused, "FAILED"), 30, "the refused one FAILED")
+            later = await pending_row(stack_settings, "a3")
+            await send(stack_settings, topics.NOTIFICATIONS_READY, [ready(later)])
+            await wait_until(lambda: _is_sent(stack_settings, later), 30, "a later one SENT")
+    finally:
+        server.close()
+    [row] = await fetch(stack_settings, "SELECT failure FROM notifications WHERE notification_id = $1", refused)
+    assert row["failure"] == "nobody@x.io: 550 5.1.1 no such user"
+    assert len(mailbox.read_all(tmp_path)) == 2
+
+
+async def _has_status(settings, notification_id, expected: str) -> bool:
+    return await status(settings, notification_id) == expected
