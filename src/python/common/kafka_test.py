@@ -13,7 +13,7 @@ from common.kafka import (
     publish_all,
     start_clients,
 )
-from testsupport.services import free_port
+from testsupport.services import forward_port, free_port
 
 
 def alert_new(alert_id: str) -> events_pb2.AlertNew:
@@ -170,7 +170,6 @@ async def test_worker_retries_a_failing_batch_and_commits_nothing_until_it_succe
 async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_settings):
     """A service that starts during a Kafka outage retries instead of dying: here the
     bootstrap address only starts forwarding to the broker after a while."""
-    host, port = stack_settings.kafka_bootstrap.rsplit(":", 1)
     listen_port = free_port()
     settings = stack_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{listen_port}"})
     producer = make_producer(settings, request_timeout_ms=2000)
@@ -178,18 +177,7 @@ async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_
     await asyncio.sleep(1.5)
     assert not starting.done(), "start_clients gave up (or connected to nothing)"
 
-    async def forward(reader, writer):
-        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
-
-        async def pipe(source, sink):
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True)
-
-    proxy = await asyncio.start_server(forward, "127.0.0.1", listen_port)
+    proxy = await forward_port(listen_port, stack_settings.kafka_bootstrap)
     try:
         await asyncio.wait_for(starting, 30)
         message = OutgoingMessage(settings.topic(topics.RULE_CHANGED), b"after the outage", key=b"k")

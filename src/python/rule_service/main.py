@@ -14,7 +14,7 @@ from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
 from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
 from common import ports
 from common.db import create_pool
-from common.kafka import make_producer, start_clients
+from common.kafka import make_producer
 from common.service import Lifecycle, run_service
 from common.settings import Settings
 from rule_service.outbox import OutboxRelay
@@ -61,7 +61,6 @@ async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:
     pool = await create_pool(settings, stop=lifecycle.stop)
     producer = make_producer(settings)
     try:
-        await start_clients(settings, producer, stop=lifecycle.stop)
         await serve(settings, lifecycle, pool, producer)
     finally:
         await producer.stop()

@@ -14,13 +14,15 @@ same version applied again changes nothing).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import asyncpg
 
 from alerting.v1 import events_pb2, rule_pb2
 from common import topics
-from common.kafka import OutgoingMessage, publish_all
+from common.kafka import OutgoingMessage, publish_all, start_clients
+from common.retry import Stopping
 from common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,11 @@ class OutboxRelay:
         return len(rows)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Publish until stopped; errors are retried after a pause, never skipped."""
+        """Publish until stopped; errors are retried after a pause, never skipped. The
+        producer is started here, so the gRPC API serves (and commits changes to the
+        outbox) while Kafka is still out of reach."""
+        with contextlib.suppress(Stopping):
+            await start_clients(self.settings, self.producer, stop=stop)
         while not stop.is_set():
             try:
                 connection = await asyncpg.connect(self.settings.database_url)

@@ -79,6 +79,25 @@ async def stop_process(process: asyncio.subprocess.Process, timeout: float = 30)
         await process.wait()
 
 
+async def forward_port(listen_port: int, target: str) -> asyncio.Server:
+    """A TCP forwarder from 127.0.0.1:listen_port to target ("host:port"): a dependency that
+    comes back after an outage, for a client configured with the forwarder's address."""
+    host, port = target.rsplit(":", 1)
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True)
+
+    return await asyncio.start_server(forward, "127.0.0.1", listen_port)
+
+
 async def wait_for_port(port: int, timeout: float = 30) -> None:
     """Until something accepts connections on 127.0.0.1:port."""
 
