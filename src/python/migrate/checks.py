@@ -29,7 +29,7 @@ def owner_of(number: int) -> Range | None:
 
 def check_migrations(filenames: list[str]) -> list[str]:
     """Every problem with a migrations folder holding `filenames`; empty when consistent."""
-    problems: list[str] = []
+    problems: list[str] = [] if filenames else ["no migrations at all: is this the migrations folder?"]
     ups: dict[int, list[str]] = defaultdict(list)
     downs: dict[int, list[str]] = defaultdict(list)
     for filename in sorted(filenames):

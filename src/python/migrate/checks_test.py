@@ -64,3 +64,7 @@ def test_number_outside_every_range():
     problems = check_migrations(CLEAN + ["000000_zero.sql", "000000_zero.rollback.sql"])
     assert sorted(problems) == ["000000_zero.rollback.sql: number 0 is outside every owner's range",
                                 "000000_zero.sql: number 0 is outside every owner's range"]
+
+
+def test_an_empty_folder_is_not_consistent():
+    assert check_migrations([]) == ["no migrations at all: is this the migrations folder?"]
