@@ -35,9 +35,6 @@ class ClientMatch(NamedTuple):
     emails: tuple[str, ...]
 
 
-_new_tuple = tuple.__new__
-
-
 def shape_of(rule: IndexedRule) -> int:
     return (rule.severity != WILDCARD) | (rule.source != WILDCARD) << 1 | (rule.name != WILDCARD) << 2
 
@@ -52,10 +49,6 @@ KEY_OF = {
     6: lambda severity, source, name: (source, name),
     7: lambda severity, source, name: (severity, source, name),
 }
-
-
-def key_of(shape: int, severity: str, source: str, name: str) -> tuple[str, ...]:
-    return KEY_OF[shape](severity, source, name)
 
 
 class RuleIndex:
@@ -77,10 +70,26 @@ class RuleIndex:
         return self._rules.values()
 
     def load(self, rows: Iterable[tuple]) -> None:
-        """Bulk-add rules with distinct ids to an empty index (warm start), without version
-        checks. A row holds IndexedRule's fields in order: a plain tuple will do."""
-        for row in rows:
-            self._add(self._compact(*row))
+        """Add rules the index does not hold, without version checks: the warm start's bulk
+        path, and upsert's. A row holds IndexedRule's fields in order (a plain tuple will do).
+
+        Each rule shares the strings many rules repeat (client ids, patterns, email lists),
+        its emails sorted and unique as a match lists them. Spelled out in one loop, as a
+        warm start runs it a million times."""
+        intern, new = sys.intern, tuple.__new__
+        by_id, buckets, shared_emails = self._rules, self._buckets, self._emails
+        for rule_id, client_id, severity, source, name, emails, enabled, version in rows:
+            shared = shared_emails.get(emails)
+            if shared is None:
+                normalized = tuple(sorted(set(emails)))
+                shared = shared_emails[emails] = shared_emails.setdefault(normalized, normalized)
+            # tuple.__new__ skips the NamedTuple's Python-level __new__.
+            rule = new(IndexedRule, (rule_id, intern(client_id), intern(severity), intern(source), intern(name),
+                                     shared, enabled, version))
+            by_id[rule_id] = rule
+            if enabled:
+                shape = shape_of(rule)
+                buckets[shape].setdefault(KEY_OF[shape](rule.severity, rule.source, rule.name), []).append(rule)
 
     def upsert(self, rule: IndexedRule) -> bool:
         """Add or replace a rule; an older version than the one held is ignored."""
@@ -91,7 +100,7 @@ class RuleIndex:
             return False
         if current is not None:
             self._unlink(current)
-        self._add(self._compact(*rule))
+        self.load((rule,))
         return True
 
     def delete(self, rule_id: str, version: int = 0) -> bool:
@@ -134,31 +143,12 @@ class RuleIndex:
             for client_id, rules in by_client.items()
         ]
 
-    def _add(self, rule: IndexedRule) -> None:
-        self._rules[rule.rule_id] = rule
-        if rule.enabled:
-            shape = shape_of(rule)
-            self._buckets[shape].setdefault(KEY_OF[shape](rule.severity, rule.source, rule.name), []).append(rule)
-
     def _unlink(self, rule: IndexedRule) -> None:
         if not rule.enabled:
             return
         shape = shape_of(rule)
-        key = key_of(shape, rule.severity, rule.source, rule.name)
+        key = KEY_OF[shape](rule.severity, rule.source, rule.name)
         bucket = self._buckets[shape][key]
         bucket.remove(rule)
         if not bucket:
             del self._buckets[shape][key]
-
-    def _compact(self, rule_id, client_id, severity, source, name, emails, enabled, version) -> IndexedRule:
-        """The rule, sharing the strings many rules repeat (clients, patterns, email lists),
-        its emails sorted and unique as a match lists them."""
-        intern = sys.intern
-        shared = self._emails.get(emails)
-        if shared is None:
-            normalized = tuple(sorted(set(emails)))
-            shared = self._emails[emails] = self._emails.setdefault(normalized, normalized)
-        # tuple.__new__ builds the NamedTuple without its Python-level __new__: a warm start
-        # builds a million of them.
-        return _new_tuple(IndexedRule, (rule_id, intern(client_id), intern(severity), intern(source), intern(name),
-                                        shared, enabled, version))
