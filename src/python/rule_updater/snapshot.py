@@ -90,7 +90,7 @@ class Snapshot:
     next_offset: int
 
 
-def as_message(rule: rule_pb2.Rule) -> rule_pb2.Rule:
+def unconverted(rule: rule_pb2.Rule) -> rule_pb2.Rule:
     return rule
 
 
@@ -104,7 +104,7 @@ def lock(client: redis.Redis, settings: Settings):
 
 
 async def load(
-    client: redis.Redis, settings: Settings, convert: Callable[[rule_pb2.Rule], Any] = as_message
+    client: redis.Redis, settings: Settings, convert: Callable[[rule_pb2.Rule], Any] = unconverted
 ) -> Snapshot | None:
     """The snapshot, None when there is none; SnapshotCorrupt when it cannot be trusted.
     Each rule is passed through `convert` as soon as it is parsed: a reader that keeps
@@ -284,7 +284,7 @@ async def load_or_rebuild(
     log,
     *,
     stop: asyncio.Event | None = None,
-    convert: Callable[[rule_pb2.Rule], Any] = as_message,
+    convert: Callable[[rule_pb2.Rule], Any] = unconverted,
 ) -> tuple[Snapshot, bool]:
     """The snapshot (its rules passed through `convert`, as by load), rebuilt from Postgres
     when it is missing or corrupt or when `rule.changed` no longer holds the offset it
