@@ -20,20 +20,21 @@ from datetime import UTC
 
 import grpc
 
-import aggregator.main  # noqa: F401  (the services run from these modules, in subprocesses)
-import evaluator.main  # noqa: F401
-import rule_service.main  # noqa: F401
-import rule_updater.main  # noqa: F401
-import sender.main  # noqa: F401
-import smtp_sink.main  # noqa: F401
+import alerting.aggregator.main  # noqa: F401  (the services run from these modules, in subprocesses)
+import alerting.evaluator.main  # noqa: F401
+import alerting.rule_service.main  # noqa: F401
+import alerting.rule_updater.main  # noqa: F401
+import alerting.sender.main  # noqa: F401
+import alerting.smtp_sink.main  # noqa: F401
+from alerting.common import telemetry, topics
+from alerting.common.kafka import OutgoingMessage, make_consumer, make_producer, publish_all
+from alerting.common.settings import Settings
+from alerting.common.vocabulary import WILDCARD
+from alerting.producer.alerts import alert_new, build_alert
+from alerting.producer.load import run_load
+from alerting.testsupport import stack
+from alerting.testsupport.services import fetch, free_port, service_environment, spawn_service, stop_process, wait_until
 from alerting.v1 import alert_pb2, rule_service_pb2, rule_service_pb2_grpc
-from common import telemetry, topics
-from common.kafka import OutgoingMessage, make_consumer, make_producer, publish_all
-from common.settings import Settings
-from producer.alerts import alert_new, build_alert
-from producer.main import run_load
-from testsupport import stack
-from testsupport.services import fetch, free_port, service_environment, spawn_service, stop_process, wait_until
 
 # As deploy/topics.txt creates them.
 PARTITIONS = {topics.ALERTS_NEW: 6, topics.RULE_CHANGED: 1, topics.ALERTS_MATCHED: 6, topics.NOTIFICATIONS_READY: 6}
@@ -41,7 +42,7 @@ CLIENTS = 100  # each watches its own source, src-<n>
 THROUGHPUT_ALERTS = 40_000
 LATENCY_SECONDS = 20
 RAW_MESSAGES = 40_000
-WORKERS = ("rule_updater.main", "evaluator.main", "aggregator.main", "sender.main")
+WORKERS = ("alerting.rule_updater.main", "alerting.evaluator.main", "alerting.aggregator.main", "alerting.sender.main")
 
 
 def log(line: str) -> None:
@@ -101,9 +102,9 @@ async def create_rules(address: str) -> None:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
         for number in range(CLIENTS):
             client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name=f"bench-{number}"))
-            for severity in ("*", "HIGH"):
+            for severity in (WILDCARD, "HIGH"):
                 await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
-                    client_id=client.client_id, severity=severity, source=f"src-{number}", name="*",
+                    client_id=client.client_id, severity=severity, source=f"src-{number}", name=WILDCARD,
                     emails=[f"oncall@tenant-{number}.example"]))
 
 
@@ -150,9 +151,9 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as mail_dir:
             grpc_port = free_port()
             names = ["smtp-sink", "rule-service", *(module.removesuffix(".main") for module in WORKERS)]
-            processes.append(await spawn_service("smtp_sink.main", service_environment(
+            processes.append(await spawn_service("alerting.smtp_sink.main", service_environment(
                 settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=mail_dir)))
-            processes.append(await spawn_service("rule_service.main", service_environment(
+            processes.append(await spawn_service("alerting.rule_service.main", service_environment(
                 settings, ALERTING_GRPC_PORT=str(grpc_port))))
             await create_rules(f"127.0.0.1:{grpc_port}")
             for module in WORKERS:
@@ -172,7 +173,7 @@ async def main() -> None:
             cpu_per_alert = {name: (after - before) / THROUGHPUT_ALERTS * 1e6 for name, before, after in
                              zip([*names, "producer (this script)", "whole machine"], cpu_before, cpu_after,
                                  strict=True)}
-            log(f"  published at {load['rate']:,.0f}/s, all SENT after {finished - started:.1f} s: "
+            log(f"  published at {load.rate:,.0f}/s, all SENT after {finished - started:.1f} s: "
                 f"{sustained:,.0f} notifications/s")
 
             half = sustained / 2

@@ -13,7 +13,8 @@ import time
 
 from workloads import make_alerts, make_rules
 
-from evaluator.matcher import WILDCARD, RuleIndex
+from alerting.common.vocabulary import WILDCARD
+from alerting.evaluator.matcher import RuleIndex
 
 SIZES = (1_000, 100_000, 1_000_000)
 ALERTS = 20_000

@@ -17,11 +17,11 @@ import asyncpg
 import redis.asyncio as redis
 from workloads import make_rules
 
+from alerting.common.settings import Settings
+from alerting.evaluator.warm_start import load_index
+from alerting.rules import snapshot
+from alerting.testsupport import stack
 from alerting.v1 import rule_pb2
-from common.settings import Settings
-from evaluator.main import load_index
-from rule_updater import snapshot
-from testsupport import stack
 
 RULES = 1_000_000
 REPETITIONS = 3

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import uuid
 
-from evaluator.matcher import IndexedRule
+from alerting.common.vocabulary import SEVERITIES, WILDCARD
+from alerting.evaluator.matcher import IndexedRule
 
-SEVERITIES = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
 # (severity, source, name) concrete or wildcard, with how often tenants write each shape.
 # Tenants watch their own sources, so rules without a concrete source are rare; a rule
 # like "every HIGH alert of every source" would notify a tenant of all the others' alerts.
@@ -42,9 +42,9 @@ def make_rules(count: int, clients: int = 10_000, seed: int = 1) -> list[Indexed
         rules.append(IndexedRule(
             rule_id=str(uuid.UUID(int=rng.getrandbits(128))),
             client_id=client,
-            severity=rng.choice(SEVERITIES) if shape[0] else "*",
-            source=rng.choice(client_sources(number % clients)) if shape[1] else "*",
-            name=rng.choice(name_pool) if shape[2] else "*",
+            severity=rng.choice(SEVERITIES) if shape[0] else WILDCARD,
+            source=rng.choice(client_sources(number % clients)) if shape[1] else WILDCARD,
+            name=rng.choice(name_pool) if shape[2] else WILDCARD,
             emails=(f"oncall@{client[:8]}.example",),
             enabled=True,
             version=1,

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from common.settings import Settings
-from testsupport import stack
+from alerting.common.settings import Settings
+from alerting.testsupport import stack
 
 
 def _require(host: str, port: int, what: str) -> None:

@@ -1,0 +1,79 @@
+"""aggregator: `alerts.matched` → one row per (client, alert) in `notifications` →
+`notifications.ready`.
+
+Wiring only: the durable step and the sweeper are recorder.py, decoding and the shape
+of a batch's insert batch.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from alerting.aggregator.batch import decode_alert_matched
+from alerting.aggregator.recorder import NotificationRecorder, sweep_forever
+from alerting.common import topics
+from alerting.common.db import create_pool
+from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients
+from alerting.common.service import Lifecycle, run_service
+from alerting.common.settings import Settings
+
+GROUP = "aggregator"
+
+
+class AggregatorSettings(Settings):
+    # Rows PENDING for this long since their last publish are published again.
+    sweep_after_seconds: float = 60.0
+    sweep_interval_seconds: float = 15.0
+
+
+async def record_and_sweep(
+    settings: AggregatorSettings,
+    lifecycle: Lifecycle,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+    recorder: NotificationRecorder,
+) -> None:
+    """Consume `alerts.matched` until stopped, with the sweeper running beside the worker."""
+    sweeper = asyncio.create_task(sweep_forever(
+        recorder, lifecycle.stop,
+        interval_seconds=settings.sweep_interval_seconds, after_seconds=settings.sweep_after_seconds,
+    ))
+    worker = BatchWorker(
+        service="aggregator",
+        settings=settings,
+        consumer=consumer,
+        producer=producer,
+        decode=decode_alert_matched,
+        handle=recorder.handle,
+        stop=lifecycle.stop,
+    )
+    # A sweeper that ended would leave stranded rows PENDING: that is unhealthy, not silent.
+    lifecycle.healthy = lambda: worker.last_batch_ok and not sweeper.done()
+    try:
+        await worker.run()
+    finally:
+        lifecycle.stop.set()
+        await sweeper
+
+
+async def run(settings: AggregatorSettings, lifecycle: Lifecycle) -> None:
+    pool = await create_pool(settings, stop=lifecycle.stop)
+    consumer = make_consumer(settings, GROUP, topics.ALERTS_MATCHED)
+    producer = make_producer(settings)
+    try:
+        await start_clients(settings, producer, consumer, stop=lifecycle.stop)
+        await record_and_sweep(settings, lifecycle, consumer, producer, NotificationRecorder(settings, pool, producer))
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await pool.close()
+
+
+def main() -> None:
+    run_service("aggregator", AggregatorSettings(), run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""alertctl: manage clients and rules through the rule-service's gRPC API.
+
+    alertctl client create NAME | get ID | list | update ID --name N --version V | delete ID
+    alertctl rule create --client ID --severity S --source S --name N --email E... | get | list | update | delete
+"""
+
+from __future__ import annotations
+
+import click
+import grpc
+
+from alerting.cli.formatting import CLIENT_COLUMNS, RULE_COLUMNS, as_json, table
+from alerting.common.settings import Settings
+from alerting.v1 import rule_service_pb2 as api
+from alerting.v1 import rule_service_pb2_grpc
+
+
+class Context:
+    def __init__(self, address: str, output_json: bool) -> None:
+        self.channel = grpc.insecure_channel(address)
+        self.stub = rule_service_pb2_grpc.RuleServiceStub(self.channel)
+        self.output_json = output_json
+
+    def show(self, messages, columns) -> None:
+        click.echo(as_json(messages) if self.output_json else table(messages, columns))
+
+    def call(self, method, request):
+        try:
+            return method(request, timeout=30)
+        except grpc.RpcError as error:
+            raise click.ClickException(f"{error.code().name}: {error.details()}") from error
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group()
+@click.option("--address", default=lambda: Settings().rule_service_address, show_default="127.0.0.1:50051",
+              help="rule-service host:port (ALERTING_RULE_SERVICE_ADDRESS).")
+@click.option("--json", "output_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def cli(context: click.Context, address: str, output_json: bool) -> None:
+    context.obj = Context(address, output_json)
+    context.call_on_close(context.obj.channel.close)
+
+
+@cli.group()
+def client() -> None:
+    """Tenants."""
+
+
+@client.command("create")
+@click.argument("name")
+@pass_context
+def client_create(ctx: Context, name: str) -> None:
+    ctx.show([ctx.call(ctx.stub.CreateClient, api.CreateClientRequest(name=name))], CLIENT_COLUMNS)
+
+
+@client.command("get")
+@click.argument("client_id")
+@pass_context
+def client_get(ctx: Context, client_id: str) -> None:
+    ctx.show([ctx.call(ctx.stub.GetClient, api.GetClientRequest(client_id=client_id))], CLIENT_COLUMNS)
+
+
+@client.command("list")
+@click.option("--page-size", default=100, show_default=True)
+@click.option("--all", "every_page", is_flag=True, help="Follow every page.")
+@pass_context
+def client_list(ctx: Context, page_size: int, every_page: bool) -> None:
+    clients, token = [], ""
+    while True:
+        page = ctx.call(ctx.stub.ListClients, api.ListClientsRequest(page_size=page_size, page_token=token))
+        clients += page.clients
+        token = page.next_page_token
+        if not (token and every_page):
+            break
+    ctx.show(clients, CLIENT_COLUMNS)
+    if token:
+        click.echo("(more: --all to list every page)", err=True)
+
+
+@client.command("update")
+@click.argument("client_id")
+@click.option("--name", required=True)
+@click.option("--version", "expected_version", type=int, required=True, help="The version you are changing.")
+@pass_context
+def client_update(ctx: Context, client_id: str, name: str, expected_version: int) -> None:
+    request = api.UpdateClientRequest(client_id=client_id, name=name, expected_version=expected_version)
+    ctx.show([ctx.call(ctx.stub.UpdateClient, request)], CLIENT_COLUMNS)
+
+
+@client.command("delete")
+@click.argument("client_id")
+@click.option("--version", "expected_version", type=int, default=0, help="Only if still at this version.")
+@pass_context
+def client_delete(ctx: Context, client_id: str, expected_version: int) -> None:
+    ctx.call(ctx.stub.DeleteClient, api.DeleteClientRequest(client_id=client_id, expected_version=expected_version))
+    click.echo(f"deleted client {client_id} and its rules")
+
+
+@cli.group()
+def rule() -> None:
+    """A client's rules; '*' matches any value."""
+
+
+def rule_options(command):
+    for option in reversed([
+        click.option("--severity", required=True, help="LOW, MEDIUM, HIGH, CRITICAL or *."),
+        click.option("--source", required=True, help="Exact source or *."),
+        click.option("--name", required=True, help="Exact alert name or *."),
+        click.option("--email", "emails", multiple=True, required=True, help="Repeatable."),
+    ]):
+        command = option(command)
+    return command
+
+
+@rule.command("create")
+@click.option("--client", "client_id", required=True)
+@rule_options
+@click.option("--disabled", is_flag=True)
+@pass_context
+def rule_create(ctx: Context, client_id, severity, source, name, emails, disabled) -> None:
+    request = api.CreateRuleRequest(client_id=client_id, severity=severity, source=source, name=name,
+                                    emails=list(emails), disabled=disabled)
+    ctx.show([ctx.call(ctx.stub.CreateRule, request)], RULE_COLUMNS)
+
+
+@rule.command("get")
+@click.argument("rule_id")
+@pass_context
+def rule_get(ctx: Context, rule_id: str) -> None:
+    ctx.show([ctx.call(ctx.stub.GetRule, api.GetRuleRequest(rule_id=rule_id))], RULE_COLUMNS)
+
+
+@rule.command("list")
+@click.option("--client", "client_id", default="", help="Only this client's rules.")
+@click.option("--page-size", default=100, show_default=True)
+@click.option("--all", "every_page", is_flag=True, help="Follow every page.")
+@pass_context
+def rule_list(ctx: Context, client_id: str, page_size: int, every_page: bool) -> None:
+    rules, token = [], ""
+    while True:
+        request = api.ListRulesRequest(client_id=client_id, page_size=page_size, page_token=token)
+        page = ctx.call(ctx.stub.ListRules, request)
+        rules += page.rules
+        token = page.next_page_token
+        if not (token and every_page):
+            break
+    ctx.show(rules, RULE_COLUMNS)
+    if token:
+        click.echo("(more: --all to list every page)", err=True)
+
+
+@rule.command("update")
+@click.argument("rule_id")
+@rule_options
+@click.option("--enabled/--disabled", default=True)
+@click.option("--version", "expected_version", type=int, required=True, help="The version you are changing.")
+@pass_context
+def rule_update(ctx: Context, rule_id, severity, source, name, emails, enabled, expected_version) -> None:
+    request = api.UpdateRuleRequest(rule_id=rule_id, severity=severity, source=source, name=name,
+                                    emails=list(emails), enabled=enabled, expected_version=expected_version)
+    ctx.show([ctx.call(ctx.stub.UpdateRule, request)], RULE_COLUMNS)
+
+
+@rule.command("delete")
+@click.argument("rule_id")
+@click.option("--version", "expected_version", type=int, default=0, help="Only if still at this version.")
+@pass_context
+def rule_delete(ctx: Context, rule_id: str, expected_version: int) -> None:
+    ctx.call(ctx.stub.DeleteRule, api.DeleteRuleRequest(rule_id=rule_id, expected_version=expected_version))
+    click.echo(f"deleted rule {rule_id}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,251 @@
+"""Kafka producers and the batch consume → durable step → commit loop every worker runs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from google.protobuf.message import DecodeError, Message
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from alerting.common import telemetry
+from alerting.common.failpoints import failpoint
+from alerting.common.retry import Stopping, retry_until_done
+from alerting.common.settings import Settings
+from alerting.common.topics import SCHEMA_VERSION, dead_letter
+
+log = logging.getLogger(__name__)
+M = TypeVar("M")
+E = TypeVar("E", bound=Message)
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """An idempotent producer that waits for every in-sync replica."""
+    options: dict[str, Any] = dict(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        request_timeout_ms=30000,
+    )
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+    """A group consumer that never commits on its own: the loop commits after durable progress.
+
+    Consumer groups are broker-wide, so the group id carries the topic prefix too."""
+    options: dict[str, Any] = dict(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=settings.topic(group_id),
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        session_timeout_ms=30000,
+        heartbeat_interval_ms=3000,
+        # A batch that waits out a long outage must not get the consumer thrown out of the group.
+        max_poll_interval_ms=30 * 60 * 1000,
+    )
+    options.update(overrides)
+    return AIOKafkaConsumer(*[settings.topic(topic) for topic in topics], **options)
+
+
+async def start_clients(settings: Settings, *clients: AIOKafkaProducer | AIOKafkaConsumer,
+                        stop: asyncio.Event | None = None) -> None:
+    """Start each Kafka client, retrying with backoff while the broker cannot be reached,
+    so a service started before Kafka (or during an outage) waits instead of dying."""
+    for client in clients:
+        await retry_until_done(client.start, settings, what=f"starting a Kafka {type(client).__name__}", stop=stop)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    # The trace context the message continues; the aiokafka instrumentation injects it.
+    trace_context: otel_context.Context | None = None
+
+
+async def publish_all(producer: AIOKafkaProducer, messages: Sequence[OutgoingMessage]) -> None:
+    """Send every message and wait until the broker has acknowledged all of them."""
+    deliveries = []
+    for message in messages:
+        token = otel_context.attach(message.trace_context) if message.trace_context is not None else None
+        try:
+            deliveries.append(
+                await producer.send(message.topic, message.value, key=message.key, headers=list(message.headers))
+            )
+        finally:
+            if token is not None:
+                otel_context.detach(token)
+    if deliveries:
+        await asyncio.gather(*deliveries)
+
+
+class InvalidEvent(Exception):
+    """A message that can never be processed; it goes to the dead-letter topic with this reason."""
+
+
+def decode(record: ConsumerRecord, message_type: type[E]) -> E:
+    """The record's value as a `message_type` event of the schema version this code reads;
+    InvalidEvent when it is neither. Callers check the event's own fields after this."""
+    try:
+        event = message_type.FromString(record.value or b"")
+    except DecodeError as error:
+        raise InvalidEvent(f"undecodable {message_type.__name__}: {error}") from error
+    version = event.schema_version
+    if version != SCHEMA_VERSION:
+        raise InvalidEvent(f"schema_version: unsupported {version} (expected {SCHEMA_VERSION})")
+    return event
+
+
+@dataclass(frozen=True)
+class Delivery(Generic[M]):
+    """A decoded message, the record it came from, and the consumer span of its processing,
+    which the batch worker opened and ends once the batch has made durable progress."""
+
+    record: ConsumerRecord
+    message: M
+    span: trace.Span
+
+    @property
+    def trace_context(self) -> otel_context.Context:
+        """The context whose parent is this message's processing: what its outputs continue."""
+        return trace.set_span_in_context(self.span)
+
+
+def dead_letter_message(record: ConsumerRecord, reason: str) -> OutgoingMessage:
+    headers = [(key, value) for key, value in record.headers or () if key != "dlq.reason"]
+    headers += [
+        ("dlq.reason", reason.encode("utf-8")[:2000]),
+        ("dlq.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
+    ]
+    return OutgoingMessage(
+        topic=dead_letter(record.topic),
+        value=record.value or b"",
+        key=record.key,
+        headers=headers,
+    )
+
+
+class BatchWorker(Generic[M]):
+    """Consumes batches; decodes each record, dead-letters invalid ones, hands the rest to
+    `handle` (which must make durable progress or raise), and commits only afterwards.
+
+    A failing batch is retried with backoff and never committed past. A crash anywhere
+    before the commit means the batch is delivered again: handlers are idempotent.
+    """
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        settings: Settings,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        decode: Callable[[ConsumerRecord], M],
+        handle: Callable[[list[Delivery[M]]], Awaitable[None]],
+        stop: asyncio.Event,
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.consumer = consumer
+        self.producer = producer
+        self.decode = decode
+        self.handle = handle
+        # Set by SIGTERM: the batch in hand is finished and committed, then run() returns.
+        self.stop_requested = stop
+        self.last_batch_ok = True
+        # Spans carry the service's name as their instrumentation scope.
+        self.tracer = trace.get_tracer(service)
+
+    async def run(self) -> None:
+        while not self.stop_requested.is_set():
+            batch = await self.consumer.getmany(
+                timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
+            )
+            if not batch:
+                continue
+            failpoint("after_consume")
+            try:
+                await self.process(batch)
+            except Stopping:
+                log.info("stopping during an outage; the uncommitted batch will be redelivered")
+                return
+            failpoint("before_commit")
+            await self.commit(batch)
+
+    async def process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        started = time.perf_counter()
+        records = [record for records in batch.values() for record in records]
+        topic = records[0].topic
+        deliveries: list[Delivery[M]] = []
+        dead_letters: list[OutgoingMessage] = []
+        for record in records:
+            try:
+                message = self.decode(record)
+            except InvalidEvent as error:
+                log.warning("dead-lettering %s/%d/%d: %s", record.topic, record.partition, record.offset, error)
+                dead_letters.append(dead_letter_message(record, str(error)))
+                continue
+            span = self.tracer.start_span(
+                f"{record.topic} process",
+                context=telemetry.context_from_headers(record.headers),
+                kind=trace.SpanKind.CONSUMER,
+                attributes=telemetry.messaging_attributes(record),
+            )
+            deliveries.append(Delivery(record, message, span))
+        try:
+            await self.make_durable_progress(topic, deliveries, dead_letters)
+        finally:
+            for delivery in deliveries:
+                delivery.span.end()
+        telemetry.MESSAGES_PROCESSED.labels(self.service, topic).inc(len(deliveries))
+        if dead_letters:
+            telemetry.MESSAGES_DEAD_LETTERED.labels(self.service, topic).inc(len(dead_letters))
+        telemetry.BATCH_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
+
+    async def make_durable_progress(
+        self, topic: str, deliveries: list[Delivery[M]], dead_letters: list[OutgoingMessage]
+    ) -> None:
+        """Dead letters published and deliveries handled, retried until both succeed."""
+
+        async def durable_step() -> None:
+            await publish_all(self.producer, dead_letters)
+            if deliveries:
+                await self.handle(deliveries)
+
+        def on_failure(_: BaseException) -> None:
+            self.last_batch_ok = False
+            telemetry.MESSAGES_FAILED.labels(self.service, topic).inc()
+
+        await retry_until_done(
+            durable_step, self.settings, what=f"{self.service} batch", stop=self.stop_requested, on_failure=on_failure
+        )
+        self.last_batch_ok = True
+
+    async def commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as error:
+            # The group rebalanced: the new owner gets these records again, which is safe.
+            log.warning("commit failed after a rebalance, records will be redelivered: %s", error)
+            return
+        for tp, offset in offsets.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                telemetry.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
+                    max(highwater - offset, 0)
+                )

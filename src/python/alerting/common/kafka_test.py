@@ -1,0 +1,187 @@
+import asyncio
+
+from aiokafka import TopicPartition
+
+from alerting.common import topics
+from alerting.common.kafka import (
+    BatchWorker,
+    InvalidEvent,
+    OutgoingMessage,
+    make_consumer,
+    make_producer,
+    publish_all,
+    start_clients,
+)
+from alerting.testsupport.services import forward_port, free_port
+from alerting.v1 import alert_pb2, events_pb2
+
+
+def alert_new(alert_id: str) -> events_pb2.AlertNew:
+    return events_pb2.AlertNew(
+        schema_version=topics.SCHEMA_VERSION,
+        alert=alert_pb2.Alert(alert_id=alert_id, severity=alert_pb2.SEVERITY_HIGH, source="db", name="disk"),
+    )
+
+
+async def committed_offset(settings, group: str, topic: str) -> int:
+    consumer = make_consumer(settings, group)
+    await consumer.start()
+    try:
+        return await consumer.committed(TopicPartition(settings.topic(topic), 0)) or 0
+    finally:
+        await consumer.stop()
+
+
+async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits(stack_settings):
+    topic = stack_settings.topic(topics.RULE_CHANGED)  # one partition: order is total
+    producer = make_producer(stack_settings)
+    await producer.start()
+    try:
+        await publish_all(
+            producer,
+            [OutgoingMessage(topic, alert_new(f"a{i}").SerializeToString(), key=b"k") for i in range(4)],
+        )
+    finally:
+        await producer.stop()
+
+    first = make_consumer(stack_settings, "round-trip", topics.RULE_CHANGED)
+    await first.start()
+    try:
+        batch = await first.getmany(timeout_ms=10000, max_records=2)
+        records = [record for records in batch.values() for record in records]
+        assert [events_pb2.AlertNew.FromString(r.value).alert.alert_id for r in records] == ["a0", "a1"]
+        await first.commit({TopicPartition(topic, 0): records[-1].offset + 1})
+    finally:
+        await first.stop()
+
+    # The group resumes after the committed offset: nothing before it, nothing skipped.
+    second = make_consumer(stack_settings, "round-trip", topics.RULE_CHANGED)
+    await second.start()
+    try:
+        seen = []
+        while len(seen) < 2:
+            batch = await second.getmany(timeout_ms=10000)
+            assert batch, "no message after the committed offset"
+            seen += [events_pb2.AlertNew.FromString(r.value).alert.alert_id for rs in batch.values() for r in rs]
+        assert seen == ["a2", "a3"]
+    finally:
+        await second.stop()
+
+
+def decode_alert(record) -> events_pb2.AlertNew:
+    try:
+        event = events_pb2.AlertNew.FromString(record.value)
+    except Exception as error:
+        raise InvalidEvent(f"undecodable AlertNew: {error}") from error
+    if not event.alert.alert_id:
+        raise InvalidEvent("alert.alert_id: missing")
+    return event
+
+
+async def run_worker_until(settings, handle, done, group="worker-test"):
+    stop = asyncio.Event()
+    consumer = make_consumer(settings, group, topics.RULE_CHANGED)
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    worker = BatchWorker(
+        service="test",
+        settings=settings,
+        consumer=consumer,
+        producer=producer,
+        decode=decode_alert,
+        handle=handle,
+        stop=stop,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await consumer.stop()
+        await producer.stop()
+
+
+async def produce(settings, values):
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        # rule.changed is compacted: the broker refuses messages without a key.
+        await publish_all(producer, [OutgoingMessage(settings.topic(topics.RULE_CHANGED), v, key=b"k") for v in values])
+    finally:
+        await producer.stop()
+
+
+async def test_worker_dead_letters_invalid_events_with_the_reason_and_commits_after_handling(stack_settings):
+    await produce(
+        stack_settings,
+        [alert_new("good-1").SerializeToString(), b"\xff\xfe not protobuf", alert_new("").SerializeToString(),
+         alert_new("good-2").SerializeToString()],
+    )
+    handled: list[str] = []
+    done = asyncio.Event()
+
+    async def handle(deliveries):
+        handled.extend(d.message.alert.alert_id for d in deliveries)
+        if len(handled) >= 2:
+            done.set()
+
+    await run_worker_until(stack_settings, handle, done)
+    assert handled == ["good-1", "good-2"]
+    assert await committed_offset(stack_settings, "worker-test", topics.RULE_CHANGED) == 4
+
+    dlq = make_consumer(stack_settings, "dlq-reader", topics.dead_letter(topics.RULE_CHANGED))
+    await dlq.start()
+    try:
+        reasons = []
+        while len(reasons) < 2:
+            batch = await dlq.getmany(timeout_ms=10000)
+            assert batch, "dead letters missing"
+            reasons += [dict(r.headers)["dlq.reason"].decode() for rs in batch.values() for r in rs]
+    finally:
+        await dlq.stop()
+    assert reasons[0].startswith("undecodable AlertNew")
+    assert reasons[1] == "alert.alert_id: missing"
+
+
+async def test_worker_retries_a_failing_batch_and_commits_nothing_until_it_succeeds(stack_settings):
+    await produce(stack_settings, [alert_new("only").SerializeToString()])
+    attempts = 0
+    done = asyncio.Event()
+    offsets_seen_while_failing = []
+
+    async def handle(deliveries):
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            offsets_seen_while_failing.append(
+                await committed_offset(stack_settings, "retry-test", topics.RULE_CHANGED)
+            )
+            raise ConnectionError("dependency down")
+        done.set()
+
+    await run_worker_until(stack_settings, handle, done, group="retry-test")
+    assert attempts == 3
+    assert offsets_seen_while_failing == [0, 0]
+    assert await committed_offset(stack_settings, "retry-test", topics.RULE_CHANGED) == 1
+
+
+async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_settings):
+    """A service that starts during a Kafka outage retries instead of dying: here the
+    bootstrap address only starts forwarding to the broker after a while."""
+    listen_port = free_port()
+    settings = stack_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{listen_port}"})
+    producer = make_producer(settings, request_timeout_ms=2000)
+    starting = asyncio.create_task(start_clients(settings, producer))
+    await asyncio.sleep(1.5)
+    assert not starting.done(), "start_clients gave up (or connected to nothing)"
+
+    proxy = await forward_port(listen_port, stack_settings.kafka_bootstrap)
+    try:
+        await asyncio.wait_for(starting, 30)
+        message = OutgoingMessage(settings.topic(topics.RULE_CHANGED), b"after the outage", key=b"k")
+        await publish_all(producer, [message])
+    finally:
+        await producer.stop()
+        proxy.close()

@@ -1,0 +1,53 @@
+"""Running a service process: logging, tracing, metrics endpoint, SIGTERM → graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from alerting.common import ports, telemetry
+from alerting.common.retry import Stopping
+from alerting.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle:
+    """What a running service exposes to its shell: a stop event and a health flag."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        # Unhealthy until the service has started (waiting for a dependency is not ready).
+        self.healthy: Callable[[], bool] = lambda: False
+
+
+def run_service(
+    name: str,
+    settings: Settings,
+    body: Callable[[Settings, Lifecycle], Awaitable[None]],
+) -> None:
+    """Run `body` until it returns or SIGTERM/SIGINT asks it to stop. `name` is the
+    service's name in alerting.common.ports, which gives its default metrics port."""
+    telemetry.setup_logging(settings)
+    telemetry.setup_tracing(name, settings)
+
+    async def main() -> None:
+        lifecycle = Lifecycle()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lifecycle.stop.set)
+        port = settings.metrics_port or ports.METRICS_PORTS[name]
+        server = await telemetry.serve_metrics_and_health(settings.listen_host, port, lambda: lifecycle.healthy())
+        try:
+            log.info("%s starting", name)
+            await body(settings, lifecycle)
+        except Stopping:
+            log.info("%s asked to stop while still waiting for a dependency", name)
+        finally:
+            server.close()
+            telemetry.shutdown_tracing()
+            log.info("%s stopped", name)
+
+    asyncio.run(main())

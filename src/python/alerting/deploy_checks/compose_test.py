@@ -1,0 +1,99 @@
+"""docker-compose.yml, Prometheus' scrape list, deploy/platform and deploy/topics.txt must
+agree with the ports, topics and topic configs the code uses (src/python/alerting/common)."""
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from alerting.common import ports, topics
+
+APP_SERVICES = set(ports.METRICS_PORTS) - {"alert-producer"}
+
+
+def load_compose() -> dict:
+    return yaml.safe_load(Path("docker-compose.yml").read_text())
+
+
+def published_ports(service: dict) -> set[int]:
+    return {int(str(mapping).rsplit(":", 1)[1]) for mapping in service.get("ports", [])}
+
+
+def test_every_service_runs_in_compose_with_its_ports():
+    services = load_compose()["services"]
+    assert APP_SERVICES <= set(services)
+    for name in APP_SERVICES:
+        assert ports.METRICS_PORTS[name] in published_ports(services[name]), name
+        pex = services[name]["build"]["args"]["PEX"]
+        assert pex.endswith(f"/{name}.pex"), pex
+    assert ports.RULE_SERVICE_GRPC_PORT in published_ports(services["rule-service"])
+    assert ports.SMTP_SINK_PORT in published_ports(services["smtp-sink"])
+    assert ports.KAFKA_PORT in published_ports(services["kafka"])
+    assert ports.POSTGRES_PORT in published_ports(services["postgres"])
+    assert ports.REDIS_PORT in published_ports(services["redis"])
+
+
+def test_services_reach_each_other_by_compose_names_and_ports():
+    services = load_compose()["services"]
+    environment = services["evaluator"]["environment"]
+    assert environment["ALERTING_KAFKA_BOOTSTRAP"] == f"kafka:{ports.KAFKA_PORT}"
+    assert environment["ALERTING_RULE_SERVICE_ADDRESS"] == f"rule-service:{ports.RULE_SERVICE_GRPC_PORT}"
+    assert environment["ALERTING_LISTEN_HOST"] == "0.0.0.0"
+    dependencies = {name for service in services.values() for name in service.get("depends_on", {})}
+    assert dependencies <= set(services)
+
+
+def test_prometheus_scrapes_every_service_on_its_metrics_port():
+    config = yaml.safe_load(Path("deploy/prometheus/prometheus.yml").read_text())
+    groups = [group for job in config["scrape_configs"] for group in job["static_configs"]]
+    targets = {target for group in groups for target in group["targets"]}
+    assert targets == {f"{name}:{ports.METRICS_PORTS[name]}" for name in APP_SERVICES}
+
+
+def test_grafana_dashboard_queries_metrics_the_services_export():
+    dashboard = json.loads(Path("deploy/grafana/dashboards/alerting.json").read_text())
+    expressions = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel["targets"])
+    for metric in ("alerting_messages_processed_total", "alerting_messages_dead_lettered_total",
+                   "alerting_batch_seconds_bucket", "alerting_consumer_lag"):
+        assert metric in expressions
+
+
+def test_local_platform_script_uses_the_same_services_and_ports():
+    script = Path("deploy/platform").read_text()
+    entries = dict(re.findall(r'^\s+"([a-z-]+)\|[^|]+\|(\d+)"$', script, flags=re.M))
+    assert {name: int(port) for name, port in entries.items()} == {
+        name: ports.METRICS_PORTS[name] for name in APP_SERVICES
+    }
+
+
+def topic_list() -> dict[str, list[str]]:
+    """deploy/topics.txt: topic -> its other fields (partitions, then configs if any)."""
+    lines = [line.split() for line in Path("deploy/topics.txt").read_text().splitlines()]
+    return {fields[0]: fields[1:] for fields in lines if fields and not fields[0].startswith("#")}
+
+
+def test_topic_list_creates_every_topic_and_dead_letter_topic():
+    created = {name: int(fields[0]) for name, fields in topic_list().items()}
+    for name in topics.INPUT_TOPICS:
+        assert created[name] >= 1
+        assert topics.dead_letter(name) in created
+    # Rule changes apply in commit order: one partition.
+    assert created[topics.RULE_CHANGED] == 1
+
+
+def test_topic_list_carries_the_topic_configs_of_the_code():
+    configured = {
+        name: dict(pair.split("=", 1) for pair in fields[1].split(",")) if len(fields) > 1 else {}
+        for name, fields in topic_list().items()
+    }
+    assert set(topics.TOPIC_CONFIGS) <= set(configured)
+    assert configured == {name: topics.TOPIC_CONFIGS.get(name, {}) for name in configured}
+
+
+def test_compose_runs_the_kafka_version_the_local_stack_fetches():
+    pom = Path("deploy/kafka/pom.xml").read_text()
+    version = re.search(r"<kafka.version>(.+?)</kafka.version>", pom).group(1)
+    images = {service["image"] for service in load_compose()["services"].values()
+              if service.get("image", "").startswith("apache/kafka:")}
+    assert images == {f"apache/kafka:{version}"}

@@ -1,0 +1,171 @@
+"""At-least-once under crashes: every worker runs as a real process and is killed with
+SIGKILL at each step boundary while alerts flow; afterwards every expected notification
+exists exactly once and is SENT, and no other exists. Expectations come from a naive
+reference matcher written here, independent of the evaluator's index."""
+
+import asyncio
+import itertools
+import random
+import signal
+from dataclasses import dataclass, field
+
+import alerting.aggregator.main  # noqa: F401  (the workers run from these modules, in subprocesses)
+import alerting.evaluator.main  # noqa: F401
+import alerting.rule_updater.main  # noqa: F401
+import alerting.sender.main  # noqa: F401
+from alerting.common.vocabulary import SEVERITIES, WILDCARD, severity_name
+from alerting.producer.alerts import build_alert
+from alerting.producer.publisher import AlertPublisher
+from alerting.smtp_sink import mailbox
+from alerting.smtp_sink.main import start_sink
+from alerting.testsupport.services import (
+    fetch,
+    free_port,
+    rule_service_stub,
+    service_environment,
+    spawn_service,
+    stop_process,
+    wait_until,
+)
+from alerting.v1 import rule_service_pb2
+
+STEPS = {
+    "alerting.rule_updater.main": ["after_consume", "after_db_write", "before_commit"],
+    "alerting.evaluator.main": ["after_consume", "after_publish", "before_commit"],
+    "alerting.aggregator.main": ["after_consume", "after_db_write", "after_publish", "before_commit"],
+    "alerting.sender.main": ["after_consume", "after_db_write", "before_commit"],
+}
+ALERTS = 2500
+SOURCES = [f"src-{i}" for i in range(6)]
+NAMES = [f"name-{i}" for i in range(6)]
+
+
+@dataclass
+class Supervisor:
+    module: str
+    env: dict
+    kills: list = field(default_factory=list)
+    process: asyncio.subprocess.Process | None = None
+
+    async def start(self, failpoint: str = "") -> None:
+        env = dict(self.env, ALERTING_FAILPOINT=failpoint, ALERTING_METRICS_PORT=str(free_port()))
+        self.process = await spawn_service(self.module, env)
+
+    async def crash_at_every_step(self, rng: random.Random) -> None:
+        """One life per step, each ended by SIGKILL at that step; then a clean life."""
+        for step in STEPS[self.module]:
+            await self.start(f"{step}:{rng.randint(2, 4)}")
+            try:
+                code = await asyncio.wait_for(self.process.wait(), 25)
+            except TimeoutError:  # the step was not reached often enough: end this life
+                self.process.kill()
+                code = await self.process.wait()
+            if code == -signal.SIGKILL:
+                self.kills.append(step)
+        await self.start()
+
+    async def stop(self) -> None:
+        if self.process:
+            await stop_process(self.process)
+
+
+def reference_matches(rules, alert) -> set[str]:
+    """Clients with an enabled rule matching the alert: a plain scan."""
+    severity = severity_name(alert.severity)
+    return {
+        rule.client_id for rule in rules
+        if rule.enabled and all(pattern in (WILDCARD, value) for pattern, value in
+                                ((rule.severity, severity), (rule.source, alert.source), (rule.name, alert.name)))
+    }
+
+
+async def create_rules(stub, rng):
+    rules = []
+    for number in range(12):
+        client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name=f"tenant-{number}"))
+        for _ in range(rng.randint(1, 4)):
+            pattern = [rng.choice([*values, WILDCARD]) for values in (SEVERITIES, SOURCES, NAMES)]
+            if pattern == [WILDCARD] * 3:
+                pattern[1] = rng.choice(SOURCES)
+            rules.append(await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
+                client_id=client.client_id, severity=pattern[0], source=pattern[1], name=pattern[2],
+                emails=[f"oncall@tenant-{number}.io"], disabled=rng.random() < 0.15)))
+    return rules
+
+
+async def touch_rules(stub, rules, rng, stop: asyncio.Event) -> None:
+    """Rule changes that keep flowing during the run, without changing what matches."""
+    versions = {rule.rule_id: rule.version for rule in rules}
+    for counter in itertools.count():
+        if stop.is_set():
+            return
+        rule = rng.choice(rules)
+        updated = await stub.UpdateRule(rule_service_pb2.UpdateRuleRequest(
+            rule_id=rule.rule_id, severity=rule.severity, source=rule.source, name=rule.name,
+            emails=[rule.emails[0], f"extra-{counter}@example.io"], enabled=rule.enabled,
+            expected_version=versions[rule.rule_id]))
+        versions[rule.rule_id] = updated.version
+        await asyncio.sleep(0.2)
+
+
+async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every_step(stack_settings, tmp_path):
+    rng = random.Random(2026)
+    smtp_port = free_port()
+    sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
+    settings = stack_settings.model_copy(update={"smtp_port": smtp_port, "batch_max_records": 50})
+    env = service_environment(
+        settings,
+        ALERTING_RETRY_MAX_SECONDS="1",
+        ALERTING_SWEEP_AFTER_SECONDS="20",
+        ALERTING_SWEEP_INTERVAL_SECONDS="5",
+    )
+    supervisors = [Supervisor(module, env) for module in STEPS]
+    async with rule_service_stub(settings) as stub:
+        rules = await create_rules(stub, rng)
+        alerts = [build_alert(rng.choice(SEVERITIES), rng.choice(SOURCES), rng.choice(NAMES),
+                              event_ts=f"2026-11-24T10:{i // 60 % 60:02d}:{i % 60:02d}Z") for i in range(ALERTS)]
+        # Duplicates: some alerts are published twice.
+        stream = alerts + rng.sample(alerts, ALERTS // 10)
+        rng.shuffle(stream)
+
+        stop_touching = asyncio.Event()
+        toucher = asyncio.create_task(touch_rules(stub, rules, rng, stop_touching))
+        crashing = [asyncio.create_task(s.crash_at_every_step(random.Random(i))) for i, s in enumerate(supervisors)]
+        try:
+            async with AlertPublisher(settings) as publisher:
+                for start in range(0, len(stream), 100):
+                    await publisher.publish(stream[start:start + 100])
+                    await asyncio.sleep(0.8)
+            await asyncio.gather(*crashing)
+            stop_touching.set()
+            await toucher
+
+            expected = {(client, alert.alert_id) for alert in alerts for client in reference_matches(rules, alert)}
+            assert len(expected) > 500
+
+            async def all_sent():
+                rows = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'")
+                return rows[0]["n"] >= len(expected)
+
+            await wait_until(all_sent, 180, f"{len(expected)} SENT notifications")
+            await asyncio.sleep(2)  # anything unexpected still in flight lands now
+            rows = await fetch(
+                settings, "SELECT client_id::text, alert_id, status, notification_id::text FROM notifications")
+            assert {(row["client_id"], row["alert_id"]) for row in rows} == expected
+            assert len(rows) == len(expected)
+            assert {row["status"] for row in rows} == {"SENT"}
+
+            received = {mail["Message-ID"] for mail in mailbox.read_all(tmp_path / "mail")}
+            assert {f"<{row['notification_id']}@alerting.local>" for row in rows} <= received
+        finally:
+            stop_touching.set()
+            for task in crashing:
+                task.cancel()
+            await asyncio.gather(*(s.stop() for s in supervisors), return_exceptions=True)
+            sink.close()
+
+    kills = {(s.module, step) for s in supervisors for step in s.kills}
+    # Every worker died at least once at most of its steps; each kill is a real SIGKILL.
+    for supervisor in supervisors:
+        assert len(supervisor.kills) >= len(STEPS[supervisor.module]) - 1, (supervisor.module, supervisor.kills)
+    assert len(kills) >= 10

@@ -1,0 +1,90 @@
+"""Keeping the rule index current: `rule.changed` applied from the exact offset the index
+covers, outside any consumer group, so every evaluator sees every change."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka.errors import OffsetOutOfRangeError
+
+from alerting.common.kafka import InvalidEvent, start_clients
+from alerting.common.retry import Stopping, retry_until_done
+from alerting.common.settings import Settings
+from alerting.evaluator.alerts import indexed_rule
+from alerting.evaluator.matcher import RuleIndex
+from alerting.rules.changelog import UPSERT, decode_rule_changed, rule_changed_consumer, rule_changed_partition
+from alerting.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+
+def apply_change(index: RuleIndex, change: events_pb2.RuleChanged) -> None:
+    if change.op == UPSERT:
+        index.upsert(indexed_rule(change.rule))
+    else:
+        index.delete(change.rule_id, change.rule.version)
+
+
+class RuleOffsetLost(Exception):
+    """`rule.changed` no longer holds the offset the index needs next: no retry brings it back."""
+
+
+class RuleFollower:
+    """Applies `rule.changed` to the index from a given offset, catching up first. A failure
+    is retried with backoff from the first offset not applied yet, so no change is skipped."""
+
+    def __init__(self, settings: Settings, index: RuleIndex, next_offset: int) -> None:
+        self.settings = settings
+        self.index = index
+        self.partition = rule_changed_partition(settings)
+        self.next_offset = next_offset
+        self.consumer = rule_changed_consumer(settings)
+        self.failing = False
+
+    async def start(self, stop: asyncio.Event) -> None:
+        await start_clients(self.settings, self.consumer, stop=stop)
+        self.consumer.assign([self.partition])
+        self.consumer.seek(self.partition, self.next_offset)
+        end = (await self.consumer.end_offsets([self.partition]))[self.partition]
+        while self.next_offset < end:
+            await self.poll(stop)
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Applies changes until stopped; only RuleOffsetLost ends it sooner."""
+        with contextlib.suppress(Stopping):  # asked to stop while failing
+            while not stop.is_set():
+                await self.poll(stop)
+
+    async def poll(self, stop: asyncio.Event) -> None:
+        """Applies the next changes. A failure is retried; a lost offset is not (RuleOffsetLost)."""
+        held = await retry_until_done(
+            self._apply_next, self.settings, what="following rule.changed", stop=stop, on_failure=self._failed
+        )
+        if not held:
+            raise RuleOffsetLost(f"rule.changed no longer holds offset {self.next_offset}, which the index needs next")
+        self.failing = False
+
+    async def _apply_next(self) -> bool:
+        """Reads and applies the next changes; False when the log no longer holds the offset to read."""
+        try:
+            batch = await self.consumer.getmany(self.partition, timeout_ms=500, max_records=5000)
+        except OffsetOutOfRangeError:
+            return False
+        for record in batch.get(self.partition, []):
+            try:
+                apply_change(self.index, decode_rule_changed(record))
+            except InvalidEvent as error:
+                # The rule-updater dead-letters it; here it is simply not a rule.
+                log.warning("ignoring invalid rule change at offset %d: %s", record.offset, error)
+            self.next_offset = record.offset + 1
+        return True
+
+    def _failed(self, _: BaseException) -> None:
+        self.failing = True
+        # Records fetched but not applied are fetched again by the next attempt.
+        self.consumer.seek(self.partition, self.next_offset)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()

@@ -1,0 +1,62 @@
+"""evaluator: `alerts.new` → match against the in-memory rule index → `alerts.matched`.
+
+Wiring only: the warm start (warm_start.py), the rule follower (follower.py), the
+matching step (evaluation.py) and the index (matcher.py) live beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alerting.common import topics
+from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients
+from alerting.common.service import Lifecycle, run_service
+from alerting.common.settings import Settings
+from alerting.evaluator.alerts import decode_alert_new
+from alerting.evaluator.evaluation import AlertEvaluator
+from alerting.evaluator.follower import RuleFollower
+from alerting.evaluator.warm_start import warm_index
+
+GROUP = "evaluator"
+
+
+async def run(settings: Settings, lifecycle: Lifecycle) -> None:
+    index, next_offset = await warm_index(settings, lifecycle.stop)
+    follower = RuleFollower(settings, index, next_offset)
+    consumer = make_consumer(settings, GROUP, topics.ALERTS_NEW)
+    producer = make_producer(settings)
+    try:
+        await follower.start(lifecycle.stop)
+        await start_clients(settings, producer, consumer, stop=lifecycle.stop)
+        following = asyncio.create_task(follower.follow(lifecycle.stop))
+        # follow() ends early only on RuleOffsetLost. The evaluator then stops, rather than
+        # match with an index that no longer follows, and exits with that error: a restart
+        # warms again, from a snapshot the log holds (rebuilt if need be).
+        following.add_done_callback(lambda _: lifecycle.stop.set())
+        try:
+            worker = BatchWorker(
+                service="evaluator",
+                settings=settings,
+                consumer=consumer,
+                producer=producer,
+                decode=decode_alert_new,
+                handle=AlertEvaluator(settings, index, producer).handle,
+                stop=lifecycle.stop,
+            )
+            lifecycle.healthy = lambda: worker.last_batch_ok and not follower.failing
+            await worker.run()
+        finally:
+            lifecycle.stop.set()
+            await following
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await follower.stop()
+
+
+def main() -> None:
+    run_service("evaluator", Settings(), run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""Evaluator start-up (snapshot warm start and rebuilds), following rule changes, and poison
+messages, on the real stack."""
+
+import asyncio
+import uuid
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import PolicyViolationError
+
+import alerting.evaluator.follower
+import alerting.evaluator.main
+from alerting.common import topics
+from alerting.evaluator.follower import RuleFollower, RuleOffsetLost
+from alerting.evaluator.matcher import RuleIndex
+from alerting.producer.alerts import alert_new, build_alert
+from alerting.rules import snapshot
+from alerting.testsupport.services import read, running, send, wait_until
+from alerting.v1 import events_pb2, rule_pb2
+
+
+def rule(client_id: str, source: str, rule_id: str | None = None) -> rule_pb2.Rule:
+    return rule_pb2.Rule(rule_id=rule_id or str(uuid.uuid4()), client_id=client_id, severity="*", source=source,
+                         name="*", emails=["ops@x.io"], enabled=True, version=1)
+
+
+async def insert_rule_row(settings, source: str) -> tuple[str, str]:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        client_id = await connection.fetchval("INSERT INTO clients (name) VALUES ('c') RETURNING client_id::text")
+        rule_id = await connection.fetchval(
+            "INSERT INTO rules (client_id, severity, source, name, emails) VALUES ($1, '*', $2, '*', '{ops@x.io}')"
+            " RETURNING rule_id::text", client_id, source)
+        return client_id, rule_id
+    finally:
+        await connection.close()
+
+
+async def publish_upserts(settings, rules: list[rule_pb2.Rule]) -> None:
+    """An upsert of each rule on rule.changed, keyed by rule_id as the outbox relay publishes it."""
+    changes = [events_pb2.RuleChanged(schema_version=1, seq=seq, op=events_pb2.RuleChanged.OP_UPSERT,
+                                      rule_id=r.rule_id, client_id=r.client_id, rule=r)
+               for seq, r in enumerate(rules, 1)]
+    await send(settings, topics.RULE_CHANGED, [c.SerializeToString() for c in changes],
+               keys=[c.rule_id.encode() for c in changes])
+
+
+async def delete_changes_before(settings, offset: int) -> None:
+    """What retention does to a topic that is not compacted: the changes before `offset` are gone."""
+    topic = settings.topic(topics.RULE_CHANGED)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+
+    async def deleted() -> bool:
+        try:
+            await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(offset)})
+        except PolicyViolationError:  # the policy below has not reached the partition yet
+            return False
+        return True
+
+    await admin.start()
+    try:
+        # The broker deletes records only from topics whose cleanup policy includes "delete".
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, {"cleanup.policy": "compact,delete"})]
+        )
+        await wait_until(deleted, 10, f"records before {offset} deleted")
+    finally:
+        await admin.close()
+
+
+async def matched_clients(settings, alerts, expected_messages: int) -> set[tuple[str, str]]:
+    async with running(alerting.evaluator.main.run, settings):
+        await send(settings, topics.ALERTS_NEW, [alert_new(a).SerializeToString() for a in alerts])
+        records = await read(settings, topics.ALERTS_MATCHED, expected_messages)
+    return {(r.key.decode(), events_pb2.AlertMatched.FromString(r.value).alert.source) for r in records}
+
+
+async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings):
+    client = redis.from_url(stack_settings.redis_url)
+    only_in_snapshot = rule(str(uuid.uuid4()), "from-snapshot")
+    await snapshot.write_full(client, stack_settings, snapshot.Snapshot([only_in_snapshot], version=0, next_offset=0))
+    await client.aclose()
+    await insert_rule_row(stack_settings, "from-table")  # would match if the table were scanned
+
+    alerts = [build_alert("HIGH", "from-snapshot", "x"), build_alert("HIGH", "from-table", "x")]
+    assert await matched_clients(stack_settings, alerts, 1) == {(only_in_snapshot.client_id, "from-snapshot")}
+
+
+async def test_missing_or_garbage_snapshot_is_rebuilt_from_postgres(stack_settings):
+    client_id, _ = await insert_rule_row(stack_settings, "db")
+    client = redis.from_url(stack_settings.redis_url)
+    try:
+        assert await client.exists(stack_settings.redis_key(snapshot.SNAPSHOT_KEY)) == 0
+        first = await matched_clients(stack_settings, [build_alert("HIGH", "db", "a")], 1)
+        assert first == {(client_id, "db")}
+        rebuilt = await snapshot.load(client, stack_settings)
+        assert [r.source for r in rebuilt.rules] == ["db"]
+
+        await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), "garbage", b"\xff\x00not a rule")
+        second = await matched_clients(stack_settings, [build_alert("HIGH", "db", "b")], 2)
+        assert (client_id, "db") in second
+        assert len((await snapshot.load(client, stack_settings)).rules) == 1
+    finally:
+        await client.aclose()
+
+
+async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack_settings):
+    client = redis.from_url(stack_settings.redis_url)
+    await snapshot.write_full(client, stack_settings, snapshot.Snapshot([], version=0, next_offset=0))
+    await client.aclose()
+    added = rule(str(uuid.uuid4()), "late")
+    await publish_upserts(stack_settings, [added])
+    assert await matched_clients(stack_settings, [build_alert("LOW", "late", "x")], 1) == {(added.client_id, "late")}
+
+
+async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(stack_settings):
+    client_id, _ = await insert_rule_row(stack_settings, "from-table")
+    client = redis.from_url(stack_settings.redis_url)
+    stale = rule(str(uuid.uuid4()), "from-snapshot")
+    await snapshot.write_full(client, stack_settings, snapshot.Snapshot([stale], version=0, next_offset=0))
+    await client.aclose()
+    await publish_upserts(stack_settings, [rule(str(uuid.uuid4()), "from-log") for _ in range(3)])
+    await delete_changes_before(stack_settings, 2)  # the snapshot's offset, 0, among them
+
+    alerts = [build_alert("HIGH", "from-snapshot", "x"), build_alert("HIGH", "from-table", "x")]
+    assert await matched_clients(stack_settings, alerts, 1) == {(client_id, "from-table")}
+
+
+async def test_the_follower_fails_loudly_when_the_log_no_longer_holds_its_offset(stack_settings):
+    await publish_upserts(stack_settings, [rule(str(uuid.uuid4()), "db") for _ in range(3)])
+    await delete_changes_before(stack_settings, 2)
+    follower = RuleFollower(stack_settings, RuleIndex(), 0)
+    try:
+        with pytest.raises(RuleOffsetLost):  # not a silent jump to the end, past changes 0 and 1
+            await asyncio.wait_for(follower.start(asyncio.Event()), 30)
+    finally:
+        await follower.stop()
+
+
+async def test_the_follower_retries_a_failure_from_the_first_change_it_did_not_apply(stack_settings, monkeypatch):
+    rules = [rule(str(uuid.uuid4()), source) for source in ("a", "b", "c")]
+    real_apply_change = alerting.evaluator.follower.apply_change
+    failed = []
+
+    def apply_failing_once_at_the_second_rule(index, change):
+        if change.rule_id == rules[1].rule_id and not failed:
+            failed.append(change.rule_id)
+            raise ConnectionError("a transient failure")
+        real_apply_change(index, change)
+
+    monkeypatch.setattr(alerting.evaluator.follower, "apply_change", apply_failing_once_at_the_second_rule)
+    follower = RuleFollower(stack_settings, RuleIndex(), 0)
+    stop = asyncio.Event()
+    await follower.start(stop)
+    following = asyncio.create_task(follower.follow(stop))
+    try:
+        await publish_upserts(stack_settings, rules)
+
+        async def all_applied() -> bool:
+            return len(follower.index) == len(rules)
+
+        await wait_until(all_applied, 30, "every rule in the index")
+    finally:
+        stop.set()
+        await following
+        await follower.stop()
+    assert failed and not follower.failing
+    assert follower.next_offset == len(rules)
+
+
+async def test_poison_alerts_are_dead_lettered_and_the_evaluator_keeps_going(stack_settings):
+    client_id, _ = await insert_rule_row(stack_settings, "db")
+    no_severity = alert_new(build_alert("HIGH", "db", "x"))
+    no_severity.alert.severity = 0
+    good = build_alert("HIGH", "db", "after-poison")
+    async with running(alerting.evaluator.main.run, stack_settings):
+        await send(stack_settings, topics.ALERTS_NEW,
+                   [b"\x00garbage", no_severity.SerializeToString(), alert_new(good).SerializeToString()])
+        matched = await read(stack_settings, topics.ALERTS_MATCHED, 1)
+        dead = await read(stack_settings, topics.dead_letter(topics.ALERTS_NEW), 2)
+    assert events_pb2.AlertMatched.FromString(matched[0].value).alert.name == "after-poison"
+    reasons = sorted(dict(r.headers)["dlq.reason"].decode() for r in dead)
+    assert reasons[0].startswith("alert.severity: unknown value 0")
+    assert reasons[1].startswith("undecodable AlertNew")
+    assert dead[0].value in (b"\x00garbage", no_severity.SerializeToString())

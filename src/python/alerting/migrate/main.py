@@ -1,0 +1,108 @@
+"""`migrate`: the one migration runner for every service (yoyo-migrations underneath).
+
+    migrate up | down [--steps N | --all] | status | check
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+from yoyo import get_backend, read_migrations
+
+from alerting.migrate.checks import check_migrations
+
+DEFAULT_DATABASE_URL = "postgresql://alerting:alerting@127.0.0.1:5432/alerting"
+
+
+def yoyo_url(database_url: str) -> str:
+    """yoyo names its psycopg 3 driver in the URL scheme."""
+    scheme, rest = database_url.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else database_url
+
+
+def default_migrations_dir() -> str:
+    return os.environ.get("ALERTING_MIGRATIONS_DIR", "migrations")
+
+
+@click.group()
+@click.option("--database-url", envvar="ALERTING_DATABASE_URL", default=DEFAULT_DATABASE_URL, show_default=True)
+@click.option("--dir", "migrations_dir", default=default_migrations_dir, show_default="migrations",
+              type=click.Path(file_okay=False), help="Folder of NNNNNN_name.sql / .rollback.sql files.")
+@click.pass_context
+def cli(context: click.Context, database_url: str, migrations_dir: str) -> None:
+    context.obj = {"database_url": database_url, "dir": migrations_dir}
+
+
+def _migrations_folder(context: click.Context) -> tuple[Path, list[str]]:
+    """The folder and the names of its *.sql files; a missing folder is an error, not an empty one."""
+    directory = Path(context.obj["dir"])
+    if not directory.is_dir():
+        raise click.ClickException(f"migrations folder {directory} not found (use --dir or ALERTING_MIGRATIONS_DIR)")
+    return directory, [path.name for path in directory.glob("*.sql")]
+
+
+def _open(context: click.Context):
+    directory, filenames = _migrations_folder(context)
+    problems = check_migrations(filenames)
+    if problems:
+        raise click.ClickException("inconsistent migrations:\n  " + "\n  ".join(problems))
+    return get_backend(yoyo_url(context.obj["database_url"])), read_migrations(str(directory))
+
+
+@cli.command()
+@click.pass_context
+def up(context: click.Context) -> None:
+    """Apply every pending migration (under yoyo's lock, so concurrent runs are safe)."""
+    backend, migrations = _open(context)
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    click.echo(f"applied {len(pending)} migration(s)" + "".join(f"\n  {m.id}" for m in pending))
+
+
+@cli.command()
+@click.option("--steps", default=1, show_default=True, help="How many applied migrations to roll back.")
+@click.option("--all", "everything", is_flag=True, help="Roll back every applied migration.")
+@click.pass_context
+def down(context: click.Context, steps: int, everything: bool) -> None:
+    """Roll back the most recently applied migrations."""
+    backend, migrations = _open(context)
+    with backend.lock():
+        applied = backend.to_rollback(migrations)
+        chosen = applied if everything else applied[:steps]
+        backend.rollback_migrations(chosen)
+    click.echo(f"rolled back {len(chosen)} migration(s)" + "".join(f"\n  {m.id}" for m in chosen))
+
+
+@cli.command()
+@click.pass_context
+def status(context: click.Context) -> None:
+    """List every migration as applied or pending."""
+    backend, migrations = _open(context)
+    applied = {m.id for m in backend.to_rollback(migrations)}
+    for migration in migrations:
+        click.echo(f"{'applied' if migration.id in applied else 'pending':8} {migration.id}")
+
+
+@cli.command()
+@click.pass_context
+def check(context: click.Context) -> None:
+    """Fail on a missing folder, gaps, duplicates, unpaired rollbacks or numbers outside their owner's range."""
+    directory, filenames = _migrations_folder(context)
+    problems = check_migrations(filenames)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        sys.exit(1)
+    click.echo(f"{directory}: {len(filenames)} files, consistent")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+import asyncio
+import os
+
+import asyncpg
+import pytest
+from click.testing import CliRunner
+
+from alerting.migrate.main import cli
+from alerting.testsupport import stack
+
+
+@pytest.fixture
+def empty_database(base_settings):
+    name = stack.unique_name("migrate_test")
+    url = asyncio.run(stack.create_database(base_settings.database_url, name))
+    yield url
+    asyncio.run(stack.drop_database(base_settings.database_url, name))
+
+
+def run(url: str, *args: str, directory: str | None = None):
+    result = CliRunner().invoke(cli, ["--database-url", url, "--dir", directory or stack.migrations_dir(), *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def tables(url: str) -> set[str]:
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {row["tablename"] for row in rows if not row["tablename"].startswith("_yoyo")
+                and row["tablename"] != "yoyo_lock"}
+    finally:
+        await connection.close()
+
+
+async def assert_schema_enforces_the_rules(url: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        client_id = await connection.fetchval("INSERT INTO clients (name) VALUES ('acme') RETURNING client_id")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await connection.execute(
+                "INSERT INTO rules (client_id, severity, source, name, emails) VALUES ($1, '*', '*', '*', '{a@b.c}')",
+                client_id,
+            )
+        insert = ("INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert) "
+                  "VALUES ($1, 'alert-1', '{}', '{a@b.c}', '')")
+        await connection.execute(insert, client_id)
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await connection.execute(insert, client_id)
+    finally:
+        await connection.close()
+
+
+def test_up_down_up_cycle(empty_database):
+    everything = {"clients", "rules", "rule_outbox", "notifications"}
+    migrations = sorted(name.removesuffix(".sql") for name in os.listdir(stack.migrations_dir())
+                        if name.endswith(".sql") and not name.endswith(".rollback.sql"))
+    assert f"applied {len(migrations)} migration(s)" in run(empty_database, "up")
+    assert asyncio.run(tables(empty_database)) == everything
+    asyncio.run(assert_schema_enforces_the_rules(empty_database))
+
+    assert "applied 0 migration(s)" in run(empty_database, "up")
+    assert f"rolled back 1 migration(s)\n  {migrations[-1]}" in run(empty_database, "down")
+    assert f"pending  {migrations[-1]}" in run(empty_database, "status")
+
+    run(empty_database, "down", "--all")
+    assert asyncio.run(tables(empty_database)) == set()
+
+    run(empty_database, "up")
+    assert asyncio.run(tables(empty_database)) == everything
+    assert "pending" not in run(empty_database, "status")
+
+
+def test_check_passes_on_the_real_folder_and_fails_on_a_gap(tmp_path):
+    result = CliRunner().invoke(cli, ["--dir", stack.migrations_dir(), "check"])
+    assert result.exit_code == 0, result.output
+
+    for name in ("000001_a.sql", "000001_a.rollback.sql", "000003_c.sql", "000003_c.rollback.sql"):
+        (tmp_path / name).write_text("SELECT 1;")
+    result = CliRunner().invoke(cli, ["--dir", str(tmp_path), "check"])
+    assert result.exit_code == 1
+    assert "000002 is missing before 000003" in result.output
+
+
+def test_check_fails_on_a_missing_folder(tmp_path):
+    result = CliRunner().invoke(cli, ["--dir", str(tmp_path / "nowhere"), "check"])
+    assert result.exit_code == 1
+    assert f"migrations folder {tmp_path / 'nowhere'} not found" in result.output
+    assert "consistent" not in result.output
+
+
+def test_up_refuses_an_inconsistent_folder(empty_database, tmp_path):
+    (tmp_path / "000001_a.sql").write_text("CREATE TABLE a (x int);")
+    result = CliRunner().invoke(cli, ["--database-url", empty_database, "--dir", str(tmp_path), "up"])
+    assert result.exit_code != 0
+    assert "missing its rollback" in result.output

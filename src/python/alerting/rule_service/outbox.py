@@ -1,0 +1,124 @@
+"""The transactional outbox of `rule.changed`.
+
+Writers add a change in the transaction that makes it, holding a transaction-level
+advisory lock, so outbox seqs are assigned in commit order. One relay (the holder of a
+session-level advisory lock, across all rule-service instances) publishes unpublished
+rows in seq order and then marks them published. A crash between commit and publish
+leaves the row unpublished for the next relay; a crash between publish and marking
+publishes it twice. The repeats are harmless: the rule-updater's Lua script skips a change
+whose seq is not above `rules:version`; the evaluator's index compares the rule `version`,
+skipping an upsert older than the one it holds or not newer than the rule's deletion (the
+same version applied again changes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from alerting.common import topics
+from alerting.common.kafka import OutgoingMessage, publish_all, start_clients
+from alerting.common.retry import Stopping
+from alerting.common.settings import Settings
+from alerting.v1 import events_pb2, rule_pb2
+
+log = logging.getLogger(__name__)
+
+WRITER_LOCK = 7_401_001
+RELAY_LOCK = 7_401_002
+BATCH = 500
+
+
+async def add_change(
+    connection: asyncpg.Connection, op: int, rule_id: str, client_id: str, rule: rule_pb2.Rule | None
+) -> None:
+    """Record a change inside the caller's transaction."""
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
+    change = events_pb2.RuleChanged(schema_version=topics.SCHEMA_VERSION, op=op, rule_id=rule_id, client_id=client_id)
+    if rule is not None:
+        change.rule.CopyFrom(rule)
+    change.committed_at.GetCurrentTime()
+    await connection.execute(
+        "INSERT INTO rule_outbox (rule_id, client_id, op, payload) VALUES ($1, $2, $3, $4)",
+        rule_id, client_id, events_pb2.RuleChanged.Op.Name(op).removeprefix("OP_"), change.SerializeToString(),
+    )
+
+
+def published_change(seq: int, payload: bytes) -> events_pb2.RuleChanged:
+    change = events_pb2.RuleChanged.FromString(payload)
+    change.seq = seq
+    return change
+
+
+class OutboxRelay:
+    def __init__(self, settings: Settings, producer, poll_seconds: float = 1.0) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.poll_seconds = poll_seconds
+        self.wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        self.wakeup.set()
+
+    async def publish_pending(self, connection: asyncpg.Connection) -> int:
+        rows = await connection.fetch(
+            "SELECT seq, rule_id, payload FROM rule_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1", BATCH
+        )
+        if not rows:
+            return 0
+        topic = self.settings.topic(topics.RULE_CHANGED)
+        await publish_all(
+            self.producer,
+            [
+                OutgoingMessage(topic, published_change(row["seq"], row["payload"]).SerializeToString(),
+                                key=str(row["rule_id"]).encode())
+                for row in rows
+            ],
+        )
+        await connection.execute(
+            "UPDATE rule_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [row["seq"] for row in rows]
+        )
+        return len(rows)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until stopped; errors are retried after a pause, never skipped. The
+        producer is started here, so the gRPC API serves (and commits changes to the
+        outbox) while Kafka is still out of reach."""
+        with contextlib.suppress(Stopping):
+            await start_clients(self.settings, self.producer, stop=stop)
+        while not stop.is_set():
+            try:
+                connection = await asyncpg.connect(self.settings.database_url)
+            except (OSError, asyncpg.PostgresError) as error:
+                log.warning("outbox relay cannot reach Postgres, retrying: %r", error)
+                await self._pause(stop)
+                continue
+            try:
+                await self._relay_while_leader(connection, stop)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("outbox relay failed, retrying: %r", error)
+                await self._pause(stop)
+            except Exception as error:  # Kafka errors: publish again after a pause
+                log.warning("outbox relay could not publish, retrying: %r", error)
+                await self._pause(stop)
+            finally:
+                await connection.close()
+
+    async def _relay_while_leader(self, connection: asyncpg.Connection, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if await connection.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
+                break
+            await self._pause(stop)  # another instance relays
+        while not stop.is_set():
+            self.wakeup.clear()  # before reading, so a commit during the read wakes the next pause
+            if await self.publish_pending(connection) < BATCH:
+                await self._pause(stop)
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        waiters = [asyncio.ensure_future(self.wakeup.wait()), asyncio.ensure_future(stop.wait())]
+        await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,202 @@
+"""The gRPC RuleService: clients and rules in Postgres, every rule change into the outbox."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import asyncpg
+import grpc
+
+from alerting.rule_service import outbox, validation
+from alerting.rule_service.validation import InvalidField
+from alerting.rules.changelog import DELETE, UPSERT
+from alerting.rules.records import RULE_COLUMNS, rule_from_row
+from alerting.v1 import rule_pb2, rule_service_pb2, rule_service_pb2_grpc
+
+CLIENT_COLUMNS = "client_id, name, version, created_at, updated_at"
+
+
+class NotFound(Exception):
+    pass
+
+
+class StaleVersion(Exception):
+    pass
+
+
+def grpc_errors(method: Callable) -> Callable:
+    """Domain errors → gRPC status codes, the message naming the field or the id."""
+
+    @functools.wraps(method)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        try:
+            return await method(self, request, context)
+        except InvalidField as error:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        except NotFound as error:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+        except StaleVersion as error:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except asyncpg.ForeignKeyViolationError:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "client_id: no such client")
+
+    return wrapper
+
+
+def client_message(row: asyncpg.Record) -> rule_pb2.Client:
+    client = rule_pb2.Client(client_id=str(row["client_id"]), name=row["name"], version=row["version"])
+    client.created_at.FromDatetime(row["created_at"])
+    client.updated_at.FromDatetime(row["updated_at"])
+    return client
+
+
+class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
+    def __init__(self, pool: asyncpg.Pool, on_change: Callable[[], None]) -> None:
+        self.pool = pool
+        self.on_change = on_change  # wakes the outbox relay after a commit
+
+    # ------------------------------------------------------------------ clients
+    @grpc_errors
+    async def CreateClient(self, request, context) -> rule_pb2.Client:
+        name = validation.client_name(request.name)
+        row = await self.pool.fetchrow(f"INSERT INTO clients (name) VALUES ($1) RETURNING {CLIENT_COLUMNS}", name)
+        return client_message(row)
+
+    @grpc_errors
+    async def GetClient(self, request, context) -> rule_pb2.Client:
+        client_id = validation.require_uuid(request.client_id, "client_id")
+        row = await self.pool.fetchrow(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1", client_id)
+        if row is None:
+            raise NotFound(f"client_id: no client {client_id}")
+        return client_message(row)
+
+    @grpc_errors
+    async def ListClients(self, request, context) -> rule_service_pb2.ListClientsResponse:
+        size = validation.page_size(request.page_size)
+        after = validation.decode_page_token(request.page_token)
+        rows = await self.pool.fetch(
+            f"SELECT {CLIENT_COLUMNS} FROM clients WHERE $1::uuid IS NULL OR client_id > $1::uuid"
+            " ORDER BY client_id LIMIT $2",
+            after, size + 1,
+        )
+        page = rows[:size]
+        token = validation.encode_page_token(str(page[-1]["client_id"])) if len(rows) > size else ""
+        return rule_service_pb2.ListClientsResponse(clients=[client_message(r) for r in page], next_page_token=token)
+
+    @grpc_errors
+    async def UpdateClient(self, request, context) -> rule_pb2.Client:
+        client_id = validation.require_uuid(request.client_id, "client_id")
+        name = validation.client_name(request.name)
+        version = validation.expected_version(request.expected_version, required=True)
+        row = await self.pool.fetchrow(
+            f"UPDATE clients SET name = $2, version = version + 1, updated_at = now()"
+            f" WHERE client_id = $1 AND version = $3 RETURNING {CLIENT_COLUMNS}",
+            client_id, name, version,
+        )
+        if row is None:
+            await self._explain_missed_write("clients", "client_id", client_id, version)
+        return client_message(row)
+
+    @grpc_errors
+    async def DeleteClient(self, request, context) -> rule_service_pb2.DeleteClientResponse:
+        client_id = validation.require_uuid(request.client_id, "client_id")
+        version = validation.expected_version(request.expected_version, required=False)
+        async with self.pool.acquire() as connection, connection.transaction():
+            # Lock the client before reading its rules: an uncommitted rule insert holds a key-share
+            # lock on the client row, so this waits for it, and the next statement (a new snapshot)
+            # sees its rule. Afterwards no rule can be added, and the cascade removes exactly `rules`.
+            await connection.execute("SELECT 1 FROM clients WHERE client_id = $1 FOR UPDATE", client_id)
+            rules = await connection.fetch("SELECT rule_id FROM rules WHERE client_id = $1 FOR UPDATE", client_id)
+            deleted = await connection.fetchval(
+                "DELETE FROM clients WHERE client_id = $1 AND ($2 = 0 OR version = $2) RETURNING client_id",
+                client_id, version,
+            )
+            if deleted is None:
+                await self._explain_missed_write("clients", "client_id", client_id, version, connection)
+            for rule in rules:
+                await outbox.add_change(connection, DELETE, str(rule["rule_id"]), client_id, None)
+        self.on_change()
+        return rule_service_pb2.DeleteClientResponse()
+
+    # ------------------------------------------------------------------ rules
+    @grpc_errors
+    async def CreateRule(self, request, context) -> rule_pb2.Rule:
+        client_id = validation.require_uuid(request.client_id, "client_id")
+        severity, source, name, emails = validation.rule_fields(
+            request.severity, request.source, request.name, list(request.emails))
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                f"INSERT INTO rules (client_id, severity, source, name, emails, enabled)"
+                f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {RULE_COLUMNS}",
+                client_id, severity, source, name, emails, not request.disabled,
+            )
+            rule = rule_from_row(row)
+            await outbox.add_change(connection, UPSERT, rule.rule_id, client_id, rule)
+        self.on_change()
+        return rule
+
+    @grpc_errors
+    async def GetRule(self, request, context) -> rule_pb2.Rule:
+        rule_id = validation.require_uuid(request.rule_id, "rule_id")
+        row = await self.pool.fetchrow(f"SELECT {RULE_COLUMNS} FROM rules WHERE rule_id = $1", rule_id)
+        if row is None:
+            raise NotFound(f"rule_id: no rule {rule_id}")
+        return rule_from_row(row)
+
+    @grpc_errors
+    async def ListRules(self, request, context) -> rule_service_pb2.ListRulesResponse:
+        client_id = validation.require_uuid(request.client_id, "client_id") if request.client_id else None
+        size = validation.page_size(request.page_size)
+        after = validation.decode_page_token(request.page_token)
+        rows = await self.pool.fetch(
+            f"SELECT {RULE_COLUMNS} FROM rules WHERE ($1::uuid IS NULL OR client_id = $1::uuid)"
+            " AND ($2::uuid IS NULL OR rule_id > $2::uuid) ORDER BY rule_id LIMIT $3",
+            client_id, after, size + 1,
+        )
+        page = rows[:size]
+        token = validation.encode_page_token(str(page[-1]["rule_id"])) if len(rows) > size else ""
+        return rule_service_pb2.ListRulesResponse(rules=[rule_from_row(r) for r in page], next_page_token=token)
+
+    @grpc_errors
+    async def UpdateRule(self, request, context) -> rule_pb2.Rule:
+        rule_id = validation.require_uuid(request.rule_id, "rule_id")
+        severity, source, name, emails = validation.rule_fields(
+            request.severity, request.source, request.name, list(request.emails))
+        version = validation.expected_version(request.expected_version, required=True)
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                f"UPDATE rules SET severity = $2, source = $3, name = $4, emails = $5, enabled = $6,"
+                f" version = version + 1, updated_at = now() WHERE rule_id = $1 AND version = $7"
+                f" RETURNING {RULE_COLUMNS}",
+                rule_id, severity, source, name, emails, request.enabled, version,
+            )
+            if row is None:
+                await self._explain_missed_write("rules", "rule_id", rule_id, version, connection)
+            rule = rule_from_row(row)
+            await outbox.add_change(connection, UPSERT, rule_id, rule.client_id, rule)
+        self.on_change()
+        return rule
+
+    @grpc_errors
+    async def DeleteRule(self, request, context) -> rule_service_pb2.DeleteRuleResponse:
+        rule_id = validation.require_uuid(request.rule_id, "rule_id")
+        version = validation.expected_version(request.expected_version, required=False)
+        async with self.pool.acquire() as connection, connection.transaction():
+            client_id = await connection.fetchval(
+                "DELETE FROM rules WHERE rule_id = $1 AND ($2 = 0 OR version = $2) RETURNING client_id",
+                rule_id, version,
+            )
+            if client_id is None:
+                await self._explain_missed_write("rules", "rule_id", rule_id, version, connection)
+            await outbox.add_change(connection, DELETE, rule_id, str(client_id), None)
+        self.on_change()
+        return rule_service_pb2.DeleteRuleResponse()
+
+    async def _explain_missed_write(self, table, id_column, id_value, version, connection=None) -> None:
+        """A conditional write matched nothing: say whether the row is missing or stale."""
+        connection = connection or self.pool
+        current = await connection.fetchval(f"SELECT version FROM {table} WHERE {id_column} = $1", id_value)
+        if current is None:
+            raise NotFound(f"{id_column}: no {table[:-1]} {id_value}")
+        raise StaleVersion(f"expected_version: is {version}, the current version is {current}")

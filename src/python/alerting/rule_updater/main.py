@@ -1,0 +1,55 @@
+"""rule-updater: keeps the Redis rule snapshot current from `rule.changed`.
+
+Wiring only: the durable step is writer.py; the snapshot, the change log and the rebuild
+are the rule path's library, alerting.rules."""
+
+from __future__ import annotations
+
+import logging
+
+import redis.asyncio as redis
+
+from alerting.common import topics
+from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients
+from alerting.common.service import Lifecycle, run_service
+from alerting.common.settings import Settings
+from alerting.rule_updater.writer import SnapshotWriter
+from alerting.rules.rebuild import load_or_rebuild
+from alerting.rules.snapshot import unconverted
+
+log = logging.getLogger(__name__)
+GROUP = "rule-updater"
+
+
+async def run(settings: Settings, lifecycle: Lifecycle) -> None:
+    client = redis.from_url(settings.redis_url)
+    consumer = make_consumer(settings, GROUP, topics.RULE_CHANGED)
+    producer = make_producer(settings)
+    try:
+        _, rebuilt = await load_or_rebuild(client, settings, unconverted, stop=lifecycle.stop)
+        log.info("rule snapshot %s", "rebuilt from Postgres" if rebuilt else "present")
+        await start_clients(settings, consumer, producer, stop=lifecycle.stop)
+        writer = SnapshotWriter(client, settings, lifecycle.stop)
+        worker = BatchWorker(
+            service="rule-updater",
+            settings=settings,
+            consumer=consumer,
+            producer=producer,
+            decode=writer.decode,
+            handle=writer.handle,
+            stop=lifecycle.stop,
+        )
+        lifecycle.healthy = lambda: worker.last_batch_ok
+        await worker.run()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await client.aclose()
+
+
+def main() -> None:
+    run_service("rule-updater", Settings(), run)
+
+
+if __name__ == "__main__":
+    main()

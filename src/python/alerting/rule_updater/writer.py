@@ -1,0 +1,57 @@
+"""The rule-updater's durable step: a batch of `rule.changed` onto the Redis snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import redis.asyncio as redis
+from aiokafka import ConsumerRecord
+
+from alerting.common.failpoints import failpoint
+from alerting.common.kafka import Delivery
+from alerting.common.settings import Settings
+from alerting.rules import snapshot
+from alerting.rules.changelog import decode_rule_changed
+from alerting.rules.rebuild import rebuild_from_database
+from alerting.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotWriter:
+    """The durable step: a batch of changes onto the snapshot, or, when the snapshot cannot
+    take them (see snapshot.SnapshotIncomplete), a rebuild of it from Postgres."""
+
+    def __init__(self, client: redis.Redis, settings: Settings, stop: asyncio.Event) -> None:
+        self.client = client
+        self.settings = settings
+        self.stop = stop
+        # The offsets read since a batch was last applied. They include dead-lettered records,
+        # which never reach handle(): the snapshot covers them too, or the batch after them
+        # would look like a gap.
+        self.first_read: int | None = None
+        self.next_read = 0
+
+    def decode(self, record: ConsumerRecord) -> events_pb2.RuleChanged:
+        if self.first_read is None:
+            self.first_read = record.offset
+        self.next_read = record.offset + 1
+        return decode_rule_changed(record)
+
+    async def handle(self, deliveries: list[Delivery[events_pb2.RuleChanged]]) -> None:
+        changes = [delivery.message for delivery in deliveries]
+        try:
+            async with snapshot.lock(self.client, self.settings):
+                applied = await snapshot.apply_changes(
+                    self.client, self.settings, changes, self.first_read, self.next_read
+                )
+            log.info("applied %d of %d rule changes", applied, len(changes))
+        except snapshot.SnapshotIncomplete as error:
+            log.warning("rule snapshot cannot take rule.changed offsets %d-%d (%s): rebuilding it from Postgres",
+                        self.first_read, self.next_read - 1, error)
+            # Outside the lock, which the rebuild takes. The rebuild reads the log's end first,
+            # and these changes were read before that, so it covers them.
+            await rebuild_from_database(self.client, self.settings, stop=self.stop)
+        failpoint("after_db_write")
+        self.first_read = None

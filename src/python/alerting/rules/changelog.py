@@ -1,0 +1,83 @@
+"""`rule.changed`, the ordered log of every committed rule change: validating its records,
+and reading it outside any consumer group from an exact offset."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from alerting.common import topics
+from alerting.common.kafka import InvalidEvent, decode, start_clients
+from alerting.common.settings import Settings
+from alerting.v1 import events_pb2
+
+UPSERT = events_pb2.RuleChanged.OP_UPSERT
+DELETE = events_pb2.RuleChanged.OP_DELETE
+
+
+def decode_rule_changed(record: ConsumerRecord) -> events_pb2.RuleChanged:
+    change = decode(record, events_pb2.RuleChanged)
+    if change.seq <= 0:
+        raise InvalidEvent("seq: must be positive")
+    if not change.rule_id:
+        raise InvalidEvent("rule_id: missing")
+    if change.op == UPSERT:
+        if change.rule.rule_id != change.rule_id:
+            raise InvalidEvent("rule: missing or not the rule named by rule_id")
+    elif change.op != DELETE:
+        raise InvalidEvent(f"op: unknown {change.op}")
+    return change
+
+
+def rule_changed_partition(settings: Settings) -> TopicPartition:
+    """The one partition of `rule.changed`: it orders all changes."""
+    return TopicPartition(settings.topic(topics.RULE_CHANGED), 0)
+
+
+def rule_changed_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A reader of `rule.changed` outside any consumer group. Reading from an offset the log
+    no longer (or does not yet) hold raises OffsetOutOfRangeError, where the default policy
+    would silently jump to the log's end and skip changes."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, auto_offset_reset="none"
+    )
+
+
+@asynccontextmanager
+async def reading_rule_changed(
+    settings: Settings, stop: asyncio.Event | None = None
+) -> AsyncIterator[tuple[AIOKafkaConsumer, TopicPartition]]:
+    """A started reader assigned to the partition of `rule.changed`, stopped on exit."""
+    partition = rule_changed_partition(settings)
+    consumer = rule_changed_consumer(settings)
+    try:
+        await start_clients(settings, consumer, stop=stop)
+        consumer.assign([partition])
+        yield consumer, partition
+    finally:
+        await consumer.stop()
+
+
+async def rule_changed_position(settings: Settings, *, stop: asyncio.Event | None = None) -> tuple[int, int]:
+    """(end offset of `rule.changed`, seq of the change just before it, or 0)."""
+    async with reading_rule_changed(settings, stop) as (consumer, partition):
+        end = (await consumer.end_offsets([partition]))[partition]
+        if end == 0:
+            return 0, 0
+        consumer.seek(partition, end - 1)
+        batch = await consumer.getmany(partition, timeout_ms=10_000, max_records=1)
+        records = batch.get(partition, [])
+        if not records:
+            raise RuntimeError("could not read the last rule change")
+        return end, events_pb2.RuleChanged.FromString(records[0].value or b"").seq
+
+
+async def rule_changed_holds(settings: Settings, offset: int, *, stop: asyncio.Event | None = None) -> bool:
+    """Whether `rule.changed` can be read on from `offset`: not deleted, and not beyond its end."""
+    async with reading_rule_changed(settings, stop) as (consumer, partition):
+        beginning = (await consumer.beginning_offsets([partition]))[partition]
+        end = (await consumer.end_offsets([partition]))[partition]
+    return beginning <= offset <= end

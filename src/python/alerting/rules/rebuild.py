@@ -1,0 +1,71 @@
+"""Rebuilding the rule snapshot from Postgres, and loading it with a rebuild when it cannot
+be trusted: the one way the rule path ever scans the rules table."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import asyncpg
+import redis.asyncio as redis
+
+from alerting.common.retry import retry_until_done
+from alerting.common.settings import Settings
+from alerting.rules import snapshot
+from alerting.rules.changelog import rule_changed_holds, rule_changed_position
+from alerting.rules.records import RULE_COLUMNS, rule_from_row
+from alerting.rules.snapshot import Snapshot, SnapshotCorrupt
+from alerting.v1 import rule_pb2
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+async def rebuild_from_database(
+    client: redis.Redis, settings: Settings, *, stop: asyncio.Event | None = None
+) -> Snapshot[rule_pb2.Rule]:
+    """Scan the rules table into a new snapshot. The log position is read first, so every
+    change the scan may miss lies after it and is applied by whoever reads on from there."""
+    async with snapshot.lock(client, settings):
+        next_offset, version = await rule_changed_position(settings, stop=stop)
+        connection = await asyncpg.connect(settings.database_url)
+        try:
+            rows = await connection.fetch(f"SELECT {RULE_COLUMNS} FROM rules")
+        finally:
+            await connection.close()
+        rebuilt = Snapshot([rule_from_row(row) for row in rows], version, next_offset)
+        await snapshot.write_full(client, settings, rebuilt)
+        return rebuilt
+
+
+async def load_or_rebuild(
+    client: redis.Redis,
+    settings: Settings,
+    convert: Callable[[rule_pb2.Rule], R],
+    *,
+    stop: asyncio.Event | None = None,
+) -> tuple[Snapshot[R], bool]:
+    """The snapshot (its rules passed through `convert`, as by snapshot.load_converted),
+    rebuilt from Postgres when it is missing or corrupt or when `rule.changed` no longer
+    holds the offset it covers up to; and whether it was rebuilt. An outage of Redis,
+    Postgres or Kafka is waited out; a corrupt snapshot is rebuilt, not retried."""
+
+    async def attempt() -> tuple[Snapshot[R], bool]:
+        try:
+            loaded = await snapshot.load_converted(client, settings, convert)
+        except SnapshotCorrupt as error:
+            log.warning("rule snapshot is corrupt (%s): rebuilding it from Postgres", error)
+        else:
+            if loaded is None:
+                log.warning("no rule snapshot in Redis: rebuilding it from Postgres")
+            elif not await rule_changed_holds(settings, loaded.next_offset, stop=stop):
+                log.warning("rule snapshot needs rule.changed from offset %d, which the log no longer holds:"
+                            " rebuilding it from Postgres", loaded.next_offset)
+            else:
+                return loaded, False
+        rebuilt = await rebuild_from_database(client, settings, stop=stop)
+        return Snapshot([convert(rule) for rule in rebuilt.rules], rebuilt.version, rebuilt.next_offset), True
+
+    return await retry_until_done(attempt, settings, what="loading the rule snapshot", stop=stop)

@@ -1,0 +1,28 @@
+"""Rules as the `rules` table holds them: the one column list and the one row → Rule
+conversion that the rule-service's answers and the snapshot rebuild both use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from alerting.v1 import rule_pb2
+
+RULE_COLUMNS = "rule_id, client_id, severity, source, name, emails, enabled, version, created_at, updated_at"
+
+
+def rule_from_row(row: Mapping[str, Any]) -> rule_pb2.Rule:
+    """A row of RULE_COLUMNS as the Rule message that the API returns and the snapshot keeps."""
+    rule = rule_pb2.Rule(
+        rule_id=str(row["rule_id"]),
+        client_id=str(row["client_id"]),
+        severity=row["severity"],
+        source=row["source"],
+        name=row["name"],
+        emails=list(row["emails"]),
+        enabled=row["enabled"],
+        version=row["version"],
+    )
+    rule.created_at.FromDatetime(row["created_at"])
+    rule.updated_at.FromDatetime(row["updated_at"])
+    return rule

@@ -1,0 +1,196 @@
+"""The Redis rule snapshot that evaluators warm from and the rule-updater keeps current.
+
+Keys (under Settings.redis_key_prefix):
+  rules:snapshot       hash  rule_id -> serialized alerting.v1.Rule
+  rules:version        the seq of the last `rule.changed` change applied (monotonic)
+  rules:snapshot:meta  hash  next_offset (the first `rule.changed` offset NOT covered),
+                             count (entries in rules:snapshot, to detect damage)
+A batch of changes is applied by one Lua script, so the three keys always agree. The
+script refuses the batch when the snapshot lost its metadata or rules, or does not reach
+the batch's first offset (SnapshotIncomplete): the caller then rebuilds it from Postgres
+(alerting.rules.rebuild), rather than patch it into a snapshot that only looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import redis.asyncio as redis
+from google.protobuf.message import DecodeError
+from redis.asyncio.lock import Lock
+from redis.exceptions import ResponseError
+
+from alerting.common.settings import Settings
+from alerting.rules.changelog import UPSERT
+from alerting.v1 import events_pb2, rule_pb2
+
+R = TypeVar("R")
+
+SNAPSHOT_KEY = "rules:snapshot"
+VERSION_KEY = "rules:version"
+META_KEY = "rules:snapshot:meta"
+LOCK_KEY = "rules:snapshot:lock"
+LOAD_CHUNK = 20_000
+
+# ARGV: first_offset, next_offset (the batch's offsets), then (seq, op U|D, rule_id, payload)
+# per change, in log order. Returns how many changes it applied, or why it refused the batch.
+_APPLY_CHANGES = """
+local covered, count = unpack(redis.call('HMGET', KEYS[3], 'next_offset', 'count'))
+local version = redis.call('GET', KEYS[2])
+if not (covered and count and version) then
+  return 'no snapshot metadata'
+end
+if tonumber(ARGV[1]) > tonumber(covered) then
+  return 'it covers rule.changed offsets before ' .. covered .. ', the batch starts at ' .. ARGV[1]
+end
+local held = redis.call('HLEN', KEYS[1])
+if held ~= tonumber(count) then
+  return 'it holds ' .. held .. ' rules, its metadata says ' .. count
+end
+version = tonumber(version)
+local applied = 0
+for i = 3, #ARGV, 4 do
+  local seq = tonumber(ARGV[i])
+  if seq > version then
+    if ARGV[i + 1] == 'U' then
+      redis.call('HSET', KEYS[1], ARGV[i + 2], ARGV[i + 3])
+    else
+      redis.call('HDEL', KEYS[1], ARGV[i + 2])
+    end
+    version = seq
+    applied = applied + 1
+  end
+end
+redis.call('SET', KEYS[2], version)
+local next_offset = math.max(tonumber(ARGV[2]), tonumber(covered))
+redis.call('HSET', KEYS[3], 'next_offset', next_offset, 'count', redis.call('HLEN', KEYS[1]))
+return applied
+"""
+
+
+class SnapshotCorrupt(Exception):
+    pass
+
+
+class SnapshotIncomplete(Exception):
+    """The snapshot cannot take a batch and stay complete: its metadata is gone (Redis lost
+    it), it does not reach the batch's first offset (Redis went back to an older state), or
+    it lost rules."""
+
+
+@dataclass
+class Snapshot(Generic[R]):
+    rules: list[R]  # alerting.v1.Rule messages, or what a reader converted them to
+    version: int
+    next_offset: int
+
+
+def unconverted(rule: rule_pb2.Rule) -> rule_pb2.Rule:
+    return rule
+
+
+def keys(settings: Settings) -> list[str]:
+    return [settings.redis_key(SNAPSHOT_KEY), settings.redis_key(VERSION_KEY), settings.redis_key(META_KEY)]
+
+
+def lock(client: redis.Redis, settings: Settings) -> Lock:
+    """Serializes snapshot writers (the rule-updater's batches and any rebuild)."""
+    return client.lock(settings.redis_key(LOCK_KEY), timeout=120, blocking_timeout=300)
+
+
+async def load(client: redis.Redis, settings: Settings) -> Snapshot[rule_pb2.Rule] | None:
+    """The snapshot, None when there is none; SnapshotCorrupt when it cannot be trusted."""
+    return await load_converted(client, settings, unconverted)
+
+
+async def load_converted(
+    client: redis.Redis, settings: Settings, convert: Callable[[rule_pb2.Rule], R]
+) -> Snapshot[R] | None:
+    """As load, each rule passed through `convert` as soon as it is parsed: a reader that keeps
+    something smaller than the message never holds a million messages at once.
+    Read under the writers' lock: a scan that overlapped a rule-updater batch could see a
+    rule twice or miss its count, and trigger a needless rebuild."""
+    try:
+        async with lock(client, settings):
+            return await _read(client, settings, convert)
+    except ResponseError as error:
+        # A snapshot key of another type (WRONGTYPE). Outages raise ConnectionError instead.
+        raise SnapshotCorrupt(f"unreadable snapshot: {error}") from error
+
+
+async def _read(
+    client: redis.Redis, settings: Settings, convert: Callable[[rule_pb2.Rule], R]
+) -> Snapshot[R] | None:
+    snapshot_key, version_key, meta_key = keys(settings)
+    meta = await client.hgetall(meta_key)
+    version = await client.get(version_key)
+    if not meta and version is None:
+        return None
+    try:
+        next_offset, count, version = int(meta[b"next_offset"]), int(meta[b"count"]), int(version)
+    except (KeyError, TypeError, ValueError) as error:
+        raise SnapshotCorrupt(f"bad snapshot metadata: {error!r}") from error
+    rules: list[R] = []
+    parse = rule_pb2.Rule.FromString
+    following = None
+    try:
+        cursor, chunk = await client.hscan(snapshot_key, 0, count=LOAD_CHUNK)
+        while True:
+            # Ask for the next chunk before parsing this one, so Redis works meanwhile.
+            following = asyncio.ensure_future(client.hscan(snapshot_key, cursor, count=LOAD_CHUNK)) if cursor else None
+            await asyncio.sleep(0)  # lets that request go out
+            rules.extend(convert(parse(payload)) for payload in chunk.values())
+            if following is None:
+                break
+            cursor, chunk = await following
+    except DecodeError as error:
+        if following is not None:
+            following.cancel()
+        raise SnapshotCorrupt(f"undecodable rule in snapshot: {error}") from error
+    if len(rules) != count:
+        raise SnapshotCorrupt(f"snapshot holds {len(rules)} rules, its metadata says {count}")
+    return Snapshot(rules, version, next_offset)
+
+
+async def apply_changes(
+    client: redis.Redis,
+    settings: Settings,
+    changes: Sequence[events_pb2.RuleChanged],
+    first_offset: int,
+    next_offset: int,
+) -> int:
+    """Apply the changes read from `rule.changed` offsets [first_offset, next_offset) that are
+    newer than rules:version, atomically; returns how many applied. SnapshotIncomplete, with
+    nothing applied, when the snapshot cannot take them."""
+    arguments: list[object] = [first_offset, next_offset]
+    for change in changes:
+        upsert = change.op == UPSERT
+        payload = change.rule.SerializeToString() if upsert else b""
+        arguments += [change.seq, "U" if upsert else "D", change.rule_id, payload]
+    result = await client.eval(_APPLY_CHANGES, 3, *keys(settings), *arguments)
+    if isinstance(result, bytes):
+        raise SnapshotIncomplete(result.decode())
+    return int(result)
+
+
+async def write_full(client: redis.Redis, settings: Settings, snapshot: Snapshot[rule_pb2.Rule]) -> None:
+    """Replace the whole snapshot: written beside it in chunks, then swapped in atomically,
+    so readers never see half of it and Redis is never blocked for the whole write."""
+    snapshot_key, version_key, meta_key = keys(settings)
+    staging_key = f"{snapshot_key}:staging"
+    await client.delete(staging_key)
+    for start in range(0, len(snapshot.rules), LOAD_CHUNK):
+        chunk = snapshot.rules[start : start + LOAD_CHUNK]
+        await client.hset(staging_key, mapping={rule.rule_id: rule.SerializeToString() for rule in chunk})
+    async with client.pipeline(transaction=True) as pipe:
+        if snapshot.rules:
+            pipe.rename(staging_key, snapshot_key)
+        else:
+            pipe.delete(snapshot_key)
+        pipe.set(version_key, snapshot.version)
+        pipe.delete(meta_key)  # whatever it held, even a key of another type
+        pipe.hset(meta_key, mapping={"next_offset": snapshot.next_offset, "count": len(snapshot.rules)})
+        await pipe.execute()

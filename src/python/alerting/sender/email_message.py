@@ -1,0 +1,77 @@
+"""The email of one notification, as the bytes that go over SMTP (pure).
+
+Rendered from a fixed template rather than through `email.message.EmailMessage`, whose
+header registry cost the sender ~0.4 ms of CPU per email (most of its work). The
+standard library still does the encoding: RFC 2047 for header values that need it,
+quoted-printable for a body that is not plain ASCII in short lines, RFC 5322 dates.
+"""
+
+from __future__ import annotations
+
+import quopri
+import re
+from datetime import UTC
+from email.header import Header
+from email.utils import formatdate
+
+from alerting.common.vocabulary import severity_name
+from alerting.v1 import alert_pb2
+
+# Alert fields come from upstream systems: no control character may reach a header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_MAX_HEADER_VALUE = 400
+
+
+def message_id(notification_id: str) -> str:
+    """Stable per notification, so a receiver can drop a copy sent again after a crash."""
+    return f"<{notification_id}@alerting.local>"
+
+
+def header_value(value: str) -> str:
+    """A safe header value: control characters folded to spaces, long values cut, non-ASCII
+    encoded (RFC 2047) and long lines folded."""
+    value = _CONTROL.sub(" ", value)[:_MAX_HEADER_VALUE]
+    if value.isascii() and len(value) < 900:
+        return value
+    return Header(value, "utf-8").encode()
+
+
+def body_text(severity: str, alert: alert_pb2.Alert, rule_ids: list[str]) -> str:
+    event_time = alert.event_ts.ToDatetime(tzinfo=UTC).isoformat() if alert.HasField("event_ts") else "unknown"
+    lines = [
+        f"Severity:  {severity}",
+        f"Source:    {alert.source}",
+        f"Name:      {alert.name}",
+        f"Time:      {event_time}",
+        f"Alert id:  {alert.alert_id}",
+    ]
+    if alert.context:
+        lines.append("Context:")
+        lines += [f"  {key} = {value}" for key, value in sorted(alert.context.items())]
+    lines.append("Matched rules: " + ", ".join(rule_ids))
+    return "\n".join(lines) + "\n"
+
+
+def render_email(
+    notification_id: str, sender: str, recipients: list[str], alert: alert_pb2.Alert, rule_ids: list[str]
+) -> bytes:
+    severity = severity_name(alert.severity)
+    headers = [
+        ("From", header_value(sender)),
+        ("To", header_value(", ".join(recipients))),
+        ("Subject", header_value(f"[{severity}] {alert.source}: {alert.name}")),
+        ("Date", formatdate(usegmt=True)),
+        ("Message-ID", message_id(notification_id)),
+        ("X-Alert-Id", header_value(alert.alert_id)),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", 'text/plain; charset="utf-8"'),
+    ]
+    text = body_text(severity, alert, rule_ids)
+    if text.isascii() and max(map(len, text.splitlines())) < 990:
+        headers.append(("Content-Transfer-Encoding", "7bit"))  # as is: readable in the raw file
+        body = text.encode("ascii")
+    else:
+        headers.append(("Content-Transfer-Encoding", "quoted-printable"))
+        body = quopri.encodestring(text.encode("utf-8"))
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+    return head + b"\r\n" + body.replace(b"\n", b"\r\n")

@@ -1,0 +1,45 @@
+import email
+import email.policy
+
+from alerting.producer.alerts import build_alert
+from alerting.sender.email_message import render_email
+
+
+def parsed(raw: bytes):
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def test_renders_a_standard_plain_text_email():
+    alert = build_alert("CRITICAL", "db", "down", event_ts="2026-11-24T10:00:00Z", context={"host": "db-1"})
+    raw = render_email("0b6f2c1e-0000-4000-8000-000000000001", "alerts@alerting.local", ["a@x.io", "b@x.io"],
+                       alert, ["r1", "r2"])
+    mail = parsed(raw)
+    assert b"\r\n\r\n" in raw and all(line.endswith(b"\r") or not line for line in raw.split(b"\n")[:-1])
+    assert mail["Subject"] == "[CRITICAL] db: down"
+    assert mail["From"] == "alerts@alerting.local"
+    assert mail["To"] == "a@x.io, b@x.io"
+    assert mail["Message-ID"] == "<0b6f2c1e-0000-4000-8000-000000000001@alerting.local>"
+    assert mail["Date"].datetime is not None
+    assert mail["Content-Transfer-Encoding"] == "7bit"
+    body = mail.get_content()
+    assert "Time:      2026-11-24T10:00:00+00:00" in body
+    assert "  host = db-1" in body
+    assert body.rstrip().endswith("Matched rules: r1, r2")
+
+
+def test_non_ascii_survives_and_control_characters_cannot_inject_headers():
+    alert = build_alert("HIGH", "base de données", "disque plein\r\nBcc: victim@evil.example")
+    mail = parsed(render_email("n1", "alerts@alerting.local", ["a@x.io"], alert, ["r1"]))
+    assert mail["Subject"] == "[HIGH] base de données: disque plein Bcc: victim@evil.example"
+    assert mail["Bcc"] is None
+    assert mail["Content-Transfer-Encoding"] == "quoted-printable"
+    assert "Source:    base de données" in mail.get_content()
+
+
+def test_long_values_are_cut_and_folded():
+    alert = build_alert("LOW", "s" * 256, "n" * 256, context={"long": "x" * 5000})
+    raw = render_email("n1", "alerts@alerting.local", ["a@x.io"], alert, ["r1"])
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    mail = parsed(raw)
+    assert len(mail["Subject"]) <= 400
+    assert "x" * 5000 in mail.get_content()

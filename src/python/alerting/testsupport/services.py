@@ -1,0 +1,178 @@
+"""Running the platform's services inside a test, on the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import asyncpg
+import grpc
+from aiokafka import AIOKafkaConsumer
+
+from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
+from alerting.common.service import Lifecycle
+from alerting.common.settings import Settings
+from alerting.v1 import rule_service_pb2_grpc
+
+
+@asynccontextmanager
+async def running(
+    run: Callable[[Settings, Lifecycle], Awaitable[None]], settings: Settings
+) -> AsyncIterator[Lifecycle]:
+    """Run a service's `run(settings, lifecycle)` as a task; stop it gracefully on exit."""
+    lifecycle = Lifecycle()
+    task = asyncio.create_task(run(settings, lifecycle))
+    try:
+        yield lifecycle
+        if task.done():
+            task.result()  # a service that died early fails the test with its own error
+    finally:
+        lifecycle.stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def service_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a service process that runs on `settings`' slice of the stack."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ALERTING_")}
+    env.update({
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "ALERTING_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "ALERTING_TOPIC_PREFIX": settings.topic_prefix,
+        "ALERTING_REDIS_URL": settings.redis_url,
+        "ALERTING_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        "ALERTING_DATABASE_URL": settings.database_url,
+        "ALERTING_SMTP_PORT": str(settings.smtp_port),
+        "ALERTING_BATCH_MAX_RECORDS": str(settings.batch_max_records),
+        "ALERTING_OTEL_SAMPLE_RATIO": str(settings.otel_sample_ratio),
+        "ALERTING_METRICS_PORT": str(free_port()),
+    })
+    env.update(extra)
+    return env
+
+
+async def spawn_service(module: str, env: dict[str, str], quiet: bool = True) -> asyncio.subprocess.Process:
+    """A service (`python -m <module>`) as a real process, as the platform runs it."""
+    output = asyncio.subprocess.DEVNULL if quiet else None
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env, stdout=output, stderr=output)
+
+
+async def stop_process(process: asyncio.subprocess.Process, timeout: float = 30) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it takes longer than `timeout`."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+
+
+async def forward_port(listen_port: int, target: str) -> asyncio.Server:
+    """A TCP forwarder from 127.0.0.1:listen_port to target ("host:port"): a dependency that
+    comes back after an outage, for a client configured with the forwarder's address."""
+    host, port = target.rsplit(":", 1)
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True)
+
+    return await asyncio.start_server(forward, "127.0.0.1", listen_port)
+
+
+async def wait_for_port(port: int, timeout: float = 30) -> None:
+    """Until something accepts connections on 127.0.0.1:port."""
+
+    async def accepting() -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            return False
+        writer.close()
+        return True
+
+    await wait_until(accepting, timeout, f"a server on port {port}")
+
+
+@asynccontextmanager
+async def rule_service_stub(settings: Settings) -> AsyncIterator[rule_service_pb2_grpc.RuleServiceStub]:
+    """A running rule-service (with its outbox relay) on a free port, and a client of it."""
+    from alerting.rule_service.main import RuleServiceSettings, run
+
+    service_settings = RuleServiceSettings(**settings.model_dump(), grpc_port=free_port())
+    async with running(run, service_settings):
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{service_settings.grpc_port}") as channel:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+            yield rule_service_pb2_grpc.RuleServiceStub(channel)
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 30, what: str = "condition") -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def fetch(settings: Settings, query: str, *args) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        return await connection.fetch(query, *args)
+    finally:
+        await connection.close()
+
+
+async def send(settings: Settings, topic: str, values: list[bytes], keys: list[bytes] | None = None) -> None:
+    """Publish raw values (test input, valid or not) to one of the platform topics, with
+    keys if given (the compacted `rule.changed` requires them)."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await publish_all(producer, [
+            OutgoingMessage(settings.topic(topic), value, key=None if keys is None else keys[number])
+            for number, value in enumerate(values)
+        ])
+    finally:
+        await producer.stop()
+
+
+async def read(settings: Settings, topic: str, count: int) -> list:
+    """At least `count` records of a topic, waiting for them, and every other record it
+    holds by then: read from the start by a fresh consumer group."""
+    consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", group_id=f"reader-{uuid.uuid4().hex}")
+    await consumer.start()
+    records = []
+
+    async def more() -> None:
+        batch = await consumer.getmany(timeout_ms=1000)
+        records.extend(record for rs in batch.values() for record in rs)
+
+    try:
+        async with asyncio.timeout(30):
+            while len(records) < count:
+                await more()
+            ends = await consumer.end_offsets(list(consumer.assignment()))
+            while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+                await more()
+    finally:
+        await consumer.stop()
+    return records

@@ -1,0 +1,119 @@
+"""Isolated slices of the real local stack for tests: prefixed topics, a fresh migrated
+database and prefixed Redis keys, all on the one broker, server and cache that
+`deploy/local-stack up` runs. Nothing here imitates Kafka, Postgres or Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from alerting.common import topics
+from alerting.common.settings import Settings
+
+# Partitions per topic in tests: enough to exercise keying and rebalances, cheap to create.
+TEST_PARTITIONS = {
+    topics.ALERTS_NEW: 3,
+    topics.RULE_CHANGED: 1,
+    topics.ALERTS_MATCHED: 3,
+    topics.NOTIFICATIONS_READY: 3,
+}
+
+
+def unique_name(stem: str) -> str:
+    return f"{stem}_{uuid.uuid4().hex[:10]}"
+
+
+async def create_topics(settings: Settings, partitions: dict[str, int] = TEST_PARTITIONS) -> None:
+    """Create every platform topic, with its configs, and its dead-letter topic under settings.topic_prefix."""
+    wanted = [
+        NewTopic(settings.topic(name), count, 1, topic_configs=topics.TOPIC_CONFIGS.get(name))
+        for name, count in partitions.items()
+    ]
+    wanted += [NewTopic(settings.topic(topics.dead_letter(name)), 1, 1) for name in partitions]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        try:
+            await admin.create_topics(wanted)
+        except TopicAlreadyExistsError:
+            pass
+        # Metadata reaches the broker's cache a moment after creation.
+        for _ in range(100):
+            known = set(await admin.list_topics())
+            if all(topic.name in known for topic in wanted):
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError("topics were not created in time")
+    finally:
+        await admin.close()
+
+
+async def delete_topics(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(settings.topic_prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+def with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def migrations_dir() -> str:
+    """The migrations folder: in a Pants sandbox and in the repo it is ./migrations."""
+    candidates = [os.environ.get("ALERTING_MIGRATIONS_DIR", ""), "migrations"]
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates.append(os.path.join(here, "..", "..", "..", "migrations"))
+    for candidate in candidates:
+        if candidate and os.path.isdir(candidate):
+            return os.path.abspath(candidate)
+    raise RuntimeError("migrations/ not found; run tests from the repo root or through pants")
+
+
+def migrate_up(database_url: str) -> None:
+    """Apply every migration with the project's one migration runner."""
+    env = dict(os.environ, ALERTING_DATABASE_URL=database_url, ALERTING_MIGRATIONS_DIR=migrations_dir())
+    subprocess.run([sys.executable, "-m", "alerting.migrate.main", "up"], env=env, check=True, capture_output=True)
+
+
+async def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        template_clause = f" TEMPLATE {template}" if template else ""
+        await connection.execute(f"CREATE DATABASE {name}{template_clause}")
+    finally:
+        await connection.close()
+    return with_database(admin_url, name)
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await connection.close()
+
+
+async def delete_redis_keys(settings: Settings) -> None:
+    import redis.asyncio as redis
+
+    client = redis.from_url(settings.redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{settings.redis_key_prefix}*")]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
