@@ -16,7 +16,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC
+from datetime import UTC, datetime
 
 import grpc
 
@@ -122,7 +122,7 @@ async def until_sent(settings: Settings, total: int, timeout: float) -> float:
     return time.perf_counter()
 
 
-async def latencies_since(settings: Settings, since) -> list[float]:
+async def latencies_since(settings: Settings, since: datetime) -> list[float]:
     """Seconds from each alert's event time (its publication) to SENT."""
     rows = await fetch(settings, "SELECT alert, sent_at FROM notifications WHERE created_at >= $1", since)
     latencies = []

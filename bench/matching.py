@@ -10,11 +10,12 @@ import gc
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 
 from workloads import make_alerts, make_rules
 
 from alerting.common.vocabulary import WILDCARD
-from alerting.evaluator.matcher import RuleIndex
+from alerting.evaluator.matcher import IndexedRule, RuleIndex
 
 SIZES = (1_000, 100_000, 1_000_000)
 ALERTS = 20_000
@@ -26,8 +27,8 @@ def rss_bytes() -> int:
         return int(statm.read().split()[1]) * 4096
 
 
-def naive_match(rules, severity, source, name):
-    found = {}
+def naive_match(rules: Sequence[IndexedRule], severity: str, source: str, name: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
     for rule in rules:
         if (rule.severity in (WILDCARD, severity) and rule.source in (WILDCARD, source)
                 and rule.name in (WILDCARD, name)):
@@ -35,7 +36,7 @@ def naive_match(rules, severity, source, name):
     return found
 
 
-def per_alert_seconds(match, alerts) -> float:
+def per_alert_seconds(match: Callable[[str, str, str], object], alerts: Sequence[tuple[str, str, str]]) -> float:
     started = time.perf_counter()
     for alert in alerts:
         match(*alert)
@@ -64,7 +65,7 @@ def main() -> None:
         # The naive scan is O(rules): sample fewer alerts as the rule count grows.
         sample = alerts[: max(20, 200_000 // size)]
 
-        def scan(severity, source, name, rules=rules):
+        def scan(severity: str, source: str, name: str, rules: list[IndexedRule] = rules) -> dict[str, list[str]]:
             return naive_match(rules, severity, source, name)
 
         naive = statistics.median(per_alert_seconds(scan, sample) for _ in range(3))

@@ -12,12 +12,14 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import redis.asyncio as redis
 from workloads import make_rules
 
 from alerting.common.settings import Settings
+from alerting.evaluator.matcher import IndexedRule, RuleIndex
 from alerting.evaluator.warm_start import load_index
 from alerting.rules import snapshot
 from alerting.testsupport import stack
@@ -27,12 +29,12 @@ RULES = 1_000_000
 REPETITIONS = 3
 
 
-def as_message(rule) -> rule_pb2.Rule:
+def as_message(rule: IndexedRule) -> rule_pb2.Rule:
     return rule_pb2.Rule(rule_id=rule.rule_id, client_id=rule.client_id, severity=rule.severity, source=rule.source,
                          name=rule.name, emails=rule.emails, enabled=rule.enabled, version=rule.version)
 
 
-async def fill_database(url: str, rules) -> None:
+async def fill_database(url: str, rules: list[IndexedRule]) -> None:
     connection = await asyncpg.connect(url)
     try:
         clients = sorted({rule.client_id for rule in rules})
@@ -47,7 +49,7 @@ async def fill_database(url: str, rules) -> None:
         await connection.close()
 
 
-async def timed(what: str, operation) -> float:
+async def timed(what: str, operation: Callable[[], Awaitable[RuleIndex]]) -> float:
     seconds = []
     for _ in range(REPETITIONS):
         started = time.perf_counter()
@@ -74,12 +76,12 @@ async def main() -> None:
         await snapshot.write_full(client, settings, snapshot.Snapshot([as_message(r) for r in rules], 0, 0))
         del rules
 
-        async def from_snapshot():
+        async def from_snapshot() -> RuleIndex:
             index, _, rebuilt = await load_index(client, settings)
             assert not rebuilt
             return index
 
-        async def from_postgres():
+        async def from_postgres() -> RuleIndex:
             await client.delete(*snapshot.keys(settings))  # as after a loss of Redis' data
             index, _, rebuilt = await load_index(client, settings)
             assert rebuilt

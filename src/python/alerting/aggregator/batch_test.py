@@ -25,20 +25,20 @@ def reason_of(record_: ConsumerRecord) -> str:
     return str(caught.value)
 
 
-def test_a_valid_match_decodes():
+def test_a_valid_match_decodes() -> None:
     assert decode_alert_matched(record("a-1", ("ops@x.io", "dba@x.io"))).emails == ["ops@x.io", "dba@x.io"]
 
 
-def test_nul_in_the_alert_id_is_rejected_naming_the_field():
+def test_nul_in_the_alert_id_is_rejected_naming_the_field() -> None:
     assert reason_of(record("a\x00b")) == "alert.alert_id: contains U+0000 (NUL), which Postgres text cannot store"
 
 
-def test_nul_in_an_email_is_rejected_naming_the_address():
+def test_nul_in_an_email_is_rejected_naming_the_address() -> None:
     reason = reason_of(record(emails=("ops@x.io", "dba\x00@x.io")))
     assert reason == "emails[1]: contains U+0000 (NUL), which Postgres text cannot store"
 
 
-def test_an_alert_id_too_long_for_the_unique_index_is_rejected():
+def test_an_alert_id_too_long_for_the_unique_index_is_rejected() -> None:
     assert decode_alert_matched(record("é" * (MAX_ALERT_ID_BYTES // 2))).alert.alert_id
     assert reason_of(record("é" * (MAX_ALERT_ID_BYTES // 2) + "x")) == (
         f"alert.alert_id: longer than {MAX_ALERT_ID_BYTES} bytes")

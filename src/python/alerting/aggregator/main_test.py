@@ -2,7 +2,9 @@
 
 import asyncio
 import uuid
+from typing import Any
 
+import asyncpg
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 
@@ -11,37 +13,38 @@ from alerting.aggregator.recorder import sweep_forever
 from alerting.common import topics
 from alerting.common.retry import Stopping
 from alerting.common.service import Lifecycle
+from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.testsupport import stack
 from alerting.testsupport.services import fetch, free_port, read, running, send, wait_until
-from alerting.v1 import events_pb2
+from alerting.v1 import alert_pb2, events_pb2
 
 
-def matched(client_id: str, alert, rule_ids=None) -> bytes:
+def matched(client_id: str, alert: alert_pb2.Alert, rule_ids: list[str] | None = None) -> bytes:
     return events_pb2.AlertMatched(schema_version=1, client_id=client_id, alert=alert,
                                    rule_ids=rule_ids or [str(uuid.uuid4())], emails=["ops@x.io"]).SerializeToString()
 
 
-def settings_of(stack_settings, **overrides):
+def settings_of(stack_settings: Settings, **overrides: Any) -> alerting.aggregator.main.AggregatorSettings:
     return alerting.aggregator.main.AggregatorSettings(**{**stack_settings.model_dump(), **overrides})
 
 
-async def rows(settings):
+async def rows(settings: Settings) -> list[asyncpg.Record]:
     return await fetch(settings, "SELECT notification_id::text, client_id::text, alert_id, status FROM notifications")
 
 
-async def single_partition(settings):
+async def single_partition(settings: Settings) -> Settings:
     """The same slice of the stack with one-partition topics: records are consumed in the order sent."""
     settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}single."})
     await stack.create_topics(settings, {topics.ALERTS_MATCHED: 1, topics.NOTIFICATIONS_READY: 1})
     return settings
 
 
-async def has_rows(settings, count: int) -> bool:
+async def has_rows(settings: Settings, count: int) -> bool:
     return len(await rows(settings)) >= count
 
 
-async def test_duplicate_alerts_and_redeliveries_make_one_notification(stack_settings):
+async def test_duplicate_alerts_and_redeliveries_make_one_notification(stack_settings: Settings) -> None:
     client_id, alert = str(uuid.uuid4()), build_alert("HIGH", "db", "disk")
     other_client = str(uuid.uuid4())
     async with running(alerting.aggregator.main.run, settings_of(stack_settings)):
@@ -60,7 +63,7 @@ async def test_duplicate_alerts_and_redeliveries_make_one_notification(stack_set
     assert ids == {r["notification_id"] for r in found}
 
 
-async def test_a_redelivered_batch_publishes_pending_rows_again_but_not_sent_ones(stack_settings):
+async def test_a_redelivered_batch_publishes_pending_rows_again_but_not_sent_ones(stack_settings: Settings) -> None:
     pending_alert, sent_alert, client_id = build_alert("LOW", "a", "b"), build_alert("LOW", "c", "d"), str(uuid.uuid4())
     async with running(alerting.aggregator.main.run, settings_of(stack_settings)):
         both = [matched(client_id, pending_alert), matched(client_id, sent_alert)]
@@ -75,7 +78,7 @@ async def test_a_redelivered_batch_publishes_pending_rows_again_but_not_sent_one
     assert sorted(alert_ids) == sorted([pending_alert.alert_id, sent_alert.alert_id, pending_alert.alert_id])
 
 
-async def test_the_sweeper_republishes_a_stranded_pending_row(stack_settings):
+async def test_the_sweeper_republishes_a_stranded_pending_row(stack_settings: Settings) -> None:
     client_id = str(uuid.uuid4())
     await fetch(stack_settings,
                 "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert, published_at)"
@@ -104,14 +107,14 @@ class FlakyRecorder:
         return 0
 
 
-async def test_the_sweeper_survives_any_failed_sweep_and_tries_again():
+async def test_the_sweeper_survives_any_failed_sweep_and_tries_again() -> None:
     stop = asyncio.Event()
     recorder = FlakyRecorder(stop)
     await asyncio.wait_for(sweep_forever(recorder, stop, interval_seconds=0.01, after_seconds=60), 10)
     assert recorder.sweeps == 3
 
 
-async def test_an_aggregator_started_while_kafka_is_unreachable_waits_for_it(stack_settings):
+async def test_an_aggregator_started_while_kafka_is_unreachable_waits_for_it(stack_settings: Settings) -> None:
     lifecycle = Lifecycle()
     settings = settings_of(stack_settings, kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens
     starting = asyncio.create_task(alerting.aggregator.main.run(settings, lifecycle))
@@ -128,7 +131,9 @@ async def test_an_aggregator_started_while_kafka_is_unreachable_waits_for_it(sta
     (matched(str(uuid.uuid4()), build_alert("HIGH", "x", "y", alert_id="nul\x00id")),
      b"alert.alert_id: contains U+0000 (NUL), which Postgres text cannot store"),
 ])
-async def test_invalid_matches_are_dead_lettered_and_the_aggregator_keeps_going(stack_settings, bad, reason):
+async def test_invalid_matches_are_dead_lettered_and_the_aggregator_keeps_going(
+    stack_settings: Settings, bad: bytes, reason: bytes
+) -> None:
     settings = await single_partition(stack_settings)  # the valid match comes after the bad one
     good = matched(str(uuid.uuid4()), build_alert("HIGH", "x", "y"))
     async with running(alerting.aggregator.main.run, settings_of(settings)):
@@ -139,5 +144,5 @@ async def test_invalid_matches_are_dead_lettered_and_the_aggregator_keeps_going(
     assert dead.value == bad
 
 
-async def _one_row(settings) -> bool:
+async def _one_row(settings: Settings) -> bool:
     return len(await rows(settings)) == 1

@@ -6,13 +6,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
 import click
 import grpc
+from google.protobuf.message import Message
 
 from alerting.cli.formatting import CLIENT_COLUMNS, RULE_COLUMNS, as_json, table
 from alerting.common.settings import Settings
+from alerting.v1 import rule_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
-from alerting.v1 import rule_service_pb2_grpc
+
+Response = TypeVar("Response")
 
 
 class Context:
@@ -21,10 +27,10 @@ class Context:
         self.stub = rule_service_pb2_grpc.RuleServiceStub(self.channel)
         self.output_json = output_json
 
-    def show(self, messages, columns) -> None:
+    def show(self, messages: Sequence[Message], columns: tuple[str, ...]) -> None:
         click.echo(as_json(messages) if self.output_json else table(messages, columns))
 
-    def call(self, method, request):
+    def call(self, method: Callable[..., Response], request: Message) -> Response:
         try:
             return method(request, timeout=30)
         except grpc.RpcError as error:
@@ -68,7 +74,8 @@ def client_get(ctx: Context, client_id: str) -> None:
 @click.option("--all", "every_page", is_flag=True, help="Follow every page.")
 @pass_context
 def client_list(ctx: Context, page_size: int, every_page: bool) -> None:
-    clients, token = [], ""
+    clients: list[rule_pb2.Client] = []
+    token = ""
     while True:
         page = ctx.call(ctx.stub.ListClients, api.ListClientsRequest(page_size=page_size, page_token=token))
         clients += page.clients
@@ -104,7 +111,7 @@ def rule() -> None:
     """A client's rules; '*' matches any value."""
 
 
-def rule_options(command):
+def rule_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed([
         click.option("--severity", required=True, help="LOW, MEDIUM, HIGH, CRITICAL or *."),
         click.option("--source", required=True, help="Exact source or *."),
@@ -120,7 +127,9 @@ def rule_options(command):
 @rule_options
 @click.option("--disabled", is_flag=True)
 @pass_context
-def rule_create(ctx: Context, client_id, severity, source, name, emails, disabled) -> None:
+def rule_create(
+    ctx: Context, client_id: str, severity: str, source: str, name: str, emails: tuple[str, ...], disabled: bool
+) -> None:
     request = api.CreateRuleRequest(client_id=client_id, severity=severity, source=source, name=name,
                                     emails=list(emails), disabled=disabled)
     ctx.show([ctx.call(ctx.stub.CreateRule, request)], RULE_COLUMNS)
@@ -139,7 +148,8 @@ def rule_get(ctx: Context, rule_id: str) -> None:
 @click.option("--all", "every_page", is_flag=True, help="Follow every page.")
 @pass_context
 def rule_list(ctx: Context, client_id: str, page_size: int, every_page: bool) -> None:
-    rules, token = [], ""
+    rules: list[rule_pb2.Rule] = []
+    token = ""
     while True:
         request = api.ListRulesRequest(client_id=client_id, page_size=page_size, page_token=token)
         page = ctx.call(ctx.stub.ListRules, request)
@@ -158,7 +168,16 @@ def rule_list(ctx: Context, client_id: str, page_size: int, every_page: bool) ->
 @click.option("--enabled/--disabled", default=True)
 @click.option("--version", "expected_version", type=int, required=True, help="The version you are changing.")
 @pass_context
-def rule_update(ctx: Context, rule_id, severity, source, name, emails, enabled, expected_version) -> None:
+def rule_update(
+    ctx: Context,
+    rule_id: str,
+    severity: str,
+    source: str,
+    name: str,
+    emails: tuple[str, ...],
+    enabled: bool,
+    expected_version: int,
+) -> None:
     request = api.UpdateRuleRequest(rule_id=rule_id, severity=severity, source=source, name=name,
                                     emails=list(emails), enabled=enabled, expected_version=expected_version)
     ctx.show([ctx.call(ctx.stub.UpdateRule, request)], RULE_COLUMNS)

@@ -3,19 +3,20 @@
 import asyncio
 import json
 
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from alerting.cli.main import cli
+from alerting.common.settings import Settings
 from alerting.rule_service.main import RuleServiceSettings, run
 from alerting.testsupport.services import free_port, running, wait_for_port
 
 
-async def alertctl(address: str, *args: str):
+async def alertctl(address: str, *args: str) -> Result:
     # The CLI blocks on gRPC; the server runs on this test's event loop.
     return await asyncio.to_thread(CliRunner().invoke, cli, ["--address", address, *args])
 
 
-async def test_client_and_rule_commands(stack_settings):
+async def test_client_and_rule_commands(stack_settings: Settings) -> None:
     settings = RuleServiceSettings(**{**stack_settings.model_dump(), "grpc_port": free_port()})
     address = f"127.0.0.1:{settings.grpc_port}"
     async with running(run, settings):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 
@@ -10,8 +11,8 @@ from alerting.common.retry import retry_until_done
 from alerting.common.settings import Settings
 
 
-async def create_pool(settings: Settings, stop: asyncio.Event | None = None, **overrides) -> asyncpg.Pool:
-    options = dict(min_size=1, max_size=settings.database_pool_size, command_timeout=60)
+async def create_pool(settings: Settings, stop: asyncio.Event | None = None, **overrides: Any) -> asyncpg.Pool:
+    options: dict[str, Any] = dict(min_size=1, max_size=settings.database_pool_size, command_timeout=60)
     options.update(overrides)
 
     async def connect() -> asyncpg.Pool:

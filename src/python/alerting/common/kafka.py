@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
@@ -97,6 +97,12 @@ class InvalidEvent(Exception):
     """A message that can never be processed; it goes to the dead-letter topic with this reason."""
 
 
+class VersionedEvent(Protocol):
+    """Every event of alerting.v1 that travels over Kafka carries its schema version."""
+
+    schema_version: int
+
+
 def decode(record: ConsumerRecord, message_type: type[E]) -> E:
     """The record's value as a `message_type` event of the schema version this code reads;
     InvalidEvent when it is neither. Callers check the event's own fields after this."""
@@ -104,7 +110,7 @@ def decode(record: ConsumerRecord, message_type: type[E]) -> E:
         event = message_type.FromString(record.value or b"")
     except DecodeError as error:
         raise InvalidEvent(f"undecodable {message_type.__name__}: {error}") from error
-    version = event.schema_version
+    version = cast(VersionedEvent, event).schema_version
     if version != SCHEMA_VERSION:
         raise InvalidEvent(f"schema_version: unsupported {version} (expected {SCHEMA_VERSION})")
     return event

@@ -1,10 +1,12 @@
 import asyncio
+from collections.abc import Awaitable, Callable
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from alerting.common import topics
 from alerting.common.kafka import (
     BatchWorker,
+    Delivery,
     InvalidEvent,
     OutgoingMessage,
     make_consumer,
@@ -12,6 +14,7 @@ from alerting.common.kafka import (
     publish_all,
     start_clients,
 )
+from alerting.common.settings import Settings
 from alerting.testsupport.services import forward_port, free_port
 from alerting.v1 import alert_pb2, events_pb2
 
@@ -23,7 +26,7 @@ def alert_new(alert_id: str) -> events_pb2.AlertNew:
     )
 
 
-async def committed_offset(settings, group: str, topic: str) -> int:
+async def committed_offset(settings: Settings, group: str, topic: str) -> int:
     consumer = make_consumer(settings, group)
     await consumer.start()
     try:
@@ -32,7 +35,7 @@ async def committed_offset(settings, group: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits(stack_settings):
+async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits(stack_settings: Settings) -> None:
     topic = stack_settings.topic(topics.RULE_CHANGED)  # one partition: order is total
     producer = make_producer(stack_settings)
     await producer.start()
@@ -58,7 +61,7 @@ async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits
     second = make_consumer(stack_settings, "round-trip", topics.RULE_CHANGED)
     await second.start()
     try:
-        seen = []
+        seen: list[str] = []
         while len(seen) < 2:
             batch = await second.getmany(timeout_ms=10000)
             assert batch, "no message after the committed offset"
@@ -68,7 +71,7 @@ async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits
         await second.stop()
 
 
-def decode_alert(record) -> events_pb2.AlertNew:
+def decode_alert(record: ConsumerRecord) -> events_pb2.AlertNew:
     try:
         event = events_pb2.AlertNew.FromString(record.value)
     except Exception as error:
@@ -78,7 +81,12 @@ def decode_alert(record) -> events_pb2.AlertNew:
     return event
 
 
-async def run_worker_until(settings, handle, done, group="worker-test"):
+async def run_worker_until(
+    settings: Settings,
+    handle: Callable[[list[Delivery[events_pb2.AlertNew]]], Awaitable[None]],
+    done: asyncio.Event,
+    group: str = "worker-test",
+) -> None:
     stop = asyncio.Event()
     consumer = make_consumer(settings, group, topics.RULE_CHANGED)
     producer = make_producer(settings)
@@ -103,7 +111,7 @@ async def run_worker_until(settings, handle, done, group="worker-test"):
         await producer.stop()
 
 
-async def produce(settings, values):
+async def produce(settings: Settings, values: list[bytes]) -> None:
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -113,7 +121,9 @@ async def produce(settings, values):
         await producer.stop()
 
 
-async def test_worker_dead_letters_invalid_events_with_the_reason_and_commits_after_handling(stack_settings):
+async def test_worker_dead_letters_invalid_events_with_the_reason_and_commits_after_handling(
+    stack_settings: Settings,
+) -> None:
     await produce(
         stack_settings,
         [alert_new("good-1").SerializeToString(), b"\xff\xfe not protobuf", alert_new("").SerializeToString(),
@@ -122,7 +132,7 @@ async def test_worker_dead_letters_invalid_events_with_the_reason_and_commits_af
     handled: list[str] = []
     done = asyncio.Event()
 
-    async def handle(deliveries):
+    async def handle(deliveries: list[Delivery[events_pb2.AlertNew]]) -> None:
         handled.extend(d.message.alert.alert_id for d in deliveries)
         if len(handled) >= 2:
             done.set()
@@ -134,7 +144,7 @@ async def test_worker_dead_letters_invalid_events_with_the_reason_and_commits_af
     dlq = make_consumer(stack_settings, "dlq-reader", topics.dead_letter(topics.RULE_CHANGED))
     await dlq.start()
     try:
-        reasons = []
+        reasons: list[str] = []
         while len(reasons) < 2:
             batch = await dlq.getmany(timeout_ms=10000)
             assert batch, "dead letters missing"
@@ -145,13 +155,13 @@ async def test_worker_dead_letters_invalid_events_with_the_reason_and_commits_af
     assert reasons[1] == "alert.alert_id: missing"
 
 
-async def test_worker_retries_a_failing_batch_and_commits_nothing_until_it_succeeds(stack_settings):
+async def test_worker_retries_a_failing_batch_and_commits_nothing_until_it_succeeds(stack_settings: Settings) -> None:
     await produce(stack_settings, [alert_new("only").SerializeToString()])
     attempts = 0
     done = asyncio.Event()
-    offsets_seen_while_failing = []
+    offsets_seen_while_failing: list[int] = []
 
-    async def handle(deliveries):
+    async def handle(deliveries: list[Delivery[events_pb2.AlertNew]]) -> None:
         nonlocal attempts
         attempts += 1
         if attempts < 3:
@@ -167,7 +177,7 @@ async def test_worker_retries_a_failing_batch_and_commits_nothing_until_it_succe
     assert await committed_offset(stack_settings, "retry-test", topics.RULE_CHANGED) == 1
 
 
-async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_settings):
+async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_settings: Settings) -> None:
     """A service that starts during a Kafka outage retries instead of dying: here the
     bootstrap address only starts forwarding to the broker after a while."""
     listen_port = free_port()

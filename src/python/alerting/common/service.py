@@ -6,12 +6,14 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from alerting.common import ports, telemetry
 from alerting.common.retry import Stopping
 from alerting.common.settings import Settings
 
 log = logging.getLogger(__name__)
+S = TypeVar("S", bound=Settings)
 
 
 class Lifecycle:
@@ -25,8 +27,8 @@ class Lifecycle:
 
 def run_service(
     name: str,
-    settings: Settings,
-    body: Callable[[Settings, Lifecycle], Awaitable[None]],
+    settings: S,
+    body: Callable[[S, Lifecycle], Awaitable[None]],
 ) -> None:
     """Run `body` until it returns or SIGTERM/SIGINT asks it to stop. `name` is the
     service's name in alerting.common.ports, which gives its default metrics port."""

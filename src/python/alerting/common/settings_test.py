@@ -1,7 +1,9 @@
+import pytest
+
 from alerting.common.settings import Settings
 
 
-def test_defaults_point_at_the_local_stack(monkeypatch):
+def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ALERTING_KAFKA_BOOTSTRAP", "ALERTING_TOPIC_PREFIX", "ALERTING_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
@@ -10,7 +12,7 @@ def test_defaults_point_at_the_local_stack(monkeypatch):
     assert settings.topic("alerts.new") == "alerts.new"
 
 
-def test_environment_overrides_and_prefixes(monkeypatch):
+def test_environment_overrides_and_prefixes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ALERTING_TOPIC_PREFIX", "t1.")
     monkeypatch.setenv("ALERTING_REDIS_KEY_PREFIX", "t1:")
     monkeypatch.setenv("ALERTING_BATCH_MAX_RECORDS", "7")

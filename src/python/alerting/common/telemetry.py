@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from aiokafka import ConsumerRecord
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -112,7 +113,7 @@ def shutdown_tracing() -> None:
 HeaderList = Iterable[tuple[str, bytes]]
 
 
-class _HeaderGetter:
+class _HeaderGetter(Getter[dict[str, str]]):
     def get(self, carrier: dict[str, str], key: str) -> list[str] | None:
         value = carrier.get(key)
         return None if value is None else [value]

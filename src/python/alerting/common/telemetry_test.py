@@ -15,7 +15,7 @@ async def get(port: int, path: str) -> tuple[int, str]:
     return int(status_line.split()[1]), body
 
 
-async def test_health_is_503_until_the_service_says_it_started_and_metrics_are_served():
+async def test_health_is_503_until_the_service_says_it_started_and_metrics_are_served() -> None:
     lifecycle = Lifecycle()
     port = free_port()
     server = await serve_metrics_and_health("127.0.0.1", port, lambda: lifecycle.healthy())

@@ -4,6 +4,7 @@ agree with the ports, topics and topic configs the code uses (src/python/alertin
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -12,15 +13,15 @@ from alerting.common import ports, topics
 APP_SERVICES = set(ports.METRICS_PORTS) - {"alert-producer"}
 
 
-def load_compose() -> dict:
+def load_compose() -> dict[str, Any]:
     return yaml.safe_load(Path("docker-compose.yml").read_text())
 
 
-def published_ports(service: dict) -> set[int]:
+def published_ports(service: dict[str, Any]) -> set[int]:
     return {int(str(mapping).rsplit(":", 1)[1]) for mapping in service.get("ports", [])}
 
 
-def test_every_service_runs_in_compose_with_its_ports():
+def test_every_service_runs_in_compose_with_its_ports() -> None:
     services = load_compose()["services"]
     assert APP_SERVICES <= set(services)
     for name in APP_SERVICES:
@@ -34,7 +35,7 @@ def test_every_service_runs_in_compose_with_its_ports():
     assert ports.REDIS_PORT in published_ports(services["redis"])
 
 
-def test_services_reach_each_other_by_compose_names_and_ports():
+def test_services_reach_each_other_by_compose_names_and_ports() -> None:
     services = load_compose()["services"]
     environment = services["evaluator"]["environment"]
     assert environment["ALERTING_KAFKA_BOOTSTRAP"] == f"kafka:{ports.KAFKA_PORT}"
@@ -44,14 +45,14 @@ def test_services_reach_each_other_by_compose_names_and_ports():
     assert dependencies <= set(services)
 
 
-def test_prometheus_scrapes_every_service_on_its_metrics_port():
+def test_prometheus_scrapes_every_service_on_its_metrics_port() -> None:
     config = yaml.safe_load(Path("deploy/prometheus/prometheus.yml").read_text())
     groups = [group for job in config["scrape_configs"] for group in job["static_configs"]]
     targets = {target for group in groups for target in group["targets"]}
     assert targets == {f"{name}:{ports.METRICS_PORTS[name]}" for name in APP_SERVICES}
 
 
-def test_grafana_dashboard_queries_metrics_the_services_export():
+def test_grafana_dashboard_queries_metrics_the_services_export() -> None:
     dashboard = json.loads(Path("deploy/grafana/dashboards/alerting.json").read_text())
     expressions = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel["targets"])
     for metric in ("alerting_messages_processed_total", "alerting_messages_dead_lettered_total",
@@ -59,7 +60,7 @@ def test_grafana_dashboard_queries_metrics_the_services_export():
         assert metric in expressions
 
 
-def test_local_platform_script_uses_the_same_services_and_ports():
+def test_local_platform_script_uses_the_same_services_and_ports() -> None:
     script = Path("deploy/platform").read_text()
     entries = dict(re.findall(r'^\s+"([a-z-]+)\|[^|]+\|(\d+)"$', script, flags=re.M))
     assert {name: int(port) for name, port in entries.items()} == {
@@ -73,7 +74,7 @@ def topic_list() -> dict[str, list[str]]:
     return {fields[0]: fields[1:] for fields in lines if fields and not fields[0].startswith("#")}
 
 
-def test_topic_list_creates_every_topic_and_dead_letter_topic():
+def test_topic_list_creates_every_topic_and_dead_letter_topic() -> None:
     created = {name: int(fields[0]) for name, fields in topic_list().items()}
     for name in topics.INPUT_TOPICS:
         assert created[name] >= 1
@@ -82,7 +83,7 @@ def test_topic_list_creates_every_topic_and_dead_letter_topic():
     assert created[topics.RULE_CHANGED] == 1
 
 
-def test_topic_list_carries_the_topic_configs_of_the_code():
+def test_topic_list_carries_the_topic_configs_of_the_code() -> None:
     configured = {
         name: dict(pair.split("=", 1) for pair in fields[1].split(",")) if len(fields) > 1 else {}
         for name, fields in topic_list().items()
@@ -91,9 +92,11 @@ def test_topic_list_carries_the_topic_configs_of_the_code():
     assert configured == {name: topics.TOPIC_CONFIGS.get(name, {}) for name in configured}
 
 
-def test_compose_runs_the_kafka_version_the_local_stack_fetches():
+def test_compose_runs_the_kafka_version_the_local_stack_fetches() -> None:
     pom = Path("deploy/kafka/pom.xml").read_text()
-    version = re.search(r"<kafka.version>(.+?)</kafka.version>", pom).group(1)
+    found = re.search(r"<kafka.version>(.+?)</kafka.version>", pom)
+    assert found is not None, "no <kafka.version> in deploy/kafka/pom.xml"
+    version = found.group(1)
     images = {service["image"] for service in load_compose()["services"].values()
               if service.get("image", "").startswith("apache/kafka:")}
     assert images == {f"apache/kafka:{version}"}

@@ -3,16 +3,20 @@ SIGKILL at each step boundary while alerts flow; afterwards every expected notif
 exists exactly once and is SENT, and no other exists. Expectations come from a naive
 reference matcher written here, independent of the evaluator's index."""
 
+from __future__ import annotations
+
 import asyncio
 import itertools
 import random
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import alerting.aggregator.main  # noqa: F401  (the workers run from these modules, in subprocesses)
 import alerting.evaluator.main  # noqa: F401
 import alerting.rule_updater.main  # noqa: F401
 import alerting.sender.main  # noqa: F401
+from alerting.common.settings import Settings
 from alerting.common.vocabulary import SEVERITIES, WILDCARD, severity_name
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
@@ -27,7 +31,7 @@ from alerting.testsupport.services import (
     stop_process,
     wait_until,
 )
-from alerting.v1 import rule_service_pb2
+from alerting.v1 import alert_pb2, rule_pb2, rule_service_pb2, rule_service_pb2_grpc
 
 STEPS = {
     "alerting.rule_updater.main": ["after_consume", "after_db_write", "before_commit"],
@@ -43,23 +47,24 @@ NAMES = [f"name-{i}" for i in range(6)]
 @dataclass
 class Supervisor:
     module: str
-    env: dict
-    kills: list = field(default_factory=list)
+    env: dict[str, str]
+    kills: list[str] = field(default_factory=list)
     process: asyncio.subprocess.Process | None = None
 
-    async def start(self, failpoint: str = "") -> None:
+    async def start(self, failpoint: str = "") -> asyncio.subprocess.Process:
         env = dict(self.env, ALERTING_FAILPOINT=failpoint, ALERTING_METRICS_PORT=str(free_port()))
         self.process = await spawn_service(self.module, env)
+        return self.process
 
     async def crash_at_every_step(self, rng: random.Random) -> None:
         """One life per step, each ended by SIGKILL at that step; then a clean life."""
         for step in STEPS[self.module]:
-            await self.start(f"{step}:{rng.randint(2, 4)}")
+            process = await self.start(f"{step}:{rng.randint(2, 4)}")
             try:
-                code = await asyncio.wait_for(self.process.wait(), 25)
+                code = await asyncio.wait_for(process.wait(), 25)
             except TimeoutError:  # the step was not reached often enough: end this life
-                self.process.kill()
-                code = await self.process.wait()
+                process.kill()
+                code = await process.wait()
             if code == -signal.SIGKILL:
                 self.kills.append(step)
         await self.start()
@@ -69,7 +74,7 @@ class Supervisor:
             await stop_process(self.process)
 
 
-def reference_matches(rules, alert) -> set[str]:
+def reference_matches(rules: list[rule_pb2.Rule], alert: alert_pb2.Alert) -> set[str]:
     """Clients with an enabled rule matching the alert: a plain scan."""
     severity = severity_name(alert.severity)
     return {
@@ -79,7 +84,7 @@ def reference_matches(rules, alert) -> set[str]:
     }
 
 
-async def create_rules(stub, rng):
+async def create_rules(stub: rule_service_pb2_grpc.RuleServiceAsyncStub, rng: random.Random) -> list[rule_pb2.Rule]:
     rules = []
     for number in range(12):
         client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name=f"tenant-{number}"))
@@ -93,7 +98,12 @@ async def create_rules(stub, rng):
     return rules
 
 
-async def touch_rules(stub, rules, rng, stop: asyncio.Event) -> None:
+async def touch_rules(
+    stub: rule_service_pb2_grpc.RuleServiceAsyncStub,
+    rules: list[rule_pb2.Rule],
+    rng: random.Random,
+    stop: asyncio.Event,
+) -> None:
     """Rule changes that keep flowing during the run, without changing what matches."""
     versions = {rule.rule_id: rule.version for rule in rules}
     for counter in itertools.count():
@@ -108,7 +118,9 @@ async def touch_rules(stub, rules, rng, stop: asyncio.Event) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every_step(stack_settings, tmp_path):
+async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every_step(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
     rng = random.Random(2026)
     smtp_port = free_port()
     sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
@@ -143,7 +155,7 @@ async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every
             expected = {(client, alert.alert_id) for alert in alerts for client in reference_matches(rules, alert)}
             assert len(expected) > 500
 
-            async def all_sent():
+            async def all_sent() -> bool:
                 rows = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'")
                 return rows[0]["n"] >= len(expected)
 

@@ -1,10 +1,17 @@
 """The whole flow in one process, on the real stack: rule-service → rule-updater →
 evaluator → aggregator → sender → SMTP, plus one alert's trace across the services."""
 
-import asyncio
-from pathlib import Path
+from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import TypeAlias
+
+import asyncpg
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import alerting.aggregator.main
@@ -12,24 +19,27 @@ import alerting.evaluator.main
 import alerting.rule_updater.main
 import alerting.sender.main
 from alerting.common import telemetry
+from alerting.common.service import Lifecycle
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.services import fetch, free_port, rule_service_stub, running, wait_until
-from alerting.v1 import rule_service_pb2
+from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
 
 SPANS = InMemorySpanExporter()
+# What the platform fixture gives: settings, a rule-service client, the mail directory and the SMTP sink.
+Platform: TypeAlias = "tuple[Settings, rule_service_pb2_grpc.RuleServiceAsyncStub, Path, asyncio.Server]"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def tracing():
+def tracing() -> None:
     telemetry.setup_tracing("pipeline-test", Settings(), exporter=SPANS)
 
 
 @pytest.fixture
-async def platform(stack_settings, tmp_path):
+async def platform(stack_settings: Settings, tmp_path: Path) -> AsyncIterator[Platform]:
     """Every worker running in-process against this test's slice of the stack."""
     smtp_port = free_port()
     server, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
@@ -39,8 +49,8 @@ async def platform(stack_settings, tmp_path):
         yield settings, stub, tmp_path / "mail", server
 
 
-async def start_workers(settings):
-    workers = [
+async def start_workers(settings: Settings) -> list[AbstractAsyncContextManager[Lifecycle]]:
+    workers: list[AbstractAsyncContextManager[Lifecycle]] = [
         running(alerting.rule_updater.main.run, settings),
         running(alerting.evaluator.main.run, settings),
         running(alerting.aggregator.main.run, alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
@@ -51,16 +61,16 @@ async def start_workers(settings):
     return workers
 
 
-async def stop_workers(workers):
+async def stop_workers(workers: list[AbstractAsyncContextManager[Lifecycle]]) -> None:
     for worker in reversed(workers):
         await worker.__aexit__(None, None, None)
 
 
-async def notifications(settings):
+async def notifications(settings: Settings) -> list[asyncpg.Record]:
     return await fetch(settings, "SELECT client_id::text, alert_id, status, rule_ids::text[] FROM notifications")
 
 
-async def test_alerts_flow_to_sent_with_dedupe_and_one_trace(platform):
+async def test_alerts_flow_to_sent_with_dedupe_and_one_trace(platform: Platform) -> None:
     settings, stub, mail_dir, _ = platform
     acme = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name="acme"))
     globex = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name="globex"))
@@ -81,7 +91,7 @@ async def test_alerts_flow_to_sent_with_dedupe_and_one_trace(platform):
             [trace_id] = await publisher.publish([alert])
             await publisher.publish([alert, unmatched])  # the same alert again
 
-        async def both_sent():
+        async def both_sent() -> bool:
             rows = await notifications(settings)
             return len(rows) == 2 and all(row["status"] == "SENT" for row in rows)
 
@@ -100,7 +110,7 @@ async def test_alerts_flow_to_sent_with_dedupe_and_one_trace(platform):
 
         # One trace: producer → evaluator → aggregator → sender.
         in_trace = [span for span in SPANS.get_finished_spans() if format(span.context.trace_id, "032x") == trace_id]
-        scopes = {span.instrumentation_scope.name for span in in_trace}
+        scopes = {_scope_name(span) for span in in_trace}
         assert {"producer", "evaluator", "aggregator", "sender"} <= scopes, scopes
         names = {span.name for span in in_trace}
         assert {"alerts.new publish", "smtp send"} <= names
@@ -108,11 +118,16 @@ async def test_alerts_flow_to_sent_with_dedupe_and_one_trace(platform):
         await stop_workers(workers)
 
 
+def _scope_name(span: ReadableSpan) -> str:
+    assert span.instrumentation_scope is not None, span.name
+    return span.instrumentation_scope.name
+
+
 async def _count(directory: Path, expected: int) -> bool:
     return len(mailbox.read_all(directory)) >= expected
 
 
-async def test_a_rule_changed_while_alerts_flow_applies_to_later_alerts(platform):
+async def test_a_rule_changed_while_alerts_flow_applies_to_later_alerts(platform: Platform) -> None:
     settings, stub, _, _ = platform
     client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name="initech"))
     rule = await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
@@ -150,5 +165,5 @@ async def test_a_rule_changed_while_alerts_flow_applies_to_later_alerts(platform
         await stop_workers(workers)
 
 
-async def _has(settings, alert_id: str) -> bool:
+async def _has(settings: Settings, alert_id: str) -> bool:
     return bool(await fetch(settings, "SELECT 1 FROM notifications WHERE alert_id = $1", alert_id))

@@ -15,12 +15,13 @@ from aiokafka.errors import PolicyViolationError
 import alerting.evaluator.follower
 import alerting.evaluator.main
 from alerting.common import topics
+from alerting.common.settings import Settings
 from alerting.evaluator.follower import RuleFollower, RuleOffsetLost
 from alerting.evaluator.matcher import RuleIndex
 from alerting.producer.alerts import alert_new, build_alert
 from alerting.rules import snapshot
 from alerting.testsupport.services import read, running, send, wait_until
-from alerting.v1 import events_pb2, rule_pb2
+from alerting.v1 import alert_pb2, events_pb2, rule_pb2
 
 
 def rule(client_id: str, source: str, rule_id: str | None = None) -> rule_pb2.Rule:
@@ -28,7 +29,7 @@ def rule(client_id: str, source: str, rule_id: str | None = None) -> rule_pb2.Ru
                          name="*", emails=["ops@x.io"], enabled=True, version=1)
 
 
-async def insert_rule_row(settings, source: str) -> tuple[str, str]:
+async def insert_rule_row(settings: Settings, source: str) -> tuple[str, str]:
     connection = await asyncpg.connect(settings.database_url)
     try:
         client_id = await connection.fetchval("INSERT INTO clients (name) VALUES ('c') RETURNING client_id::text")
@@ -40,7 +41,7 @@ async def insert_rule_row(settings, source: str) -> tuple[str, str]:
         await connection.close()
 
 
-async def publish_upserts(settings, rules: list[rule_pb2.Rule]) -> None:
+async def publish_upserts(settings: Settings, rules: list[rule_pb2.Rule]) -> None:
     """An upsert of each rule on rule.changed, keyed by rule_id as the outbox relay publishes it."""
     changes = [events_pb2.RuleChanged(schema_version=1, seq=seq, op=events_pb2.RuleChanged.OP_UPSERT,
                                       rule_id=r.rule_id, client_id=r.client_id, rule=r)
@@ -49,7 +50,7 @@ async def publish_upserts(settings, rules: list[rule_pb2.Rule]) -> None:
                keys=[c.rule_id.encode() for c in changes])
 
 
-async def delete_changes_before(settings, offset: int) -> None:
+async def delete_changes_before(settings: Settings, offset: int) -> None:
     """What retention does to a topic that is not compacted: the changes before `offset` are gone."""
     topic = settings.topic(topics.RULE_CHANGED)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
@@ -72,14 +73,16 @@ async def delete_changes_before(settings, offset: int) -> None:
         await admin.close()
 
 
-async def matched_clients(settings, alerts, expected_messages: int) -> set[tuple[str, str]]:
+async def matched_clients(
+    settings: Settings, alerts: list[alert_pb2.Alert], expected_messages: int
+) -> set[tuple[str, str]]:
     async with running(alerting.evaluator.main.run, settings):
         await send(settings, topics.ALERTS_NEW, [alert_new(a).SerializeToString() for a in alerts])
         records = await read(settings, topics.ALERTS_MATCHED, expected_messages)
     return {(r.key.decode(), events_pb2.AlertMatched.FromString(r.value).alert.source) for r in records}
 
 
-async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings):
+async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings: Settings) -> None:
     client = redis.from_url(stack_settings.redis_url)
     only_in_snapshot = rule(str(uuid.uuid4()), "from-snapshot")
     await snapshot.write_full(client, stack_settings, snapshot.Snapshot([only_in_snapshot], version=0, next_offset=0))
@@ -90,7 +93,7 @@ async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings):
     assert await matched_clients(stack_settings, alerts, 1) == {(only_in_snapshot.client_id, "from-snapshot")}
 
 
-async def test_missing_or_garbage_snapshot_is_rebuilt_from_postgres(stack_settings):
+async def test_missing_or_garbage_snapshot_is_rebuilt_from_postgres(stack_settings: Settings) -> None:
     client_id, _ = await insert_rule_row(stack_settings, "db")
     client = redis.from_url(stack_settings.redis_url)
     try:
@@ -98,17 +101,20 @@ async def test_missing_or_garbage_snapshot_is_rebuilt_from_postgres(stack_settin
         first = await matched_clients(stack_settings, [build_alert("HIGH", "db", "a")], 1)
         assert first == {(client_id, "db")}
         rebuilt = await snapshot.load(client, stack_settings)
+        assert rebuilt is not None
         assert [r.source for r in rebuilt.rules] == ["db"]
 
         await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), "garbage", b"\xff\x00not a rule")
         second = await matched_clients(stack_settings, [build_alert("HIGH", "db", "b")], 2)
         assert (client_id, "db") in second
-        assert len((await snapshot.load(client, stack_settings)).rules) == 1
+        reloaded = await snapshot.load(client, stack_settings)
+        assert reloaded is not None
+        assert len(reloaded.rules) == 1
     finally:
         await client.aclose()
 
 
-async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack_settings):
+async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack_settings: Settings) -> None:
     client = redis.from_url(stack_settings.redis_url)
     await snapshot.write_full(client, stack_settings, snapshot.Snapshot([], version=0, next_offset=0))
     await client.aclose()
@@ -117,7 +123,7 @@ async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack
     assert await matched_clients(stack_settings, [build_alert("LOW", "late", "x")], 1) == {(added.client_id, "late")}
 
 
-async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(stack_settings):
+async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(stack_settings: Settings) -> None:
     client_id, _ = await insert_rule_row(stack_settings, "from-table")
     client = redis.from_url(stack_settings.redis_url)
     stale = rule(str(uuid.uuid4()), "from-snapshot")
@@ -130,7 +136,7 @@ async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(sta
     assert await matched_clients(stack_settings, alerts, 1) == {(client_id, "from-table")}
 
 
-async def test_the_follower_fails_loudly_when_the_log_no_longer_holds_its_offset(stack_settings):
+async def test_the_follower_fails_loudly_when_the_log_no_longer_holds_its_offset(stack_settings: Settings) -> None:
     await publish_upserts(stack_settings, [rule(str(uuid.uuid4()), "db") for _ in range(3)])
     await delete_changes_before(stack_settings, 2)
     follower = RuleFollower(stack_settings, RuleIndex(), 0)
@@ -141,12 +147,14 @@ async def test_the_follower_fails_loudly_when_the_log_no_longer_holds_its_offset
         await follower.stop()
 
 
-async def test_the_follower_retries_a_failure_from_the_first_change_it_did_not_apply(stack_settings, monkeypatch):
+async def test_the_follower_retries_a_failure_from_the_first_change_it_did_not_apply(
+    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rules = [rule(str(uuid.uuid4()), source) for source in ("a", "b", "c")]
     real_apply_change = alerting.evaluator.follower.apply_change
-    failed = []
+    failed: list[str] = []
 
-    def apply_failing_once_at_the_second_rule(index, change):
+    def apply_failing_once_at_the_second_rule(index: RuleIndex, change: events_pb2.RuleChanged) -> None:
         if change.rule_id == rules[1].rule_id and not failed:
             failed.append(change.rule_id)
             raise ConnectionError("a transient failure")
@@ -172,10 +180,10 @@ async def test_the_follower_retries_a_failure_from_the_first_change_it_did_not_a
     assert follower.next_offset == len(rules)
 
 
-async def test_poison_alerts_are_dead_lettered_and_the_evaluator_keeps_going(stack_settings):
+async def test_poison_alerts_are_dead_lettered_and_the_evaluator_keeps_going(stack_settings: Settings) -> None:
     client_id, _ = await insert_rule_row(stack_settings, "db")
     no_severity = alert_new(build_alert("HIGH", "db", "x"))
-    no_severity.alert.severity = 0
+    no_severity.alert.severity = alert_pb2.SEVERITY_UNSPECIFIED  # 0
     good = build_alert("HIGH", "db", "after-poison")
     async with running(alerting.evaluator.main.run, stack_settings):
         await send(stack_settings, topics.ALERTS_NEW,

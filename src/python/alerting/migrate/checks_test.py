@@ -10,33 +10,33 @@ CLEAN = [
 ]
 
 
-def test_a_consistent_folder_has_no_problems():
+def test_a_consistent_folder_has_no_problems() -> None:
     assert check_migrations(CLEAN) == []
 
 
-def test_gap_within_an_owners_range():
+def test_gap_within_an_owners_range() -> None:
     files = [f for f in CLEAN if not f.startswith("000002")] + ["000003_x.sql", "000003_x.rollback.sql"]
     assert check_migrations(files) == ["gap in control plane (rule-service): 000002 is missing before 000003"]
 
 
-def test_data_plane_must_start_at_its_first_number():
+def test_data_plane_must_start_at_its_first_number() -> None:
     files = [f for f in CLEAN if not f.startswith("000006")] + ["000007_x.sql", "000007_x.rollback.sql"]
     assert check_migrations(files) == ["gap in data plane (aggregator, sender): 000006 is missing before 000007"]
 
 
-def test_duplicate_number():
+def test_duplicate_number() -> None:
     problems = check_migrations(CLEAN + ["000002_other.sql", "000002_other.rollback.sql"])
     assert problems == ["duplicate number 000002: 000002_create_rules.sql, 000002_other.sql"]
 
 
-def test_missing_rollback_and_orphan_rollback():
+def test_missing_rollback_and_orphan_rollback() -> None:
     files = [f for f in CLEAN if f != "000002_create_rules.rollback.sql"] + ["000003_y.rollback.sql"]
     problems = check_migrations(files)
     assert "000002_create_rules.sql: missing its rollback 000002_create_rules.rollback.sql" in problems
     assert "000003_y.rollback.sql: rollback without its migration" in problems
 
 
-def test_a_rollback_named_unlike_its_migration_is_reported():
+def test_a_rollback_named_unlike_its_migration_is_reported() -> None:
     files = [f for f in CLEAN if f != "000002_create_rules.rollback.sql"] + ["000002_create_rule.rollback.sql"]
     assert check_migrations(files) == [
         "000002_create_rules.sql: missing its rollback 000002_create_rules.rollback.sql",
@@ -44,27 +44,27 @@ def test_a_rollback_named_unlike_its_migration_is_reported():
     ]
 
 
-def test_a_second_rollback_of_one_number_is_reported_even_beside_the_right_one():
+def test_a_second_rollback_of_one_number_is_reported_even_beside_the_right_one() -> None:
     problems = check_migrations(CLEAN + ["000002_old_name.rollback.sql"])
     assert problems == ["000002_old_name.rollback.sql: name differs from its migration 000002_create_rules.sql"]
 
 
-def test_every_rollback_without_a_migration_is_reported():
+def test_every_rollback_without_a_migration_is_reported() -> None:
     problems = check_migrations(CLEAN + ["000003_y.rollback.sql", "000003_z.rollback.sql"])
     assert problems == ["000003_y.rollback.sql: rollback without its migration",
                         "000003_z.rollback.sql: rollback without its migration"]
 
 
-def test_bad_names_are_reported():
+def test_bad_names_are_reported() -> None:
     problems = check_migrations(CLEAN + ["7_Add Things.sql"])
     assert problems == ["7_Add Things.sql: name must be NNNNNN_lower_snake.sql or NNNNNN_lower_snake.rollback.sql"]
 
 
-def test_number_outside_every_range():
+def test_number_outside_every_range() -> None:
     problems = check_migrations(CLEAN + ["000000_zero.sql", "000000_zero.rollback.sql"])
     assert sorted(problems) == ["000000_zero.rollback.sql: number 0 is outside every owner's range",
                                 "000000_zero.sql: number 0 is outside every owner's range"]
 
 
-def test_an_empty_folder_is_not_consistent():
+def test_an_empty_folder_is_not_consistent() -> None:
     assert check_migrations([]) == ["no migrations at all: is this the migrations folder?"]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 from yoyo import get_backend, read_migrations
+from yoyo.backends import DatabaseBackend
+from yoyo.migrations import MigrationList
 
 from alerting.migrate.checks import check_migrations
 
@@ -44,7 +46,7 @@ def _migrations_folder(context: click.Context) -> tuple[Path, list[str]]:
     return directory, [path.name for path in directory.glob("*.sql")]
 
 
-def _open(context: click.Context):
+def _open(context: click.Context) -> tuple[DatabaseBackend, MigrationList]:
     directory, filenames = _migrations_folder(context)
     problems = check_migrations(filenames)
     if problems:

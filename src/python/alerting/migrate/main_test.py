@@ -1,23 +1,26 @@
 import asyncio
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 from click.testing import CliRunner
 
+from alerting.common.settings import Settings
 from alerting.migrate.main import cli
 from alerting.testsupport import stack
 
 
 @pytest.fixture
-def empty_database(base_settings):
+def empty_database(base_settings: Settings) -> Iterator[str]:
     name = stack.unique_name("migrate_test")
     url = asyncio.run(stack.create_database(base_settings.database_url, name))
     yield url
     asyncio.run(stack.drop_database(base_settings.database_url, name))
 
 
-def run(url: str, *args: str, directory: str | None = None):
+def run(url: str, *args: str, directory: str | None = None) -> str:
     result = CliRunner().invoke(cli, ["--database-url", url, "--dir", directory or stack.migrations_dir(), *args])
     assert result.exit_code == 0, result.output
     return result.output
@@ -51,7 +54,7 @@ async def assert_schema_enforces_the_rules(url: str) -> None:
         await connection.close()
 
 
-def test_up_down_up_cycle(empty_database):
+def test_up_down_up_cycle(empty_database: str) -> None:
     everything = {"clients", "rules", "rule_outbox", "notifications"}
     migrations = sorted(name.removesuffix(".sql") for name in os.listdir(stack.migrations_dir())
                         if name.endswith(".sql") and not name.endswith(".rollback.sql"))
@@ -71,7 +74,7 @@ def test_up_down_up_cycle(empty_database):
     assert "pending" not in run(empty_database, "status")
 
 
-def test_check_passes_on_the_real_folder_and_fails_on_a_gap(tmp_path):
+def test_check_passes_on_the_real_folder_and_fails_on_a_gap(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--dir", stack.migrations_dir(), "check"])
     assert result.exit_code == 0, result.output
 
@@ -82,14 +85,14 @@ def test_check_passes_on_the_real_folder_and_fails_on_a_gap(tmp_path):
     assert "000002 is missing before 000003" in result.output
 
 
-def test_check_fails_on_a_missing_folder(tmp_path):
+def test_check_fails_on_a_missing_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--dir", str(tmp_path / "nowhere"), "check"])
     assert result.exit_code == 1
     assert f"migrations folder {tmp_path / 'nowhere'} not found" in result.output
     assert "consistent" not in result.output
 
 
-def test_up_refuses_an_inconsistent_folder(empty_database, tmp_path):
+def test_up_refuses_an_inconsistent_folder(empty_database: str, tmp_path: Path) -> None:
     (tmp_path / "000001_a.sql").write_text("CREATE TABLE a (x int);")
     result = CliRunner().invoke(cli, ["--database-url", empty_database, "--dir", str(tmp_path), "up"])
     assert result.exit_code != 0

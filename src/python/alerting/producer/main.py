@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import TextIO
 
 import click
 
@@ -33,7 +34,15 @@ def cli() -> None:
 @click.option("--alert-id", help="Default: a stable hash of severity, source, name and event time.")
 @click.option("--context", "context_pairs", multiple=True, help="key=value, repeatable.")
 @click.option("--file", "input_file", type=click.File("r"), help="JSON lines, one alert each; - for stdin.")
-def send(severity, source, name, event_ts, alert_id, context_pairs, input_file) -> None:
+def send(
+    severity: str | None,
+    source: str | None,
+    name: str | None,
+    event_ts: str | None,
+    alert_id: str | None,
+    context_pairs: tuple[str, ...],
+    input_file: TextIO | None,
+) -> None:
     """Publish one alert from flags, or every alert of a JSON-lines file."""
     try:
         if input_file is not None:
@@ -66,7 +75,7 @@ def send(severity, source, name, event_ts, alert_id, context_pairs, input_file) 
 @click.option("--names", default=50, show_default=True, help="Distinct names (name-0 ...).")
 @click.option("--duplicates", default=0.0, show_default=True, help="Fraction re-sent with an earlier alert id.")
 @click.option("--seed", default=1, show_default=True)
-def load(count, rate, sources, names, duplicates, seed) -> None:
+def load(count: int, rate: float, sources: int, names: int, duplicates: float, seed: int) -> None:
     """Send COUNT synthetic alerts at RATE per second, with a progress bar and a summary."""
     summary = asyncio.run(run_load(settings_for_cli(), count, rate, sources, names, duplicates, seed))
     click.echo(

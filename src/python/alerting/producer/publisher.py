@@ -22,12 +22,13 @@ class AlertPublisher:
         await self.producer.start()
         return self
 
-    async def __aexit__(self, *exc_info) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.producer.stop()
 
     async def publish(self, alerts: list[alert_pb2.Alert]) -> list[str]:
         """Publish and wait for the broker's acknowledgement; the trace id of each alert."""
-        messages, trace_ids = [], []
+        messages: list[OutgoingMessage] = []
+        trace_ids: list[str] = []
         for alert in alerts:
             with tracer.start_as_current_span("alerts.new publish", kind=trace.SpanKind.PRODUCER) as span:
                 span.set_attribute("alerting.alert_id", alert.alert_id)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import asyncpg
 import grpc
+from aiokafka import AIOKafkaProducer
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
@@ -43,7 +45,9 @@ async def start_server(settings: RuleServiceSettings, service: RuleService) -> t
     return server, port
 
 
-async def serve(settings: RuleServiceSettings, lifecycle: Lifecycle, pool, producer) -> None:
+async def serve(
+    settings: RuleServiceSettings, lifecycle: Lifecycle, pool: asyncpg.Pool, producer: AIOKafkaProducer
+) -> None:
     """Serve gRPC and relay the outbox until stopped."""
     relay = OutboxRelay(settings, producer)
     relaying = asyncio.create_task(relay.run(lifecycle.stop))

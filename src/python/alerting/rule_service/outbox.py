@@ -18,6 +18,7 @@ import contextlib
 import logging
 
 import asyncpg
+from aiokafka import AIOKafkaProducer
 
 from alerting.common import topics
 from alerting.common.kafka import OutgoingMessage, publish_all, start_clients
@@ -33,7 +34,11 @@ BATCH = 500
 
 
 async def add_change(
-    connection: asyncpg.Connection, op: int, rule_id: str, client_id: str, rule: rule_pb2.Rule | None
+    connection: asyncpg.Connection,
+    op: events_pb2.RuleChanged.Op.ValueType,
+    rule_id: str,
+    client_id: str,
+    rule: rule_pb2.Rule | None,
 ) -> None:
     """Record a change inside the caller's transaction."""
     await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
@@ -54,7 +59,7 @@ def published_change(seq: int, payload: bytes) -> events_pb2.RuleChanged:
 
 
 class OutboxRelay:
-    def __init__(self, settings: Settings, producer, poll_seconds: float = 1.0) -> None:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, poll_seconds: float = 1.0) -> None:
         self.settings = settings
         self.producer = producer
         self.poll_seconds = poll_seconds

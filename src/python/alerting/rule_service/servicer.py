@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
 import asyncpg
 import grpc
@@ -12,7 +13,14 @@ from alerting.rule_service import outbox, validation
 from alerting.rule_service.validation import InvalidField
 from alerting.rules.changelog import DELETE, UPSERT
 from alerting.rules.records import RULE_COLUMNS, rule_from_row
-from alerting.v1 import rule_pb2, rule_service_pb2, rule_service_pb2_grpc
+from alerting.v1 import rule_pb2, rule_service_pb2_grpc
+from alerting.v1 import rule_service_pb2 as api
+
+if TYPE_CHECKING:
+    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+Request = TypeVar("Request")
+Response = TypeVar("Response")
+Handler: TypeAlias = Callable[["RuleService", Request, "Context"], Awaitable[Response]]
 
 CLIENT_COLUMNS = "client_id, name, version, created_at, updated_at"
 
@@ -25,11 +33,11 @@ class StaleVersion(Exception):
     pass
 
 
-def grpc_errors(method: Callable) -> Callable:
+def grpc_errors(method: Handler[Request, Response]) -> Handler[Request, Response]:
     """Domain errors → gRPC status codes, the message naming the field or the id."""
 
     @functools.wraps(method)
-    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+    async def wrapper(self: RuleService, request: Request, context: Context) -> Response:
         try:
             return await method(self, request, context)
         except InvalidField as error:
@@ -58,13 +66,13 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     # ------------------------------------------------------------------ clients
     @grpc_errors
-    async def CreateClient(self, request, context) -> rule_pb2.Client:
+    async def CreateClient(self, request: api.CreateClientRequest, context: Context) -> rule_pb2.Client:
         name = validation.client_name(request.name)
         row = await self.pool.fetchrow(f"INSERT INTO clients (name) VALUES ($1) RETURNING {CLIENT_COLUMNS}", name)
         return client_message(row)
 
     @grpc_errors
-    async def GetClient(self, request, context) -> rule_pb2.Client:
+    async def GetClient(self, request: api.GetClientRequest, context: Context) -> rule_pb2.Client:
         client_id = validation.require_uuid(request.client_id, "client_id")
         row = await self.pool.fetchrow(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1", client_id)
         if row is None:
@@ -72,7 +80,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         return client_message(row)
 
     @grpc_errors
-    async def ListClients(self, request, context) -> rule_service_pb2.ListClientsResponse:
+    async def ListClients(self, request: api.ListClientsRequest, context: Context) -> api.ListClientsResponse:
         size = validation.page_size(request.page_size)
         after = validation.decode_page_token(request.page_token)
         rows = await self.pool.fetch(
@@ -82,10 +90,10 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         )
         page = rows[:size]
         token = validation.encode_page_token(str(page[-1]["client_id"])) if len(rows) > size else ""
-        return rule_service_pb2.ListClientsResponse(clients=[client_message(r) for r in page], next_page_token=token)
+        return api.ListClientsResponse(clients=[client_message(r) for r in page], next_page_token=token)
 
     @grpc_errors
-    async def UpdateClient(self, request, context) -> rule_pb2.Client:
+    async def UpdateClient(self, request: api.UpdateClientRequest, context: Context) -> rule_pb2.Client:
         client_id = validation.require_uuid(request.client_id, "client_id")
         name = validation.client_name(request.name)
         version = validation.expected_version(request.expected_version, required=True)
@@ -99,7 +107,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         return client_message(row)
 
     @grpc_errors
-    async def DeleteClient(self, request, context) -> rule_service_pb2.DeleteClientResponse:
+    async def DeleteClient(self, request: api.DeleteClientRequest, context: Context) -> api.DeleteClientResponse:
         client_id = validation.require_uuid(request.client_id, "client_id")
         version = validation.expected_version(request.expected_version, required=False)
         async with self.pool.acquire() as connection, connection.transaction():
@@ -117,11 +125,11 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
             for rule in rules:
                 await outbox.add_change(connection, DELETE, str(rule["rule_id"]), client_id, None)
         self.on_change()
-        return rule_service_pb2.DeleteClientResponse()
+        return api.DeleteClientResponse()
 
     # ------------------------------------------------------------------ rules
     @grpc_errors
-    async def CreateRule(self, request, context) -> rule_pb2.Rule:
+    async def CreateRule(self, request: api.CreateRuleRequest, context: Context) -> rule_pb2.Rule:
         client_id = validation.require_uuid(request.client_id, "client_id")
         severity, source, name, emails = validation.rule_fields(
             request.severity, request.source, request.name, list(request.emails))
@@ -137,7 +145,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         return rule
 
     @grpc_errors
-    async def GetRule(self, request, context) -> rule_pb2.Rule:
+    async def GetRule(self, request: api.GetRuleRequest, context: Context) -> rule_pb2.Rule:
         rule_id = validation.require_uuid(request.rule_id, "rule_id")
         row = await self.pool.fetchrow(f"SELECT {RULE_COLUMNS} FROM rules WHERE rule_id = $1", rule_id)
         if row is None:
@@ -145,7 +153,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         return rule_from_row(row)
 
     @grpc_errors
-    async def ListRules(self, request, context) -> rule_service_pb2.ListRulesResponse:
+    async def ListRules(self, request: api.ListRulesRequest, context: Context) -> api.ListRulesResponse:
         client_id = validation.require_uuid(request.client_id, "client_id") if request.client_id else None
         size = validation.page_size(request.page_size)
         after = validation.decode_page_token(request.page_token)
@@ -156,10 +164,10 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         )
         page = rows[:size]
         token = validation.encode_page_token(str(page[-1]["rule_id"])) if len(rows) > size else ""
-        return rule_service_pb2.ListRulesResponse(rules=[rule_from_row(r) for r in page], next_page_token=token)
+        return api.ListRulesResponse(rules=[rule_from_row(r) for r in page], next_page_token=token)
 
     @grpc_errors
-    async def UpdateRule(self, request, context) -> rule_pb2.Rule:
+    async def UpdateRule(self, request: api.UpdateRuleRequest, context: Context) -> rule_pb2.Rule:
         rule_id = validation.require_uuid(request.rule_id, "rule_id")
         severity, source, name, emails = validation.rule_fields(
             request.severity, request.source, request.name, list(request.emails))
@@ -179,7 +187,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         return rule
 
     @grpc_errors
-    async def DeleteRule(self, request, context) -> rule_service_pb2.DeleteRuleResponse:
+    async def DeleteRule(self, request: api.DeleteRuleRequest, context: Context) -> api.DeleteRuleResponse:
         rule_id = validation.require_uuid(request.rule_id, "rule_id")
         version = validation.expected_version(request.expected_version, required=False)
         async with self.pool.acquire() as connection, connection.transaction():
@@ -191,9 +199,16 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
                 await self._explain_missed_write("rules", "rule_id", rule_id, version, connection)
             await outbox.add_change(connection, DELETE, rule_id, str(client_id), None)
         self.on_change()
-        return rule_service_pb2.DeleteRuleResponse()
+        return api.DeleteRuleResponse()
 
-    async def _explain_missed_write(self, table, id_column, id_value, version, connection=None) -> None:
+    async def _explain_missed_write(
+        self,
+        table: str,
+        id_column: str,
+        id_value: str,
+        version: int,
+        connection: asyncpg.Connection | None = None,
+    ) -> NoReturn:
         """A conditional write matched nothing: say whether the row is missing or stale."""
         connection = connection or self.pool
         current = await connection.fetchval(f"SELECT version FROM {table} WHERE {id_column} = $1", id_value)

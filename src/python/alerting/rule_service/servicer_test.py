@@ -2,6 +2,8 @@
 
 import asyncio
 import uuid
+from collections.abc import Awaitable
+from typing import Any
 
 import asyncpg
 import grpc
@@ -10,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from alerting.common import topics
+from alerting.common.settings import Settings
 from alerting.rule_service import outbox
 from alerting.rule_service.main import RuleServiceSettings, run
 from alerting.rules.changelog import UPSERT
@@ -19,19 +22,21 @@ from alerting.v1 import events_pb2
 from alerting.v1 import rule_service_pb2 as api
 
 
-async def status_of(call) -> tuple[grpc.StatusCode, str]:
+async def status_of(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call
-    return caught.value.code(), caught.value.details()
+    details = caught.value.details()
+    assert details is not None
+    return caught.value.code(), details
 
 
-def rule_request(owner, **overrides):
-    fields = dict(client_id=owner, severity="HIGH", source="db", name="*", emails=["ops@x.io"])
+def rule_request(owner: str, **overrides: Any) -> api.CreateRuleRequest:
+    fields: dict[str, Any] = dict(client_id=owner, severity="HIGH", source="db", name="*", emails=["ops@x.io"])
     fields.update(overrides)
     return api.CreateRuleRequest(**fields)
 
 
-async def test_crud_round_trip_and_errors(stack_settings):
+async def test_crud_round_trip_and_errors(stack_settings: Settings) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
         assert (await stub.GetClient(api.GetClientRequest(client_id=client.client_id))).name == "acme"
@@ -64,7 +69,9 @@ async def test_crud_round_trip_and_errors(stack_settings):
      ({"source": "s" * 300}, "source"), ({"client_id": "not-a-uuid"}, "client_id"),
      ({"source": "db\x00"}, "source"), ({"emails": ["ops\x00@x.io"]}, "emails[0]")],
 )
-async def test_invalid_rules_are_invalid_argument_naming_the_field(stack_settings, overrides, field):
+async def test_invalid_rules_are_invalid_argument_naming_the_field(
+    stack_settings: Settings, overrides: dict[str, Any], field: str
+) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
         code, details = await status_of(stub.CreateRule(rule_request(client.client_id, **overrides)))
@@ -72,13 +79,13 @@ async def test_invalid_rules_are_invalid_argument_naming_the_field(stack_setting
     assert details.startswith(f"{field}:")
 
 
-async def test_a_client_name_with_nul_is_invalid_argument_naming_the_field(stack_settings):
+async def test_a_client_name_with_nul_is_invalid_argument_naming_the_field(stack_settings: Settings) -> None:
     async with rule_service_stub(stack_settings) as stub:
         code, details = await status_of(stub.CreateClient(api.CreateClientRequest(name="acme\x00")))
     assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "name: contains the control character U+0000")
 
 
-async def test_pagination_returns_every_rule_exactly_once(stack_settings):
+async def test_pagination_returns_every_rule_exactly_once(stack_settings: Settings) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
         created = {(await stub.CreateRule(rule_request(client.client_id, source=f"s{i}"))).rule_id for i in range(7)}
@@ -95,7 +102,7 @@ async def test_pagination_returns_every_rule_exactly_once(stack_settings):
         assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_health_checking_and_reflection(stack_settings):
+async def test_health_checking_and_reflection(stack_settings: Settings) -> None:
     settings = RuleServiceSettings(**{**stack_settings.model_dump(), "grpc_port": free_port()})
     async with running(run, settings):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
@@ -109,7 +116,9 @@ async def test_health_checking_and_reflection(stack_settings):
     assert "alerting.v1.RuleService" in services and "grpc.health.v1.Health" in services
 
 
-async def test_a_rule_service_started_while_kafka_is_unreachable_serves_and_relays_once_it_is_back(stack_settings):
+async def test_a_rule_service_started_while_kafka_is_unreachable_serves_and_relays_once_it_is_back(
+    stack_settings: Settings,
+) -> None:
     kafka_port = free_port()  # nothing listens here until the forwarder below starts
     settings = stack_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{kafka_port}"})
     async with rule_service_stub(settings) as stub:
@@ -125,7 +134,9 @@ async def test_a_rule_service_started_while_kafka_is_unreachable_serves_and_rela
     assert events_pb2.RuleChanged.FromString(record.value).rule_id == rule.rule_id
 
 
-async def test_changes_reach_rule_changed_in_commit_order_even_when_committed_while_no_relay_ran(stack_settings):
+async def test_changes_reach_rule_changed_in_commit_order_even_when_committed_while_no_relay_ran(
+    stack_settings: Settings,
+) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
         rules = [await stub.CreateRule(rule_request(client.client_id, source=f"s{i}")) for i in range(3)]
@@ -149,13 +160,15 @@ async def test_changes_reach_rule_changed_in_commit_order_even_when_committed_wh
     assert pending["n"] == 0
 
 
-async def waiting_on_a_lock(settings) -> bool:
+async def waiting_on_a_lock(settings: Settings) -> bool:
     [row] = await fetch(settings, "SELECT count(*) AS n FROM pg_stat_activity"
                                   " WHERE datname = current_database() AND wait_event_type = 'Lock'")
     return row["n"] > 0
 
 
-async def test_delete_client_records_a_delete_for_a_rule_whose_insert_commits_while_it_runs(stack_settings):
+async def test_delete_client_records_a_delete_for_a_rule_whose_insert_commits_while_it_runs(
+    stack_settings: Settings,
+) -> None:
     """The cascade removes every rule of the client, including one inserted concurrently:
     each of them needs its DELETE in the outbox, or it lives on in the snapshot."""
     async with rule_service_stub(stack_settings) as stub:

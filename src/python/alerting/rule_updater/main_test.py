@@ -1,23 +1,30 @@
 """The rule-updater keeps the Redis snapshot current, change by change, and rebuilds it
 rather than patch it when Redis lost it or went back to an older state."""
 
+from __future__ import annotations
+
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as redis
 
 import alerting.rule_updater.main
 from alerting.common import topics
+from alerting.common.settings import Settings
 from alerting.rules import snapshot
 from alerting.testsupport import stack
 from alerting.testsupport.services import read, rule_service_stub, running, send, wait_until
-from alerting.v1 import events_pb2, rule_pb2, rule_service_pb2
+from alerting.v1 import events_pb2, rule_pb2, rule_service_pb2, rule_service_pb2_grpc
 
 UPSERT, DELETE = events_pb2.RuleChanged.OP_UPSERT, events_pb2.RuleChanged.OP_DELETE
+UNKNOWN_OP = events_pb2.RuleChanged.OP_UNSPECIFIED  # 0: no valid change has it
 
 
-def change(seq: int, op: int, rule_id: str, source: str = "db") -> events_pb2.RuleChanged:
+def change(
+    seq: int, op: events_pb2.RuleChanged.Op.ValueType, rule_id: str, source: str = "db"
+) -> events_pb2.RuleChanged:
     event = events_pb2.RuleChanged(schema_version=1, seq=seq, op=op, rule_id=rule_id, client_id=str(uuid.uuid4()))
     if op == events_pb2.RuleChanged.OP_UPSERT:
         event.rule.CopyFrom(rule_pb2.Rule(rule_id=rule_id, client_id=event.client_id, severity="*", source=source,
@@ -25,17 +32,17 @@ def change(seq: int, op: int, rule_id: str, source: str = "db") -> events_pb2.Ru
     return event
 
 
-async def publish_changes(settings, changes: list[events_pb2.RuleChanged]) -> None:
+async def publish_changes(settings: Settings, changes: list[events_pb2.RuleChanged]) -> None:
     """As the outbox relay publishes them: keyed by rule_id."""
     await send(settings, topics.RULE_CHANGED, [c.SerializeToString() for c in changes],
                keys=[c.rule_id.encode() for c in changes])
 
 
-async def version_is(client: redis.Redis, settings, expected: int) -> bool:
+async def version_is(client: redis.Redis, settings: Settings, expected: int) -> bool:
     return int(await client.get(settings.redis_key(snapshot.VERSION_KEY)) or -1) == expected
 
 
-async def rules_are(client: redis.Redis, settings, *expected: str) -> bool:
+async def rules_are(client: redis.Redis, settings: Settings, *expected: str) -> bool:
     """Whether the snapshot holds exactly these rules (not while it is missing or being rewritten)."""
     try:
         loaded = await snapshot.load(client, settings)
@@ -44,13 +51,13 @@ async def rules_are(client: redis.Redis, settings, *expected: str) -> bool:
     return loaded is not None and {rule.rule_id for rule in loaded.rules} == set(expected)
 
 
-async def create_rule(stub, client_id: str, source: str) -> str:
+async def create_rule(stub: rule_service_pb2_grpc.RuleServiceAsyncStub, client_id: str, source: str) -> str:
     request = rule_service_pb2.CreateRuleRequest(client_id=client_id, severity="*", source=source, name="*",
                                                  emails=["ops@x.io"])
     return (await stub.CreateRule(request)).rule_id
 
 
-async def test_changes_are_applied_incrementally_and_duplicates_ignored(stack_settings):
+async def test_changes_are_applied_incrementally_and_duplicates_ignored(stack_settings: Settings) -> None:
     client = redis.from_url(stack_settings.redis_url)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     try:
@@ -68,18 +75,19 @@ async def test_changes_are_applied_incrementally_and_duplicates_ignored(stack_se
         loaded = await snapshot.load(client, stack_settings)
     finally:
         await client.aclose()
+    assert loaded is not None
     assert [(rule.rule_id, rule.source) for rule in loaded.rules] == [(first, "web")]
     assert (loaded.version, loaded.next_offset) == (4, 5)
 
 
-async def test_invalid_changes_are_dead_lettered(stack_settings):
+async def test_invalid_changes_are_dead_lettered(stack_settings: Settings) -> None:
     async with running(alerting.rule_updater.main.run, stack_settings):
-        await publish_changes(stack_settings, [change(1, 0, str(uuid.uuid4()))])
+        await publish_changes(stack_settings, [change(1, UNKNOWN_OP, str(uuid.uuid4()))])
         [dead] = await read(stack_settings, topics.dead_letter(topics.RULE_CHANGED), 1)
     assert dict(dead.headers)["dlq.reason"] == b"op: unknown 0"
 
 
-async def test_changes_after_a_dead_letter_are_applied_not_taken_for_a_gap(stack_settings):
+async def test_changes_after_a_dead_letter_are_applied_not_taken_for_a_gap(stack_settings: Settings) -> None:
     """A dead-lettered change never reaches the snapshot, yet the snapshot covers its offset.
     (A rebuild would lose these rules: they are in the log only, not in Postgres.)"""
     client = redis.from_url(stack_settings.redis_url)
@@ -89,7 +97,7 @@ async def test_changes_after_a_dead_letter_are_applied_not_taken_for_a_gap(stack
             await wait_until(lambda: version_is(client, stack_settings, 0), 30, "the initial snapshot")
             await publish_changes(stack_settings, [change(1, UPSERT, first)])
             await wait_until(lambda: version_is(client, stack_settings, 1), 30, "version 1")
-            await publish_changes(stack_settings, [change(2, 0, str(uuid.uuid4()))])
+            await publish_changes(stack_settings, [change(2, UNKNOWN_OP, str(uuid.uuid4()))])
             await read(stack_settings, topics.dead_letter(topics.RULE_CHANGED), 1)  # dead-lettered on its own
             await publish_changes(stack_settings, [change(3, UPSERT, second)])
             await wait_until(lambda: version_is(client, stack_settings, 3), 30, "version 3")
@@ -98,16 +106,18 @@ async def test_changes_after_a_dead_letter_are_applied_not_taken_for_a_gap(stack
         await client.aclose()
 
 
-async def lose_the_snapshot(client: redis.Redis, settings, rule_id: str) -> None:
+async def lose_the_snapshot(client: redis.Redis, settings: Settings, rule_id: str) -> None:
     await client.delete(*snapshot.keys(settings))  # as FLUSHALL would
 
 
-async def lose_a_rule(client: redis.Redis, settings, rule_id: str) -> None:
+async def lose_a_rule(client: redis.Redis, settings: Settings, rule_id: str) -> None:
     await client.hdel(settings.redis_key(snapshot.SNAPSHOT_KEY), rule_id)
 
 
 @pytest.mark.parametrize("damage", [lose_the_snapshot, lose_a_rule])
-async def test_a_snapshot_damaged_while_running_is_rebuilt_with_every_rule(stack_settings, damage):
+async def test_a_snapshot_damaged_while_running_is_rebuilt_with_every_rule(
+    stack_settings: Settings, damage: Callable[[redis.Redis, Settings, str], Awaitable[None]]
+) -> None:
     client = redis.from_url(stack_settings.redis_url)
     try:
         async with rule_service_stub(stack_settings) as stub, running(alerting.rule_updater.main.run, stack_settings):
@@ -121,7 +131,7 @@ async def test_a_snapshot_damaged_while_running_is_rebuilt_with_every_rule(stack
         await client.aclose()
 
 
-async def test_a_snapshot_gone_back_to_an_older_state_is_rebuilt_with_every_rule(stack_settings):
+async def test_a_snapshot_gone_back_to_an_older_state_is_rebuilt_with_every_rule(stack_settings: Settings) -> None:
     client = redis.from_url(stack_settings.redis_url)
     try:
         async with rule_service_stub(stack_settings) as stub, running(alerting.rule_updater.main.run, stack_settings):
@@ -129,6 +139,7 @@ async def test_a_snapshot_gone_back_to_an_older_state_is_rebuilt_with_every_rule
             first = await create_rule(stub, tenant.client_id, "db")
             await wait_until(lambda: rules_are(client, stack_settings, first), 30, "the first rule")
             older = await snapshot.load(client, stack_settings)
+            assert older is not None
             second = await create_rule(stub, tenant.client_id, "web")
             await wait_until(lambda: rules_are(client, stack_settings, first, second), 30, "two rules")
             # As if Redis restarted from an append-only file that missed the latest writes.
@@ -139,7 +150,7 @@ async def test_a_snapshot_gone_back_to_an_older_state_is_rebuilt_with_every_rule
         await client.aclose()
 
 
-async def test_a_snapshot_key_of_another_type_is_rebuilt_not_retried_forever(stack_settings):
+async def test_a_snapshot_key_of_another_type_is_rebuilt_not_retried_forever(stack_settings: Settings) -> None:
     client = redis.from_url(stack_settings.redis_url)
     try:
         await client.set(stack_settings.redis_key(snapshot.META_KEY), "not a hash")
@@ -151,8 +162,8 @@ async def test_a_snapshot_key_of_another_type_is_rebuilt_not_retried_forever(sta
 
 
 async def test_a_rule_updater_started_while_postgres_is_unreachable_waits_for_it(
-    stack_settings, base_settings, template_database
-):
+    stack_settings: Settings, base_settings: Settings, template_database: str
+) -> None:
     """The snapshot must be built from a database that does not exist yet: every connection
     fails, as during an outage, until the database is created."""
     database = stack.unique_name("late")

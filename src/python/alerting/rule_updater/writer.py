@@ -41,6 +41,8 @@ class SnapshotWriter:
 
     async def handle(self, deliveries: list[Delivery[events_pb2.RuleChanged]]) -> None:
         changes = [delivery.message for delivery in deliveries]
+        # decode() saw every record of the batch first, deliveries or dead letters alike.
+        assert self.first_read is not None
         try:
             async with snapshot.lock(self.client, self.settings):
                 applied = await snapshot.apply_changes(

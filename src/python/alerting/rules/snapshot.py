@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import redis.asyncio as redis
 from google.protobuf.message import DecodeError
@@ -126,21 +126,22 @@ async def _read(
 ) -> Snapshot[R] | None:
     snapshot_key, version_key, meta_key = keys(settings)
     meta = await client.hgetall(meta_key)
-    version = await client.get(version_key)
-    if not meta and version is None:
+    stored_version = await client.get(version_key)
+    if not meta and stored_version is None:
         return None
     try:
-        next_offset, count, version = int(meta[b"next_offset"]), int(meta[b"count"]), int(version)
+        next_offset, count = int(meta[b"next_offset"]), int(meta[b"count"])
+        version = int(stored_version)  # type: ignore[arg-type]  # None raises TypeError: corrupt
     except (KeyError, TypeError, ValueError) as error:
         raise SnapshotCorrupt(f"bad snapshot metadata: {error!r}") from error
     rules: list[R] = []
     parse = rule_pb2.Rule.FromString
-    following = None
+    following: asyncio.Future[tuple[int, dict[bytes, bytes]]] | None = None
     try:
-        cursor, chunk = await client.hscan(snapshot_key, 0, count=LOAD_CHUNK)
+        cursor, chunk = await _scan_chunk(client, snapshot_key, 0)
         while True:
             # Ask for the next chunk before parsing this one, so Redis works meanwhile.
-            following = asyncio.ensure_future(client.hscan(snapshot_key, cursor, count=LOAD_CHUNK)) if cursor else None
+            following = asyncio.ensure_future(_scan_chunk(client, snapshot_key, cursor)) if cursor else None
             await asyncio.sleep(0)  # lets that request go out
             rules.extend(convert(parse(payload)) for payload in chunk.values())
             if following is None:
@@ -155,6 +156,11 @@ async def _read(
     return Snapshot(rules, version, next_offset)
 
 
+async def _scan_chunk(client: redis.Redis, key: str, cursor: int) -> tuple[int, dict[bytes, bytes]]:
+    """One HSCAN step of the snapshot hash: the next cursor (0 at the end) and rule payloads."""
+    return cast(tuple[int, dict[bytes, bytes]], await client.hscan(key, cursor, count=LOAD_CHUNK))
+
+
 async def apply_changes(
     client: redis.Redis,
     settings: Settings,
@@ -165,7 +171,7 @@ async def apply_changes(
     """Apply the changes read from `rule.changed` offsets [first_offset, next_offset) that are
     newer than rules:version, atomically; returns how many applied. SnapshotIncomplete, with
     nothing applied, when the snapshot cannot take them."""
-    arguments: list[object] = [first_offset, next_offset]
+    arguments: list[bytes | str | int] = [first_offset, next_offset]
     for change in changes:
         upsert = change.op == UPSERT
         payload = change.rule.SerializeToString() if upsert else b""

@@ -1,15 +1,16 @@
 import email
 import email.policy
+from email.message import EmailMessage
 
 from alerting.producer.alerts import build_alert
 from alerting.sender.email_message import render_email
 
 
-def parsed(raw: bytes):
+def parsed(raw: bytes) -> EmailMessage:
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
-def test_renders_a_standard_plain_text_email():
+def test_renders_a_standard_plain_text_email() -> None:
     alert = build_alert("CRITICAL", "db", "down", event_ts="2026-11-24T10:00:00Z", context={"host": "db-1"})
     raw = render_email("0b6f2c1e-0000-4000-8000-000000000001", "alerts@alerting.local", ["a@x.io", "b@x.io"],
                        alert, ["r1", "r2"])
@@ -27,7 +28,7 @@ def test_renders_a_standard_plain_text_email():
     assert body.rstrip().endswith("Matched rules: r1, r2")
 
 
-def test_non_ascii_survives_and_control_characters_cannot_inject_headers():
+def test_non_ascii_survives_and_control_characters_cannot_inject_headers() -> None:
     alert = build_alert("HIGH", "base de données", "disque plein\r\nBcc: victim@evil.example")
     mail = parsed(render_email("n1", "alerts@alerting.local", ["a@x.io"], alert, ["r1"]))
     assert mail["Subject"] == "[HIGH] base de données: disque plein Bcc: victim@evil.example"
@@ -36,7 +37,7 @@ def test_non_ascii_survives_and_control_characters_cannot_inject_headers():
     assert "Source:    base de données" in mail.get_content()
 
 
-def test_long_values_are_cut_and_folded():
+def test_long_values_are_cut_and_folded() -> None:
     alert = build_alert("LOW", "s" * 256, "n" * 256, context={"long": "x" * 5000})
     raw = render_email("n1", "alerts@alerting.local", ["a@x.io"], alert, ["r1"])
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998

@@ -2,11 +2,14 @@
 
 import asyncio
 import uuid
+from collections.abc import Iterable
+from pathlib import Path
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 import alerting.sender.main
 from alerting.common import topics
+from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import MailboxHandler, start_sink
@@ -14,7 +17,9 @@ from alerting.testsupport.services import fetch, free_port, running, send, wait_
 from alerting.v1 import events_pb2
 
 
-async def pending_row(settings, alert_id="a1", emails=("ops@x.io", "dev@x.io")) -> str:
+async def pending_row(
+    settings: Settings, alert_id: str = "a1", emails: Iterable[str] = ("ops@x.io", "dev@x.io")
+) -> str:
     [row] = await fetch(
         settings,
         "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert)"
@@ -28,16 +33,16 @@ def ready(notification_id: str) -> bytes:
     return events_pb2.NotificationReady(schema_version=1, notification_id=notification_id).SerializeToString()
 
 
-async def status(settings, notification_id) -> str:
+async def status(settings: Settings, notification_id: str) -> str:
     [row] = await fetch(settings, "SELECT status FROM notifications WHERE notification_id = $1", notification_id)
     return row["status"]
 
 
-def sender_settings(stack_settings, port):
+def sender_settings(stack_settings: Settings, port: int) -> alerting.sender.main.SenderSettings:
     return alerting.sender.main.SenderSettings(**{**stack_settings.model_dump(), "smtp_port": port})
 
 
-async def test_sends_once_with_a_stable_message_id_and_marks_sent(stack_settings, tmp_path):
+async def test_sends_once_with_a_stable_message_id_and_marks_sent(stack_settings: Settings, tmp_path: Path) -> None:
     port = free_port()
     sink, _ = await start_sink("127.0.0.1", port, tmp_path)
     notification_id = await pending_row(stack_settings)
@@ -56,7 +61,9 @@ async def test_sends_once_with_a_stable_message_id_and_marks_sent(stack_settings
     assert mail["Subject"] == "[CRITICAL] db: down"
 
 
-async def test_smtp_outage_is_retried_and_the_row_stays_pending_until_sent(stack_settings, tmp_path):
+async def test_smtp_outage_is_retried_and_the_row_stays_pending_until_sent(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
     port = free_port()  # nothing listens here yet
     notification_id = await pending_row(stack_settings)
     async with running(alerting.sender.main.run, sender_settings(stack_settings, port)):
@@ -71,21 +78,25 @@ async def test_smtp_outage_is_retried_and_the_row_stays_pending_until_sent(stack
     assert len(mailbox.read_all(tmp_path)) == 1
 
 
-async def _is_sent(settings, notification_id) -> bool:
+async def _is_sent(settings: Settings, notification_id: str) -> bool:
     return await status(settings, notification_id) == "SENT"
 
 
 class RefusingMailbox(MailboxHandler):
     """A mail server with no mailbox for nobody@…: it answers 550, as real ones do."""
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
         if address.startswith("nobody@"):
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
 
-async def test_a_permanently_refused_email_is_failed_with_the_reason_and_stalls_nothing(stack_settings, tmp_path):
+async def test_a_permanently_refused_email_is_failed_with_the_reason_and_stalls_nothing(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
     port = free_port()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(RefusingMailbox(tmp_path), hostname="x"), "127.0.0.1", port)
@@ -106,5 +117,5 @@ async def test_a_permanently_refused_email_is_failed_with_the_reason_and_stalls_
     assert len(mailbox.read_all(tmp_path)) == 2
 
 
-async def _has_status(settings, notification_id, expected: str) -> bool:
+async def _has_status(settings: Settings, notification_id: str, expected: str) -> bool:
     return await status(settings, notification_id) == expected

@@ -8,7 +8,10 @@ import aiosmtplib
 
 class SmtpConnections:
     def __init__(self, *, host: str, port: int, timeout: float, start_tls: bool, username: str, password: str) -> None:
-        self.options = dict(hostname=host, port=port, timeout=timeout, start_tls=start_tls)
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.start_tls = start_tls
         self.username = username
         self.password = password
         self.idle: list[aiosmtplib.SMTP] = []
@@ -19,7 +22,7 @@ class SmtpConnections:
             smtp = self.idle.pop()
             if smtp.is_connected:
                 return smtp
-        smtp = aiosmtplib.SMTP(**self.options)
+        smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=self.timeout, start_tls=self.start_tls)
         await smtp.connect()
         if self.username:
             await smtp.login(self.username, self.password)

@@ -31,7 +31,8 @@ class MailboxHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         # A small file, no fsync: written inline, which is cheaper than a hop to a thread.
-        path = mailbox.store(self.directory, envelope.original_content or envelope.content)
+        raw = envelope.original_content or envelope.content or b""
+        path = mailbox.store(self.directory, raw.encode() if isinstance(raw, str) else raw)
         self.received += 1
         RECEIVED.inc()
         log.debug("mail from %s to %s kept as %s", envelope.mail_from, ", ".join(envelope.rcpt_tos), path.name)

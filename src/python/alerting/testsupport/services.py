@@ -7,22 +7,25 @@ import os
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import asyncpg
 import grpc
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
 from alerting.common.service import Lifecycle
 from alerting.common.settings import Settings
 from alerting.v1 import rule_service_pb2_grpc
 
+S = TypeVar("S", bound=Settings)
+
 
 @asynccontextmanager
 async def running(
-    run: Callable[[Settings, Lifecycle], Awaitable[None]], settings: Settings
+    run: Callable[[S, Lifecycle], Coroutine[Any, Any, None]], settings: S
 ) -> AsyncIterator[Lifecycle]:
     """Run a service's `run(settings, lifecycle)` as a task; stop it gracefully on exit."""
     lifecycle = Lifecycle()
@@ -113,7 +116,7 @@ async def wait_for_port(port: int, timeout: float = 30) -> None:
 
 
 @asynccontextmanager
-async def rule_service_stub(settings: Settings) -> AsyncIterator[rule_service_pb2_grpc.RuleServiceStub]:
+async def rule_service_stub(settings: Settings) -> AsyncIterator[rule_service_pb2_grpc.RuleServiceAsyncStub]:
     """A running rule-service (with its outbox relay) on a free port, and a client of it."""
     from alerting.rule_service.main import RuleServiceSettings, run
 
@@ -132,7 +135,7 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 
         await asyncio.sleep(0.1)
 
 
-async def fetch(settings: Settings, query: str, *args) -> list[asyncpg.Record]:
+async def fetch(settings: Settings, query: str, *args: object) -> list[asyncpg.Record]:
     connection = await asyncpg.connect(settings.database_url)
     try:
         return await connection.fetch(query, *args)
@@ -154,13 +157,13 @@ async def send(settings: Settings, topic: str, values: list[bytes], keys: list[b
         await producer.stop()
 
 
-async def read(settings: Settings, topic: str, count: int) -> list:
+async def read(settings: Settings, topic: str, count: int) -> list[ConsumerRecord]:
     """At least `count` records of a topic, waiting for them, and every other record it
     holds by then: read from the start by a fresh consumer group."""
     consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
                                 auto_offset_reset="earliest", group_id=f"reader-{uuid.uuid4().hex}")
     await consumer.start()
-    records = []
+    records: list[ConsumerRecord] = []
 
     async def more() -> None:
         batch = await consumer.getmany(timeout_ms=1000)

@@ -3,9 +3,10 @@ import redis.asyncio as redis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from alerting.common import topics
+from alerting.common.settings import Settings
 
 
-async def test_each_test_gets_its_own_prefixed_topics(stack_settings):
+async def test_each_test_gets_its_own_prefixed_topics(stack_settings: Settings) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
     await admin.start()
     try:
@@ -17,7 +18,7 @@ async def test_each_test_gets_its_own_prefixed_topics(stack_settings):
         assert stack_settings.topic(topics.dead_letter(name)) in existing
 
 
-async def test_each_test_gets_a_migrated_database_of_its_own(stack_settings):
+async def test_each_test_gets_a_migrated_database_of_its_own(stack_settings: Settings) -> None:
     connection = await asyncpg.connect(stack_settings.database_url)
     try:
         tables = {
@@ -30,7 +31,7 @@ async def test_each_test_gets_a_migrated_database_of_its_own(stack_settings):
         await connection.close()
 
 
-async def test_redis_versioned_key_round_trip(stack_settings):
+async def test_redis_versioned_key_round_trip(stack_settings: Settings) -> None:
     client = redis.from_url(stack_settings.redis_url)
     key = stack_settings.redis_key("rules:version")
     try:
@@ -40,6 +41,8 @@ async def test_redis_versioned_key_round_trip(stack_settings):
             pipe.incr(key)
             results = await pipe.execute()
         assert results == [True, 42]
-        assert int(await client.get(key)) == 42
+        value = await client.get(key)
+        assert value is not None
+        assert int(value) == 42
     finally:
         await client.aclose()

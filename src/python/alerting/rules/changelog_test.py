@@ -1,0 +1,68 @@
+"""Validating `rule.changed` records, and reading the log's position on the real broker."""
+
+import uuid
+
+import pytest
+from aiokafka import ConsumerRecord
+
+from alerting.common import topics
+from alerting.common.kafka import InvalidEvent
+from alerting.common.settings import Settings
+from alerting.rules.changelog import (
+    DELETE,
+    UPSERT,
+    decode_rule_changed,
+    rule_changed_holds,
+    rule_changed_position,
+)
+from alerting.testsupport.services import send
+from alerting.v1 import events_pb2, rule_pb2
+
+
+def record(value: bytes, offset: int = 0) -> ConsumerRecord:
+    return ConsumerRecord(topic=topics.RULE_CHANGED, partition=0, offset=offset, timestamp=0, timestamp_type=0,
+                          key=b"k", value=value, checksum=None, serialized_key_size=1,
+                          serialized_value_size=len(value), headers=[])
+
+
+def change(seq: int = 1, op: events_pb2.RuleChanged.Op.ValueType = UPSERT, **fields: object) -> events_pb2.RuleChanged:
+    rule_id = str(uuid.uuid4())
+    event = events_pb2.RuleChanged(schema_version=topics.SCHEMA_VERSION, seq=seq, op=op, rule_id=rule_id,
+                                   client_id=str(uuid.uuid4()))
+    if op == UPSERT:
+        event.rule.CopyFrom(rule_pb2.Rule(rule_id=rule_id, client_id=event.client_id, severity="*", source="db",
+                                          name="*", emails=["a@x.io"], enabled=True, version=seq))
+    for name, value in fields.items():
+        setattr(event, name, value)
+    return event
+
+
+def test_a_valid_upsert_and_delete_decode() -> None:
+    upsert, delete = change(1, UPSERT), change(2, DELETE)
+    assert decode_rule_changed(record(upsert.SerializeToString())) == upsert
+    assert decode_rule_changed(record(delete.SerializeToString())) == delete
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b"\xff\xff not protobuf", "undecodable RuleChanged"),
+    (change(schema_version=2).SerializeToString(), "schema_version: unsupported 2 (expected 1)"),
+    (change(seq=0).SerializeToString(), "seq: must be positive"),
+    (change(rule_id="").SerializeToString(), "rule_id: missing"),
+    (change(rule_id=str(uuid.uuid4())).SerializeToString(), "rule: missing or not the rule named by rule_id"),
+    (change(op=events_pb2.RuleChanged.OP_UNSPECIFIED).SerializeToString(), "op: unknown 0"),
+])
+def test_an_invalid_change_names_what_is_wrong(value: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent, match="^" + reason.replace("(", r"\(").replace(")", r"\)")):
+        decode_rule_changed(record(value))
+
+
+async def test_position_and_holds_follow_the_log(stack_settings: Settings) -> None:
+    assert await rule_changed_position(stack_settings) == (0, 0)
+    assert await rule_changed_holds(stack_settings, 0)
+    assert not await rule_changed_holds(stack_settings, 1)  # beyond the end
+
+    changes = [change(seq) for seq in (5, 6, 9)]
+    await send(stack_settings, topics.RULE_CHANGED, [c.SerializeToString() for c in changes],
+               keys=[c.rule_id.encode() for c in changes])
+    assert await rule_changed_position(stack_settings) == (3, 9)
+    assert [await rule_changed_holds(stack_settings, offset) for offset in range(5)] == [True] * 4 + [False]

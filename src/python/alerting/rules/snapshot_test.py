@@ -1,0 +1,98 @@
+"""The Redis snapshot store on the real Redis: a full write read back, batches applied
+atomically by seq, and every kind of damage refused rather than patched."""
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as redis
+
+from alerting.common.settings import Settings
+from alerting.rules import snapshot
+from alerting.rules.changelog import DELETE, UPSERT
+from alerting.rules.snapshot import Snapshot, SnapshotCorrupt, SnapshotIncomplete
+from alerting.v1 import events_pb2, rule_pb2
+
+
+@pytest.fixture
+async def client(stack_settings: Settings) -> AsyncIterator[redis.Redis]:
+    connection = redis.from_url(stack_settings.redis_url)
+    yield connection
+    await connection.aclose()
+
+
+def rule(source: str, rule_id: str | None = None, version: int = 1) -> rule_pb2.Rule:
+    return rule_pb2.Rule(rule_id=rule_id or str(uuid.uuid4()), client_id=str(uuid.uuid4()), severity="*",
+                         source=source, name="*", emails=["a@x.io"], enabled=True, version=version)
+
+
+def upsert(seq: int, upserted: rule_pb2.Rule) -> events_pb2.RuleChanged:
+    return events_pb2.RuleChanged(schema_version=1, seq=seq, op=UPSERT, rule_id=upserted.rule_id, rule=upserted)
+
+
+def delete(seq: int, rule_id: str) -> events_pb2.RuleChanged:
+    return events_pb2.RuleChanged(schema_version=1, seq=seq, op=DELETE, rule_id=rule_id)
+
+
+def sources(loaded: Snapshot[rule_pb2.Rule] | None) -> dict[str, str]:
+    assert loaded is not None
+    return {r.rule_id: r.source for r in loaded.rules}
+
+
+async def test_nothing_written_loads_as_none(client: redis.Redis, stack_settings: Settings) -> None:
+    assert await snapshot.load(client, stack_settings) is None
+
+
+async def test_a_full_write_reads_back_converted_or_not(client: redis.Redis, stack_settings: Settings) -> None:
+    rules = [rule(f"s{n}") for n in range(5)]
+    await snapshot.write_full(client, stack_settings, Snapshot(rules, version=7, next_offset=12))
+    loaded = await snapshot.load(client, stack_settings)
+    assert loaded is not None
+    assert (sorted(r.rule_id for r in loaded.rules), loaded.version, loaded.next_offset) == (
+        sorted(r.rule_id for r in rules), 7, 12)
+    converted = await snapshot.load_converted(client, stack_settings, lambda r: r.source)
+    assert converted is not None and sorted(converted.rules) == [f"s{n}" for n in range(5)]
+
+
+async def test_changes_newer_than_the_version_apply_and_older_ones_are_skipped(
+    client: redis.Redis, stack_settings: Settings
+) -> None:
+    kept, gone = rule("db"), rule("web")
+    await snapshot.write_full(client, stack_settings, Snapshot([kept, gone], version=3, next_offset=3))
+    changed = rule("api", kept.rule_id, version=2)
+    batch = [upsert(2, rule("stale")), upsert(4, changed), delete(5, gone.rule_id)]
+    assert await snapshot.apply_changes(client, stack_settings, batch, 3, 6) == 2
+    loaded = await snapshot.load(client, stack_settings)
+    assert sources(loaded) == {kept.rule_id: "api"}
+    assert loaded is not None and (loaded.version, loaded.next_offset) == (5, 6)
+
+
+async def test_a_batch_beyond_what_the_snapshot_covers_is_refused(
+    client: redis.Redis, stack_settings: Settings
+) -> None:
+    first = rule("db")
+    await snapshot.write_full(client, stack_settings, Snapshot([first], version=3, next_offset=3))
+    with pytest.raises(SnapshotIncomplete, match="covers rule.changed offsets before 3, the batch starts at 4"):
+        await snapshot.apply_changes(client, stack_settings, [upsert(4, rule("web"))], 4, 5)
+    assert sources(await snapshot.load(client, stack_settings)) == {first.rule_id: "db"}
+
+
+async def test_a_snapshot_that_lost_rules_or_metadata_is_refused(client: redis.Redis, stack_settings: Settings) -> None:
+    first, second = rule("db"), rule("web")
+    await snapshot.write_full(client, stack_settings, Snapshot([first, second], version=1, next_offset=1))
+    await client.hdel(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), first.rule_id)
+    with pytest.raises(SnapshotIncomplete, match="it holds 1 rules, its metadata says 2"):
+        await snapshot.apply_changes(client, stack_settings, [upsert(2, rule("api"))], 1, 2)
+    await client.delete(stack_settings.redis_key(snapshot.META_KEY))
+    with pytest.raises(SnapshotIncomplete, match="no snapshot metadata"):
+        await snapshot.apply_changes(client, stack_settings, [upsert(2, rule("api"))], 1, 2)
+
+
+async def test_damage_reads_as_corrupt(client: redis.Redis, stack_settings: Settings) -> None:
+    await snapshot.write_full(client, stack_settings, Snapshot([rule("db")], version=1, next_offset=1))
+    await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), "garbage", b"\xff\x00not a rule")
+    with pytest.raises(SnapshotCorrupt, match="undecodable rule"):
+        await snapshot.load(client, stack_settings)
+    await client.set(stack_settings.redis_key(snapshot.META_KEY), "not a hash")
+    with pytest.raises(SnapshotCorrupt, match="unreadable snapshot"):
+        await snapshot.load(client, stack_settings)
