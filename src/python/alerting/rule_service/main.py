@@ -1,64 +1,17 @@
 """rule-service: gRPC CRUD for clients and rules, with health checking and reflection,
-and the outbox relay that publishes every committed rule change to `rule.changed`."""
+and the outbox relay that publishes every committed rule change to `rule.changed`.
+
+Wiring only: the server is server.py, the RPCs servicer.py, the outbox outbox.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
-import asyncpg
-import grpc
-from aiokafka import AIOKafkaProducer
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
 
-from alerting.common import ports
 from alerting.common.db import create_pool
 from alerting.common.kafka import make_producer
 from alerting.common.service import Lifecycle, run_service
-from alerting.common.settings import Settings
-from alerting.rule_service.outbox import OutboxRelay
-from alerting.rule_service.servicer import RuleService
-from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
-
-log = logging.getLogger("rule_service")
-SERVICE_NAME = rule_service_pb2.DESCRIPTOR.services_by_name["RuleService"].full_name
-
-
-class RuleServiceSettings(Settings):
-    grpc_port: int = ports.RULE_SERVICE_GRPC_PORT
-    grace_seconds: float = 5.0
-
-
-async def start_server(settings: RuleServiceSettings, service: RuleService) -> tuple[grpc.aio.Server, int]:
-    """A started server; the port it listens on (settings.grpc_port 0 picks a free one)."""
-    server = grpc.aio.server()
-    rule_service_pb2_grpc.add_RuleServiceServicer_to_server(service, server)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.listen_host}:{settings.grpc_port}")
-    await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, port
-
-
-async def serve(
-    settings: RuleServiceSettings, lifecycle: Lifecycle, pool: asyncpg.Pool, producer: AIOKafkaProducer
-) -> None:
-    """Serve gRPC and relay the outbox until stopped."""
-    relay = OutboxRelay(settings, producer)
-    relaying = asyncio.create_task(relay.run(lifecycle.stop))
-    server, port = await start_server(settings, RuleService(pool, relay.wake))
-    log.info("rule-service gRPC on %s:%d", settings.listen_host, port)
-    lifecycle.healthy = lambda: not relaying.done()
-    try:
-        await lifecycle.stop.wait()
-    finally:
-        await server.stop(settings.grace_seconds)
-        await relaying
+from alerting.rule_service.server import RuleServiceSettings, serve
 
 
 async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:
