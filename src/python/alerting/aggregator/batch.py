@@ -2,51 +2,38 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 
 from alerting.common.kafka import InvalidEvent, decode
+from alerting.common.validation import InvalidField, check_alert, email_address, require_canonical_uuid
 from alerting.v1 import events_pb2
-
-# Well inside what one btree entry of the (client_id, alert_id) unique index can hold (2704
-# bytes); a longer alert_id would fail its insert on every redelivery.
-MAX_ALERT_ID_BYTES = 1024
 
 
 def decode_alert_matched(record: ConsumerRecord) -> events_pb2.AlertMatched:
+    """A match the aggregator can store and the sender can send, or InvalidEvent: a value
+    Postgres refuses (an over-long id, NUL) would fail its insert on every redelivery."""
     event = decode(record, events_pb2.AlertMatched)
-    _require_uuid(event.client_id, "client_id")
-    if not event.alert.alert_id:
-        raise InvalidEvent("alert.alert_id: missing")
-    _require_storable(event.alert.alert_id, "alert.alert_id")
-    if len(event.alert.alert_id.encode()) > MAX_ALERT_ID_BYTES:
-        raise InvalidEvent(f"alert.alert_id: longer than {MAX_ALERT_ID_BYTES} bytes")
-    if not event.rule_ids:
-        raise InvalidEvent("rule_ids: empty")
-    for position, rule_id in enumerate(event.rule_ids):
-        _require_uuid(rule_id, f"rule_ids[{position}]")
-    if not event.emails:
-        raise InvalidEvent("emails: empty")
-    if any("," in email for email in event.emails):
-        raise InvalidEvent("emails: an address contains a comma")
-    for position, email in enumerate(event.emails):
-        _require_storable(email, f"emails[{position}]")
-    return event
-
-
-def _require_uuid(value: str, field: str) -> None:
     try:
-        uuid.UUID(value)
-    except ValueError as error:
-        raise InvalidEvent(f"{field}: not a UUID: {value!r}") from error
-
-
-def _require_storable(value: str, field: str) -> None:
-    """Postgres text cannot hold NUL: such a row would fail its insert on every redelivery."""
-    if "\x00" in value:
-        raise InvalidEvent(f"{field}: contains U+0000 (NUL), which Postgres text cannot store")
+        require_canonical_uuid(event.client_id, "client_id")
+        check_alert(event.alert, datetime.now(UTC))
+        if not event.rule_ids:
+            raise InvalidField("rule_ids", "empty")
+        for position, rule_id in enumerate(event.rule_ids):
+            require_canonical_uuid(rule_id, f"rule_ids[{position}]")
+        if not event.emails:
+            raise InvalidField("emails", "empty")
+        for position, email in enumerate(event.emails):
+            field = f"emails[{position}]"
+            if email_address(email, field) != email:
+                raise InvalidField(field, f"not normalized as the rule-service stores addresses: {email!r}")
+            if "," in email:
+                raise InvalidField(field, "contains a comma, which the insert joins addresses with")
+    except InvalidField as error:
+        raise InvalidEvent(str(error)) from error
+    return event
 
 
 @dataclass(frozen=True)

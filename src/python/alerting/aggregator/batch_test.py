@@ -1,19 +1,25 @@
 """Decoding `alerts.matched`: what the aggregator can never store is rejected up front."""
 
 import uuid
+from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
 
-from alerting.aggregator.batch import MAX_ALERT_ID_BYTES, decode_alert_matched
+from alerting.aggregator.batch import decode_alert_matched
 from alerting.common.kafka import InvalidEvent
-from alerting.v1 import alert_pb2, events_pb2
+from alerting.common.validation import MAX_ALERT_ID_BYTES, MAX_EVENT_BYTES
+from alerting.producer.alerts import build_alert
+from alerting.v1 import events_pb2
 
 
-def record(alert_id: str = "a-1", emails: tuple[str, ...] = ("ops@x.io",)) -> ConsumerRecord:
+def record(alert_id: str = "a-1", emails: tuple[str, ...] = ("ops@x.io",), client_id: str | None = None,
+           rule_id: str | None = None) -> ConsumerRecord:
+    alert = build_alert("HIGH", "db", "disk")
+    alert.alert_id = alert_id
     event = events_pb2.AlertMatched(
-        schema_version=1, client_id=str(uuid.uuid4()), alert=alert_pb2.Alert(alert_id=alert_id),
-        rule_ids=[str(uuid.uuid4())], emails=emails,
+        schema_version=1, client_id=client_id or str(uuid.uuid4()), alert=alert,
+        rule_ids=[rule_id or str(uuid.uuid4())], emails=emails,
     )
     value = event.SerializeToString()
     return ConsumerRecord("alerts.matched", 0, 0, 0, 0, None, value, None, 0, len(value), [])
@@ -30,15 +36,32 @@ def test_a_valid_match_decodes() -> None:
 
 
 def test_nul_in_the_alert_id_is_rejected_naming_the_field() -> None:
-    assert reason_of(record("a\x00b")) == "alert.alert_id: contains U+0000 (NUL), which Postgres text cannot store"
+    assert reason_of(record("a\x00b")) == "alert.alert_id: contains the control character U+0000"
 
 
 def test_nul_in_an_email_is_rejected_naming_the_address() -> None:
     reason = reason_of(record(emails=("ops@x.io", "dba\x00@x.io")))
-    assert reason == "emails[1]: contains U+0000 (NUL), which Postgres text cannot store"
+    assert reason == "emails[1]: contains the control character U+0000"
 
 
 def test_an_alert_id_too_long_for_the_unique_index_is_rejected() -> None:
     assert decode_alert_matched(record("é" * (MAX_ALERT_ID_BYTES // 2))).alert.alert_id
     assert reason_of(record("é" * (MAX_ALERT_ID_BYTES // 2) + "x")) == (
         f"alert.alert_id: longer than {MAX_ALERT_ID_BYTES} bytes")
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"client_id": "0B7E7DBE-8C4C-4B57-9B1A-8D2B4C3F2A10"}, "client_id: not a canonical UUID"),
+    ({"rule_id": "r-1"}, "rule_ids[0]: not a UUID: 'r-1'"),
+    ({"emails": ("not an address",)}, "emails[0]: malformed email address"),
+    ({"emails": ("Ops@EXAMPLE.com",)}, "emails[0]: not normalized"),
+    ({"emails": ()}, "emails: empty"),
+])
+def test_what_the_rule_service_never_writes_is_rejected(fields: dict[str, Any], reason: str) -> None:
+    assert reason_of(record(**fields)).startswith(reason)
+
+
+def test_an_oversized_record_is_rejected_before_decoding() -> None:
+    value = b"\x00" * (MAX_EVENT_BYTES + 1)
+    oversized = ConsumerRecord("alerts.matched", 0, 0, 0, 0, None, value, None, 0, len(value), [])
+    assert reason_of(oversized) == f"value: {MAX_EVENT_BYTES + 1} bytes, more than {MAX_EVENT_BYTES}"

@@ -12,18 +12,17 @@ import asyncio
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from alerting.aggregator.batch import decode_alert_matched
-from alerting.aggregator.recorder import NotificationRecorder, sweep_forever
+from alerting.aggregator.recorder import NotificationRecorder, SenderProgress, sweep_forever
 from alerting.common import topics
 from alerting.common.db import create_pool
-from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients
+from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients, stop_consumer
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
 
-GROUP = "aggregator"
-
 
 class AggregatorSettings(Settings):
-    # Rows PENDING for this long since their last publish are published again.
+    # Rows never attempted, published this long before a point the sender has read past,
+    # are published again (their message was lost).
     sweep_after_seconds: float = 60.0
     sweep_interval_seconds: float = 15.0
 
@@ -60,13 +59,16 @@ async def record_and_sweep(
 
 async def run(settings: AggregatorSettings, lifecycle: Lifecycle) -> None:
     pool = await create_pool(settings, stop=lifecycle.stop)
-    consumer = make_consumer(settings, GROUP, topics.ALERTS_MATCHED)
+    consumer = make_consumer(settings, topics.AGGREGATOR_GROUP, topics.ALERTS_MATCHED)
     producer = make_producer(settings)
+    progress = SenderProgress(settings)
     try:
         await start_clients(settings, producer, consumer, stop=lifecycle.stop)
-        await record_and_sweep(settings, lifecycle, consumer, producer, NotificationRecorder(settings, pool, producer))
+        recorder = NotificationRecorder(settings, pool, producer, progress)
+        await record_and_sweep(settings, lifecycle, consumer, producer, recorder)
     finally:
-        await consumer.stop()
+        await progress.stop()
+        await stop_consumer(consumer)
         await producer.stop()
         await pool.close()
 

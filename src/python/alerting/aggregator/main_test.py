@@ -125,11 +125,17 @@ async def test_an_aggregator_started_while_kafka_is_unreachable_waits_for_it(sta
         await asyncio.wait_for(starting, 30)
 
 
+def with_alert_id(alert: alert_pb2.Alert, alert_id: str) -> alert_pb2.Alert:
+    """An alert the producer would refuse, as an older or foreign producer may send it."""
+    alert.alert_id = alert_id
+    return alert
+
+
 @pytest.mark.parametrize("bad, reason", [
     (matched("not-a-uuid", build_alert("HIGH", "x", "y")), b"client_id: not a UUID: 'not-a-uuid'"),
     # Postgres would refuse its insert on every redelivery: it must not stall the partition.
-    (matched(str(uuid.uuid4()), build_alert("HIGH", "x", "y", alert_id="nul\x00id")),
-     b"alert.alert_id: contains U+0000 (NUL), which Postgres text cannot store"),
+    (matched(str(uuid.uuid4()), with_alert_id(build_alert("HIGH", "x", "y"), "nul\x00id")),
+     b"alert.alert_id: contains the control character U+0000"),
 ])
 async def test_invalid_matches_are_dead_lettered_and_the_aggregator_keeps_going(
     stack_settings: Settings, bad: bytes, reason: bytes

@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry import context as otel_context
 
 from alerting.aggregator.batch import NotificationRow, insert_arguments, unique_rows
@@ -39,14 +42,56 @@ WHERE n.status = 'PENDING'
 RETURNING n.notification_id, n.client_id, n.alert_id
 """
 
+# Rows no sender ever attempted (its retries are the sender's own), not leased, published
+# before the cutoff: their notifications.ready message was lost, not merely queued.
 STRANDED = """
 UPDATE notifications SET published_at = now()
 WHERE notification_id IN (
     SELECT notification_id FROM notifications
-    WHERE status = 'PENDING' AND published_at < now() - make_interval(secs => $1)
+    WHERE status = 'PENDING' AND attempts = 0 AND lease_until IS NULL AND published_at < $1
     ORDER BY published_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
 RETURNING notification_id, client_id, alert_id, trace_context
 """
+
+
+@dataclass(frozen=True)
+class ReadyMark:
+    """Where `notifications.ready` ended at a moment (by the database's clock)."""
+
+    taken_at: datetime
+    end_offsets: dict[TopicPartition, int]
+
+
+class SenderProgress:
+    """How far the sender's consumer group has read `notifications.ready`: a row never
+    attempted although the sender has read past every message published before it is
+    stuck; one behind the group's position is only queued."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic(topics.NOTIFICATIONS_READY)
+        self.group = settings.topic(topics.SENDER_GROUP)
+        self.reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        self.started = False
+
+    async def stop(self) -> None:
+        if self.started:
+            await self.reader.stop()
+            await self.admin.close()
+
+    async def mark(self, pool: asyncpg.Pool) -> ReadyMark:
+        if not self.started:  # here, not at start-up: the sweeper outlives a Kafka outage
+            await self.reader.start()
+            await self.admin.start()
+            self.started = True
+        await self.reader.topics()  # refreshes the metadata, the topic's partitions among it
+        partitions = [TopicPartition(self.topic, p) for p in sorted(self.reader.partitions_for_topic(self.topic) or ())]
+        taken_at = await pool.fetchval("SELECT now()")
+        return ReadyMark(taken_at, await self.reader.end_offsets(partitions))
+
+    async def consumed_past(self, mark: ReadyMark) -> bool:
+        committed = await self.admin.list_consumer_group_offsets(self.group)
+        return all(tp in committed and committed[tp].offset >= end for tp, end in mark.end_offsets.items() if end)
 
 
 def ready_message(
@@ -67,10 +112,14 @@ def ready_message(
 
 
 class NotificationRecorder:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer, progress: SenderProgress
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.producer = producer
+        self.progress = progress
+        self.previous_mark: ReadyMark | None = None
 
     async def handle(self, deliveries: list[Delivery[events_pb2.AlertMatched]]) -> None:
         rows: list[NotificationRow] = []
@@ -107,9 +156,15 @@ class NotificationRecorder:
         failpoint("after_publish")
 
     async def sweep(self, after_seconds: float) -> int:
-        """Publish rows PENDING since long ago again; returns how many."""
+        """Publish again the rows that are stuck: never attempted, and published at least
+        `after_seconds` before a mark that the sender has since read past. Returns how many."""
+        mark = await self.progress.mark(self.pool)
+        previous, self.previous_mark = self.previous_mark, mark
+        if previous is None or not await self.progress.consumed_past(previous):
+            return 0
+        cutoff = previous.taken_at - timedelta(seconds=after_seconds)
         async with self.pool.acquire() as connection, connection.transaction():
-            stranded = await connection.fetch(STRANDED, after_seconds)
+            stranded = await connection.fetch(STRANDED, cutoff)
             await publish_all(
                 self.producer,
                 [

@@ -1,7 +1,7 @@
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from alerting.common import topics
 from alerting.common.kafka import (
@@ -13,6 +13,7 @@ from alerting.common.kafka import (
     make_producer,
     publish_all,
     start_clients,
+    stop_consumer,
 )
 from alerting.common.settings import Settings
 from alerting.testsupport.services import forward_port, free_port
@@ -55,7 +56,7 @@ async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits
         assert [events_pb2.AlertNew.FromString(r.value).alert.alert_id for r in records] == ["a0", "a1"]
         await first.commit({TopicPartition(topic, 0): records[-1].offset + 1})
     finally:
-        await first.stop()
+        await stop_consumer(first)
 
     # The group resumes after the committed offset: nothing before it, nothing skipped.
     second = make_consumer(stack_settings, "round-trip", topics.RULE_CHANGED)
@@ -195,3 +196,29 @@ async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_
     finally:
         await producer.stop()
         proxy.close()
+
+
+async def poll_until(consumers: list[AIOKafkaConsumer], condition: Callable[[], bool], timeout: float) -> float:
+    """Seconds until `condition` holds, polling every consumer meanwhile (which keeps it in its group)."""
+    started = asyncio.get_running_loop().time()
+    while not condition():
+        elapsed = asyncio.get_running_loop().time() - started
+        assert elapsed < timeout, f"{[sorted(c.assignment()) for c in consumers]} after {timeout} s"
+        await asyncio.gather(*(consumer.getmany(timeout_ms=100) for consumer in consumers))
+    return asyncio.get_running_loop().time() - started
+
+
+async def test_a_static_member_that_stops_hands_its_partitions_over_at_once(stack_settings: Settings) -> None:
+    """Without leaving, its partitions would wait out the session timeout (30 s here)."""
+    settings = stack_settings.model_copy(update={"consumer_session_timeout_ms": 30_000})
+    first = make_consumer(settings.model_copy(update={"instance_id": "a"}), "static", topics.ALERTS_NEW)
+    second = make_consumer(settings.model_copy(update={"instance_id": "b"}), "static", topics.ALERTS_NEW)
+    await first.start()
+    await second.start()
+    try:
+        await poll_until([first, second], lambda: bool(first.assignment()) and bool(second.assignment())
+                         and len(first.assignment() | second.assignment()) == 3, 30)
+        await stop_consumer(first)
+        assert await poll_until([second], lambda: len(second.assignment()) == 3, 30) < 8
+    finally:
+        await second.stop()

@@ -24,6 +24,14 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     smtp_sender: str = "alerts@alerting.local"
 
+    # This instance's name in its consumer groups (static membership): a worker restarted
+    # under the same name gets its partitions back without a rebalance. Unique per running
+    # instance of a service; empty means dynamic membership.
+    instance_id: str = ""
+    # A consumer that stops heartbeating loses its partitions after this long.
+    consumer_session_timeout_ms: int = 10_000
+    consumer_heartbeat_interval_ms: int = 1_000
+
     # Consumer batches: as many as batch_max_records, waiting at most batch_timeout_ms.
     batch_max_records: int = 1000
     batch_timeout_ms: int = 50

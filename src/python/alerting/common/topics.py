@@ -8,6 +8,12 @@ NOTIFICATIONS_READY = "notifications.ready"
 
 INPUT_TOPICS = (ALERTS_NEW, RULE_CHANGED, ALERTS_MATCHED, NOTIFICATIONS_READY)
 
+# Consumer groups (before the topic prefix), one per worker service.
+RULE_UPDATER_GROUP = "rule-updater"
+EVALUATOR_GROUP = "evaluator"
+AGGREGATOR_GROUP = "aggregator"
+SENDER_GROUP = "sender"
+
 # Topic configs that differ from the broker's defaults.
 # rule.changed is compacted instead of deleted after the retention time: a snapshot's
 # next_offset must stay readable however old the snapshot is. Changes are keyed by rule_id

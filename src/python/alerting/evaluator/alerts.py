@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from aiokafka import ConsumerRecord
 
 from alerting.common.kafka import InvalidEvent, decode
 from alerting.common.topics import SCHEMA_VERSION
-from alerting.common.vocabulary import SEVERITY_NAMES
+from alerting.common.validation import InvalidField, check_alert
 from alerting.evaluator.matcher import ClientMatch, IndexedRule, RuleFields
 from alerting.v1 import alert_pb2, events_pb2, rule_pb2
 
 
 def decode_alert_new(record: ConsumerRecord) -> events_pb2.AlertNew:
     event = decode(record, events_pb2.AlertNew)
-    alert = event.alert
-    if not alert.alert_id:
-        raise InvalidEvent("alert.alert_id: missing")
-    if alert.severity not in SEVERITY_NAMES:
-        raise InvalidEvent(f"alert.severity: unknown value {alert.severity}")
-    if not alert.source:
-        raise InvalidEvent("alert.source: missing")
-    if not alert.name:
-        raise InvalidEvent("alert.name: missing")
+    try:
+        check_alert(event.alert, datetime.now(UTC))
+    except InvalidField as error:
+        raise InvalidEvent(str(error)) from error
     return event
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from alerting.common import topics
-from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients
+from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients, stop_consumer
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
 from alerting.evaluator.alerts import decode_alert_new
@@ -17,13 +17,11 @@ from alerting.evaluator.evaluation import AlertEvaluator
 from alerting.evaluator.follower import RuleFollower
 from alerting.evaluator.warm_start import warm_index
 
-GROUP = "evaluator"
-
 
 async def run(settings: Settings, lifecycle: Lifecycle) -> None:
     index, next_offset = await warm_index(settings, lifecycle.stop)
     follower = RuleFollower(settings, index, next_offset)
-    consumer = make_consumer(settings, GROUP, topics.ALERTS_NEW)
+    consumer = make_consumer(settings, topics.EVALUATOR_GROUP, topics.ALERTS_NEW)
     producer = make_producer(settings)
     try:
         await follower.start(lifecycle.stop)
@@ -49,7 +47,7 @@ async def run(settings: Settings, lifecycle: Lifecycle) -> None:
             lifecycle.stop.set()
             await following
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
         await producer.stop()
         await follower.stop()
 

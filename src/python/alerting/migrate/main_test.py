@@ -55,7 +55,7 @@ async def assert_schema_enforces_the_rules(url: str) -> None:
 
 
 def test_up_down_up_cycle(empty_database: str) -> None:
-    everything = {"clients", "rules", "rule_outbox", "notifications"}
+    everything = {"clients", "rules", "rule_outbox", "notifications", "notification_recipients"}
     migrations = sorted(name.removesuffix(".sql") for name in os.listdir(stack.migrations_dir())
                         if name.endswith(".sql") and not name.endswith(".rollback.sql"))
     assert f"applied {len(migrations)} migration(s)" in run(empty_database, "up")

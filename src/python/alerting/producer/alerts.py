@@ -7,14 +7,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from alerting.common.topics import SCHEMA_VERSION
+from alerting.common.validation import InvalidField, check_alert
 from alerting.common.vocabulary import SEVERITY_VALUES
 from alerting.v1 import alert_pb2, events_pb2
-
-MAX_FIELD = 256
-
-
-class AlertError(ValueError):
-    """An alert that cannot be published; the message names the field."""
 
 
 def parse_time(value: str | None) -> datetime:
@@ -23,7 +18,7 @@ def parse_time(value: str | None) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as error:
-        raise AlertError(f"event_ts: not an ISO 8601 time: {value!r}") from error
+        raise InvalidField("event_ts", f"not an ISO 8601 time: {value!r}") from error
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -41,14 +36,10 @@ def build_alert(
     alert_id: str | None = None,
     context: Mapping[str, str] | None = None,
 ) -> alert_pb2.Alert:
+    """An alert, checked as every consumer will check it; InvalidField names what is wrong."""
     severity = (severity or "").upper()
     if severity not in SEVERITY_VALUES:
-        raise AlertError(f"severity: unknown {severity!r} (expected LOW, MEDIUM, HIGH or CRITICAL)")
-    for field, value in (("source", source), ("name", name)):
-        if not value:
-            raise AlertError(f"{field}: missing")
-        if len(value) > MAX_FIELD:
-            raise AlertError(f"{field}: at most {MAX_FIELD} characters")
+        raise InvalidField("severity", f"unknown {severity!r} (expected LOW, MEDIUM, HIGH or CRITICAL)")
     timestamp = event_ts if isinstance(event_ts, datetime) else parse_time(event_ts)
     alert = alert_pb2.Alert(
         alert_id=alert_id or stable_alert_id(severity, source, name, timestamp),
@@ -58,15 +49,16 @@ def build_alert(
         context=dict(context or {}),
     )
     alert.event_ts.FromDatetime(timestamp.astimezone(UTC).replace(tzinfo=None))
+    check_alert(alert, datetime.now(UTC), prefix="")
     return alert
 
 
 def alert_from_json(document: object) -> alert_pb2.Alert:
     if not isinstance(document, dict):
-        raise AlertError("alert: expected a JSON object")
+        raise InvalidField("alert", "expected a JSON object")
     context = document.get("context") or {}
     if not isinstance(context, dict) or not all(isinstance(v, str) for v in context.values()):
-        raise AlertError("context: expected an object of strings")
+        raise InvalidField("context", "expected an object of strings")
     return build_alert(
         severity=str(document.get("severity", "")),
         source=str(document.get("source", "")),

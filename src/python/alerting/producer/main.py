@@ -10,7 +10,8 @@ import click
 
 from alerting.common import telemetry
 from alerting.common.settings import Settings
-from alerting.producer.alerts import AlertError, alert_from_json, build_alert
+from alerting.common.validation import InvalidField
+from alerting.producer.alerts import alert_from_json, build_alert
 from alerting.producer.load import run_load
 from alerting.producer.publisher import AlertPublisher
 
@@ -51,12 +52,12 @@ def send(
                 if line.strip():
                     try:
                         alerts.append(alert_from_json(json.loads(line)))
-                    except (AlertError, json.JSONDecodeError) as error:
+                    except (InvalidField, json.JSONDecodeError) as error:
                         raise click.ClickException(f"line {number}: {error}") from error
         else:
             context = dict(pair.split("=", 1) for pair in context_pairs if "=" in pair)
             alerts = [build_alert(severity or "", source or "", name or "", event_ts, alert_id, context)]
-    except AlertError as error:
+    except InvalidField as error:
         raise click.ClickException(str(error)) from error
 
     async def publish() -> list[str]:

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 import asyncpg
 import grpc
 
+from alerting.common.validation import InvalidField, canonical_uuid
 from alerting.rule_service import outbox, validation
-from alerting.rule_service.validation import InvalidField
 from alerting.rules.changelog import DELETE, UPSERT
 from alerting.rules.records import RULE_COLUMNS, rule_from_row
+from alerting.rules.validation import rule_fields
 from alerting.v1 import rule_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
 
@@ -73,7 +74,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     @grpc_errors
     async def GetClient(self, request: api.GetClientRequest, context: Context) -> rule_pb2.Client:
-        client_id = validation.require_uuid(request.client_id, "client_id")
+        client_id = canonical_uuid(request.client_id, "client_id")
         row = await self.pool.fetchrow(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1", client_id)
         if row is None:
             raise NotFound(f"client_id: no client {client_id}")
@@ -94,7 +95,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     @grpc_errors
     async def UpdateClient(self, request: api.UpdateClientRequest, context: Context) -> rule_pb2.Client:
-        client_id = validation.require_uuid(request.client_id, "client_id")
+        client_id = canonical_uuid(request.client_id, "client_id")
         name = validation.client_name(request.name)
         version = validation.expected_version(request.expected_version, required=True)
         row = await self.pool.fetchrow(
@@ -108,7 +109,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     @grpc_errors
     async def DeleteClient(self, request: api.DeleteClientRequest, context: Context) -> api.DeleteClientResponse:
-        client_id = validation.require_uuid(request.client_id, "client_id")
+        client_id = canonical_uuid(request.client_id, "client_id")
         version = validation.expected_version(request.expected_version, required=False)
         async with self.pool.acquire() as connection, connection.transaction():
             # Lock the client before reading its rules: an uncommitted rule insert holds a key-share
@@ -130,8 +131,8 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
     # ------------------------------------------------------------------ rules
     @grpc_errors
     async def CreateRule(self, request: api.CreateRuleRequest, context: Context) -> rule_pb2.Rule:
-        client_id = validation.require_uuid(request.client_id, "client_id")
-        severity, source, name, emails = validation.rule_fields(
+        client_id = canonical_uuid(request.client_id, "client_id")
+        severity, source, name, emails = rule_fields(
             request.severity, request.source, request.name, list(request.emails))
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
@@ -146,7 +147,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     @grpc_errors
     async def GetRule(self, request: api.GetRuleRequest, context: Context) -> rule_pb2.Rule:
-        rule_id = validation.require_uuid(request.rule_id, "rule_id")
+        rule_id = canonical_uuid(request.rule_id, "rule_id")
         row = await self.pool.fetchrow(f"SELECT {RULE_COLUMNS} FROM rules WHERE rule_id = $1", rule_id)
         if row is None:
             raise NotFound(f"rule_id: no rule {rule_id}")
@@ -154,7 +155,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     @grpc_errors
     async def ListRules(self, request: api.ListRulesRequest, context: Context) -> api.ListRulesResponse:
-        client_id = validation.require_uuid(request.client_id, "client_id") if request.client_id else None
+        client_id = canonical_uuid(request.client_id, "client_id") if request.client_id else None
         size = validation.page_size(request.page_size)
         after = validation.decode_page_token(request.page_token)
         rows = await self.pool.fetch(
@@ -168,8 +169,8 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     @grpc_errors
     async def UpdateRule(self, request: api.UpdateRuleRequest, context: Context) -> rule_pb2.Rule:
-        rule_id = validation.require_uuid(request.rule_id, "rule_id")
-        severity, source, name, emails = validation.rule_fields(
+        rule_id = canonical_uuid(request.rule_id, "rule_id")
+        severity, source, name, emails = rule_fields(
             request.severity, request.source, request.name, list(request.emails))
         version = validation.expected_version(request.expected_version, required=True)
         async with self.pool.acquire() as connection, connection.transaction():
@@ -188,7 +189,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     @grpc_errors
     async def DeleteRule(self, request: api.DeleteRuleRequest, context: Context) -> api.DeleteRuleResponse:
-        rule_id = validation.require_uuid(request.rule_id, "rule_id")
+        rule_id = canonical_uuid(request.rule_id, "rule_id")
         version = validation.expected_version(request.expected_version, required=False)
         async with self.pool.acquire() as connection, connection.transaction():
             client_id = await connection.fetchval(

@@ -10,7 +10,7 @@ import logging
 import redis.asyncio as redis
 
 from alerting.common import topics
-from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients
+from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients, stop_consumer
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
 from alerting.rule_updater.writer import SnapshotWriter
@@ -18,12 +18,11 @@ from alerting.rules.rebuild import load_or_rebuild
 from alerting.rules.snapshot import unconverted
 
 log = logging.getLogger(__name__)
-GROUP = "rule-updater"
 
 
 async def run(settings: Settings, lifecycle: Lifecycle) -> None:
     client = redis.from_url(settings.redis_url)
-    consumer = make_consumer(settings, GROUP, topics.RULE_CHANGED)
+    consumer = make_consumer(settings, topics.RULE_UPDATER_GROUP, topics.RULE_CHANGED)
     producer = make_producer(settings)
     try:
         _, rebuilt = await load_or_rebuild(client, settings, unconverted, stop=lifecycle.stop)
@@ -42,7 +41,7 @@ async def run(settings: Settings, lifecycle: Lifecycle) -> None:
         lifecycle.healthy = lambda: worker.last_batch_ok
         await worker.run()
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
         await producer.stop()
         await client.aclose()
 

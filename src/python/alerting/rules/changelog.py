@@ -12,6 +12,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from alerting.common import topics
 from alerting.common.kafka import InvalidEvent, decode, start_clients
 from alerting.common.settings import Settings
+from alerting.common.validation import InvalidField, require_canonical_uuid
+from alerting.rules.validation import check_rule
 from alerting.v1 import events_pb2
 
 UPSERT = events_pb2.RuleChanged.OP_UPSERT
@@ -19,16 +21,21 @@ DELETE = events_pb2.RuleChanged.OP_DELETE
 
 
 def decode_rule_changed(record: ConsumerRecord) -> events_pb2.RuleChanged:
+    """A change the rule-service could have made, or InvalidEvent: a rule the API would never
+    have accepted must not reach an index or the snapshot."""
     change = decode(record, events_pb2.RuleChanged)
     if change.seq <= 0:
         raise InvalidEvent("seq: must be positive")
-    if not change.rule_id:
-        raise InvalidEvent("rule_id: missing")
-    if change.op == UPSERT:
-        if change.rule.rule_id != change.rule_id:
-            raise InvalidEvent("rule: missing or not the rule named by rule_id")
-    elif change.op != DELETE:
-        raise InvalidEvent(f"op: unknown {change.op}")
+    try:
+        require_canonical_uuid(change.rule_id, "rule_id")
+        if change.op == UPSERT:
+            if change.rule.rule_id != change.rule_id:
+                raise InvalidField("rule", "missing or not the rule named by rule_id")
+            check_rule(change.rule)
+        elif change.op != DELETE:
+            raise InvalidField("op", f"unknown {change.op}")
+    except InvalidField as error:
+        raise InvalidEvent(str(error)) from error
     return change
 
 

@@ -1,17 +1,21 @@
-"""The sender's durable step: a batch's PENDING rows claimed, their emails sent, their
-outcomes recorded.
+"""The sender's delivery: every notification attempted on its own, its outcome decided by
+outcomes.py and recorded by store.py, whether it came from `notifications.ready` or is a
+retry that came due.
 
-A batch locks its PENDING rows (FOR UPDATE SKIP LOCKED), sends their emails, marks them
-SENT and commits: a redelivered message finds the row SENT, and a concurrent one finds it
-locked, and neither sends anything. Mail goes out before SENT is recorded, so a crash in
-between sends that email again, with the same Message-ID (at least once, never lost).
+A notification is claimed under a lease, so no transaction or row lock is held while mail
+is sent. An exception of any kind while rendering, encoding or sending one notification
+becomes that notification's outcome and touches no other. Mail goes out before its
+outcome is recorded, so a crash in between sends that email again once the lease has
+expired, with the same Message-ID (at least once, never lost).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import random
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 import aiosmtplib
 import asyncpg
@@ -19,20 +23,34 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client import Counter
 
+from alerting.common import telemetry
 from alerting.common.failpoints import failpoint
 from alerting.common.kafka import Delivery
 from alerting.common.settings import Settings
-from alerting.sender import store
-from alerting.sender.email_message import render_email
-from alerting.sender.refusals import permanent_refusal
+from alerting.sender import answers, store
+from alerting.sender.email_message import render_email, smtp_address
+from alerting.sender.outcomes import (
+    Attempt,
+    Decision,
+    RecipientOutcome,
+    RecipientStatus,
+    RetryPolicy,
+    Status,
+    decide,
+    open_recipients,
+)
 from alerting.sender.smtp_pool import SmtpConnections
-from alerting.sender.store import PendingNotification
+from alerting.sender.store import ClaimedNotification
 from alerting.v1 import alert_pb2, events_pb2
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("sender")
-EMAILS_SENT = Counter("alerting_emails_sent_total", "Emails the SMTP server accepted.")
-EMAILS_REFUSED = Counter("alerting_emails_refused_total", "Emails the SMTP server refused for good (rows FAILED).")
+EMAILS_SENT = Counter("alerting_emails_sent_total", "Emails the SMTP server accepted for at least one recipient.")
+NOTIFICATIONS_DECIDED = Counter(
+    "alerting_notifications_decided_total", "Delivery attempts, by the notification's resulting status.", ["status"])
+RECIPIENTS_REFUSED = Counter(
+    "alerting_recipients_refused_total", "Recipients refused, for good (FAILED) or for now (DEFERRED).", ["status"])
+NEEDS_SMTPUTF8 = "needs SMTPUTF8 (a non-ASCII local part), which the mail server does not offer"
 
 
 class SenderSettings(Settings):
@@ -41,6 +59,19 @@ class SenderSettings(Settings):
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    # How long a claimed notification is this sender's: longer than any one attempt takes.
+    delivery_lease_seconds: float = 120.0
+    # Backoff between attempts of one notification, and the age at which it is FAILED.
+    delivery_retry_initial_seconds: float = 5.0
+    delivery_retry_max_seconds: float = 600.0
+    delivery_max_age_seconds: float = 24 * 3600.0
+    # The retry scheduler: how often it looks for due retries, and how many it takes at once.
+    retry_poll_seconds: float = 1.0
+    retry_batch: int = 100
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.delivery_retry_initial_seconds, self.delivery_retry_max_seconds,
+                           timedelta(seconds=self.delivery_max_age_seconds))
 
 
 class EmailSender:
@@ -48,74 +79,135 @@ class EmailSender:
         self.settings = settings
         self.pool = pool
         self.smtp = smtp
+        self.policy = settings.retry_policy()
+        self.rng = random.Random()
 
     async def handle(self, deliveries: list[Delivery[events_pb2.NotificationReady]]) -> None:
-        contexts = {str(uuid.UUID(d.message.notification_id)): d.trace_context for d in deliveries}
-        async with self.pool.acquire() as connection, connection.transaction():
-            claimed = await store.claim(connection, list(contexts))
-            if not claimed:
-                return
-            sent, refused, failure = await self.send_all(claimed, contexts)
-            await store.record_outcomes(connection, sent, refused)
-        failpoint("after_db_write")
-        if failure is not None:
-            raise failure
+        """The durable step of a `notifications.ready` batch: its notifications claimed,
+        attempted and their outcomes recorded. Those not PENDING, not due or leased by
+        another sender are skipped: a redelivered message finds its notification SENT."""
+        contexts = {d.message.notification_id: d.trace_context for d in deliveries}
+        claimed = await store.claim(self.pool, list(contexts), self.settings.delivery_lease_seconds)
+        await self.deliver(claimed, contexts)
 
-    async def send_all(
-        self, rows: list[PendingNotification], contexts: dict[str, otel_context.Context]
-    ) -> tuple[list[str], dict[str, str], BaseException | None]:
-        """Send every row's email over a few SMTP connections. Returns the ids sent; the ids
-        the server refused for good, with its reason (they become FAILED); and an error if
-        any other email was not accepted (those rows stay PENDING and the batch is retried)."""
-        queue: asyncio.Queue[PendingNotification] = asyncio.Queue()
-        for row in rows:
-            queue.put_nowait(row)
-        sent: list[str] = []
-        refused: dict[str, str] = {}
-        failures: list[BaseException] = []
+    async def retry_due(self, stop: asyncio.Event) -> None:
+        """The retry scheduler: attempts notifications whose next attempt is due, until
+        stopped. A failure (Postgres out of reach) is logged and the next poll tries again."""
+        while not stop.is_set():
+            try:
+                claimed = await store.claim_due(self.pool, self.settings.delivery_lease_seconds,
+                                                self.settings.retry_batch)
+                await self.deliver(claimed, {})
+            except Exception as error:
+                log.warning("retrying due notifications failed, trying again: %r", error)
+                claimed = []
+            if len(claimed) < self.settings.retry_batch:
+                try:
+                    await asyncio.wait_for(stop.wait(), self.settings.retry_poll_seconds)
+                except TimeoutError:
+                    pass
+
+    async def deliver(
+        self, claimed: Sequence[ClaimedNotification], contexts: Mapping[str, otel_context.Context]
+    ) -> None:
+        """Attempt every claimed notification over a few SMTP connections, then record what
+        each attempt decided."""
+        if not claimed:
+            return
+        queue: asyncio.Queue[ClaimedNotification] = asyncio.Queue()
+        for notification in claimed:
+            queue.put_nowait(notification)
+        decisions: list[tuple[ClaimedNotification, Decision]] = []
 
         async def connection_worker() -> None:
             smtp: aiosmtplib.SMTP | None = None
             try:
                 while not queue.empty():
-                    row = queue.get_nowait()
-                    notification_id = row.notification_id
-                    smtp = smtp or await self.smtp.acquire()
-                    try:
-                        try:
-                            await self.send_one(smtp, row, contexts[notification_id])
-                        except aiosmtplib.SMTPServerDisconnected:
-                            # A kept connection the server has since closed: once more on a new one.
-                            smtp = await self.smtp.acquire()
-                            await self.send_one(smtp, row, contexts[notification_id])
-                    except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPResponseException) as error:
-                        reason = permanent_refusal(error)
-                        if reason is None:
-                            raise
-                        log.warning("notification %s refused for good, marking it FAILED: %s", notification_id, reason)
-                        EMAILS_REFUSED.inc()
-                        refused[notification_id] = reason
-                        continue
-                    sent.append(notification_id)
-            except (aiosmtplib.SMTPException, OSError) as error:
-                failures.append(error)
-                if smtp is not None:
-                    smtp.close()
+                    notification = queue.get_nowait()
+                    parent = contexts.get(notification.notification_id) or telemetry.context_from_traceparent(
+                        notification.trace_context)
+                    attempt, smtp = await self.attempt(smtp, notification, parent)
+                    decisions.append((notification, self.decide(notification, attempt)))
             finally:
                 if smtp is not None:
                     self.smtp.release(smtp)
 
-        workers = min(self.settings.smtp_connections, len(rows))
-        await asyncio.gather(*(connection_worker() for _ in range(workers)))
-        return sent, refused, (failures[0] if failures and len(sent) + len(refused) < len(rows) else None)
+        await asyncio.gather(*(connection_worker() for _ in range(min(self.settings.smtp_connections, len(claimed)))))
+        failpoint("after_send")  # mail accepted, outcomes not recorded yet
+        await store.record(self.pool, decisions)
 
-    async def send_one(self, smtp: aiosmtplib.SMTP, row: PendingNotification, parent: otel_context.Context) -> None:
-        """Send one row's email; `parent` is the context of its message's processing."""
-        alert = alert_pb2.Alert.FromString(row.alert)
-        message = render_email(row.notification_id, self.settings.smtp_sender, list(row.emails), alert,
-                               list(row.rule_ids))
+    def decide(self, notification: ClaimedNotification, attempt: Attempt) -> Decision:
+        decision = decide(
+            attempt, addressed=open_recipients(notification.emails, notification.done), done=notification.done,
+            attempts=notification.attempts, created_at=notification.created_at, now=datetime.now(UTC),
+            policy=self.policy, rng=self.rng,
+        )
+        NOTIFICATIONS_DECIDED.labels(decision.status.value).inc()
+        for outcome in decision.recipients:
+            if outcome.status != RecipientStatus.SENT:
+                RECIPIENTS_REFUSED.labels(outcome.status.value).inc()
+        if decision.status == Status.FAILED:
+            log.warning("notification %s FAILED: %s", notification.notification_id, decision.failure)
+        return decision
+
+    async def attempt(
+        self, smtp: aiosmtplib.SMTP | None, notification: ClaimedNotification, parent: otel_context.Context
+    ) -> tuple[Attempt, aiosmtplib.SMTP | None]:
+        """One attempt of one notification, on `smtp` or a new connection; the connection
+        to go on with (None when this one can no longer be trusted)."""
+        addressed = open_recipients(notification.emails, notification.done)
+        try:
+            alert = alert_pb2.Alert.FromString(notification.alert)
+            message = render_email(notification.notification_id, self.settings.smtp_sender,
+                                   list(notification.emails), alert, list(notification.rule_ids))
+        except Exception as error:  # whatever the data: this notification cannot be rendered, ever
+            return Attempt(rejected=f"cannot render the email: {error!r}"), smtp
         with tracer.start_as_current_span("smtp send", context=parent, kind=trace.SpanKind.CLIENT) as span:
-            span.set_attribute("alerting.notification_id", row.notification_id)
+            span.set_attribute("alerting.notification_id", notification.notification_id)
             span.set_attribute("alerting.alert_id", alert.alert_id)
-            await smtp.sendmail(self.settings.smtp_sender, list(row.emails), message)
-        EMAILS_SENT.inc()
+            span.set_attribute("alerting.attempt", notification.attempts)
+            reused = smtp is not None
+            try:
+                smtp = smtp or await self.smtp.acquire()
+                try:
+                    return await self.send(smtp, addressed, message), smtp
+                except aiosmtplib.SMTPServerDisconnected:
+                    if not reused:
+                        raise
+                    # A kept connection the server has since closed: once more on a new one.
+                    smtp = await self.smtp.acquire()
+                    return await self.send(smtp, addressed, message), smtp
+            except Exception as error:
+                # The connection's state is unknown after any error: the next attempt opens another.
+                if smtp is not None:
+                    smtp.close()
+                return answers.failed(error), None
+
+    async def send(self, smtp: aiosmtplib.SMTP, addressed: Sequence[str], message: bytes) -> Attempt:
+        """Send `message` to the addressed recipients the server can take; an address that
+        needs SMTPUTF8 from a server without it is FAILED on its own."""
+        if smtp.is_ehlo_or_helo_needed:
+            await smtp.ehlo()
+        utf8 = smtp.supports_extension("smtputf8")
+        stored_of: dict[str, str] = {}
+        unusable: list[RecipientOutcome] = []
+        for email in addressed:
+            address = smtp_address(email, utf8)
+            if address is None:
+                unusable.append(RecipientOutcome(email, RecipientStatus.FAILED, NEEDS_SMTPUTF8))
+            else:
+                stored_of[address] = email
+        if not stored_of:
+            return Attempt(recipients=unusable)
+        options = [] if all(address.isascii() for address in stored_of) else ["SMTPUTF8"]
+        try:
+            refused, response = await smtp.sendmail(self.settings.smtp_sender, list(stored_of), message,
+                                                    mail_options=options)
+            attempt = answers.accepted(list(stored_of), refused, response)
+            EMAILS_SENT.inc()
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPRecipientRefused) as error:
+            attempt = answers.failed(error)
+        return Attempt(recipients=[
+            RecipientOutcome(stored_of.get(outcome.email, outcome.email), outcome.status, outcome.response)
+            for outcome in attempt.recipients
+        ] + unusable)

@@ -14,12 +14,25 @@ from datetime import UTC
 from email.header import Header
 from email.utils import formatdate
 
+from email_validator import EmailNotValidError, validate_email
+
 from alerting.common.vocabulary import severity_name
 from alerting.v1 import alert_pb2
 
 # Alert fields come from upstream systems: no control character may reach a header.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _MAX_HEADER_VALUE = 400
+
+
+def smtp_address(address: str, smtputf8: bool) -> str | None:
+    """The address to give the server: as stored when it is ASCII or the server takes UTF-8
+    (SMTPUTF8); otherwise its ASCII form (an IDNA domain) if it has one; else None."""
+    if address.isascii() or smtputf8:
+        return address
+    try:
+        return validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError:
+        return None
 
 
 def message_id(notification_id: str) -> str:

@@ -29,7 +29,8 @@ def test_renders_a_standard_plain_text_email() -> None:
 
 
 def test_non_ascii_survives_and_control_characters_cannot_inject_headers() -> None:
-    alert = build_alert("HIGH", "base de données", "disque plein\r\nBcc: victim@evil.example")
+    alert = build_alert("HIGH", "base de données", "disque plein")
+    alert.name += "\r\nBcc: victim@evil.example"  # as a producer that checks nothing may send it
     mail = parsed(render_email("n1", "alerts@alerting.local", ["a@x.io"], alert, ["r1"]))
     assert mail["Subject"] == "[HIGH] base de données: disque plein Bcc: victim@evil.example"
     assert mail["Bcc"] is None
@@ -38,9 +39,9 @@ def test_non_ascii_survives_and_control_characters_cannot_inject_headers() -> No
 
 
 def test_long_values_are_cut_and_folded() -> None:
-    alert = build_alert("LOW", "s" * 256, "n" * 256, context={"long": "x" * 5000})
+    alert = build_alert("LOW", "s" * 256, "n" * 256, context={"long": "x" * 2048})
     raw = render_email("n1", "alerts@alerting.local", ["a@x.io"], alert, ["r1"])
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
     mail = parsed(raw)
     assert len(mail["Subject"]) <= 400
-    assert "x" * 5000 in mail.get_content()
+    assert "x" * 2048 in mail.get_content()

@@ -1,61 +1,127 @@
-"""The sender's reads and writes of `notifications`: claiming PENDING rows, and recording
-which were sent and which the mail server refused for good."""
+"""The sender's reads and writes of `notifications`: claiming notifications under a lease
+(a short statement, no lock held while mail is sent), then recording each one's decision
+and its recipients' outcomes, only while the lease is still its own."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
-CLAIM = """
-SELECT notification_id, alert, rule_ids, emails, trace_context FROM notifications
-WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING'
-ORDER BY notification_id
-FOR UPDATE SKIP LOCKED
+from alerting.sender.outcomes import Decision, RecipientStatus
+
+_CLAIMED = "notification_id, alert, rule_ids, emails, trace_context, attempts, created_at, lease_until"
+# PENDING, due, and not leased by another sender: leased and counted as one more attempt.
+CLAIM = f"""
+UPDATE notifications SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1,
+                         updated_at = now()
+WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING' AND next_attempt_at <= now()
+  AND (lease_until IS NULL OR lease_until < now())
+RETURNING {_CLAIMED}
 """
-MARK_SENT = """
-UPDATE notifications SET status = 'SENT', sent_at = now(), updated_at = now()
-WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING'
+# Retries that are due: rows an attempt left PENDING, or whose sender died holding the lease.
+CLAIM_DUE = f"""
+UPDATE notifications SET lease_until = now() + make_interval(secs => $1), attempts = attempts + 1,
+                         updated_at = now()
+WHERE notification_id IN (
+    SELECT notification_id FROM notifications
+    WHERE status = 'PENDING' AND attempts > 0 AND next_attempt_at <= now()
+      AND (lease_until IS NULL OR lease_until < now())
+    ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+RETURNING {_CLAIMED}
 """
-MARK_FAILED = """
-UPDATE notifications AS n SET status = 'FAILED', failure = refused.reason, updated_at = now()
-FROM unnest($1::uuid[], $2::text[]) AS refused(notification_id, reason)
-WHERE n.notification_id = refused.notification_id AND n.status = 'PENDING'
+DONE_RECIPIENTS = """
+SELECT notification_id, email, status FROM notification_recipients
+WHERE notification_id = ANY($1::uuid[]) AND status IN ('SENT', 'FAILED')
+"""
+RECORD = """
+WITH decided AS (
+    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+        AS d(notification_id, lease_until, status, failure, last_error, next_attempt_at)
+), recorded AS (
+    UPDATE notifications AS n
+    SET status = d.status, failure = d.failure, last_error = d.last_error,
+        next_attempt_at = coalesce(d.next_attempt_at, n.next_attempt_at), lease_until = NULL,
+        sent_at = CASE WHEN d.status = 'SENT' THEN now() END, updated_at = now()
+    FROM decided AS d
+    WHERE n.notification_id = d.notification_id AND n.lease_until = d.lease_until AND n.status = 'PENDING'
+    RETURNING n.notification_id, n.attempts
+)
+INSERT INTO notification_recipients AS r (notification_id, email, status, response, attempts)
+SELECT o.notification_id, o.email, o.status, o.response, recorded.attempts
+FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[]) AS o(notification_id, email, status, response)
+JOIN recorded USING (notification_id)
+ON CONFLICT (notification_id, email) DO UPDATE
+SET status = excluded.status, response = excluded.response, attempts = excluded.attempts, updated_at = now()
 """
 
 
 @dataclass(frozen=True)
-class PendingNotification:
-    """What the email of a claimed row is made of."""
+class ClaimedNotification:
+    """A notification this sender holds the lease of, with what its email is made of."""
 
     notification_id: str
     alert: bytes
     rule_ids: tuple[str, ...]
     emails: tuple[str, ...]
     trace_context: str
+    attempts: int  # this attempt included
+    created_at: datetime
+    lease_until: datetime
+    done: dict[str, RecipientStatus]  # recipients SENT or FAILED by earlier attempts
 
 
-async def claim(connection: asyncpg.Connection, notification_ids: Sequence[str]) -> list[PendingNotification]:
-    """Lock those of the rows that are still PENDING and not locked by another sender, for
-    the caller's transaction."""
-    rows = await connection.fetch(CLAIM, list(notification_ids))
+async def claim(pool: asyncpg.Pool, notification_ids: Sequence[str], lease_seconds: float) -> list[ClaimedNotification]:
+    """Lease those of the notifications that are PENDING, due and not leased by another sender."""
+    return await _claimed(pool, await pool.fetch(CLAIM, list(notification_ids), lease_seconds))
+
+
+async def claim_due(pool: asyncpg.Pool, lease_seconds: float, limit: int) -> list[ClaimedNotification]:
+    """Lease up to `limit` notifications whose retry is due, most overdue first."""
+    return await _claimed(pool, await pool.fetch(CLAIM_DUE, lease_seconds, limit))
+
+
+async def _claimed(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[ClaimedNotification]:
+    if not rows:
+        return []
+    done: dict[str, dict[str, RecipientStatus]] = {}
+    for row in await pool.fetch(DONE_RECIPIENTS, [row["notification_id"] for row in rows]):
+        done.setdefault(str(row["notification_id"]), {})[row["email"]] = RecipientStatus(row["status"])
     return [
-        PendingNotification(
+        ClaimedNotification(
             notification_id=str(row["notification_id"]),
             alert=row["alert"],
             rule_ids=tuple(str(rule_id) for rule_id in row["rule_ids"]),
             emails=tuple(row["emails"]),
             trace_context=row["trace_context"] or "",
+            attempts=row["attempts"],
+            created_at=row["created_at"],
+            lease_until=row["lease_until"],
+            done=done.get(str(row["notification_id"]), {}),
         )
         for row in rows
     ]
 
 
-async def record_outcomes(
-    connection: asyncpg.Connection, sent: Sequence[str], refused: Mapping[str, str]
-) -> None:
-    """Mark the sent rows SENT, and the refused ones FAILED with the server's reason."""
-    await connection.execute(MARK_SENT, list(sent))
-    if refused:
-        await connection.execute(MARK_FAILED, list(refused), list(refused.values()))
+async def record(pool: asyncpg.Pool, decisions: Sequence[tuple[ClaimedNotification, Decision]]) -> None:
+    """Each notification's decision and its recipients' outcomes, in one statement; a
+    notification whose lease expired meanwhile (another sender took it over) is left alone."""
+    if not decisions:
+        return
+    outcomes = [(claimed.notification_id, outcome) for claimed, decision in decisions
+                for outcome in decision.recipients]
+    await pool.execute(
+        RECORD,
+        [claimed.notification_id for claimed, _ in decisions],
+        [claimed.lease_until for claimed, _ in decisions],
+        [decision.status.value for _, decision in decisions],
+        [decision.failure for _, decision in decisions],
+        [decision.last_error for _, decision in decisions],
+        [decision.next_attempt_at for _, decision in decisions],
+        [notification_id for notification_id, _ in outcomes],
+        [outcome.email for _, outcome in outcomes],
+        [outcome.status.value for _, outcome in outcomes],
+        [outcome.response for _, outcome in outcomes],
+    )

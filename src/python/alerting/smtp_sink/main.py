@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -15,21 +16,50 @@ from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
 from alerting.smtp_sink import mailbox
 
-log = logging.getLogger("smtp_sink")
+log = logging.getLogger(__name__)
 RECEIVED = Counter("alerting_smtp_sink_messages_total", "Messages the SMTP sink received.")
 
 
 class SinkSettings(Settings):
     mail_dir: Path = Path(".local/mail")
     smtp_sink_port: int = ports.SMTP_SINK_PORT
+    # Answers to give instead of accepting, for trying out refusals: recipient address ->
+    # the reply to its RCPT (e.g. "550 5.1.1 no such user"), and -> the reply to DATA for
+    # a message addressed to it (e.g. "554 5.6.0 content rejected").
+    smtp_sink_rcpt_replies: dict[str, str] = {}
+    smtp_sink_data_replies: dict[str, str] = {}
+    # Offer SMTPUTF8 (non-ASCII addresses).
+    smtp_sink_smtputf8: bool = True
 
 
 class MailboxHandler:
-    def __init__(self, directory: Path) -> None:
+    """Keeps every message; answers a recipient or a message as told in `rcpt_replies` and
+    `data_replies` instead."""
+
+    def __init__(
+        self,
+        directory: Path,
+        rcpt_replies: Mapping[str, str] | None = None,
+        data_replies: Mapping[str, str] | None = None,
+    ) -> None:
         self.directory = directory
+        self.rcpt_replies = dict(rcpt_replies or {})
+        self.data_replies = dict(data_replies or {})
         self.received = 0
 
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        reply = self.rcpt_replies.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        for address in envelope.rcpt_tos:
+            if address in self.data_replies:
+                return self.data_replies[address]
         # A small file, no fsync: written inline, which is cheaper than a hop to a thread.
         raw = envelope.original_content or envelope.content or b""
         path = mailbox.store(self.directory, raw.encode() if isinstance(raw, str) else raw)
@@ -39,17 +69,25 @@ class MailboxHandler:
         return "250 Message accepted for delivery"
 
 
-async def start_sink(host: str, port: int, directory: Path) -> tuple[asyncio.Server, MailboxHandler]:
-    handler = MailboxHandler(directory)
+async def start_sink(
+    host: str, port: int, directory: Path, *, rcpt_replies: Mapping[str, str] | None = None,
+    data_replies: Mapping[str, str] | None = None, smtputf8: bool = True,
+) -> tuple[asyncio.Server, MailboxHandler]:
+    handler = MailboxHandler(directory, rcpt_replies, data_replies)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(handler, hostname="alerting.local"), host, port)
+    server = await loop.create_server(
+        lambda: SMTP(handler, hostname="alerting.local", enable_SMTPUTF8=smtputf8), host, port)
     return server, handler
 
 
 async def run(settings: SinkSettings, lifecycle: Lifecycle) -> None:
     # aiosmtpd logs every SMTP command at INFO: a fifth of the sink's work under load.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
-    server, _ = await start_sink(settings.listen_host, settings.smtp_sink_port, settings.mail_dir)
+    server, _ = await start_sink(
+        settings.listen_host, settings.smtp_sink_port, settings.mail_dir,
+        rcpt_replies=settings.smtp_sink_rcpt_replies, data_replies=settings.smtp_sink_data_replies,
+        smtputf8=settings.smtp_sink_smtputf8,
+    )
     log.info("SMTP sink on %s:%d keeping mail in %s", settings.listen_host, settings.smtp_sink_port, settings.mail_dir)
     lifecycle.healthy = lambda: True
     try:

@@ -1,0 +1,85 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alerting.common.validation import (
+    InvalidField,
+    canonical_uuid,
+    check_alert,
+    email_address,
+    email_addresses,
+    require_canonical_uuid,
+)
+from alerting.v1 import alert_pb2
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def alert(**fields: object) -> alert_pb2.Alert:
+    message = alert_pb2.Alert(alert_id="a-1", severity=alert_pb2.SEVERITY_HIGH, source="db", name="disk")
+    message.event_ts.FromDatetime(NOW)
+    for name, value in fields.items():
+        if name == "event_ts":
+            if value is None:
+                message.ClearField("event_ts")
+            else:
+                assert isinstance(value, datetime)
+                message.event_ts.FromDatetime(value)
+        elif name == "context":
+            assert isinstance(value, dict)
+            message.context.update(value)
+        else:
+            setattr(message, name, value)
+    return message
+
+
+def problem(call: object) -> str:
+    assert callable(call)
+    with pytest.raises(InvalidField) as caught:
+        call()
+    return str(caught.value)
+
+
+def test_a_sound_alert_passes() -> None:
+    check_alert(alert(context={"host": "db-1", "note": "line one\nline two"}), NOW)
+
+
+@pytest.mark.parametrize("fields, expected", [
+    ({"alert_id": ""}, "alert.alert_id: missing"),
+    ({"alert_id": "x" * 1025}, "alert.alert_id: longer than 1024 bytes"),
+    ({"alert_id": "a\x00b"}, "alert.alert_id: contains the control character U+0000"),
+    ({"severity": 0}, "alert.severity: unknown value 0"),
+    ({"severity": 9}, "alert.severity: unknown value 9"),
+    ({"source": ""}, "alert.source: missing"),
+    ({"name": "n" * 257}, "alert.name: at most 256 characters"),
+    ({"event_ts": None}, "alert.event_ts: missing"),
+    ({"event_ts": datetime(1970, 1, 1, tzinfo=UTC)}, "alert.event_ts: 1970-01-01T00:00:00+00:00 is out of range"),
+    ({"event_ts": NOW + timedelta(days=2)}, "alert.event_ts: 2026-11-28T12:00:00+00:00 is out of range"),
+    ({"context": {f"k{n}": "v" for n in range(33)}}, "alert.context: at most 32 entries"),
+    ({"context": {"": "v"}}, "alert.context: an empty key"),
+    ({"context": {"k": "v" * 2049}}, "alert.context[k]: at most 2048 characters"),
+    ({"context": {"k": "a\x00"}}, "alert.context[k]: contains U+0000 (NUL)"),
+])
+def test_an_alert_out_of_bounds_names_the_field(fields: dict[str, object], expected: str) -> None:
+    assert problem(lambda: check_alert(alert(**fields), NOW)) == expected
+
+
+def test_an_event_a_little_ahead_of_the_clock_is_accepted() -> None:
+    check_alert(alert(event_ts=NOW + timedelta(hours=23)), NOW)
+
+
+def test_addresses_are_normalized_deduplicated_and_bounded() -> None:
+    assert email_address("Ops@EXAMPLE.com", "e") == "Ops@example.com"
+    assert email_address("jösé@exämple.com", "e") == "jösé@exämple.com"
+    assert email_addresses(["a@x.io", "b@x.io", "a@x.io"]) == ["a@x.io", "b@x.io"]
+    assert problem(lambda: email_addresses(["a@x.io"] * 21)) == "emails: at most 20 addresses"
+    assert problem(lambda: email_address("a@localhost", "emails[0]")).startswith(
+        "emails[0]: malformed email address 'a@localhost'")
+    assert problem(lambda: email_address("a" * 250 + "@x.io", "e")) == "e: at most 254 characters"
+
+
+def test_ids_are_canonical() -> None:
+    upper = "0B7E7DBE-8C4C-4B57-9B1A-8D2B4C3F2A10"
+    assert canonical_uuid(upper, "id") == upper.lower()
+    assert require_canonical_uuid(upper.lower(), "id") == upper.lower()
+    assert problem(lambda: require_canonical_uuid(upper, "id")) == f"id: not a canonical UUID: {upper!r}"

@@ -1,0 +1,41 @@
+"""What makes a rule valid (pure): the rule-service checks requests with it, and the
+rule-updater and the evaluator check every rule that reaches them through `rule.changed`,
+so a rule the API would never have accepted cannot reach an index or the snapshot."""
+
+from __future__ import annotations
+
+from alerting.common.validation import (
+    MAX_FIELD,
+    InvalidField,
+    email_addresses,
+    require_canonical_uuid,
+    text,
+)
+from alerting.common.vocabulary import SEVERITIES, WILDCARD
+from alerting.v1 import rule_pb2
+
+
+def rule_fields(severity: str, source: str, name: str, emails: list[str]) -> tuple[str, str, str, list[str]]:
+    """The rule's patterns and endpoints, checked; emails normalized and de-duplicated, in order."""
+    if severity not in (*SEVERITIES, WILDCARD):
+        raise InvalidField("severity", f"unknown severity {severity!r} (expected LOW, MEDIUM, HIGH, CRITICAL or *)")
+    text(source, "source", MAX_FIELD, missing="missing (use * to match any value)")
+    text(name, "name", MAX_FIELD, missing="missing (use * to match any value)")
+    if severity == source == name == WILDCARD:
+        raise InvalidField("rule", "at least one of severity, source and name must not be *")
+    return severity, source, name, email_addresses(emails)
+
+
+def check_rule(rule: rule_pb2.Rule, field: str = "rule") -> None:
+    """A stored rule as the rule-service writes it: canonical ids, valid fields, normalized
+    emails and a version."""
+    require_canonical_uuid(rule.rule_id, f"{field}.rule_id")
+    require_canonical_uuid(rule.client_id, f"{field}.client_id")
+    try:
+        _, _, _, emails = rule_fields(rule.severity, rule.source, rule.name, list(rule.emails))
+    except InvalidField as error:
+        raise InvalidField(f"{field}.{error.field}", str(error).partition(": ")[2]) from error
+    if emails != list(rule.emails):
+        raise InvalidField(f"{field}.emails", "not normalized and unique as the rule-service stores them")
+    if rule.version < 1:
+        raise InvalidField(f"{field}.version", "must be positive")
