@@ -6,6 +6,7 @@ ALTER TABLE notifications
     ADD COLUMN attempts        integer NOT NULL DEFAULT 0,
     ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT now(),
     ADD COLUMN lease_until     timestamptz,   -- a sender is attempting it until then
+    ADD COLUMN leased_by       text,          -- which sender (its instance id)
     ADD COLUMN last_error      text;          -- why the last attempt did not finish it
 -- The sender's retry scheduler: PENDING rows whose next attempt is due.
 CREATE INDEX notifications_due_idx ON notifications (next_attempt_at) WHERE status = 'PENDING';

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -23,7 +25,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client import Counter
 
-from alerting.common import telemetry
+from alerting.common import failpoints, telemetry
 from alerting.common.failpoints import failpoint
 from alerting.common.kafka import Delivery
 from alerting.common.settings import Settings
@@ -81,13 +83,27 @@ class EmailSender:
         self.smtp = smtp
         self.policy = settings.retry_policy()
         self.rng = random.Random()
+        # Whose leases these are: the instance id survives a restart, so a restarted sender
+        # can free what it held; without one, a name no other process has.
+        self.owner = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        # Notifications whose mail a server accepted and whose outcome is not recorded yet:
+        # what a crash now would send again.
+        self.unrecorded: set[str] = set()
+        failpoints.unfinished(lambda: sorted(self.unrecorded))
+
+    async def release_own_leases(self) -> None:
+        """At start-up: free the leases this instance held when it last died."""
+        if self.settings.instance_id:
+            released = await store.release_leases(self.pool, self.owner)
+            if released:
+                log.warning("released %d leases of notifications this sender held when it stopped", released)
 
     async def handle(self, deliveries: list[Delivery[events_pb2.NotificationReady]]) -> None:
         """The durable step of a `notifications.ready` batch: its notifications claimed,
         attempted and their outcomes recorded. Those not PENDING, not due or leased by
         another sender are skipped: a redelivered message finds its notification SENT."""
         contexts = {d.message.notification_id: d.trace_context for d in deliveries}
-        claimed = await store.claim(self.pool, list(contexts), self.settings.delivery_lease_seconds)
+        claimed = await store.claim(self.pool, list(contexts), self.settings.delivery_lease_seconds, self.owner)
         await self.deliver(claimed, contexts)
 
     async def retry_due(self, stop: asyncio.Event) -> None:
@@ -96,7 +112,7 @@ class EmailSender:
         while not stop.is_set():
             try:
                 claimed = await store.claim_due(self.pool, self.settings.delivery_lease_seconds,
-                                                self.settings.retry_batch)
+                                                self.settings.retry_batch, self.owner)
                 await self.deliver(claimed, {})
             except Exception as error:
                 log.warning("retrying due notifications failed, trying again: %r", error)
@@ -127,6 +143,8 @@ class EmailSender:
                     parent = contexts.get(notification.notification_id) or telemetry.context_from_traceparent(
                         notification.trace_context)
                     attempt, smtp = await self.attempt(smtp, notification, parent)
+                    if any(outcome.status == RecipientStatus.SENT for outcome in attempt.recipients):
+                        self.unrecorded.add(notification.notification_id)
                     decisions.append((notification, self.decide(notification, attempt)))
             finally:
                 if smtp is not None:
@@ -135,6 +153,8 @@ class EmailSender:
         await asyncio.gather(*(connection_worker() for _ in range(min(self.settings.smtp_connections, len(claimed)))))
         failpoint("after_send")  # mail accepted, outcomes not recorded yet
         await store.record(self.pool, decisions)
+        for notification, _ in decisions:
+            self.unrecorded.discard(notification.notification_id)
 
     def decide(self, notification: ClaimedNotification, attempt: Attempt) -> Decision:
         decision = decide(

@@ -11,6 +11,7 @@ import asyncio
 from alerting.common import topics
 from alerting.common.db import create_pool
 from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients, stop_consumer
+from alerting.common.retry import retry_until_done
 from alerting.common.service import Lifecycle, run_service
 from alerting.sender.delivery import EmailSender, SenderSettings
 from alerting.sender.notifications import decode_notification_ready
@@ -27,6 +28,7 @@ async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
     )
     await start_clients(settings, producer, consumer, stop=lifecycle.stop)
     sender = EmailSender(settings, pool, smtp)
+    await retry_until_done(sender.release_own_leases, settings, what="releasing leases", stop=lifecycle.stop)
     retries = asyncio.create_task(sender.retry_due(lifecycle.stop))
     try:
         worker = BatchWorker(

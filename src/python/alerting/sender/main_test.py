@@ -5,14 +5,12 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
-
 import alerting.sender.main
 from alerting.common import topics
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.smtp_sink import mailbox
-from alerting.smtp_sink.main import MailboxHandler, start_sink
+from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.services import fetch, free_port, running, send, wait_until
 from alerting.v1 import events_pb2
 
@@ -82,24 +80,11 @@ async def _is_sent(settings: Settings, notification_id: str) -> bool:
     return await status(settings, notification_id) == "SENT"
 
 
-class RefusingMailbox(MailboxHandler):
-    """A mail server with no mailbox for nobody@…: it answers 550, as real ones do."""
-
-    async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address.startswith("nobody@"):
-            return "550 5.1.1 no such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-
 async def test_a_permanently_refused_email_is_failed_with_the_reason_and_stalls_nothing(
     stack_settings: Settings, tmp_path: Path
 ) -> None:
     port = free_port()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(RefusingMailbox(tmp_path), hostname="x"), "127.0.0.1", port)
+    server, _ = await start_sink("127.0.0.1", port, tmp_path, rcpt_replies={"nobody@x.io": "550 5.1.1 no such user"})
     refused = await pending_row(stack_settings, "a1", emails=["nobody@x.io"])
     delivered = await pending_row(stack_settings, "a2")
     try:

@@ -15,22 +15,26 @@ from alerting.sender.outcomes import Decision, RecipientStatus
 _CLAIMED = "notification_id, alert, rule_ids, emails, trace_context, attempts, created_at, lease_until"
 # PENDING, due, and not leased by another sender: leased and counted as one more attempt.
 CLAIM = f"""
-UPDATE notifications SET lease_until = now() + make_interval(secs => $2), attempts = attempts + 1,
-                         updated_at = now()
+UPDATE notifications SET lease_until = now() + make_interval(secs => $2), leased_by = $3,
+                         attempts = attempts + 1, updated_at = now()
 WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING' AND next_attempt_at <= now()
   AND (lease_until IS NULL OR lease_until < now())
 RETURNING {_CLAIMED}
 """
 # Retries that are due: rows an attempt left PENDING, or whose sender died holding the lease.
 CLAIM_DUE = f"""
-UPDATE notifications SET lease_until = now() + make_interval(secs => $1), attempts = attempts + 1,
-                         updated_at = now()
+UPDATE notifications SET lease_until = now() + make_interval(secs => $1), leased_by = $3,
+                         attempts = attempts + 1, updated_at = now()
 WHERE notification_id IN (
     SELECT notification_id FROM notifications
     WHERE status = 'PENDING' AND attempts > 0 AND next_attempt_at <= now()
       AND (lease_until IS NULL OR lease_until < now())
     ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
 RETURNING {_CLAIMED}
+"""
+# A restarted sender's own leases: the attempts they stood for died with it.
+RELEASE = """
+UPDATE notifications SET lease_until = NULL, leased_by = NULL WHERE leased_by = $1 AND status = 'PENDING'
 """
 DONE_RECIPIENTS = """
 SELECT notification_id, email, status FROM notification_recipients
@@ -43,7 +47,7 @@ WITH decided AS (
 ), recorded AS (
     UPDATE notifications AS n
     SET status = d.status, failure = d.failure, last_error = d.last_error,
-        next_attempt_at = coalesce(d.next_attempt_at, n.next_attempt_at), lease_until = NULL,
+        next_attempt_at = coalesce(d.next_attempt_at, n.next_attempt_at), lease_until = NULL, leased_by = NULL,
         sent_at = CASE WHEN d.status = 'SENT' THEN now() END, updated_at = now()
     FROM decided AS d
     WHERE n.notification_id = d.notification_id AND n.lease_until = d.lease_until AND n.status = 'PENDING'
@@ -73,14 +77,23 @@ class ClaimedNotification:
     done: dict[str, RecipientStatus]  # recipients SENT or FAILED by earlier attempts
 
 
-async def claim(pool: asyncpg.Pool, notification_ids: Sequence[str], lease_seconds: float) -> list[ClaimedNotification]:
+async def claim(
+    pool: asyncpg.Pool, notification_ids: Sequence[str], lease_seconds: float, owner: str
+) -> list[ClaimedNotification]:
     """Lease those of the notifications that are PENDING, due and not leased by another sender."""
-    return await _claimed(pool, await pool.fetch(CLAIM, list(notification_ids), lease_seconds))
+    return await _claimed(pool, await pool.fetch(CLAIM, list(notification_ids), lease_seconds, owner))
 
 
-async def claim_due(pool: asyncpg.Pool, lease_seconds: float, limit: int) -> list[ClaimedNotification]:
+async def claim_due(pool: asyncpg.Pool, lease_seconds: float, limit: int, owner: str) -> list[ClaimedNotification]:
     """Lease up to `limit` notifications whose retry is due, most overdue first."""
-    return await _claimed(pool, await pool.fetch(CLAIM_DUE, lease_seconds, limit))
+    return await _claimed(pool, await pool.fetch(CLAIM_DUE, lease_seconds, limit, owner))
+
+
+async def release_leases(pool: asyncpg.Pool, owner: str) -> int:
+    """Free the leases `owner` held when it died: its attempts can start again at once,
+    rather than when the leases expire. Returns how many."""
+    result = await pool.execute(RELEASE, owner)
+    return int(result.split()[-1])
 
 
 async def _claimed(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[ClaimedNotification]:

@@ -62,7 +62,9 @@ class MailboxHandler:
                 return self.data_replies[address]
         # A small file, no fsync: written inline, which is cheaper than a hop to a thread.
         raw = envelope.original_content or envelope.content or b""
-        path = mailbox.store(self.directory, raw.encode() if isinstance(raw, str) else raw)
+        # As a delivering server does: the envelope's recipients in a Delivered-To header.
+        delivered_to = f"Delivered-To: {', '.join(envelope.rcpt_tos)}\r\n".encode()
+        path = mailbox.store(self.directory, delivered_to + (raw.encode() if isinstance(raw, str) else raw))
         self.received += 1
         RECEIVED.inc()
         log.debug("mail from %s to %s kept as %s", envelope.mail_from, ", ".join(envelope.rcpt_tos), path.name)
