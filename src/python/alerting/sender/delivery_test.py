@@ -89,7 +89,8 @@ async def test_poison_notifications_fail_alone_and_every_good_one_is_sent_once(
             assert (await states(stack_settings, [poison["busy forever"]]))[poison["busy forever"]][0] == "PENDING"
 
             async def poison_decided() -> bool:
-                return all(status == "FAILED" for status, _ in (await states(stack_settings, list(poison.values()))).values())
+                decided = await states(stack_settings, list(poison.values()))
+                return all(status == "FAILED" for status, _ in decided.values())
 
             await wait_until(poison_decided, 30, "every poison notification FAILED")
     finally:
