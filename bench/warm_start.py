@@ -77,15 +77,15 @@ async def main() -> None:
         del rules
 
         async def from_snapshot() -> RuleIndex:
-            index, _, rebuilt = await load_index(client, settings)
-            assert not rebuilt
-            return index
+            warm = await load_index(client, settings)
+            assert not warm.rebuilt
+            return warm.index
 
         async def from_postgres() -> RuleIndex:
             await client.delete(*snapshot.keys(settings))  # as after a loss of Redis' data
-            index, _, rebuilt = await load_index(client, settings)
-            assert rebuilt
-            return index
+            warm = await load_index(client, settings)
+            assert warm.rebuilt
+            return warm.index
 
         warm = await timed("from the Redis snapshot", from_snapshot)
         scan = await timed("from a Postgres scan (and rewriting the snapshot)", from_postgres)

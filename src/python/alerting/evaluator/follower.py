@@ -12,9 +12,16 @@ from aiokafka.errors import OffsetOutOfRangeError
 from alerting.common.kafka import InvalidEvent, start_clients
 from alerting.common.retry import Stopping, retry_until_done
 from alerting.common.settings import Settings
+from alerting.common.validation import InvalidField
 from alerting.evaluator.alerts import indexed_rule
 from alerting.evaluator.matcher import RuleIndex
-from alerting.rules.changelog import UPSERT, decode_rule_changed, rule_changed_consumer, rule_changed_partition
+from alerting.rules.changelog import (
+    UPSERT,
+    check_seq,
+    decode_rule_changed,
+    rule_changed_consumer,
+    rule_changed_partition,
+)
 from alerting.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -35,9 +42,11 @@ class RuleFollower:
     """Applies `rule.changed` to the index from a given offset, catching up first. A failure
     is retried with backoff from the first offset not applied yet, so no change is skipped."""
 
-    def __init__(self, settings: Settings, index: RuleIndex, next_offset: int) -> None:
+    def __init__(self, settings: Settings, index: RuleIndex, next_offset: int, last_seq: int = 0) -> None:
         self.settings = settings
         self.index = index
+        # The newest seq applied, to check each change's against as the rule-updater does.
+        self.last_seq = last_seq
         self.partition = rule_changed_partition(settings)
         self.next_offset = next_offset
         self.consumer = rule_changed_consumer(settings)
@@ -74,10 +83,14 @@ class RuleFollower:
             return False
         for record in batch.get(self.partition, []):
             try:
-                apply_change(self.index, decode_rule_changed(record))
-            except InvalidEvent as error:
+                change = decode_rule_changed(record)
+                check_seq(change.seq, self.last_seq)
+            except (InvalidEvent, InvalidField) as error:
                 # The rule-updater dead-letters it; here it is simply not a rule.
                 log.warning("ignoring invalid rule change at offset %d: %s", record.offset, error)
+            else:
+                apply_change(self.index, change)
+                self.last_seq = max(self.last_seq, change.seq)
             self.next_offset = record.offset + 1
         return True
 

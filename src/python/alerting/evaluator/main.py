@@ -19,8 +19,8 @@ from alerting.evaluator.warm_start import warm_index
 
 
 async def run(settings: Settings, lifecycle: Lifecycle) -> None:
-    index, next_offset = await warm_index(settings, lifecycle.stop)
-    follower = RuleFollower(settings, index, next_offset)
+    warm = await warm_index(settings, lifecycle.stop)
+    follower = RuleFollower(settings, warm.index, warm.next_offset, warm.version)
     consumer = make_consumer(settings, topics.EVALUATOR_GROUP, topics.ALERTS_NEW)
     producer = make_producer(settings)
     try:
@@ -38,7 +38,7 @@ async def run(settings: Settings, lifecycle: Lifecycle) -> None:
                 consumer=consumer,
                 producer=producer,
                 decode=decode_alert_new,
-                handle=AlertEvaluator(settings, index, producer).handle,
+                handle=AlertEvaluator(settings, warm.index, producer).handle,
                 stop=lifecycle.stop,
             )
             lifecycle.healthy = lambda: worker.last_batch_ok and not follower.failing

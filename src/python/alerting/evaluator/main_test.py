@@ -147,6 +147,22 @@ async def test_the_follower_fails_loudly_when_the_log_no_longer_holds_its_offset
         await follower.stop()
 
 
+async def test_the_follower_skips_an_implausible_seq_as_the_rule_updater_does(stack_settings: Settings) -> None:
+    first, forged, later = (rule(str(uuid.uuid4()), source) for source in ("a", "forged", "c"))
+    changes = [events_pb2.RuleChanged(schema_version=1, seq=seq, op=events_pb2.RuleChanged.OP_UPSERT,
+                                      rule_id=r.rule_id, client_id=r.client_id, rule=r)
+               for seq, r in ((1, first), (10**9, forged), (2, later))]
+    await send(stack_settings, topics.RULE_CHANGED, [c.SerializeToString() for c in changes],
+               keys=[c.rule_id.encode() for c in changes])
+    follower = RuleFollower(stack_settings, RuleIndex(), 0)
+    try:
+        await asyncio.wait_for(follower.start(asyncio.Event()), 30)
+    finally:
+        await follower.stop()
+    assert {r.rule_id for r in follower.index.rules()} == {first.rule_id, later.rule_id}
+    assert (follower.last_seq, follower.next_offset) == (2, 3)
+
+
 async def test_the_follower_retries_a_failure_from_the_first_change_it_did_not_apply(
     stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

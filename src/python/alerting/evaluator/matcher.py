@@ -56,12 +56,19 @@ KEY_OF = {
 }
 
 
+# Deleted rules remembered (the newest deletions). A late upsert comes only from the outbox
+# relay publishing a batch again after a crash, at most a few hundred changes later.
+MAX_DELETED = 100_000
+
+
 class RuleIndex:
-    def __init__(self) -> None:
+    def __init__(self, max_deleted: int = MAX_DELETED) -> None:
         self._rules: dict[str, IndexedRule] = {}
         self._buckets: dict[int, dict[tuple[str, ...], list[IndexedRule]]] = {shape: {} for shape in SHAPES}
-        # Versions of deleted rules, so a late, older upsert cannot bring one back.
+        # Versions of deleted rules, so a late, older upsert cannot bring one back; the
+        # oldest deletion is forgotten first (insertion order), so it cannot grow without bound.
         self._deleted: dict[str, int] = {}
+        self._max_deleted = max_deleted
         # Each email list seen, as given and normalized, to its one shared normalized tuple.
         self._emails: dict[tuple[str, ...], tuple[str, ...]] = {}
 
@@ -110,7 +117,10 @@ class RuleIndex:
 
     def delete(self, rule_id: str, version: int = 0) -> bool:
         current = self._rules.pop(rule_id, None)
-        self._deleted[rule_id] = max(version, current.version if current else 0, self._deleted.get(rule_id, 0))
+        deleted_version = max(version, current.version if current else 0, self._deleted.pop(rule_id, 0))
+        self._deleted[rule_id] = deleted_version
+        if len(self._deleted) > self._max_deleted:
+            del self._deleted[next(iter(self._deleted))]
         if current is None:
             return False
         self._unlink(current)

@@ -133,3 +133,14 @@ def test_a_single_matching_rule_lists_its_emails_sorted_and_once() -> None:
     index.upsert(rule("r1", emails=("b@x.io", "a@x.io", "b@x.io")))
     [match] = index.match("HIGH", "db", "disk")
     assert match == ("c1", ("r1",), ("a@x.io", "b@x.io"))
+
+
+def test_only_the_newest_deletions_are_remembered() -> None:
+    index = RuleIndex(max_deleted=2)
+    rules = [IndexedRule(f"r{n}", "c", "HIGH", "db", "*", ("a@x.io",), True, 3) for n in range(3)]
+    for rule in rules:
+        index.upsert(rule)
+        index.delete(rule.rule_id, rule.version)
+    assert not index.upsert(rules[2]._replace(version=2))  # a late, older upsert: still refused
+    assert index.upsert(rules[0]._replace(version=2))  # the oldest deletion is forgotten
+    assert len(index) == 1

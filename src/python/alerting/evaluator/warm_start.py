@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from dataclasses import dataclass
 
 import redis.asyncio as redis
 
@@ -18,11 +19,16 @@ from alerting.rules.rebuild import load_or_rebuild
 log = logging.getLogger(__name__)
 
 
-async def load_index(
-    client: redis.Redis, settings: Settings, stop: asyncio.Event | None = None
-) -> tuple[RuleIndex, int, bool]:
-    """The index of the snapshot (rebuilt from Postgres if need be), the first `rule.changed`
-    offset it does not cover, and whether the snapshot was rebuilt.
+@dataclass(frozen=True)
+class WarmStart:
+    index: RuleIndex
+    next_offset: int  # the first `rule.changed` offset the index does not cover
+    version: int  # the seq of the newest change it holds
+    rebuilt: bool  # whether the snapshot had to be rebuilt from Postgres
+
+
+async def load_index(client: redis.Redis, settings: Settings, stop: asyncio.Event | None = None) -> WarmStart:
+    """The index of the snapshot (rebuilt from Postgres if need be).
 
     The cyclic garbage collector is paused meanwhile (a million new objects would trigger it
     over and over), and the index is then frozen out of its reach: it lives as long as the
@@ -35,16 +41,16 @@ async def load_index(
     finally:
         gc.enable()
     gc.freeze()
-    return index, loaded.next_offset, rebuilt
+    return WarmStart(index, loaded.next_offset, loaded.version, rebuilt)
 
 
-async def warm_index(settings: Settings, stop: asyncio.Event) -> tuple[RuleIndex, int]:
-    """The index from the snapshot (or a rebuild), and the first offset it does not cover."""
+async def warm_index(settings: Settings, stop: asyncio.Event) -> WarmStart:
+    """The index from the snapshot (or a rebuild)."""
     client = redis.from_url(settings.redis_url)
     try:
-        index, next_offset, rebuilt = await load_index(client, settings, stop)
+        warm = await load_index(client, settings, stop)
     finally:
         await client.aclose()
     log.info("warmed %d rules from the %s, up to rule.changed offset %d",
-             len(index), "rebuilt snapshot" if rebuilt else "snapshot", next_offset)
-    return index, next_offset
+             len(warm.index), "rebuilt snapshot" if warm.rebuilt else "snapshot", warm.next_offset)
+    return warm

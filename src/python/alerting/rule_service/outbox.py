@@ -58,11 +58,25 @@ def published_change(seq: int, payload: bytes) -> events_pb2.RuleChanged:
     return change
 
 
+# Published rows kept for this long are deleted, a batch at a time: the log has them.
+PURGE = """
+DELETE FROM rule_outbox WHERE seq IN (
+    SELECT seq FROM rule_outbox WHERE published_at < now() - make_interval(secs => $1) ORDER BY seq LIMIT $2)
+"""
+
+
 class OutboxRelay:
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer, poll_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: AIOKafkaProducer,
+        poll_seconds: float = 1.0,
+        retention_seconds: float = 7 * 24 * 3600.0,
+    ) -> None:
         self.settings = settings
         self.producer = producer
         self.poll_seconds = poll_seconds
+        self.retention_seconds = retention_seconds
         self.wakeup = asyncio.Event()
 
     def wake(self) -> None:
@@ -87,6 +101,11 @@ class OutboxRelay:
             "UPDATE rule_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [row["seq"] for row in rows]
         )
         return len(rows)
+
+    async def purge_published(self, connection: asyncpg.Connection) -> int:
+        """Delete one batch of rows published longer ago than the retention; how many."""
+        result = await connection.execute(PURGE, self.retention_seconds, BATCH)
+        return int(result.split()[-1])
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until stopped; errors are retried after a pause, never skipped. The
@@ -120,6 +139,7 @@ class OutboxRelay:
         while not stop.is_set():
             self.wakeup.clear()  # before reading, so a commit during the read wakes the next pause
             if await self.publish_pending(connection) < BATCH:
+                await self.purge_published(connection)
                 await self._pause(stop)
 
     async def _pause(self, stop: asyncio.Event) -> None:

@@ -26,6 +26,8 @@ SERVICE_NAME = rule_service_pb2.DESCRIPTOR.services_by_name["RuleService"].full_
 class RuleServiceSettings(Settings):
     grpc_port: int = ports.RULE_SERVICE_GRPC_PORT
     grace_seconds: float = 5.0
+    # Published outbox rows are deleted after this long (`rule.changed` keeps every change).
+    outbox_retention_seconds: float = 7 * 24 * 3600.0
 
 
 async def start_server(settings: RuleServiceSettings, service: RuleService) -> tuple[grpc.aio.Server, int]:
@@ -46,7 +48,7 @@ async def serve(
     settings: RuleServiceSettings, lifecycle: Lifecycle, pool: asyncpg.Pool, producer: AIOKafkaProducer
 ) -> None:
     """Serve gRPC and relay the outbox until stopped."""
-    relay = OutboxRelay(settings, producer)
+    relay = OutboxRelay(settings, producer, retention_seconds=settings.outbox_retention_seconds)
     relaying = asyncio.create_task(relay.run(lifecycle.stop))
     server, port = await start_server(settings, RuleService(pool, relay.wake))
     log.info("rule-service gRPC on %s:%d", settings.listen_host, port)

@@ -3,6 +3,7 @@
 import asyncio
 import uuid
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -12,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from alerting.common import topics
+from alerting.common.kafka import make_producer
 from alerting.common.settings import Settings
 from alerting.rule_service import outbox
 from alerting.rule_service.main import RuleServiceSettings, run
@@ -189,3 +191,23 @@ async def test_delete_client_records_a_delete_for_a_rule_whose_insert_commits_wh
     assert await fetch(stack_settings, "SELECT rule_id FROM rules") == []
     deletes = await fetch(stack_settings, "SELECT rule_id::text FROM rule_outbox WHERE op = 'DELETE'")
     assert sorted(row["rule_id"] for row in deletes) == sorted([existing.rule_id, str(late["rule_id"])])
+
+
+async def test_published_outbox_rows_past_the_retention_are_purged_and_unpublished_ones_never(
+    stack_settings: Settings,
+) -> None:
+    rows = [(timedelta(hours=1), True), (timedelta(hours=1), False), (timedelta(seconds=1), True)]  # age, published
+    connection = await asyncpg.connect(stack_settings.database_url)
+    try:
+        for age, published in rows:
+            await connection.execute(
+                "INSERT INTO rule_outbox (rule_id, client_id, op, payload, created_at, published_at)"
+                " VALUES ($1, $2, 'DELETE', '', now() - $3::interval, CASE WHEN $4 THEN now() - $3::interval END)",
+                uuid.uuid4(), uuid.uuid4(), age, published)
+        relay = outbox.OutboxRelay(stack_settings, make_producer(stack_settings), retention_seconds=60)  # not started
+        assert await relay.purge_published(connection) == 1
+        assert await relay.purge_published(connection) == 0
+        kept = await connection.fetch("SELECT published_at IS NULL AS unpublished FROM rule_outbox ORDER BY seq")
+    finally:
+        await connection.close()
+    assert [row["unpublished"] for row in kept] == [True, False]

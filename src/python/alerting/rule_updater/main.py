@@ -25,10 +25,10 @@ async def run(settings: Settings, lifecycle: Lifecycle) -> None:
     consumer = make_consumer(settings, topics.RULE_UPDATER_GROUP, topics.RULE_CHANGED)
     producer = make_producer(settings)
     try:
-        _, rebuilt = await load_or_rebuild(client, settings, unconverted, stop=lifecycle.stop)
+        loaded, rebuilt = await load_or_rebuild(client, settings, unconverted, stop=lifecycle.stop)
         log.info("rule snapshot %s", "rebuilt from Postgres" if rebuilt else "present")
         await start_clients(settings, consumer, producer, stop=lifecycle.stop)
-        writer = SnapshotWriter(client, settings, lifecycle.stop)
+        writer = SnapshotWriter(client, settings, lifecycle.stop, loaded.version)
         worker = BatchWorker(
             service="rule-updater",
             settings=settings,

@@ -87,6 +87,23 @@ async def test_invalid_changes_are_dead_lettered(stack_settings: Settings) -> No
     assert dict(dead.headers)["dlq.reason"] == b"op: unknown 0"
 
 
+async def test_a_change_with_an_implausible_seq_is_dead_lettered_and_freezes_nothing(stack_settings: Settings) -> None:
+    client = redis.from_url(stack_settings.redis_url)
+    first, forged, later = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    try:
+        async with running(alerting.rule_updater.main.run, stack_settings):
+            await wait_until(lambda: version_is(client, stack_settings, 0), 30, "the initial snapshot")
+            await publish_changes(stack_settings, [change(1, UPSERT, first), change(10**9, UPSERT, forged)])
+            [dead] = await read(stack_settings, topics.dead_letter(topics.RULE_CHANGED), 1)
+            await publish_changes(stack_settings, [change(2, UPSERT, later)])
+            await wait_until(lambda: version_is(client, stack_settings, 2), 30, "version 2")
+        assert await rules_are(client, stack_settings, first, later)
+    finally:
+        await client.aclose()
+    assert dict(dead.headers)["dlq.reason"] == (
+        b"seq: 1000000000 is implausibly far ahead of the newest change applied (1)")
+
+
 async def test_changes_after_a_dead_letter_are_applied_not_taken_for_a_gap(stack_settings: Settings) -> None:
     """A dead-lettered change never reaches the snapshot, yet the snapshot covers its offset.
     (A rebuild would lose these rules: they are in the log only, not in Postgres.)"""

@@ -9,10 +9,11 @@ import redis.asyncio as redis
 from aiokafka import ConsumerRecord
 
 from alerting.common.failpoints import failpoint
-from alerting.common.kafka import Delivery
+from alerting.common.kafka import Delivery, InvalidEvent
 from alerting.common.settings import Settings
+from alerting.common.validation import InvalidField
 from alerting.rules import snapshot
-from alerting.rules.changelog import decode_rule_changed
+from alerting.rules.changelog import check_seq, decode_rule_changed
 from alerting.rules.rebuild import rebuild_from_database
 from alerting.v1 import events_pb2
 
@@ -23,10 +24,13 @@ class SnapshotWriter:
     """The durable step: a batch of changes onto the snapshot, or, when the snapshot cannot
     take them (see snapshot.SnapshotIncomplete), a rebuild of it from Postgres."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, stop: asyncio.Event) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings, stop: asyncio.Event, last_seq: int) -> None:
         self.client = client
         self.settings = settings
         self.stop = stop
+        # The newest seq the snapshot holds or this batch will apply: what a change's seq is
+        # checked against (changelog.check_seq), the same way the evaluators check it.
+        self.last_seq = last_seq
         # The offsets read since a batch was last applied. They include dead-lettered records,
         # which never reach handle(): the snapshot covers them too, or the batch after them
         # would look like a gap.
@@ -37,7 +41,13 @@ class SnapshotWriter:
         if self.first_read is None:
             self.first_read = record.offset
         self.next_read = record.offset + 1
-        return decode_rule_changed(record)
+        change = decode_rule_changed(record)
+        try:
+            check_seq(change.seq, self.last_seq)
+        except InvalidField as error:
+            raise InvalidEvent(str(error)) from error
+        self.last_seq = max(self.last_seq, change.seq)
+        return change
 
     async def handle(self, deliveries: list[Delivery[events_pb2.RuleChanged]]) -> None:
         changes = [delivery.message for delivery in deliveries]
@@ -54,6 +64,7 @@ class SnapshotWriter:
                         self.first_read, self.next_read - 1, error)
             # Outside the lock, which the rebuild takes. The rebuild reads the log's end first,
             # and these changes were read before that, so it covers them.
-            await rebuild_from_database(self.client, self.settings, stop=self.stop)
+            rebuilt = await rebuild_from_database(self.client, self.settings, stop=self.stop)
+            self.last_seq = rebuilt.version
         failpoint("after_db_write")
         self.first_read = None

@@ -18,6 +18,17 @@ from alerting.v1 import events_pb2
 
 UPSERT = events_pb2.RuleChanged.OP_UPSERT
 DELETE = events_pb2.RuleChanged.OP_DELETE
+# How far a change's seq may run ahead of the newest seq applied before it. Outbox seqs
+# grow by one per change (gaps come only from rolled-back transactions): a change far
+# ahead was not written by the rule-service, and applying it would make every later,
+# genuine change look old, freezing the snapshot.
+MAX_SEQ_JUMP = 1_000_000
+
+
+def check_seq(seq: int, last_seq: int) -> None:
+    """InvalidField when `seq` is implausibly far ahead of `last_seq`, the newest applied."""
+    if seq > last_seq + MAX_SEQ_JUMP:
+        raise InvalidField("seq", f"{seq} is implausibly far ahead of the newest change applied ({last_seq})")
 
 
 def decode_rule_changed(record: ConsumerRecord) -> events_pb2.RuleChanged:

@@ -21,20 +21,26 @@ from alerting.v1 import rule_pb2
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+LAST_ISSUED_SEQ = "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('rule_outbox', 'seq')), 0)"
 
 
 async def rebuild_from_database(
     client: redis.Redis, settings: Settings, *, stop: asyncio.Event | None = None
 ) -> Snapshot[rule_pb2.Rule]:
     """Scan the rules table into a new snapshot. The log position is read first, so every
-    change the scan may miss lies after it and is applied by whoever reads on from there."""
+    change the scan may miss lies after it and is applied by whoever reads on from there.
+    The snapshot's version is the seq of the log's last change, but never above the last
+    seq the outbox issued: a forged change at the log's end must not make every genuine
+    change after it look old."""
     async with snapshot.lock(client, settings):
-        next_offset, version = await rule_changed_position(settings, stop=stop)
+        next_offset, last_seq = await rule_changed_position(settings, stop=stop)
         connection = await asyncpg.connect(settings.database_url)
         try:
             rows = await connection.fetch(f"SELECT {RULE_COLUMNS} FROM rules")
+            issued = await connection.fetchval(LAST_ISSUED_SEQ)
         finally:
             await connection.close()
+        version = min(last_seq, issued)
         rebuilt = Snapshot([rule_from_row(row) for row in rows], version, next_offset)
         await snapshot.write_full(client, settings, rebuilt)
         return rebuilt

@@ -40,6 +40,15 @@ async def insert_rules(settings: Settings, *sources: str) -> dict[str, str]:
         await connection.close()
 
 
+async def issue_seqs_up_to(settings: Settings, seq: int) -> None:
+    """As if the outbox had issued seqs up to `seq`."""
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await connection.execute("SELECT setval(pg_get_serial_sequence('rule_outbox', 'seq'), $1)", seq)
+    finally:
+        await connection.close()
+
+
 async def publish_change(settings: Settings, seq: int) -> None:
     rule_id = str(uuid.uuid4())
     change = events_pb2.RuleChanged(schema_version=1, seq=seq, op=UPSERT, rule_id=rule_id, rule=rule_pb2.Rule(
@@ -53,6 +62,10 @@ async def test_a_rebuild_holds_every_rule_and_starts_at_the_end_of_the_log(
     expected = await insert_rules(stack_settings, "db", "web")
     await publish_change(stack_settings, 41)
     await publish_change(stack_settings, 42)
+    # The outbox issued no seq yet: changes at the log's end claiming 41 and 42 are not its.
+    rebuilt = await rebuild_from_database(client, stack_settings)
+    assert ({r.rule_id: r.source for r in rebuilt.rules}, rebuilt.version, rebuilt.next_offset) == (expected, 0, 2)
+    await issue_seqs_up_to(stack_settings, 50)
     rebuilt = await rebuild_from_database(client, stack_settings)
     assert ({r.rule_id: r.source for r in rebuilt.rules}, rebuilt.version, rebuilt.next_offset) == (expected, 42, 2)
     stored = await snapshot.load(client, stack_settings)
