@@ -2,6 +2,7 @@ DROP TABLE notification_recipients;
 DROP INDEX notifications_client_status_idx;
 DROP INDEX notifications_due_idx;
 ALTER TABLE notifications
+    DROP COLUMN retried_at,
     DROP COLUMN last_error,
     DROP COLUMN leased_by,
     DROP COLUMN lease_until,

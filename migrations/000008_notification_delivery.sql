@@ -7,7 +7,8 @@ ALTER TABLE notifications
     ADD COLUMN next_attempt_at timestamptz NOT NULL DEFAULT now(),
     ADD COLUMN lease_until     timestamptz,   -- a sender is attempting it until then
     ADD COLUMN leased_by       text,          -- which sender (its instance id)
-    ADD COLUMN last_error      text;          -- why the last attempt did not finish it
+    ADD COLUMN last_error      text,          -- why the last attempt did not finish it
+    ADD COLUMN retried_at      timestamptz;   -- an operator retried it: its maximum age counts from then
 -- The sender's retry scheduler: PENDING rows whose next attempt is due.
 CREATE INDEX notifications_due_idx ON notifications (next_attempt_at) WHERE status = 'PENDING';
 -- Operators list notifications by tenant and status.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 
 from google.protobuf.json_format import MessageToDict
@@ -10,9 +11,19 @@ from google.protobuf.message import Message
 
 CLIENT_COLUMNS = ("client_id", "name", "version")
 RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version")
+NOTIFICATION_COLUMNS = ("notification_id", "client_id", "alert_id", "status", "attempts", "created_at", "sent_at")
+RECIPIENT_COLUMNS = ("email", "status", "attempts", "response")
 
 
-def cell(value: object) -> str:
+def cell(message: Message, column: str) -> str:
+    """A field as people read it: enums by name, times in ISO 8601, lists comma-joined."""
+    field = message.DESCRIPTOR.fields_by_name[column]
+    value = getattr(message, column)
+    if field.enum_type is not None:
+        prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", field.enum_type.name).upper() + "_"
+        return field.enum_type.values_by_number[value].name.removeprefix(prefix)
+    if field.message_type is not None and field.message_type.full_name == "google.protobuf.Timestamp":
+        return value.ToJsonString() if message.HasField(column) else ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, Iterable) and not isinstance(value, str):
@@ -21,7 +32,7 @@ def cell(value: object) -> str:
 
 
 def table(messages: Sequence[Message], columns: tuple[str, ...]) -> str:
-    rows = [columns] + [tuple(cell(getattr(m, c)) for c in columns) for m in messages]
+    rows = [columns] + [tuple(cell(m, c) for c in columns) for m in messages]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))

@@ -13,9 +13,17 @@ import click
 import grpc
 from google.protobuf.message import Message
 
-from alerting.cli.formatting import CLIENT_COLUMNS, RULE_COLUMNS, as_json, table
+from alerting.cli.formatting import (
+    CLIENT_COLUMNS,
+    NOTIFICATION_COLUMNS,
+    RECIPIENT_COLUMNS,
+    RULE_COLUMNS,
+    as_json,
+    table,
+)
 from alerting.common.settings import Settings
-from alerting.v1 import rule_pb2, rule_service_pb2_grpc
+from alerting.v1 import notification_service_pb2 as notifications_api
+from alerting.v1 import notification_service_pb2_grpc, rule_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
 
 Response = TypeVar("Response")
@@ -25,6 +33,7 @@ class Context:
     def __init__(self, address: str, output_json: bool) -> None:
         self.channel = grpc.insecure_channel(address)
         self.stub = rule_service_pb2_grpc.RuleServiceStub(self.channel)
+        self.notifications = notification_service_pb2_grpc.NotificationServiceStub(self.channel)
         self.output_json = output_json
 
     def show(self, messages: Sequence[Message], columns: tuple[str, ...]) -> None:
@@ -190,6 +199,72 @@ def rule_update(
 def rule_delete(ctx: Context, rule_id: str, expected_version: int) -> None:
     ctx.call(ctx.stub.DeleteRule, api.DeleteRuleRequest(rule_id=rule_id, expected_version=expected_version))
     click.echo(f"deleted rule {rule_id}")
+
+
+@cli.group()
+def notification() -> None:
+    """Notifications: what was sent to whom, what failed and why."""
+
+
+STATUS_CHOICES = ("PENDING", "SENT", "FAILED")
+
+
+@notification.command("list")
+@click.option("--client", "client_id", default="", help="Only this client's notifications.")
+@click.option("--status", type=click.Choice(STATUS_CHOICES, case_sensitive=False), help="Only this status.")
+@click.option("--page-size", default=100, show_default=True)
+@click.option("--all", "every_page", is_flag=True, help="Follow every page.")
+@pass_context
+def notification_list(ctx: Context, client_id: str, status: str | None, page_size: int, every_page: bool) -> None:
+    """Notifications, newest first."""
+    status_value = (notifications_api.NotificationStatus.Value(f"NOTIFICATION_STATUS_{status.upper()}") if status
+                    else notifications_api.NOTIFICATION_STATUS_UNSPECIFIED)
+    found: list[notifications_api.Notification] = []
+    token = ""
+    while True:
+        request = notifications_api.ListNotificationsRequest(client_id=client_id, status=status_value,
+                                                             page_size=page_size, page_token=token)
+        page = ctx.call(ctx.notifications.ListNotifications, request)
+        found += page.notifications
+        token = page.next_page_token
+        if not (token and every_page):
+            break
+    ctx.show(found, NOTIFICATION_COLUMNS)
+    if token:
+        click.echo("(more: --all to list every page)", err=True)
+
+
+@notification.command("show")
+@click.argument("notification_id")
+@pass_context
+def notification_show(ctx: Context, notification_id: str) -> None:
+    """One notification, with its alert and every recipient's outcome."""
+    shown = ctx.call(ctx.notifications.GetNotification,
+                     notifications_api.GetNotificationRequest(notification_id=notification_id))
+    show_notification(ctx, shown)
+
+
+@notification.command("retry")
+@click.argument("notification_id")
+@pass_context
+def notification_retry(ctx: Context, notification_id: str) -> None:
+    """Try a FAILED notification again (after fixing what made it fail)."""
+    retried = ctx.call(ctx.notifications.RetryNotification,
+                       notifications_api.RetryNotificationRequest(notification_id=notification_id))
+    show_notification(ctx, retried)
+
+
+def show_notification(ctx: Context, shown: notifications_api.Notification) -> None:
+    if ctx.output_json:
+        ctx.show([shown], NOTIFICATION_COLUMNS)
+        return
+    ctx.show([shown], NOTIFICATION_COLUMNS)
+    for label, value in (("failure", shown.failure), ("last error", shown.last_error)):
+        if value:
+            click.echo(f"{label}: {value}")
+    if shown.recipients:
+        click.echo()
+        ctx.show(shown.recipients, RECIPIENT_COLUMNS)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import asyncpg
 import grpc
@@ -15,12 +16,21 @@ from grpc_reflection.v1alpha import reflection
 from alerting.common import ports
 from alerting.common.service import Lifecycle
 from alerting.common.settings import Settings
+from alerting.rule_service.notifications import NotificationService
 from alerting.rule_service.outbox import OutboxRelay
 from alerting.rule_service.servicer import RuleService
-from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
+from alerting.v1 import (
+    notification_service_pb2,
+    notification_service_pb2_grpc,
+    rule_service_pb2,
+    rule_service_pb2_grpc,
+)
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = rule_service_pb2.DESCRIPTOR.services_by_name["RuleService"].full_name
+SERVICE_NAMES = (
+    rule_service_pb2.DESCRIPTOR.services_by_name["RuleService"].full_name,
+    notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+)
 
 
 class RuleServiceSettings(Settings):
@@ -30,16 +40,18 @@ class RuleServiceSettings(Settings):
     outbox_retention_seconds: float = 7 * 24 * 3600.0
 
 
-async def start_server(settings: RuleServiceSettings, service: RuleService) -> tuple[grpc.aio.Server, int]:
+async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_change: Callable[[], None]
+                       ) -> tuple[grpc.aio.Server, int]:
     """A started server; the port it listens on (settings.grpc_port 0 picks a free one)."""
     server = grpc.aio.server()
-    rule_service_pb2_grpc.add_RuleServiceServicer_to_server(service, server)
+    rule_service_pb2_grpc.add_RuleServiceServicer_to_server(RuleService(pool, on_change), server)
+    notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationService(pool), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(f"{settings.listen_host}:{settings.grpc_port}")
     await server.start()
-    for name in ("", SERVICE_NAME):
+    for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port
 
@@ -50,7 +62,7 @@ async def serve(
     """Serve gRPC and relay the outbox until stopped."""
     relay = OutboxRelay(settings, producer, retention_seconds=settings.outbox_retention_seconds)
     relaying = asyncio.create_task(relay.run(lifecycle.stop))
-    server, port = await start_server(settings, RuleService(pool, relay.wake))
+    server, port = await start_server(settings, pool, relay.wake)
     log.info("rule-service gRPC on %s:%d", settings.listen_host, port)
     lifecycle.healthy = lambda: not relaying.done()
     try:

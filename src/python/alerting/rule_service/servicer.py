@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
 import asyncpg
-import grpc
 
-from alerting.common.validation import InvalidField, canonical_uuid
+from alerting.common.validation import canonical_uuid
 from alerting.rule_service import outbox, validation
+from alerting.rule_service.errors import NotFound, StaleVersion, grpc_errors
 from alerting.rules.changelog import DELETE, UPSERT
 from alerting.rules.records import RULE_COLUMNS, rule_from_row
 from alerting.rules.validation import rule_fields
@@ -18,39 +17,9 @@ from alerting.v1 import rule_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
 
 if TYPE_CHECKING:
-    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-Request = TypeVar("Request")
-Response = TypeVar("Response")
-Handler: TypeAlias = Callable[["RuleService", Request, "Context"], Awaitable[Response]]
+    from alerting.rule_service.errors import Context
 
 CLIENT_COLUMNS = "client_id, name, version, created_at, updated_at"
-
-
-class NotFound(Exception):
-    pass
-
-
-class StaleVersion(Exception):
-    pass
-
-
-def grpc_errors(method: Handler[Request, Response]) -> Handler[Request, Response]:
-    """Domain errors → gRPC status codes, the message naming the field or the id."""
-
-    @functools.wraps(method)
-    async def wrapper(self: RuleService, request: Request, context: Context) -> Response:
-        try:
-            return await method(self, request, context)
-        except InvalidField as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
-        except NotFound as error:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
-        except StaleVersion as error:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        except asyncpg.ForeignKeyViolationError:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "client_id: no such client")
-
-    return wrapper
 
 
 def client_message(row: asyncpg.Record) -> rule_pb2.Client:

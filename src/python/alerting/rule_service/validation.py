@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from datetime import datetime
 
 from alerting.common.validation import InvalidField, require_no_control
 
@@ -45,5 +46,21 @@ def decode_page_token(token: str) -> str | None:
         return None
     try:
         return str(uuid.UUID(base64.urlsafe_b64decode(token.encode()).decode()))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidField("page_token", "not a token this service issued") from error
+
+
+def encode_cursor(created_at: datetime, last_id: str) -> str:
+    """A page token for lists ordered newest first: the last item's time and id."""
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{last_id}".encode()).decode()
+
+
+def decode_cursor(token: str) -> tuple[datetime, str] | None:
+    """The (time, id) a newest-first page starts after; None for the first page."""
+    if not token:
+        return None
+    try:
+        created_at, _, last_id = base64.urlsafe_b64decode(token.encode()).decode().partition("|")
+        return datetime.fromisoformat(created_at), str(uuid.UUID(last_id))
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidField("page_token", "not a token this service issued") from error

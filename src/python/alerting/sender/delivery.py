@@ -159,7 +159,7 @@ class EmailSender:
     def decide(self, notification: ClaimedNotification, attempt: Attempt) -> Decision:
         decision = decide(
             attempt, addressed=open_recipients(notification.emails, notification.done), done=notification.done,
-            attempts=notification.attempts, created_at=notification.created_at, now=datetime.now(UTC),
+            attempts=notification.attempts, age_from=notification.age_from, now=datetime.now(UTC),
             policy=self.policy, rng=self.rng,
         )
         NOTIFICATIONS_DECIDED.labels(decision.status.value).inc()

@@ -83,14 +83,14 @@ def decide(
     addressed: Sequence[str],
     done: Mapping[str, RecipientStatus],
     attempts: int,
-    created_at: datetime,
+    age_from: datetime,
     now: datetime,
     policy: RetryPolicy,
     rng: random.Random,
 ) -> Decision:
     """The notification's next state after `attempt`, its `attempts`-th, which addressed
     `addressed`; `done` holds the final outcomes of earlier attempts."""
-    expired = now - created_at >= policy.max_age
+    expired = now - age_from >= policy.max_age
     if attempt.rejected is not None:
         outcomes = [RecipientOutcome(email, RecipientStatus.FAILED, attempt.rejected) for email in addressed]
         return _final(outcomes, done, attempt.rejected)

@@ -19,7 +19,7 @@ POLICY = RetryPolicy(initial_seconds=10, max_seconds=100, max_age=timedelta(hour
 
 def decided(attempt: Attempt, addressed: list[str], attempts: int = 1, age: timedelta = timedelta(minutes=1),
             done: dict[str, RecipientStatus] | None = None) -> Decision:
-    return decide(attempt, addressed=addressed, done=done or {}, attempts=attempts, created_at=CREATED,
+    return decide(attempt, addressed=addressed, done=done or {}, attempts=attempts, age_from=CREATED,
                   now=CREATED + age, policy=POLICY, rng=random.Random(1))
 
 

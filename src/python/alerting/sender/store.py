@@ -12,7 +12,8 @@ import asyncpg
 
 from alerting.sender.outcomes import Decision, RecipientStatus
 
-_CLAIMED = "notification_id, alert, rule_ids, emails, trace_context, attempts, created_at, lease_until"
+_CLAIMED = ("notification_id, alert, rule_ids, emails, trace_context, attempts,"
+            " coalesce(retried_at, created_at) AS age_from, lease_until")
 # PENDING, due, and not leased by another sender: leased and counted as one more attempt.
 CLAIM = f"""
 UPDATE notifications SET lease_until = now() + make_interval(secs => $2), leased_by = $3,
@@ -72,7 +73,7 @@ class ClaimedNotification:
     emails: tuple[str, ...]
     trace_context: str
     attempts: int  # this attempt included
-    created_at: datetime
+    age_from: datetime  # its creation, or when an operator last retried it
     lease_until: datetime
     done: dict[str, RecipientStatus]  # recipients SENT or FAILED by earlier attempts
 
@@ -110,7 +111,7 @@ async def _claimed(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[Claim
             emails=tuple(row["emails"]),
             trace_context=row["trace_context"] or "",
             attempts=row["attempts"],
-            created_at=row["created_at"],
+            age_from=row["age_from"],
             lease_until=row["lease_until"],
             done=done.get(str(row["notification_id"]), {}),
         )

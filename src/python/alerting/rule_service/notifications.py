@@ -1,0 +1,119 @@
+"""The gRPC NotificationService: notifications by tenant and status, each with its
+recipients' outcomes, and a retry of a FAILED one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from alerting.common.validation import InvalidField, canonical_uuid
+from alerting.rule_service import validation
+from alerting.rule_service.errors import FailedPrecondition, NotFound, grpc_errors
+from alerting.v1 import alert_pb2, notification_service_pb2_grpc
+from alerting.v1 import notification_service_pb2 as api
+
+if TYPE_CHECKING:
+    from alerting.rule_service.errors import Context
+
+COLUMNS = ("notification_id, client_id, alert_id, rule_ids, emails, status, failure, last_error, attempts,"
+           " next_attempt_at, created_at, sent_at")
+STATUSES = {
+    api.NOTIFICATION_STATUS_PENDING: "PENDING",
+    api.NOTIFICATION_STATUS_SENT: "SENT",
+    api.NOTIFICATION_STATUS_FAILED: "FAILED",
+}
+STATUS_VALUES = {name: value for value, name in STATUSES.items()}
+RECIPIENT_STATUS_VALUES = {
+    "SENT": api.RECIPIENT_STATUS_SENT,
+    "FAILED": api.RECIPIENT_STATUS_FAILED,
+    "DEFERRED": api.RECIPIENT_STATUS_DEFERRED,
+}
+LIST = f"""
+SELECT {COLUMNS} FROM notifications
+WHERE ($1::uuid IS NULL OR client_id = $1) AND ($2::text IS NULL OR status = $2)
+  AND ($3::timestamptz IS NULL OR (created_at, notification_id) < ($3, $4::uuid))
+ORDER BY created_at DESC, notification_id DESC LIMIT $5
+"""
+# FAILED back to PENDING and due now, with the recipients that did not receive it open
+# again; its maximum age counts from now.
+RETRY = """
+WITH retried AS (
+    UPDATE notifications SET status = 'PENDING', failure = NULL, last_error = NULL, next_attempt_at = now(),
+        attempts = greatest(attempts, 1), retried_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now()
+    WHERE notification_id = $1 AND status = 'FAILED'
+    RETURNING notification_id
+), reopened AS (
+    DELETE FROM notification_recipients
+    WHERE notification_id IN (SELECT notification_id FROM retried) AND status <> 'SENT'
+)
+SELECT notification_id FROM retried
+"""
+
+
+def notification_message(row: Mapping[str, Any]) -> api.Notification:
+    message = api.Notification(
+        notification_id=str(row["notification_id"]), client_id=str(row["client_id"]), alert_id=row["alert_id"],
+        rule_ids=[str(rule_id) for rule_id in row["rule_ids"]], emails=list(row["emails"]),
+        status=STATUS_VALUES[row["status"]], failure=row["failure"] or "", last_error=row["last_error"] or "",
+        attempts=row["attempts"],
+    )
+    message.next_attempt_at.FromDatetime(row["next_attempt_at"])
+    message.created_at.FromDatetime(row["created_at"])
+    if row["sent_at"] is not None:
+        message.sent_at.FromDatetime(row["sent_at"])
+    return message
+
+
+class NotificationService(notification_service_pb2_grpc.NotificationServiceServicer):
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @grpc_errors
+    async def ListNotifications(
+        self, request: api.ListNotificationsRequest, context: Context
+    ) -> api.ListNotificationsResponse:
+        client_id = canonical_uuid(request.client_id, "client_id") if request.client_id else None
+        if request.status not in (api.NOTIFICATION_STATUS_UNSPECIFIED, *STATUSES):
+            raise InvalidField("status", f"unknown value {request.status}")
+        size = validation.page_size(request.page_size)
+        after = validation.decode_cursor(request.page_token)
+        rows = await self.pool.fetch(LIST, client_id, STATUSES.get(request.status), after and after[0],
+                                     after and after[1], size + 1)
+        page = rows[:size]
+        token = (validation.encode_cursor(page[-1]["created_at"], str(page[-1]["notification_id"]))
+                 if len(rows) > size else "")
+        return api.ListNotificationsResponse(notifications=[notification_message(row) for row in page],
+                                             next_page_token=token)
+
+    @grpc_errors
+    async def GetNotification(self, request: api.GetNotificationRequest, context: Context) -> api.Notification:
+        return await self._full(canonical_uuid(request.notification_id, "notification_id"))
+
+    @grpc_errors
+    async def RetryNotification(self, request: api.RetryNotificationRequest, context: Context) -> api.Notification:
+        notification_id = canonical_uuid(request.notification_id, "notification_id")
+        if await self.pool.fetchval(RETRY, notification_id) is None:
+            current = await self._full(notification_id)  # NotFound when there is none
+            status = STATUSES[current.status]
+            raise FailedPrecondition(f"notification_id: {notification_id} is {status}, not FAILED")
+        return await self._full(notification_id)
+
+    async def _full(self, notification_id: str) -> api.Notification:
+        """The notification with its alert and recipients; NotFound when there is none."""
+        row = await self.pool.fetchrow(f"SELECT {COLUMNS}, alert FROM notifications WHERE notification_id = $1",
+                                       notification_id)
+        if row is None:
+            raise NotFound(f"notification_id: no notification {notification_id}")
+        message = notification_message(row)
+        message.alert.CopyFrom(alert_pb2.Alert.FromString(row["alert"]))
+        for recipient in await self.pool.fetch(
+            "SELECT email, status, response, attempts, updated_at FROM notification_recipients"
+            " WHERE notification_id = $1 ORDER BY email", notification_id,
+        ):
+            outcome = message.recipients.add(
+                email=recipient["email"], status=RECIPIENT_STATUS_VALUES[recipient["status"]],
+                response=recipient["response"], attempts=recipient["attempts"])
+            outcome.updated_at.FromDatetime(recipient["updated_at"])
+        return message
