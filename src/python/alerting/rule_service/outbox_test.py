@@ -38,9 +38,9 @@ class Outcomes:
     refusals: list[grpc.StatusCode] = field(default_factory=list)
 
 
-def rule_request(rng: random.Random, writer: int, number: int) -> dict[str, object]:
-    return dict(severity=rng.choice(SEVERITIES), source=f"w{writer}-op{number}", name=rng.choice(("*", "disk")),
-                emails=[f"w{writer}@x.io"])
+def rule_fields(rng: random.Random, writer: int, number: int) -> tuple[str, str, str, list[str]]:
+    """severity, source, name and emails of a valid rule (its source is never *)."""
+    return rng.choice(SEVERITIES), f"w{writer}-op{number}", rng.choice(("*", "disk")), [f"w{writer}@x.io"]
 
 
 async def write(
@@ -51,42 +51,45 @@ async def write(
     rng = random.Random(writer)
     for number in range(OPERATIONS):
         await asyncio.sleep(0)  # interleave with the other writers between calls too
-        kind = rng.choices(("create", "update", "delete"), weights=(4, 5, 2))[0]
-        if not outcomes.live:
-            kind = "create"
+        kind = rng.choices(("create", "update", "delete"), weights=(4, 5, 2))[0] if outcomes.live else "create"
+        if writer == WRITERS - 1 and number == OPERATIONS // 2:
+            kind = "delete client"
+        severity, source, name, emails = rule_fields(rng, writer, number)
+        rule_id = rng.choice(sorted(outcomes.live)) if outcomes.live else ""
         try:
-            if writer == WRITERS - 1 and number == OPERATIONS // 2:
+            if kind == "delete client":
                 await stub.DeleteClient(api.DeleteClientRequest(client_id=clients[-1]), timeout=CALL_TIMEOUT)
                 outcomes.deleted_clients.append(clients[-1])
             elif kind == "create":
                 rule = await stub.CreateRule(
-                    api.CreateRuleRequest(client_id=rng.choice(clients), **rule_request(rng, writer, number)),
+                    api.CreateRuleRequest(client_id=rng.choice(clients), severity=severity, source=source, name=name,
+                                          emails=emails),
                     timeout=CALL_TIMEOUT)
                 outcomes.live[rule.rule_id] = rule.version
                 outcomes.upserts.append((rule.rule_id, rule.version))
             elif kind == "update":
-                rule_id = rng.choice(sorted(outcomes.live))
-                if rng.random() < 0.5:  # the newest version this writer may know of, else maybe a stale one
+                if rng.random() < 0.5:  # the current version, else the newest one told to any writer (maybe stale)
                     version = (await stub.GetRule(api.GetRuleRequest(rule_id=rule_id), timeout=CALL_TIMEOUT)).version
                 else:
-                    version = outcomes.live[rule_id]
+                    version = outcomes.live.get(rule_id, 1)
                 rule = await stub.UpdateRule(
-                    api.UpdateRuleRequest(rule_id=rule_id, enabled=rng.random() < 0.8, expected_version=version,
-                                          **rule_request(rng, writer, number)),
+                    api.UpdateRuleRequest(rule_id=rule_id, severity=severity, source=source, name=name, emails=emails,
+                                          enabled=rng.random() < 0.8, expected_version=version),
                     timeout=CALL_TIMEOUT)
                 if rule_id in outcomes.live:
                     outcomes.live[rule_id] = max(outcomes.live[rule_id], rule.version)
                 outcomes.upserts.append((rule.rule_id, rule.version))
             else:
-                rule_id = rng.choice(sorted(outcomes.live))
-                expected = outcomes.live[rule_id] if rng.random() < 0.5 else 0  # 0: unconditional
+                expected = outcomes.live.get(rule_id, 1) if rng.random() < 0.5 else 0  # 0: unconditional
                 await stub.DeleteRule(api.DeleteRuleRequest(rule_id=rule_id, expected_version=expected),
                                       timeout=CALL_TIMEOUT)
                 outcomes.live.pop(rule_id, None)
                 outcomes.deleted.append(rule_id)
         except grpc.aio.AioRpcError as error:
-            assert error.code() in EXPECTED_REFUSALS, f"writer {writer}, operation {number}: {error}"
+            assert error.code() in EXPECTED_REFUSALS, f"writer {writer}, {kind} (operation {number}): {error}"
             outcomes.refusals.append(error.code())
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                outcomes.live.pop(rule_id, None)
 
 
 def unique_in_order(changes: list[events_pb2.RuleChanged]) -> list[events_pb2.RuleChanged]:
@@ -148,14 +151,14 @@ async def test_concurrent_writers_publish_every_change_once_in_seq_order_and_the
             assert change.op == DELETE and not change.HasField("rule")
             del replayed[change.rule_id]  # a delete of a rule the log never created fails here
     assert replayed == {str(row["rule_id"]): rule_from_row(row) for row in table}
-    # (d) per rule: versions 1, 2, ... in log order, each once, then at most a delete, the last change.
-    history: dict[str, list[int]] = {}
+    # (d) per rule: versions 1, 2, ... in log order, each once, then at most a delete, its last change.
+    history: dict[str, list[events_pb2.RuleChanged]] = {}
     for change in changes:
-        assert history.get(change.rule_id, [None])[-1] is not None, f"a change after the delete of {change.rule_id}"
-        history.setdefault(change.rule_id, []).append(change.rule.version if change.op == UPSERT else None)
-    for rule_id, versions in history.items():
-        upserted = [version for version in versions if version is not None]
-        assert upserted == list(range(1, len(upserted) + 1)), f"rule {rule_id} went through versions {versions}"
+        history.setdefault(change.rule_id, []).append(change)
+    for rule_id, rule_changes in history.items():
+        ops = [(events_pb2.RuleChanged.Op.Name(c.op), c.rule.version) for c in rule_changes]
+        upserted = [("OP_UPSERT", version) for version in range(1, len(ops) + 1)]
+        assert ops in (upserted, upserted[:-1] + [("OP_DELETE", 0)]), f"rule {rule_id} went through {ops}"
     # The race was real: every kind of write succeeded, and the client was deleted under the writers.
     assert outcomes.deleted_clients == [clients[-1]]
     assert min(len(outcomes.upserts), len(outcomes.deleted)) > 0 and len(upserts) > len(set(r for r, _ in upserts))
