@@ -15,7 +15,7 @@ from alerting.aggregator.batch import decode_alert_matched
 from alerting.aggregator.recorder import NotificationRecorder, SenderProgress, sweep_forever
 from alerting.common import topics
 from alerting.common.db import create_pool
-from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients, stop_consumer
+from alerting.common.kafka import BatchWorker, worker_clients
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
 
@@ -59,17 +59,15 @@ async def record_and_sweep(
 
 async def run(settings: AggregatorSettings, lifecycle: Lifecycle) -> None:
     pool = await create_pool(settings, stop=lifecycle.stop)
-    consumer = make_consumer(settings, topics.AGGREGATOR_GROUP, topics.ALERTS_MATCHED)
-    producer = make_producer(settings)
     progress = SenderProgress(settings)
     try:
-        await start_clients(settings, producer, consumer, stop=lifecycle.stop)
-        recorder = NotificationRecorder(settings, pool, producer, progress)
-        await record_and_sweep(settings, lifecycle, consumer, producer, recorder)
+        async with worker_clients(settings, topics.AGGREGATOR_GROUP, topics.ALERTS_MATCHED, lifecycle.stop) as (
+            consumer, producer
+        ):
+            recorder = NotificationRecorder(settings, pool, producer, progress)
+            await record_and_sweep(settings, lifecycle, consumer, producer, recorder)
     finally:
         await progress.stop()
-        await stop_consumer(consumer)
-        await producer.stop()
         await pool.close()
 
 

@@ -23,7 +23,7 @@ from alerting.cli.formatting import (
 )
 from alerting.common.settings import Settings
 from alerting.v1 import notification_service_pb2 as notifications_api
-from alerting.v1 import notification_service_pb2_grpc, rule_pb2, rule_service_pb2_grpc
+from alerting.v1 import notification_service_pb2_grpc, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
 
 Response = TypeVar("Response")
@@ -44,6 +44,21 @@ class Context:
             return method(request, timeout=30)
         except grpc.RpcError as error:
             raise click.ClickException(f"{error.code().name}: {error.details()}") from error
+
+    def show_pages(self, fetch_page: Callable[[str], tuple[Sequence[Message], str]], every_page: bool,
+                   columns: tuple[str, ...]) -> None:
+        """Show a list's first page, or with `every_page` all of them; `fetch_page(token)`
+        returns one page's items and the next page's token ("" after the last)."""
+        items: list[Message] = []
+        token = ""
+        while True:
+            page, token = fetch_page(token)
+            items += page
+            if not (token and every_page):
+                break
+        self.show(items, columns)
+        if token:
+            click.echo("(more: --all to list every page)", err=True)
 
 
 pass_context = click.make_pass_decorator(Context)
@@ -83,17 +98,11 @@ def client_get(ctx: Context, client_id: str) -> None:
 @click.option("--all", "every_page", is_flag=True, help="Follow every page.")
 @pass_context
 def client_list(ctx: Context, page_size: int, every_page: bool) -> None:
-    clients: list[rule_pb2.Client] = []
-    token = ""
-    while True:
+    def fetch_page(token: str) -> tuple[Sequence[Message], str]:
         page = ctx.call(ctx.stub.ListClients, api.ListClientsRequest(page_size=page_size, page_token=token))
-        clients += page.clients
-        token = page.next_page_token
-        if not (token and every_page):
-            break
-    ctx.show(clients, CLIENT_COLUMNS)
-    if token:
-        click.echo("(more: --all to list every page)", err=True)
+        return page.clients, page.next_page_token
+
+    ctx.show_pages(fetch_page, every_page, CLIENT_COLUMNS)
 
 
 @client.command("update")
@@ -157,18 +166,12 @@ def rule_get(ctx: Context, rule_id: str) -> None:
 @click.option("--all", "every_page", is_flag=True, help="Follow every page.")
 @pass_context
 def rule_list(ctx: Context, client_id: str, page_size: int, every_page: bool) -> None:
-    rules: list[rule_pb2.Rule] = []
-    token = ""
-    while True:
-        request = api.ListRulesRequest(client_id=client_id, page_size=page_size, page_token=token)
-        page = ctx.call(ctx.stub.ListRules, request)
-        rules += page.rules
-        token = page.next_page_token
-        if not (token and every_page):
-            break
-    ctx.show(rules, RULE_COLUMNS)
-    if token:
-        click.echo("(more: --all to list every page)", err=True)
+    def fetch_page(token: str) -> tuple[Sequence[Message], str]:
+        page = ctx.call(ctx.stub.ListRules,
+                        api.ListRulesRequest(client_id=client_id, page_size=page_size, page_token=token))
+        return page.rules, page.next_page_token
+
+    ctx.show_pages(fetch_page, every_page, RULE_COLUMNS)
 
 
 @rule.command("update")
@@ -219,19 +222,12 @@ def notification_list(ctx: Context, client_id: str, status: str | None, page_siz
     """Notifications, newest first."""
     status_value = (notifications_api.NotificationStatus.Value(f"NOTIFICATION_STATUS_{status.upper()}") if status
                     else notifications_api.NOTIFICATION_STATUS_UNSPECIFIED)
-    found: list[notifications_api.Notification] = []
-    token = ""
-    while True:
-        request = notifications_api.ListNotificationsRequest(client_id=client_id, status=status_value,
-                                                             page_size=page_size, page_token=token)
-        page = ctx.call(ctx.notifications.ListNotifications, request)
-        found += page.notifications
-        token = page.next_page_token
-        if not (token and every_page):
-            break
-    ctx.show(found, NOTIFICATION_COLUMNS)
-    if token:
-        click.echo("(more: --all to list every page)", err=True)
+    def fetch_page(token: str) -> tuple[Sequence[Message], str]:
+        page = ctx.call(ctx.notifications.ListNotifications, notifications_api.ListNotificationsRequest(
+            client_id=client_id, status=status_value, page_size=page_size, page_token=token))
+        return page.notifications, page.next_page_token
+
+    ctx.show_pages(fetch_page, every_page, NOTIFICATION_COLUMNS)
 
 
 @notification.command("show")

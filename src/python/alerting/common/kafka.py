@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -72,6 +73,23 @@ async def start_clients(settings: Settings, *clients: AIOKafkaProducer | AIOKafk
     so a service started before Kafka (or during an outage) waits instead of dying."""
     for client in clients:
         await retry_until_done(client.start, settings, what=f"starting a Kafka {type(client).__name__}", stop=stop)
+
+
+@asynccontextmanager
+async def worker_clients(
+    settings: Settings, group_id: str, topic: str, stop: asyncio.Event
+) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer]]:
+    """A worker's Kafka clients, started (waiting for the broker): a group consumer of
+    `topic`, and a producer for its outputs and dead letters. On exit both stop, the
+    consumer leaving its group."""
+    consumer = make_consumer(settings, group_id, topic)
+    producer = make_producer(settings)
+    try:
+        await start_clients(settings, producer, consumer, stop=stop)
+        yield consumer, producer
+    finally:
+        await stop_consumer(consumer)
+        await producer.stop()
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
 from alerting.common import topics
-from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients, stop_consumer
+from alerting.common.kafka import BatchWorker, worker_clients
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
 from alerting.evaluator.alerts import decode_alert_new
@@ -21,35 +23,44 @@ from alerting.evaluator.warm_start import warm_index
 async def run(settings: Settings, lifecycle: Lifecycle) -> None:
     warm = await warm_index(settings, lifecycle.stop)
     follower = RuleFollower(settings, warm.index, warm.next_offset, warm.version)
-    consumer = make_consumer(settings, topics.EVALUATOR_GROUP, topics.ALERTS_NEW)
-    producer = make_producer(settings)
     try:
-        await follower.start(lifecycle.stop)
-        await start_clients(settings, producer, consumer, stop=lifecycle.stop)
-        following = asyncio.create_task(follower.follow(lifecycle.stop))
-        # follow() ends early only on RuleOffsetLost. The evaluator then stops, rather than
-        # match with an index that no longer follows, and exits with that error: a restart
-        # warms again, from a snapshot the log holds (rebuilt if need be).
-        following.add_done_callback(lambda _: lifecycle.stop.set())
-        try:
-            worker = BatchWorker(
-                service="evaluator",
-                settings=settings,
-                consumer=consumer,
-                producer=producer,
-                decode=decode_alert_new,
-                handle=AlertEvaluator(settings, warm.index, producer).handle,
-                stop=lifecycle.stop,
-            )
-            lifecycle.healthy = lambda: worker.last_batch_ok and not follower.failing
-            await worker.run()
-        finally:
-            lifecycle.stop.set()
-            await following
+        async with worker_clients(settings, topics.EVALUATOR_GROUP, topics.ALERTS_NEW, lifecycle.stop) as (
+            consumer, producer
+        ):
+            await follower.start(lifecycle.stop)
+            await evaluate(settings, lifecycle, follower, consumer, producer)
     finally:
-        await stop_consumer(consumer)
-        await producer.stop()
         await follower.stop()
+
+
+async def evaluate(
+    settings: Settings,
+    lifecycle: Lifecycle,
+    follower: RuleFollower,
+    consumer: AIOKafkaConsumer,
+    producer: AIOKafkaProducer,
+) -> None:
+    """Match alerts until stopped, with the follower keeping the index current beside."""
+    following = asyncio.create_task(follower.follow(lifecycle.stop))
+    # follow() ends early only on RuleOffsetLost. The evaluator then stops, rather than
+    # match with an index that no longer follows, and exits with that error: a restart
+    # warms again, from a snapshot the log holds (rebuilt if need be).
+    following.add_done_callback(lambda _: lifecycle.stop.set())
+    try:
+        worker = BatchWorker(
+            service="evaluator",
+            settings=settings,
+            consumer=consumer,
+            producer=producer,
+            decode=decode_alert_new,
+            handle=AlertEvaluator(settings, follower.index, producer).handle,
+            stop=lifecycle.stop,
+        )
+        lifecycle.healthy = lambda: worker.last_batch_ok and not follower.failing
+        await worker.run()
+    finally:
+        lifecycle.stop.set()
+        await following
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import logging
 import redis.asyncio as redis
 
 from alerting.common import topics
-from alerting.common.kafka import BatchWorker, make_consumer, make_producer, start_clients, stop_consumer
+from alerting.common.kafka import BatchWorker, worker_clients
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
 from alerting.rule_updater.writer import SnapshotWriter
@@ -22,27 +22,25 @@ log = logging.getLogger(__name__)
 
 async def run(settings: Settings, lifecycle: Lifecycle) -> None:
     client = redis.from_url(settings.redis_url)
-    consumer = make_consumer(settings, topics.RULE_UPDATER_GROUP, topics.RULE_CHANGED)
-    producer = make_producer(settings)
     try:
         loaded, rebuilt = await load_or_rebuild(client, settings, unconverted, stop=lifecycle.stop)
         log.info("rule snapshot %s", "rebuilt from Postgres" if rebuilt else "present")
-        await start_clients(settings, consumer, producer, stop=lifecycle.stop)
-        writer = SnapshotWriter(client, settings, lifecycle.stop, loaded.version)
-        worker = BatchWorker(
-            service="rule-updater",
-            settings=settings,
-            consumer=consumer,
-            producer=producer,
-            decode=writer.decode,
-            handle=writer.handle,
-            stop=lifecycle.stop,
-        )
-        lifecycle.healthy = lambda: worker.last_batch_ok
-        await worker.run()
+        async with worker_clients(settings, topics.RULE_UPDATER_GROUP, topics.RULE_CHANGED, lifecycle.stop) as (
+            consumer, producer
+        ):
+            writer = SnapshotWriter(client, settings, lifecycle.stop, loaded.version)
+            worker = BatchWorker(
+                service="rule-updater",
+                settings=settings,
+                consumer=consumer,
+                producer=producer,
+                decode=writer.decode,
+                handle=writer.handle,
+                stop=lifecycle.stop,
+            )
+            lifecycle.healthy = lambda: worker.last_batch_ok
+            await worker.run()
     finally:
-        await stop_consumer(consumer)
-        await producer.stop()
         await client.aclose()
 
 
