@@ -18,21 +18,42 @@ def load_compose() -> dict[str, Any]:
 
 
 def published_ports(service: dict[str, Any]) -> set[int]:
-    return {int(str(mapping).rsplit(":", 1)[1]) for mapping in service.get("ports", [])}
+    """The host ports a service publishes ("127.0.0.1:<host>:<container>")."""
+    return {int(str(mapping).split(":")[-2]) for mapping in service.get("ports", [])}
 
 
-def test_every_service_runs_in_compose_with_its_ports() -> None:
+def pex_of(name: str) -> str:
+    """Where the image keeps a binary's PEX: the pex_binary <name> of package alerting.<name>."""
+    return f"/app/dist/src.python.alerting.{name.replace('-', '_')}/{name}.pex"
+
+
+def test_every_service_runs_its_pex_from_the_one_image_with_its_ports() -> None:
     services = load_compose()["services"]
     assert APP_SERVICES <= set(services)
     for name in APP_SERVICES:
-        assert ports.METRICS_PORTS[name] in published_ports(services[name]), name
-        pex = services[name]["build"]["args"]["PEX"]
-        assert pex.endswith(f"/{name}.pex"), pex
+        service = services[name]
+        assert ports.METRICS_PORTS[name] in published_ports(service), name
+        assert service["image"] == "alerting-platform:local", name
+        assert service["build"] == {"context": ".", "dockerfile": "deploy/docker/Dockerfile"}, name
+        assert service["command"][0] == pex_of(name), name
+        assert service["healthcheck"]["test"] == ["CMD", "/app/healthcheck", str(ports.METRICS_PORTS[name])], name
     assert ports.RULE_SERVICE_GRPC_PORT in published_ports(services["rule-service"])
     assert ports.SMTP_SINK_PORT in published_ports(services["smtp-sink"])
     assert ports.KAFKA_PORT in published_ports(services["kafka"])
     assert ports.POSTGRES_PORT in published_ports(services["postgres"])
     assert ports.REDIS_PORT in published_ports(services["redis"])
+    assert services["migrate"]["command"] == [pex_of("migrate"), "up"]
+
+
+def test_the_tools_run_on_demand_from_the_same_image() -> None:
+    services = load_compose()["services"]
+    for name, pex in (("demo", "demo"), ("alertctl", "cli"), ("alert-producer", "producer")):
+        assert services[name]["profiles"] == ["tools"], name
+        assert services[name]["image"] == "alerting-platform:local", name
+        assert services[name]["entrypoint"] == [f"/app/dist/src.python.alerting.{pex}/{name}.pex"], name
+    for package, name in (("demo", "demo"), ("cli", "alertctl"), ("producer", "alert-producer")):
+        build = Path(f"src/python/alerting/{package}/BUILD").read_text()
+        assert f'pex_binary(name="{name}"' in build, (package, name)
 
 
 def test_services_reach_each_other_by_compose_names_and_ports() -> None:
@@ -43,6 +64,39 @@ def test_services_reach_each_other_by_compose_names_and_ports() -> None:
     assert environment["ALERTING_LISTEN_HOST"] == "0.0.0.0"
     dependencies = {name for service in services.values() for name in service.get("depends_on", {})}
     assert dependencies <= set(services)
+
+
+def test_kafka_has_a_listener_for_containers_and_one_for_the_host() -> None:
+    services = load_compose()["services"]
+    kafka = services["kafka"]["environment"]
+    advertised = dict(listener.split("://") for listener in kafka["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    listening = dict(listener.split("://") for listener in kafka["KAFKA_LISTENERS"].split(","))
+    assert advertised["INTERNAL"] == services["evaluator"]["environment"]["ALERTING_KAFKA_BOOTSTRAP"]
+    assert advertised["HOST"] == f"127.0.0.1:{ports.KAFKA_PORT}"
+    # The host's port is published from the HOST listener's port in the container.
+    assert f"127.0.0.1:{ports.KAFKA_PORT}:{listening['HOST'].lstrip(':')}" in services["kafka"]["ports"]
+
+
+def test_mail_goes_to_mailpit_and_state_lives_in_named_volumes() -> None:
+    compose = load_compose()
+    services = compose["services"]
+    environment = services["sender"]["environment"]
+    assert (environment["ALERTING_SMTP_HOST"], environment["ALERTING_SMTP_PORT"]) == ("mailpit", "1025")
+    assert {1025, 8025} <= published_ports(services["mailpit"])
+    for name, mount in (("kafka", "/var/lib/kafka/data"), ("postgres", "/var/lib/postgresql/data"),
+                        ("redis", "/data"), ("mailpit", "/data")):
+        volume = services[name]["volumes"][0].split(":")
+        assert volume[0] in compose["volumes"] and volume[1] == mount, name
+
+
+def test_postgres_is_ready_over_tcp_and_the_image_runs_as_a_user() -> None:
+    services = load_compose()["services"]
+    assert "-h 127.0.0.1" in services["postgres"]["healthcheck"]["test"][1]
+    dockerfile = Path("deploy/docker/Dockerfile").read_text()
+    final_stage = dockerfile.rsplit("FROM ", 1)[1]
+    users = re.findall(r"^USER (\S+)$", final_stage, flags=re.M)
+    assert users and users[-1] not in ("root", "0")
+    assert "./pants --no-pantsd package src/python/alerting::" in dockerfile  # built inside, not on the host
 
 
 def test_prometheus_scrapes_every_service_on_its_metrics_port() -> None:

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import click
+import psycopg
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
 from yoyo import get_backend, read_migrations
 from yoyo.backends import DatabaseBackend
 from yoyo.migrations import MigrationList
@@ -33,9 +35,11 @@ def default_migrations_dir() -> str:
 @click.option("--database-url", envvar="ALERTING_DATABASE_URL", default=DEFAULT_DATABASE_URL, show_default=True)
 @click.option("--dir", "migrations_dir", default=default_migrations_dir, show_default="migrations",
               type=click.Path(file_okay=False), help="Folder of NNNNNN_name.sql / .rollback.sql files.")
+@click.option("--connect-timeout", default=60.0, show_default=True,
+              help="Seconds to keep retrying the connection while the database is not reachable yet.")
 @click.pass_context
-def cli(context: click.Context, database_url: str, migrations_dir: str) -> None:
-    context.obj = {"database_url": database_url, "dir": migrations_dir}
+def cli(context: click.Context, database_url: str, migrations_dir: str, connect_timeout: float) -> None:
+    context.obj = {"database_url": database_url, "dir": migrations_dir, "connect_timeout": connect_timeout}
 
 
 def _migrations_folder(context: click.Context) -> tuple[Path, list[str]]:
@@ -51,7 +55,25 @@ def _open(context: click.Context) -> tuple[DatabaseBackend, MigrationList]:
     problems = check_migrations(filenames)
     if problems:
         raise click.ClickException("inconsistent migrations:\n  " + "\n  ".join(problems))
-    return get_backend(yoyo_url(context.obj["database_url"])), read_migrations(str(directory))
+    return connect(context.obj["database_url"], context.obj["connect_timeout"]), read_migrations(str(directory))
+
+
+def connect(database_url: str, timeout: float) -> DatabaseBackend:
+    """yoyo's backend, retrying with backoff while the server refuses connections (a
+    database container still starting): the runner need not be started after it."""
+
+    def say_retrying(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        click.echo(f"database not reachable yet, retrying: {error}", err=True)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(psycopg.OperationalError),
+        wait=wait_exponential_jitter(initial=0.2, max=5),
+        stop=stop_after_delay(timeout),
+        before_sleep=say_retrying,
+        reraise=True,
+    )
+    return retrying(get_backend, yoyo_url(database_url))
 
 
 @cli.command()

@@ -97,3 +97,20 @@ def test_up_refuses_an_inconsistent_folder(empty_database: str, tmp_path: Path) 
     result = CliRunner().invoke(cli, ["--database-url", empty_database, "--dir", str(tmp_path), "up"])
     assert result.exit_code != 0
     assert "missing its rollback" in result.output
+
+
+async def test_up_waits_for_a_database_that_is_not_there_yet(base_settings: Settings) -> None:
+    name = stack.unique_name("late_migrate")
+    url = stack.with_database(base_settings.database_url, name)
+    migrating = asyncio.create_task(asyncio.to_thread(
+        CliRunner().invoke, cli, ["--database-url", url, "--dir", stack.migrations_dir(), "up"]))
+    try:
+        await asyncio.sleep(1.5)
+        assert not migrating.done(), "migrate gave up (or found a database that does not exist)"
+        await stack.create_database(base_settings.database_url, name)
+        result = await asyncio.wait_for(migrating, 60)
+        assert result.exit_code == 0, result.output
+        assert "database not reachable yet, retrying" in result.output
+        assert await tables(url) == {"clients", "rules", "rule_outbox", "notifications", "notification_recipients"}
+    finally:
+        await stack.drop_database(base_settings.database_url, name)
