@@ -1,0 +1,136 @@
+"""Scale-out on one machine: two instances of every worker, each its own process and a
+static member of its consumer group under its own instance id, share the work; SIGKILLs
+of one instance of each, restarted a second later, lose and duplicate nothing.
+
+The sender instance dies at its `after_send` failpoint (mail accepted, not recorded yet),
+which records what it held: the mailbox must hold every email once, plus one copy for
+each notification such a record lists, exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import alerting.aggregator.main  # noqa: F401  (the workers run from these modules, in subprocesses)
+import alerting.evaluator.main  # noqa: F401
+import alerting.rule_updater.main  # noqa: F401
+import alerting.sender.main  # noqa: F401
+from alerting.common.settings import Settings
+from alerting.producer.alerts import build_alert
+from alerting.producer.publisher import AlertPublisher
+from alerting.smtp_sink import mailbox
+from alerting.smtp_sink.main import start_sink
+from alerting.testsupport.services import (
+    fetch,
+    free_port,
+    rule_service_stub,
+    service_environment,
+    spawn_service,
+    stop_process,
+    wait_until,
+)
+from alerting.v1 import rule_service_pb2
+
+WORKERS = ("alerting.rule_updater.main", "alerting.evaluator.main", "alerting.aggregator.main",
+           "alerting.sender.main")
+CLIENTS = 12
+ALERTS_PER_ROUND = 150
+
+
+@dataclass
+class Instance:
+    module: str
+    env: dict[str, str]
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def metrics_port(self) -> int:
+        return int(self.env["ALERTING_METRICS_PORT"])
+
+    async def start(self, **extra: str) -> None:
+        self.process = await spawn_service(self.module, dict(self.env, **extra))
+
+    async def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        assert await self.process.wait() == -signal.SIGKILL
+
+    async def processed(self) -> int:
+        """Messages this process handled since it started, from its own /metrics."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+        return sum(int(float(value)) for value in
+                   re.findall(r'^alerting_messages_processed_total\{[^}]*\} (\S+)$', body, flags=re.M))
+
+
+async def test_two_instances_of_every_worker_share_the_work_and_survive_sigkills(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    smtp_port = free_port()
+    sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
+    settings = stack_settings.model_copy(update={"smtp_port": smtp_port, "batch_max_records": 50})
+    records = tmp_path / "kills"
+    records.mkdir()
+    instances = [
+        Instance(module, service_environment(settings, ALERTING_INSTANCE_ID=f"replica-{number}",
+                                             ALERTING_RETRY_MAX_SECONDS="1", ALERTING_FAILPOINT_DIR=str(records)))
+        for module in WORKERS for number in (1, 2)
+    ]
+    doomed_sender = next(i for i in instances if i.module == "alerting.sender.main"
+                         and i.env["ALERTING_INSTANCE_ID"] == "replica-1")
+    try:
+        async with rule_service_stub(settings) as stub:
+            for number in range(CLIENTS):
+                client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name=f"tenant-{number}"))
+                await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
+                    client_id=client.client_id, severity="*", source=f"src-{number}", name="*",
+                    emails=[f"oncall@tenant-{number}.io"]))
+            for instance in instances:
+                await instance.start(**({"ALERTING_FAILPOINT": "after_send:1"} if instance is doomed_sender else {}))
+            alerts = []
+            async with AlertPublisher(settings) as publisher:
+                for round_number in range(4):
+                    batch = [build_alert("HIGH", f"src-{n % CLIENTS}", f"check-{round_number}-{n}")
+                             for n in range(ALERTS_PER_ROUND)]
+                    alerts += batch
+                    await publisher.publish(batch)
+                    await asyncio.sleep(1)
+                    if round_number == 1:
+                        # One instance of each worker dies (the sender at its failpoint, by now);
+                        # a supervisor restarts it a second later.
+                        assert doomed_sender.process is not None
+                        assert await asyncio.wait_for(doomed_sender.process.wait(), 60) == -signal.SIGKILL
+                        killed = [instance for instance in instances if instance is not doomed_sender
+                                  and instance.env["ALERTING_INSTANCE_ID"] == "replica-1"]
+                        for instance in killed:
+                            await instance.kill()
+                        await asyncio.sleep(1)
+                        for instance in [*killed, doomed_sender]:
+                            await instance.start()
+
+            async def all_sent() -> bool:
+                [row] = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'")
+                return row["n"] == len(alerts)
+
+            await wait_until(all_sent, 120, f"{len(alerts)} SENT notifications")
+            rows = await fetch(settings, "SELECT alert_id, notification_id::text FROM notifications")
+            # The work was shared: both instances of every partitioned worker handled messages
+            # (the rule-updater reads the one partition of rule.changed: one instance at a time).
+            shares = {(instance.module, instance.env["ALERTING_INSTANCE_ID"]): await instance.processed()
+                      for instance in instances if instance.module != "alerting.rule_updater.main"}
+    finally:
+        await asyncio.gather(*(stop_process(i.process) for i in instances if i.process), return_exceptions=True)
+        sink.close()
+    assert sorted(row["alert_id"] for row in rows) == sorted(alert.alert_id for alert in alerts)
+    assert all(handled > 0 for handled in shares.values()), shares
+    [record] = records.iterdir()  # the sender's death at its failpoint, nothing else
+    assert record.name.endswith(".after_send")
+    resent = Counter(record.read_text().split())
+    received = Counter(mail["Message-ID"] for mail in mailbox.read_all(tmp_path / "mail"))
+    assert received == Counter({f"<{row['notification_id']}@alerting.local>": 1 + resent[row["notification_id"]]
+                                for row in rows})
