@@ -49,7 +49,8 @@ async def record_and_sweep(
         stop=lifecycle.stop,
     )
     # A sweeper that ended would leave stranded rows PENDING: that is unhealthy, not silent.
-    lifecycle.healthy = lambda: worker.last_batch_ok and not sweeper.done()
+    lifecycle.ready = lambda: worker.ready() and not sweeper.done()
+    lifecycle.alive = lambda: not sweeper.done()
     try:
         await worker.run()
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
@@ -13,10 +13,22 @@ CLIENT_COLUMNS = ("client_id", "name", "version")
 RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version")
 NOTIFICATION_COLUMNS = ("notification_id", "client_id", "alert_id", "status", "attempts", "created_at", "sent_at")
 RECIPIENT_COLUMNS = ("email", "status", "attempts", "response")
+# The reason last: it is free text, and the columns before it stay aligned.
+DEAD_LETTER_COLUMNS = ("offset", "timestamp", "source", "key", "value_size", "replay_of", "reason")
+REPLAY_COLUMNS = ("topic", "replayed", "offsets")
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Nested messages other than timestamps, as one cell.
+MESSAGE_CELLS: dict[str, Callable[[Message], str]] = {
+    "alerting.v1.DeadLetterSource": lambda source: "/".join(
+        str(getattr(source, name)) for name in ("topic", "partition", "offset")),
+}
 
 
 def cell(message: Message, column: str) -> str:
-    """A field as people read it: enums by name, times in ISO 8601, lists comma-joined."""
+    """A field as people read it: enums by name, times in ISO 8601, lists comma-joined, bytes
+    as UTF-8 (other bytes and control characters escaped), a dead letter's source as
+    topic/partition/offset."""
     field = message.DESCRIPTOR.fields_by_name[column]
     value = getattr(message, column)
     if field.enum_type is not None:
@@ -24,6 +36,10 @@ def cell(message: Message, column: str) -> str:
         return field.enum_type.values_by_number[value].name.removeprefix(prefix)
     if field.message_type is not None and field.message_type.full_name == "google.protobuf.Timestamp":
         return value.ToJsonString() if message.HasField(column) else ""
+    if field.message_type is not None:
+        return MESSAGE_CELLS[field.message_type.full_name](value) if message.HasField(column) else ""
+    if isinstance(value, bytes):
+        return CONTROL.sub(lambda control: f"\\x{ord(control[0]):02x}", value.decode("utf-8", "backslashreplace"))
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, Iterable) and not isinstance(value, str):
@@ -32,6 +48,7 @@ def cell(message: Message, column: str) -> str:
 
 
 def table(messages: Sequence[Message], columns: tuple[str, ...]) -> str:
+    """Aligned columns under a header and a rule, one row per message."""
     rows = [columns] + [tuple(cell(m, c) for c in columns) for m in messages]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -40,4 +57,8 @@ def table(messages: Sequence[Message], columns: tuple[str, ...]) -> str:
 
 
 def as_json(messages: Sequence[Message]) -> str:
-    return json.dumps([MessageToDict(m, preserving_proto_field_name=True) for m in messages], indent=2)
+    """A JSON array of the messages in protobuf's JSON mapping with the proto field names:
+    every scalar field, zero values too; enums by name, int64 as strings, bytes in base64;
+    an unset message field (a timestamp not yet reached) left out."""
+    return json.dumps([MessageToDict(m, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+                       for m in messages], indent=2)

@@ -1,7 +1,13 @@
-"""alertctl: manage clients and rules through the rule-service's gRPC API.
+"""alertctl: operate the platform through the rule-service's gRPC API: tenants (clients),
+their rules, notifications, and dead letters.
 
+    alertctl [--address HOST:PORT] [--timeout SECONDS] [--output table|json] COMMAND ...
     alertctl client create NAME | get ID | list | update ID --name N --version V | delete ID
     alertctl rule create --client ID --severity S --source S --name N --email E... | get | list | update | delete
+    alertctl notification list | show ID | retry ID
+    alertctl dlq list TOPIC [--from OFFSET] [--limit N] | replay TOPIC OFFSET...
+
+How a failed call exits is alerting/cli/exit_codes.py; `alertctl --help` shows the table.
 """
 
 from __future__ import annotations
@@ -11,39 +17,58 @@ from typing import TypeVar
 
 import click
 import grpc
+from click.core import ParameterSource
 from google.protobuf.message import Message
 
+from alerting.cli import exit_codes
 from alerting.cli.formatting import (
     CLIENT_COLUMNS,
+    DEAD_LETTER_COLUMNS,
     NOTIFICATION_COLUMNS,
     RECIPIENT_COLUMNS,
+    REPLAY_COLUMNS,
     RULE_COLUMNS,
     as_json,
     table,
 )
+from alerting.common import topics
 from alerting.common.settings import Settings
+from alerting.v1 import dead_letter_service_pb2 as dead_letters_api
+from alerting.v1 import dead_letter_service_pb2_grpc, notification_service_pb2_grpc, rule_service_pb2_grpc
 from alerting.v1 import notification_service_pb2 as notifications_api
-from alerting.v1 import notification_service_pb2_grpc, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
 
 Response = TypeVar("Response")
+OUTPUTS = ("table", "json")
+DEFAULT_TIMEOUT_SECONDS = 30.0
 
 
 class Context:
-    def __init__(self, address: str, output_json: bool) -> None:
+    """What every command shares: the channel and stubs, the deadline of each call, the output format."""
+
+    def __init__(self, address: str, timeout: float, output: str) -> None:
         self.channel = grpc.insecure_channel(address)
         self.stub = rule_service_pb2_grpc.RuleServiceStub(self.channel)
         self.notifications = notification_service_pb2_grpc.NotificationServiceStub(self.channel)
-        self.output_json = output_json
+        self.dead_letters = dead_letter_service_pb2_grpc.DeadLetterServiceStub(self.channel)
+        self.timeout = timeout
+        self.output = output
+
+    @property
+    def output_json(self) -> bool:
+        return self.output == "json"
 
     def show(self, messages: Sequence[Message], columns: tuple[str, ...]) -> None:
         click.echo(as_json(messages) if self.output_json else table(messages, columns))
 
     def call(self, method: Callable[..., Response], request: Message) -> Response:
+        """One RPC with the --timeout deadline; a failure ends the command with the exit
+        code of its status (exit_codes.py), its code and details on stderr."""
         try:
-            return method(request, timeout=30)
+            return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
-            raise click.ClickException(f"{error.code().name}: {error.details()}") from error
+            click.echo(exit_codes.error_line(error.code(), error.details()), err=True)
+            raise click.exceptions.Exit(exit_codes.exit_code(error.code())) from error
 
     def show_pages(self, fetch_page: Callable[[str], tuple[Sequence[Message], str]], every_page: bool,
                    columns: tuple[str, ...]) -> None:
@@ -64,25 +89,62 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-@click.group()
+def page_size_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option("--page-size", default=100, show_default=True, metavar="N",
+                        help="Items per request to the server (at most 1000).")(command)
+
+
+def every_page_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option("--all", "every_page", is_flag=True,
+                        help="Follow every page; without it only the first page is shown.")(command)
+
+
+def version_option(required: bool) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    if required:
+        return click.option("--version", "expected_version", type=int, required=True, metavar="VERSION",
+                            help="The version you read and are changing; FAILED_PRECONDITION (exit 5) if it "
+                                 "has changed since.")
+    return click.option("--version", "expected_version", type=int, default=0, show_default=True, metavar="VERSION",
+                        help="Only if it is still at this version (exit 5 otherwise); 0 means any version.")
+
+
+@click.group(epilog=exit_codes.help_text(), context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--address", default=lambda: Settings().rule_service_address, show_default="127.0.0.1:50051",
-              help="rule-service host:port (ALERTING_RULE_SERVICE_ADDRESS).")
-@click.option("--json", "output_json", is_flag=True, help="Print JSON instead of a table.")
+              metavar="HOST:PORT", help="The rule-service's gRPC address (default: ALERTING_RULE_SERVICE_ADDRESS).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT_SECONDS,
+              show_default=True, metavar="SECONDS",
+              help="Deadline of each call to the server; past it the command fails with DEADLINE_EXCEEDED (exit 8).")
+@click.option("--output", type=click.Choice(OUTPUTS), default="table", show_default=True,
+              help="table: aligned columns for people; json: a JSON array in protobuf's JSON mapping, for scripts.")
+@click.option("--json", "json_alias", is_flag=True, help="The same as --output json.")
 @click.pass_context
-def cli(context: click.Context, address: str, output_json: bool) -> None:
-    context.obj = Context(address, output_json)
+def cli(context: click.Context, address: str, timeout: float, output: str, json_alias: bool) -> None:
+    """Operate the alerting platform through the rule-service's gRPC API: tenants
+    (clients), their rules, the notifications sent, and dead letters.
+
+    Global options come before the command, e.g. `alertctl --output json rule list`.
+    A failed call prints `Error: <gRPC code>: <details>` on stderr and exits with the
+    code below.
+    """
+    if json_alias:
+        if context.get_parameter_source("output") == ParameterSource.COMMANDLINE and output != "json":
+            raise click.UsageError("--json is --output json: give one of them", context)
+        output = "json"
+    context.obj = Context(address, timeout, output)
     context.call_on_close(context.obj.channel.close)
 
 
+# ---------------------------------------------------------------------- clients
 @cli.group()
 def client() -> None:
-    """Tenants."""
+    """Tenants: each owns rules and gets their notifications."""
 
 
 @client.command("create")
 @click.argument("name")
 @pass_context
 def client_create(ctx: Context, name: str) -> None:
+    """Create a client called NAME (1-200 characters) and show it."""
     ctx.show([ctx.call(ctx.stub.CreateClient, api.CreateClientRequest(name=name))], CLIENT_COLUMNS)
 
 
@@ -90,14 +152,16 @@ def client_create(ctx: Context, name: str) -> None:
 @click.argument("client_id")
 @pass_context
 def client_get(ctx: Context, client_id: str) -> None:
+    """Show the client CLIENT_ID (a UUID)."""
     ctx.show([ctx.call(ctx.stub.GetClient, api.GetClientRequest(client_id=client_id))], CLIENT_COLUMNS)
 
 
 @client.command("list")
-@click.option("--page-size", default=100, show_default=True)
-@click.option("--all", "every_page", is_flag=True, help="Follow every page.")
+@page_size_option
+@every_page_option
 @pass_context
 def client_list(ctx: Context, page_size: int, every_page: bool) -> None:
+    """List clients, ordered by id."""
     def fetch_page(token: str) -> tuple[Sequence[Message], str]:
         page = ctx.call(ctx.stub.ListClients, api.ListClientsRequest(page_size=page_size, page_token=token))
         return page.clients, page.next_page_token
@@ -107,47 +171,60 @@ def client_list(ctx: Context, page_size: int, every_page: bool) -> None:
 
 @client.command("update")
 @click.argument("client_id")
-@click.option("--name", required=True)
-@click.option("--version", "expected_version", type=int, required=True, help="The version you are changing.")
+@click.option("--name", required=True, help="The new name (1-200 characters).")
+@version_option(required=True)
 @pass_context
 def client_update(ctx: Context, client_id: str, name: str, expected_version: int) -> None:
+    """Rename the client CLIENT_ID and show it at its new version."""
     request = api.UpdateClientRequest(client_id=client_id, name=name, expected_version=expected_version)
     ctx.show([ctx.call(ctx.stub.UpdateClient, request)], CLIENT_COLUMNS)
 
 
 @client.command("delete")
 @click.argument("client_id")
-@click.option("--version", "expected_version", type=int, default=0, help="Only if still at this version.")
+@version_option(required=False)
 @pass_context
 def client_delete(ctx: Context, client_id: str, expected_version: int) -> None:
+    """Delete the client CLIENT_ID and all of its rules."""
     ctx.call(ctx.stub.DeleteClient, api.DeleteClientRequest(client_id=client_id, expected_version=expected_version))
     click.echo(f"deleted client {client_id} and its rules")
 
 
+# ---------------------------------------------------------------------- rules
 @cli.group()
 def rule() -> None:
-    """A client's rules; '*' matches any value."""
+    """A client's rules.
+
+    A rule names which alerts notify which emails: a severity, a source and a name,
+    where '*' matches any value.
+    """
 
 
 def rule_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed([
-        click.option("--severity", required=True, help="LOW, MEDIUM, HIGH, CRITICAL or *."),
-        click.option("--source", required=True, help="Exact source or *."),
-        click.option("--name", required=True, help="Exact alert name or *."),
-        click.option("--email", "emails", multiple=True, required=True, help="Repeatable."),
+        click.option("--severity", required=True, help="LOW, MEDIUM, HIGH, CRITICAL or '*'."),
+        click.option("--source", required=True, help="The alert's exact source, or '*'."),
+        click.option("--name", required=True, help="The alert's exact name, or '*'."),
+        click.option("--email", "emails", multiple=True, required=True, metavar="ADDRESS",
+                     help="Who is notified; repeat it for each address (1-20)."),
     ]):
         command = option(command)
     return command
 
 
 @rule.command("create")
-@click.option("--client", "client_id", required=True)
+@click.option("--client", "client_id", required=True, metavar="CLIENT_ID", help="The client that owns the rule.")
 @rule_options
-@click.option("--disabled", is_flag=True)
+@click.option("--disabled", is_flag=True, help="Create it disabled: it matches nothing until enabled.")
 @pass_context
 def rule_create(
     ctx: Context, client_id: str, severity: str, source: str, name: str, emails: tuple[str, ...], disabled: bool
 ) -> None:
+    """Create a rule and show it.
+
+    At least one of severity, source and name must not be '*' (quote '*' so that the
+    shell does not expand it).
+    """
     request = api.CreateRuleRequest(client_id=client_id, severity=severity, source=source, name=name,
                                     emails=list(emails), disabled=disabled)
     ctx.show([ctx.call(ctx.stub.CreateRule, request)], RULE_COLUMNS)
@@ -157,15 +234,17 @@ def rule_create(
 @click.argument("rule_id")
 @pass_context
 def rule_get(ctx: Context, rule_id: str) -> None:
+    """Show the rule RULE_ID (a UUID)."""
     ctx.show([ctx.call(ctx.stub.GetRule, api.GetRuleRequest(rule_id=rule_id))], RULE_COLUMNS)
 
 
 @rule.command("list")
-@click.option("--client", "client_id", default="", help="Only this client's rules.")
-@click.option("--page-size", default=100, show_default=True)
-@click.option("--all", "every_page", is_flag=True, help="Follow every page.")
+@click.option("--client", "client_id", default="", metavar="CLIENT_ID", help="Only this client's rules.")
+@page_size_option
+@every_page_option
 @pass_context
 def rule_list(ctx: Context, client_id: str, page_size: int, every_page: bool) -> None:
+    """List rules, ordered by id."""
     def fetch_page(token: str) -> tuple[Sequence[Message], str]:
         page = ctx.call(ctx.stub.ListRules,
                         api.ListRulesRequest(client_id=client_id, page_size=page_size, page_token=token))
@@ -177,8 +256,8 @@ def rule_list(ctx: Context, client_id: str, page_size: int, every_page: bool) ->
 @rule.command("update")
 @click.argument("rule_id")
 @rule_options
-@click.option("--enabled/--disabled", default=True)
-@click.option("--version", "expected_version", type=int, required=True, help="The version you are changing.")
+@click.option("--enabled/--disabled", default=True, show_default=True, help="Whether the rule matches alerts.")
+@version_option(required=True)
 @pass_context
 def rule_update(
     ctx: Context,
@@ -190,6 +269,11 @@ def rule_update(
     enabled: bool,
     expected_version: int,
 ) -> None:
+    """Replace a rule's patterns, emails and flag.
+
+    Replaces the patterns, the emails and the enabled flag of the rule RULE_ID, and
+    shows it at its new version. Without --disabled the rule is enabled.
+    """
     request = api.UpdateRuleRequest(rule_id=rule_id, severity=severity, source=source, name=name,
                                     emails=list(emails), enabled=enabled, expected_version=expected_version)
     ctx.show([ctx.call(ctx.stub.UpdateRule, request)], RULE_COLUMNS)
@@ -197,13 +281,15 @@ def rule_update(
 
 @rule.command("delete")
 @click.argument("rule_id")
-@click.option("--version", "expected_version", type=int, default=0, help="Only if still at this version.")
+@version_option(required=False)
 @pass_context
 def rule_delete(ctx: Context, rule_id: str, expected_version: int) -> None:
+    """Delete the rule RULE_ID."""
     ctx.call(ctx.stub.DeleteRule, api.DeleteRuleRequest(rule_id=rule_id, expected_version=expected_version))
     click.echo(f"deleted rule {rule_id}")
 
 
+# ---------------------------------------------------------------------- notifications
 @cli.group()
 def notification() -> None:
     """Notifications: what was sent to whom, what failed and why."""
@@ -213,13 +299,13 @@ STATUS_CHOICES = ("PENDING", "SENT", "FAILED")
 
 
 @notification.command("list")
-@click.option("--client", "client_id", default="", help="Only this client's notifications.")
+@click.option("--client", "client_id", default="", metavar="CLIENT_ID", help="Only this client's notifications.")
 @click.option("--status", type=click.Choice(STATUS_CHOICES, case_sensitive=False), help="Only this status.")
-@click.option("--page-size", default=100, show_default=True)
-@click.option("--all", "every_page", is_flag=True, help="Follow every page.")
+@page_size_option
+@every_page_option
 @pass_context
 def notification_list(ctx: Context, client_id: str, status: str | None, page_size: int, every_page: bool) -> None:
-    """Notifications, newest first."""
+    """List notifications, newest first."""
     status_value = (notifications_api.NotificationStatus.Value(f"NOTIFICATION_STATUS_{status.upper()}") if status
                     else notifications_api.NOTIFICATION_STATUS_UNSPECIFIED)
     def fetch_page(token: str) -> tuple[Sequence[Message], str]:
@@ -234,7 +320,11 @@ def notification_list(ctx: Context, client_id: str, status: str | None, page_siz
 @click.argument("notification_id")
 @pass_context
 def notification_show(ctx: Context, notification_id: str) -> None:
-    """One notification, with its alert and every recipient's outcome."""
+    """Show a notification, its failure and recipients.
+
+    Shows the notification NOTIFICATION_ID, why it failed (if it did), and every
+    recipient's outcome: SENT, FAILED for good, or DEFERRED (refused for now, tried again).
+    """
     shown = ctx.call(ctx.notifications.GetNotification,
                      notifications_api.GetNotificationRequest(notification_id=notification_id))
     show_notification(ctx, shown)
@@ -244,23 +334,90 @@ def notification_show(ctx: Context, notification_id: str) -> None:
 @click.argument("notification_id")
 @pass_context
 def notification_retry(ctx: Context, notification_id: str) -> None:
-    """Try a FAILED notification again (after fixing what made it fail)."""
+    """Try a FAILED notification again.
+
+    Sends the FAILED notification NOTIFICATION_ID again, to the recipients that did not
+    receive it, once what made it fail is fixed. A notification that is not FAILED is
+    FAILED_PRECONDITION (exit 5).
+    """
     retried = ctx.call(ctx.notifications.RetryNotification,
                        notifications_api.RetryNotificationRequest(notification_id=notification_id))
     show_notification(ctx, retried)
 
 
 def show_notification(ctx: Context, shown: notifications_api.Notification) -> None:
-    if ctx.output_json:
-        ctx.show([shown], NOTIFICATION_COLUMNS)
-        return
     ctx.show([shown], NOTIFICATION_COLUMNS)
+    if ctx.output_json:
+        return
     for label, value in (("failure", shown.failure), ("last error", shown.last_error)):
         if value:
             click.echo(f"{label}: {value}")
     if shown.recipients:
         click.echo()
         ctx.show(shown.recipients, RECIPIENT_COLUMNS)
+
+
+# ---------------------------------------------------------------------- dead letters
+DLQ_HELP = f"""Dead letters: list them, replay them.
+
+Dead letters are the records a worker could never process; it keeps them on
+<TOPIC>.dlq with the reason.
+
+TOPIC is the input topic they came from, without any topic prefix: one of
+{", ".join(topics.INPUT_TOPICS)}.
+"""
+
+
+@cli.group(help=DLQ_HELP)
+def dlq() -> None:
+    pass
+
+
+@dlq.command("list")
+@click.argument("topic")
+@click.option("--from", "start_offset", type=click.IntRange(min=0), default=0, show_default=True, metavar="OFFSET",
+              help="The first dead-letter offset to list (the oldest still kept, if that is later).")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, metavar="N",
+              help="List at most N dead letters (the server allows 1000).")
+@pass_context
+def dlq_list(ctx: Context, topic: str, start_offset: int, limit: int) -> None:
+    """List a topic's dead letters.
+
+    Lists TOPIC's dead letters in offset order: each one's offset (what `dlq replay`
+    takes), when it was dead-lettered, the source record (topic/partition/offset), its
+    key, its value's size in bytes, the dead letter it replayed (if it is a replay that
+    was rejected again), and why it was rejected. When there are more, stderr says where
+    to go on.
+    """
+    request = dead_letters_api.ListDeadLettersRequest(topic=topic, start_offset=start_offset, max_count=limit)
+    page = ctx.call(ctx.dead_letters.ListDeadLetters, request)
+    ctx.show(page.dead_letters, DEAD_LETTER_COLUMNS)
+    if page.next_offset < page.end_offset:
+        click.echo(f"(more: --from {page.next_offset}; the last offset is {page.end_offset - 1})", err=True)
+
+
+@dlq.command("replay")
+@click.argument("topic")
+@click.argument("offsets", nargs=-1, required=True, type=click.IntRange(min=0), metavar="OFFSET...")
+@pass_context
+def dlq_replay(ctx: Context, topic: str, offsets: tuple[int, ...]) -> None:
+    """Publish dead letters again to their topic.
+
+    Publishes the dead letters at OFFSET... again to TOPIC, with their original key,
+    value and headers (without the dlq.* ones), plus dlq.replay_of naming the dead letter.
+
+    Fix the cause first: a record that is still invalid is dead-lettered again. Each
+    offset is published once per command (an offset given twice, once); running the
+    command again publishes it again. An offset that is not there is NOT_FOUND (exit 4)
+    and then nothing is published.
+    """
+    request = dead_letters_api.ReplayDeadLettersRequest(topic=topic, offsets=list(offsets))
+    replayed = ctx.call(ctx.dead_letters.ReplayDeadLetters, request)
+    if ctx.output_json:
+        ctx.show([replayed], REPLAY_COLUMNS)
+        return
+    offsets_text = ", ".join(str(offset) for offset in replayed.offsets)
+    click.echo(f"replayed {replayed.replayed} to {replayed.topic}: dead-letter offsets {offsets_text}")
 
 
 def main() -> None:

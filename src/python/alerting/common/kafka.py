@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -159,7 +160,11 @@ class Delivery(Generic[M]):
 
 
 def dead_letter_message(record: ConsumerRecord, reason: str) -> OutgoingMessage:
-    headers = [(key, value) for key, value in record.headers or () if key != "dlq.reason"]
+    """The record for `<topic>.dlq`: key, value and headers kept, the reason and source
+    added. Its trace goes on: the trace headers are continued, not copied (the Kafka
+    instrumentation injects the context of the dead letter's send, in the same trace)."""
+    headers = [(key, value) for key, value in record.headers or ()
+               if key not in ("dlq.reason", "dlq.source") and key not in telemetry.TRACE_HEADERS]
     headers += [
         ("dlq.reason", reason.encode("utf-8")[:2000]),
         ("dlq.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
@@ -169,6 +174,7 @@ def dead_letter_message(record: ConsumerRecord, reason: str) -> OutgoingMessage:
         value=record.value or b"",
         key=record.key,
         headers=headers,
+        trace_context=telemetry.context_from_headers(record.headers),
     )
 
 
@@ -178,6 +184,10 @@ class BatchWorker(Generic[M]):
 
     A failing batch is retried with backoff and never committed past. A crash anywhere
     before the commit means the batch is delivered again: handlers are idempotent.
+
+    Beside the loop, every `consumer_lag_interval_seconds` it measures the lag of the
+    partitions it owns, drops the lag of those it no longer owns, and notes whether the
+    broker answered: a worker is ready while its batch succeeds and the broker answers.
     """
 
     def __init__(
@@ -200,10 +210,28 @@ class BatchWorker(Generic[M]):
         # Set by SIGTERM: the batch in hand is finished and committed, then run() returns.
         self.stop_requested = stop
         self.last_batch_ok = True
+        # Whether the broker answered the last lag measurement.
+        self.broker_reachable = True
+        # The partitions whose lag this worker reports.
+        self.lag_partitions: set[TopicPartition] = set()
         # Spans carry the service's name as their instrumentation scope.
         self.tracer = trace.get_tracer(service)
 
+    def ready(self) -> bool:
+        """The last batch made durable progress (none is being retried) and the broker answers."""
+        return self.last_batch_ok and self.broker_reachable
+
     async def run(self) -> None:
+        measuring = asyncio.create_task(self.measure_lag_forever())
+        try:
+            await self.consume()
+        finally:
+            measuring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await measuring
+            self.drop_lag(self.lag_partitions)  # a stopped worker owns no partition
+
+    async def consume(self) -> None:
         while not self.stop_requested.is_set():
             batch = await self.consumer.getmany(
                 timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
@@ -219,6 +247,56 @@ class BatchWorker(Generic[M]):
             failpoint("before_commit")
             await self.commit(batch)
 
+    async def measure_lag_forever(self) -> None:
+        """Measure the lag every interval, until cancelled. A measurement the broker does not
+        answer in time makes the worker unready until one succeeds."""
+        interval = self.settings.consumer_lag_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(self.measure_lag(), max(2 * interval, 10.0))
+            except Exception as error:  # the broker out of reach, or a timeout
+                if self.broker_reachable:
+                    log.warning("%s cannot measure its consumer lag, the broker does not answer: %r",
+                                self.service, error)
+                self.broker_reachable = False
+            else:
+                if not self.broker_reachable:
+                    log.info("%s reaches the broker again", self.service)
+                self.broker_reachable = True
+
+    async def measure_lag(self) -> None:
+        """Set the lag of every partition this worker owns (end offset minus the group's
+        committed offset, or minus the log start before any commit), and drop the lag of
+        partitions it reported but no longer owns (lost in a rebalance)."""
+        owned = set(self.consumer.assignment())
+        self.drop_lag(self.lag_partitions - owned)
+        partitions = sorted(owned)
+        if not partitions:
+            return
+        ends = await self.consumer.end_offsets(partitions)
+        committed = dict(zip(
+            partitions, await asyncio.gather(*(self.consumer.committed(tp) for tp in partitions)), strict=True))
+        never_committed = [tp for tp in partitions if committed[tp] is None]
+        starts = await self.consumer.beginning_offsets(never_committed) if never_committed else {}
+        still_owned = self.consumer.assignment()  # a rebalance may have come meanwhile
+        self.drop_lag(self.lag_partitions - still_owned)
+        for tp in partitions:
+            if tp in still_owned:
+                done = committed[tp] if committed[tp] is not None else starts[tp]
+                self.set_lag(tp, ends[tp] - done)
+
+    def set_lag(self, tp: TopicPartition, lag: int) -> None:
+        telemetry.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(lag, 0))
+        self.lag_partitions.add(tp)
+
+    def drop_lag(self, partitions: set[TopicPartition]) -> None:
+        """Remove these partitions' lag series: another worker reports them now."""
+        for tp in list(partitions):
+            with contextlib.suppress(KeyError):
+                telemetry.CONSUMER_LAG.remove(self.service, tp.topic, str(tp.partition))
+            self.lag_partitions.discard(tp)
+
     async def process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         started = time.perf_counter()
         records = [record for records in batch.values() for record in records]
@@ -229,7 +307,12 @@ class BatchWorker(Generic[M]):
             try:
                 message = self.decode(record)
             except InvalidEvent as error:
-                log.warning("dead-lettering %s/%d/%d: %s", record.topic, record.partition, record.offset, error)
+                # Logged in the record's trace (when it carries one), so the line joins it.
+                token = otel_context.attach(telemetry.context_from_headers(record.headers))
+                try:
+                    log.warning("dead-lettering %s/%d/%d: %s", record.topic, record.partition, record.offset, error)
+                finally:
+                    otel_context.detach(token)
                 dead_letters.append(dead_letter_message(record, str(error)))
                 continue
             span = self.tracer.start_span(
@@ -276,12 +359,11 @@ class BatchWorker(Generic[M]):
             # The group rebalanced: the new owner gets these records again, which is safe.
             log.warning("commit failed after a rebalance, records will be redelivered: %s", error)
             return
+        owned = self.consumer.assignment()
         for tp, offset in offsets.items():
             highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                telemetry.CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(
-                    max(highwater - offset, 0)
-                )
+            if highwater is not None and tp in owned:
+                self.set_lag(tp, highwater - offset)
 
 
 class _LeaveGroupResponse_v3(Response):

@@ -2,6 +2,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from prometheus_client import REGISTRY
 
 from alerting.common import topics
 from alerting.common.kafka import (
@@ -15,8 +16,10 @@ from alerting.common.kafka import (
     start_clients,
     stop_consumer,
 )
+from alerting.common.service import Lifecycle
 from alerting.common.settings import Settings
-from alerting.testsupport.services import forward_port, free_port
+from alerting.common.telemetry import serve_metrics_and_health
+from alerting.testsupport.services import forward_port, free_port, http_get, wait_until
 from alerting.v1 import alert_pb2, events_pb2
 
 
@@ -222,3 +225,136 @@ async def test_a_static_member_that_stops_hands_its_partitions_over_at_once(stac
         assert await poll_until([second], lambda: len(second.assignment()) == 3, 30) < 8
     finally:
         await second.stop()
+
+
+def lag_series(service: str, topic: str) -> dict[int, float]:
+    """The consumer lag gauges a worker of `service` reports on `topic`, by partition."""
+    return {
+        int(sample.labels["partition"]): sample.value
+        for family in REGISTRY.collect() if family.name == "alerting_consumer_lag"
+        for sample in family.samples
+        if sample.labels["service"] == service and sample.labels["topic"] == topic
+    }
+
+
+async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    async def check() -> bool:
+        return condition()
+
+    await wait_until(check, timeout, what)
+
+
+async def test_lag_is_measured_on_a_timer_and_dropped_for_partitions_a_worker_no_longer_owns(
+    stack_settings: Settings,
+) -> None:
+    settings = stack_settings.model_copy(update={"consumer_lag_interval_seconds": 0.2})
+    topic = settings.topic(topics.ALERTS_NEW)  # 3 partitions
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for partition, count in enumerate((2, 3, 4)):
+            for number in range(count):
+                await producer.send_and_wait(topic, alert_new(f"p{partition}-{number}").SerializeToString(),
+                                             partition=partition)
+    finally:
+        await producer.stop()
+
+    dependency_up = asyncio.Event()
+
+    async def handle(deliveries: list[Delivery[events_pb2.AlertNew]]) -> None:
+        if not dependency_up.is_set():
+            raise ConnectionError("dependency down")
+
+    def worker(service: str, stop: asyncio.Event) -> BatchWorker[events_pb2.AlertNew]:
+        consumer = make_consumer(settings, "lag", topics.ALERTS_NEW)
+        return BatchWorker(service=service, settings=settings, consumer=consumer, producer=make_producer(settings),
+                           decode=decode_alert, handle=handle, stop=stop)
+
+    first, second = worker("lag-a", asyncio.Event()), worker("lag-b", asyncio.Event())
+    await start_clients(settings, first.consumer, first.producer)
+    first_run = asyncio.create_task(first.run())
+    second_run: asyncio.Task[None] | None = None
+    try:
+        # Alone, and its first batch failing: nothing is committed, and the timer still measures
+        # the lag (from the log start, no commit yet), which no commit would have updated.
+        await until(lambda: lag_series("lag-a", topic) == {0: 2, 1: 3, 2: 4}, 20, "lag of every partition")
+        assert not first.ready() and first.broker_reachable
+        dependency_up.set()
+        await until(lambda: lag_series("lag-a", topic) == {0: 0, 1: 0, 2: 0}, 20, "no lag once committed")
+        assert first.ready()
+
+        # A second member joins: each reports exactly the partitions it owns now.
+        await start_clients(settings, second.consumer, second.producer)
+        second_run = asyncio.create_task(second.run())
+
+        def shared() -> bool:
+            mine, theirs = first.consumer.assignment(), second.consumer.assignment()
+            return (bool(mine) and bool(theirs) and len(mine | theirs) == 3
+                    and lag_series("lag-a", topic) == {tp.partition: 0 for tp in mine}
+                    and lag_series("lag-b", topic) == {tp.partition: 0 for tp in theirs})
+
+        await until(shared, 30, "the partitions shared, each reported by its owner only")
+        assert set(lag_series("lag-a", topic)).isdisjoint(lag_series("lag-b", topic))
+
+        # The second stops: its series go with it, and the first reports every partition again.
+        second.stop_requested.set()
+        await asyncio.wait_for(second_run, 30)
+        assert lag_series("lag-b", topic) == {}
+        await stop_consumer(second.consumer)
+        await until(lambda: lag_series("lag-a", topic) == {0: 0, 1: 0, 2: 0}, 30, "the first owning all again")
+        assert lag_series("lag-b", topic) == {}
+    finally:
+        first.stop_requested.set()
+        second.stop_requested.set()
+        await asyncio.wait_for(first_run, 30)
+        if second_run is not None:
+            await asyncio.wait_for(second_run, 30)
+        for client in (first.consumer, second.consumer):
+            await stop_consumer(client)
+        for client in (first.producer, second.producer):
+            await client.stop()
+    assert lag_series("lag-a", topic) == {}
+
+
+async def test_a_worker_retrying_a_failing_batch_is_unready_but_alive(stack_settings: Settings) -> None:
+    """Served as a service serves it: /readyz 503 and /livez 200 while the batch fails."""
+    await produce(stack_settings, [alert_new("only").SerializeToString()])
+    dependency_up = asyncio.Event()
+    handled = asyncio.Event()
+
+    async def handle(deliveries: list[Delivery[events_pb2.AlertNew]]) -> None:
+        if not dependency_up.is_set():
+            raise ConnectionError("dependency down")
+        handled.set()
+
+    lifecycle = Lifecycle()
+    consumer, producer = make_consumer(stack_settings, "ready-test", topics.RULE_CHANGED), make_producer(stack_settings)
+    await start_clients(stack_settings, producer, consumer)
+    worker = BatchWorker(service="ready-test", settings=stack_settings, consumer=consumer, producer=producer,
+                         decode=decode_alert, handle=handle, stop=lifecycle.stop)
+    lifecycle.ready = worker.ready
+    port = free_port()
+    server = await serve_metrics_and_health("127.0.0.1", port, lifecycle.is_ready, lifecycle.is_alive)
+    task = asyncio.create_task(worker.run())
+    try:
+        assert (await http_get(port, "/readyz"))[0] == 200  # started, nothing failing yet
+
+        async def failing() -> bool:
+            return (await http_get(port, "/readyz"))[0] == 503
+
+        await wait_until(failing, 20, "the worker to be unready while its batch fails")
+        assert await http_get(port, "/livez") == (200, "ok\n")
+        assert await http_get(port, "/healthz") == (503, "not ready\n")
+        dependency_up.set()
+        await asyncio.wait_for(handled.wait(), 20)
+
+        async def recovered() -> bool:
+            return (await http_get(port, "/readyz"))[0] == 200
+
+        await wait_until(recovered, 20, "the worker to be ready again")
+    finally:
+        lifecycle.stop.set()
+        await asyncio.wait_for(task, 30)
+        server.close()
+        await stop_consumer(consumer)
+        await producer.stop()

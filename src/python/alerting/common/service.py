@@ -17,12 +17,35 @@ S = TypeVar("S", bound=Settings)
 
 
 class Lifecycle:
-    """What a running service exposes to its shell: a stop event and a health flag."""
+    """What a running service exposes to its shell: a stop event, and two probes.
+
+    `ready`: the service has started and can do its work now; a dependency outage (a batch
+    failing and being retried, a follower failing) makes it unready, and it becomes ready
+    again by itself. `alive`: the service is not broken beyond what waiting can mend (a
+    task it needs has ended): a restart is the remedy. Both are served by run_service, on
+    /readyz (and /healthz) and /livez."""
 
     def __init__(self) -> None:
         self.stop = asyncio.Event()
-        # Unhealthy until the service has started (waiting for a dependency is not ready).
-        self.healthy: Callable[[], bool] = lambda: False
+        # Not ready until the service has started (waiting for a dependency is not ready).
+        self.ready: Callable[[], bool] = lambda: False
+        self.alive: Callable[[], bool] = lambda: True
+
+    @property
+    def healthy(self) -> Callable[[], bool]:
+        """The readiness probe, by its former name."""
+        return self.ready
+
+    @healthy.setter
+    def healthy(self, check: Callable[[], bool]) -> None:
+        self.ready = check
+
+    def is_ready(self) -> bool:
+        """Ready, and not asked to stop: a stopping service takes no more work."""
+        return not self.stop.is_set() and self.ready()
+
+    def is_alive(self) -> bool:
+        return self.alive()
 
 
 def run_service(
@@ -32,7 +55,7 @@ def run_service(
 ) -> None:
     """Run `body` until it returns or SIGTERM/SIGINT asks it to stop. `name` is the
     service's name in alerting.common.ports, which gives its default metrics port."""
-    telemetry.setup_logging(settings)
+    telemetry.setup_logging(settings, name)
     telemetry.setup_tracing(name, settings)
 
     async def main() -> None:
@@ -41,7 +64,8 @@ def run_service(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lifecycle.stop.set)
         port = settings.metrics_port or ports.METRICS_PORTS[name]
-        server = await telemetry.serve_metrics_and_health(settings.listen_host, port, lambda: lifecycle.healthy())
+        server = await telemetry.serve_metrics_and_health(
+            settings.listen_host, port, lifecycle.is_ready, lifecycle.is_alive)
         try:
             log.info("%s starting", name)
             await body(settings, lifecycle)

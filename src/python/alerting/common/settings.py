@@ -1,10 +1,18 @@
-"""Typed settings read from ALERTING_* environment variables, defaulting to the local stack."""
+"""Typed settings read from ALERTING_* environment variables, defaulting to the local stack,
+and the tracing configuration that the standard OTEL_* variables override."""
 
 from __future__ import annotations
 
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import unquote
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
@@ -31,6 +39,8 @@ class Settings(BaseSettings):
     # A consumer that stops heartbeating loses its partitions after this long.
     consumer_session_timeout_ms: int = 10_000
     consumer_heartbeat_interval_ms: int = 1_000
+    # How often each worker measures its consumer lag (and drops the partitions it lost).
+    consumer_lag_interval_seconds: float = 5.0
 
     # Consumer batches: as many as batch_max_records, waiting at most batch_timeout_ms.
     batch_max_records: int = 1000
@@ -47,9 +57,115 @@ class Settings(BaseSettings):
     # Fraction of new traces recorded (alerts started by the producer); the rest propagate unsampled.
     otel_sample_ratio: float = 1.0
     log_level: str = "INFO"
+    # "json": one JSON object per line (time, level, logger, message, service, trace_id, span_id).
+    log_format: Literal["text", "json"] = "text"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
     def redis_key(self, name: str) -> str:
         return f"{self.redis_key_prefix}{name}"
+
+
+# What OTEL_TRACES_EXPORTER and OTEL_TRACES_SAMPLER may name here (the spec's names).
+TRACES_EXPORTERS = ("otlp", "console")
+SAMPLERS = (
+    "always_on", "always_off", "traceidratio",
+    "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio",
+)
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """The tracing configuration a service runs with: the standard OTEL_* variables where
+    set (and not empty), else the ALERTING_OTEL_* settings, else the defaults."""
+
+    service_name: str
+    exporters: tuple[str, ...]  # some of TRACES_EXPORTERS; empty: spans are not exported
+    endpoint: str  # OTLP/gRPC
+    # True: plaintext whatever the scheme (ALERTING_OTEL_ENDPOINT always was); None: the
+    # exporter decides (https:// is TLS; OTEL_EXPORTER_OTLP_[TRACES_]INSECURE; http:// plaintext).
+    endpoint_insecure: bool | None
+    sampler: str  # one of SAMPLERS
+    sample_ratio: float  # the ratio of the traceidratio samplers
+    resource_attributes: dict[str, str] = field(default_factory=dict)  # service.name among them
+
+
+def resource_attributes(value: str) -> dict[str, str]:
+    """OTEL_RESOURCE_ATTRIBUTES: `key=value` pairs separated by commas, values percent-encoded."""
+    attributes: dict[str, str] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, equals, raw = item.partition("=")
+        if not equals or not key.strip():
+            log.warning("OTEL_RESOURCE_ATTRIBUTES: ignoring %r (not key=value)", item)
+            continue
+        attributes[key.strip()] = unquote(raw.strip())
+    return attributes
+
+
+def service_name(default: str, environ: Mapping[str, str] | None = None) -> str:
+    """The service's name in traces and logs: OTEL_SERVICE_NAME, else `service.name` in
+    OTEL_RESOURCE_ATTRIBUTES, else `default` (the platform's name for the service)."""
+    environ = os.environ if environ is None else environ
+    return (
+        _env(environ, "OTEL_SERVICE_NAME")
+        or resource_attributes(_env(environ, "OTEL_RESOURCE_ATTRIBUTES") or "").get("service.name")
+        or default
+    )
+
+
+def tracing_settings(
+    default_service_name: str, settings: Settings, environ: Mapping[str, str] | None = None
+) -> TracingSettings:
+    """Resolve the tracing configuration: each standard OTEL_* variable takes precedence
+    over its ALERTING_OTEL_* counterpart, which stays the fallback. An invalid OTEL_* value
+    is logged and ignored."""
+    environ = os.environ if environ is None else environ
+    name = service_name(default_service_name, environ)
+    attributes = {**resource_attributes(_env(environ, "OTEL_RESOURCE_ATTRIBUTES") or ""), "service.name": name}
+
+    exporters: tuple[str, ...] = () if settings.otel_exporter == "none" else (settings.otel_exporter,)
+    named = _env(environ, "OTEL_TRACES_EXPORTER")
+    if named is not None:
+        wanted = [item.strip().lower() for item in named.split(",") if item.strip()]
+        for unknown in sorted(set(wanted) - {*TRACES_EXPORTERS, "none"}):
+            log.warning("OTEL_TRACES_EXPORTER: %r is not supported here (otlp, console or none); ignored", unknown)
+        exporters = () if "none" in wanted else tuple(dict.fromkeys(e for e in wanted if e in TRACES_EXPORTERS))
+
+    endpoint = settings.otel_endpoint
+    insecure: bool | None = True
+    standard_endpoint = _env(environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or _env(
+        environ, "OTEL_EXPORTER_OTLP_ENDPOINT")
+    if standard_endpoint is not None:
+        endpoint, insecure = standard_endpoint, None
+
+    sampler = "parentbased_traceidratio"
+    named = _env(environ, "OTEL_TRACES_SAMPLER")
+    if named is not None:
+        if named.lower() in SAMPLERS:
+            sampler = named.lower()
+        else:
+            log.warning("OTEL_TRACES_SAMPLER: %r is not supported here (one of %s); ignored",
+                        named, ", ".join(SAMPLERS))
+    ratio = settings.otel_sample_ratio
+    argument = _env(environ, "OTEL_TRACES_SAMPLER_ARG")
+    if argument is not None:
+        try:
+            ratio = float(argument)
+            if not 0.0 <= ratio <= 1.0:
+                raise ValueError("not between 0 and 1")
+        except ValueError as error:
+            ratio = settings.otel_sample_ratio
+            log.warning("OTEL_TRACES_SAMPLER_ARG: %r is not a ratio (%s); ignored", argument, error)
+    return TracingSettings(
+        service_name=name, exporters=exporters, endpoint=endpoint, endpoint_insecure=insecure,
+        sampler=sampler, sample_ratio=ratio, resource_attributes=attributes,
+    )
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    """A variable's value; None when unset or empty (the spec treats empty as unset)."""
+    value = environ.get(name, "").strip()
+    return value or None

@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing, Prometheus metrics and the /metrics + /healthz endpoint."""
+"""OpenTelemetry tracing, Prometheus metrics and the /metrics, /livez and /readyz endpoint."""
 
 from __future__ import annotations
 
@@ -18,11 +18,19 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.util.types import AttributeValue
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
-from alerting.common.settings import Settings
+from alerting.common import logs
+from alerting.common.settings import Settings, TracingSettings, tracing_settings
+from alerting.common.settings import service_name as resolved_service_name
 
 log = logging.getLogger(__name__)
 
@@ -42,45 +50,57 @@ BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CONSUMER_LAG = Gauge(
-    "alerting_consumer_lag", "Messages behind the partition's high watermark.", ["service", "topic", "partition"]
+    "alerting_consumer_lag",
+    "Messages behind the partition's high watermark: its end offset minus the group's committed offset.",
+    ["service", "topic", "partition"],
 )
 
 
-def setup_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def setup_logging(settings: Settings, service: str = "") -> None:
+    """Root logging to stderr at ALERTING_LOG_LEVEL, as text or JSON (ALERTING_LOG_FORMAT),
+    every line with the current trace and span ids. `service` is the service's name in JSON
+    lines; OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) overrides it."""
+    logs.setup(settings.log_level, settings.log_format, resolved_service_name(service))
 
 
 def setup_tracing(service_name: str, settings: Settings, exporter: SpanExporter | None = None) -> None:
     """Install the global tracer provider and the instrumentations every service uses.
 
-    `exporter` overrides the configured one (tests pass an in-memory exporter).
+    `exporter` overrides the configured ones (tests pass an in-memory exporter).
     """
-    # Spans are always recorded, so trace ids travel in Kafka headers and into the
-    # notifications table even when nothing is exported.
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": service_name}),
-        sampler=ParentBased(TraceIdRatioBased(settings.otel_sample_ratio)),
-    )
-    if exporter is None:
-        exporter = _configured_exporter(settings)
-    if exporter is not None:
-        processor = SimpleSpanProcessor(exporter) if _is_in_memory(exporter) else BatchSpanProcessor(exporter)
-        provider.add_span_processor(processor)
-    trace.set_tracer_provider(provider)
+    trace.set_tracer_provider(tracer_provider(tracing_settings(service_name, settings), exporter))
     _instrument_libraries()
 
 
-def _configured_exporter(settings: Settings) -> SpanExporter | None:
-    if settings.otel_exporter == "console":
-        return ConsoleSpanExporter()
-    if settings.otel_exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+def tracer_provider(config: TracingSettings, exporter: SpanExporter | None = None) -> TracerProvider:
+    """A tracer provider as `config` says (or exporting to `exporter` alone)."""
+    # Spans are always recorded, so trace ids travel in Kafka headers and into the
+    # notifications table even when nothing is exported.
+    provider = TracerProvider(resource=Resource.create(dict(config.resource_attributes)), sampler=sampler(config))
+    exporters = [exporter] if exporter is not None else _configured_exporters(config)
+    for each in exporters:
+        provider.add_span_processor(SimpleSpanProcessor(each) if _is_in_memory(each) else BatchSpanProcessor(each))
+    return provider
 
-        return OTLPSpanExporter(endpoint=settings.otel_endpoint, insecure=True)
-    return None
+
+def sampler(config: TracingSettings) -> Sampler:
+    """The sampler OTEL_TRACES_SAMPLER names; the default follows the parent's decision and
+    records a ratio of new traces (OTEL_TRACES_SAMPLER_ARG, else ALERTING_OTEL_SAMPLE_RATIO)."""
+    root: Sampler = {"always_on": ALWAYS_ON, "always_off": ALWAYS_OFF}.get(
+        config.sampler.removeprefix("parentbased_"), TraceIdRatioBased(config.sample_ratio))
+    return ParentBased(root) if config.sampler.startswith("parentbased_") else root
+
+
+def _configured_exporters(config: TracingSettings) -> list[SpanExporter]:
+    exporters: list[SpanExporter] = []
+    for name in config.exporters:
+        if name == "console":
+            exporters.append(ConsoleSpanExporter())
+        elif name == "otlp":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            exporters.append(OTLPSpanExporter(endpoint=config.endpoint, insecure=config.endpoint_insecure))
+    return exporters
 
 
 def _is_in_memory(exporter: SpanExporter) -> bool:
@@ -111,6 +131,8 @@ def shutdown_tracing() -> None:
 
 
 HeaderList = Iterable[tuple[str, bytes]]
+# The W3C trace context headers a Kafka message carries.
+TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 class _HeaderGetter(Getter[dict[str, str]]):
@@ -154,10 +176,21 @@ def messaging_attributes(record: ConsumerRecord) -> dict[str, AttributeValue]:
     return attributes
 
 
+def _holds(check: Callable[[], bool], what: str) -> bool:
+    """A probe's answer; a probe that raises answers no (and says why in the log)."""
+    try:
+        return bool(check())
+    except Exception:
+        log.exception("the %s check failed", what)
+        return False
+
+
 async def serve_metrics_and_health(
-    host: str, port: int, is_healthy: Callable[[], bool]
+    host: str, port: int, is_ready: Callable[[], bool], is_alive: Callable[[], bool] = lambda: True
 ) -> asyncio.base_events.Server:
-    """A minimal HTTP endpoint: GET /metrics (Prometheus) and GET /healthz (200 or 503)."""
+    """A minimal HTTP endpoint: GET /metrics (Prometheus); GET /livez, 200 while the process
+    runs (`is_alive`), else 503; GET /readyz, 200 when the service has started and can do its
+    work (`is_ready`), else 503; GET /healthz, the same as /readyz (older probes use it)."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -165,13 +198,17 @@ async def serve_metrics_and_health(
             while (await reader.readline()) not in (b"\r\n", b"\n", b""):
                 pass
             parts = request_line.decode("latin-1").split()
-            path = parts[1] if len(parts) > 1 else "/"
-            if path.startswith("/metrics"):
+            path = (parts[1] if len(parts) > 1 else "/").split("?", 1)[0]
+            if path == "/metrics":
                 status, content_type, body = "200 OK", CONTENT_TYPE_LATEST, generate_latest(REGISTRY)
-            elif path.startswith("/healthz"):
-                healthy = is_healthy()
-                status = "200 OK" if healthy else "503 Service Unavailable"
-                content_type, body = "text/plain", b"ok\n" if healthy else b"unhealthy\n"
+            elif path in ("/readyz", "/healthz"):
+                ready = _holds(is_ready, "readiness")
+                status = "200 OK" if ready else "503 Service Unavailable"
+                content_type, body = "text/plain", b"ok\n" if ready else b"not ready\n"
+            elif path == "/livez":
+                alive = _holds(is_alive, "liveness")
+                status = "200 OK" if alive else "503 Service Unavailable"
+                content_type, body = "text/plain", b"ok\n" if alive else b"not alive\n"
             else:
                 status, content_type, body = "404 Not Found", "text/plain", b"not found\n"
             writer.write(

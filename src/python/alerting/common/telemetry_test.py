@@ -1,32 +1,67 @@
-import asyncio
+from opentelemetry.sdk.trace import TracerProvider
 
 from alerting.common.service import Lifecycle
-from alerting.common.telemetry import MESSAGES_PROCESSED, serve_metrics_and_health
-from alerting.testsupport.services import free_port
+from alerting.common.settings import Settings, tracing_settings
+from alerting.common.telemetry import MESSAGES_PROCESSED, serve_metrics_and_health, tracer_provider
+from alerting.testsupport.services import free_port, http_get
 
 
-async def get(port: int, path: str) -> tuple[int, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    await writer.drain()
-    response = (await reader.read()).decode()
-    writer.close()
-    status_line, _, body = response.partition("\r\n\r\n")
-    return int(status_line.split()[1]), body
-
-
-async def test_health_is_503_until_the_service_says_it_started_and_metrics_are_served() -> None:
+async def test_readiness_liveness_and_metrics_are_served_apart() -> None:
     lifecycle = Lifecycle()
     port = free_port()
-    server = await serve_metrics_and_health("127.0.0.1", port, lambda: lifecycle.healthy())
+    server = await serve_metrics_and_health("127.0.0.1", port, lifecycle.is_ready, lifecycle.is_alive)
     try:
-        assert await get(port, "/healthz") == (503, "unhealthy\n")
-        lifecycle.healthy = lambda: True
-        assert await get(port, "/healthz") == (200, "ok\n")
+        # Starting (waiting for a dependency): alive, not ready; /healthz is /readyz.
+        assert await http_get(port, "/livez") == (200, "ok\n")
+        assert await http_get(port, "/readyz") == (503, "not ready\n")
+        assert await http_get(port, "/healthz") == (503, "not ready\n")
+        lifecycle.ready = lambda: True
+        assert await http_get(port, "/readyz") == (200, "ok\n")
+        assert await http_get(port, "/healthz?verbose") == (200, "ok\n")
+        # A task the service needs has ended: dead, and not ready either (as the services wire it).
+        lifecycle.alive = lambda: False
+        assert await http_get(port, "/livez") == (503, "not alive\n")
+        # A probe that raises answers no rather than breaking the endpoint.
+        lifecycle.ready = lambda: 1 / 0 > 0
+        assert await http_get(port, "/readyz") == (503, "not ready\n")
+        # Asked to stop: no longer ready, whatever the service says.
+        lifecycle.ready, lifecycle.alive = (lambda: True), (lambda: True)
+        lifecycle.stop.set()
+        assert await http_get(port, "/readyz") == (503, "not ready\n")
+        assert await http_get(port, "/livez") == (200, "ok\n")
+
         MESSAGES_PROCESSED.labels("test-service", "some.topic").inc(3)
-        status, body = await get(port, "/metrics")
+        status, body = await http_get(port, "/metrics")
         assert status == 200
         assert 'alerting_messages_processed_total{service="test-service",topic="some.topic"} 3.0' in body
-        assert (await get(port, "/nothing"))[0] == 404
+        assert (await http_get(port, "/nothing"))[0] == 404
+        assert (await http_get(port, "/livezz"))[0] == 404
     finally:
         server.close()
+
+
+def test_healthy_is_the_former_name_of_the_readiness_probe() -> None:
+    lifecycle = Lifecycle()
+    lifecycle.healthy = lambda: True
+    assert lifecycle.ready() is True
+    assert lifecycle.healthy is lifecycle.ready
+
+
+def test_the_tracer_provider_follows_the_resolved_otel_settings() -> None:
+    environ = {
+        "OTEL_SERVICE_NAME": "rules-eu",
+        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,service.name=ignored",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+    }
+    provider = tracer_provider(tracing_settings("rule-service", Settings(otel_sample_ratio=1.0), environ))
+    assert isinstance(provider, TracerProvider)
+    assert provider.resource.attributes["service.name"] == "rules-eu"
+    assert provider.resource.attributes["deployment.environment"] == "prod"
+    assert provider.sampler.get_description() == (
+        "ParentBased{root:TraceIdRatioBased{0.25},remoteParentSampled:AlwaysOnSampler,"
+        "remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,"
+        "localParentNotSampled:AlwaysOffSampler}"
+    )
+    always = tracer_provider(tracing_settings("x", Settings(), {"OTEL_TRACES_SAMPLER": "always_off"}))
+    assert always.sampler.get_description() == "AlwaysOffSampler"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 import uuid
@@ -69,9 +70,24 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
         trace_id = row["trace_context"].split("-")[1] if row["trace_context"] else "-"
         say(f"notified {row['notification_id']}  alert {row['alert_id'][:12]}…  {row['status']}  "
             f"rules={row['rules']}  to {', '.join(row['emails'])}  trace {trace_id}")
+        if trace_id != "-" and (link := trace_link(trace_id)):
+            say(f"         {link}")
+    mailpit = os.environ.get("ALERTING_MAILPIT_UI", "").rstrip("/")
     say("demo done: 2 notifications SENT for 4 alerts published (one duplicate, one unmatched); "
-        "mail in .local/mail/")
+        + (f"mail in Mailpit: {mailpit}/" if mailpit else "mail in .local/mail/"))
     return 0
+
+
+def trace_link(trace_id: str) -> str:
+    """Where to look at a trace, when the services export to Jaeger: deploy/platform sets
+    ALERTING_JAEGER_UI when Jaeger serves its UI, and ALERTING_JAEGER_API whenever traces go to it."""
+    ui = os.environ.get("ALERTING_JAEGER_UI", "").rstrip("/")
+    api = os.environ.get("ALERTING_JAEGER_API", "").rstrip("/")
+    if ui:
+        return f"trace in Jaeger: {ui}/trace/{trace_id}"
+    if api:
+        return f"trace in Jaeger's API (this Jaeger has no UI): {api}/traces/{trace_id}"
+    return ""
 
 
 def main() -> None:

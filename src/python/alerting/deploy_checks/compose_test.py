@@ -51,9 +51,6 @@ def test_the_tools_run_on_demand_from_the_same_image() -> None:
         assert services[name]["profiles"] == ["tools"], name
         assert services[name]["image"] == "alerting-platform:local", name
         assert services[name]["entrypoint"] == [f"/app/dist/src.python.alerting.{pex}/{name}.pex"], name
-    for package, name in (("demo", "demo"), ("cli", "alertctl"), ("producer", "alert-producer")):
-        build = Path(f"src/python/alerting/{package}/BUILD").read_text()
-        assert f'pex_binary(name="{name}"' in build, (package, name)
 
 
 def test_services_reach_each_other_by_compose_names_and_ports() -> None:

@@ -56,7 +56,7 @@ async def evaluate(
             handle=AlertEvaluator(settings, follower.index, producer).handle,
             stop=lifecycle.stop,
         )
-        lifecycle.healthy = lambda: worker.last_batch_ok and not follower.failing
+        lifecycle.ready = lambda: worker.ready() and not follower.failing
         await worker.run()
     finally:
         lifecycle.stop.set()

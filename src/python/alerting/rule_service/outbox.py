@@ -9,6 +9,9 @@ publishes it twice. The repeats are harmless: the rule-updater's Lua script skip
 whose seq is not above `rules:version`; the evaluator's index compares the rule `version`,
 skipping an upsert older than the one it holds or not newer than the rule's deletion (the
 same version applied again changes nothing).
+
+The relay also counts the rows not published yet (`alerting_outbox_unpublished`), whether
+or not Kafka can be reached, and whether or not it is the instance that relays.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Gauge
 
 from alerting.common import topics
 from alerting.common.kafka import OutgoingMessage, publish_all, start_clients
@@ -31,6 +36,13 @@ log = logging.getLogger(__name__)
 WRITER_LOCK = 7_401_001
 RELAY_LOCK = 7_401_002
 BATCH = 500
+
+OUTBOX_UNPUBLISHED = Gauge(
+    "alerting_outbox_unpublished",
+    "Rule changes committed to rule_outbox and not yet published to rule.changed (the whole table's).",
+)
+# An index-only count over rule_outbox_unpublished_idx, a partial index of exactly these rows.
+UNPUBLISHED = "SELECT count(*) FROM rule_outbox WHERE published_at IS NULL"
 
 
 async def add_change(
@@ -78,6 +90,10 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.retention_seconds = retention_seconds
         self.wakeup = asyncio.Event()
+        self.producer_started = False
+        # Whether the relay's last statement reached Postgres (the rule-service's readiness).
+        self.reaches_database = False
+        self.counted_at = float("-inf")
 
     def wake(self) -> None:
         self.wakeup.set()
@@ -107,22 +123,46 @@ class OutboxRelay:
         result = await connection.execute(PURGE, self.retention_seconds, BATCH)
         return int(result.split()[-1])
 
+    async def count_unpublished(self, connection: asyncpg.Connection) -> int:
+        """Refresh the backlog gauge; the number of rows not published yet."""
+        count = int(await connection.fetchval(UNPUBLISHED))
+        OUTBOX_UNPUBLISHED.set(count)
+        self.counted_at = time.monotonic()
+        return count
+
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until stopped; errors are retried after a pause, never skipped. The
-        producer is started here, so the gRPC API serves (and commits changes to the
-        outbox) while Kafka is still out of reach."""
+        producer is started here, beside the loop, so the gRPC API serves (and commits
+        changes to the outbox) while Kafka is still out of reach, and the backlog is counted
+        meanwhile."""
+        starting = asyncio.create_task(self._start_producer(stop))
+        try:
+            await self._relay_until_stopped(stop)
+        finally:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+
+    async def _start_producer(self, stop: asyncio.Event) -> None:
         with contextlib.suppress(Stopping):
             await start_clients(self.settings, self.producer, stop=stop)
+            self.producer_started = True
+            self.wake()
+
+    async def _relay_until_stopped(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 connection = await asyncpg.connect(self.settings.database_url)
             except (OSError, asyncpg.PostgresError) as error:
+                self.reaches_database = False
                 log.warning("outbox relay cannot reach Postgres, retrying: %r", error)
                 await self._pause(stop)
                 continue
+            self.reaches_database = True
             try:
                 await self._relay_while_leader(connection, stop)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                self.reaches_database = False
                 log.warning("outbox relay failed, retrying: %r", error)
                 await self._pause(stop)
             except Exception as error:  # Kafka errors: publish again after a pause
@@ -135,10 +175,16 @@ class OutboxRelay:
         while not stop.is_set():
             if await connection.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK):
                 break
+            await self.count_unpublished(connection)
             await self._pause(stop)  # another instance relays
         while not stop.is_set():
             self.wakeup.clear()  # before reading, so a commit during the read wakes the next pause
-            if await self.publish_pending(connection) < BATCH:
+            # Nothing is published until the producer has started (Kafka reached once).
+            published = await self.publish_pending(connection) if self.producer_started else 0
+            # Counted before each pause, and once a poll while a long backlog is published.
+            if published < BATCH or time.monotonic() - self.counted_at >= self.poll_seconds:
+                await self.count_unpublished(connection)
+            if published < BATCH:
                 await self.purge_published(connection)
                 await self._pause(stop)
 

@@ -16,10 +16,14 @@ from grpc_reflection.v1alpha import reflection
 from alerting.common import ports
 from alerting.common.service import Lifecycle
 from alerting.common.settings import Settings
+from alerting.rule_service.dead_letters import DeadLetterService
+from alerting.rule_service.grpc_metrics import ServerMetricsInterceptor
 from alerting.rule_service.notifications import NotificationService
 from alerting.rule_service.outbox import OutboxRelay
 from alerting.rule_service.servicer import RuleService
 from alerting.v1 import (
+    dead_letter_service_pb2,
+    dead_letter_service_pb2_grpc,
     notification_service_pb2,
     notification_service_pb2_grpc,
     rule_service_pb2,
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     rule_service_pb2.DESCRIPTOR.services_by_name["RuleService"].full_name,
     notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
+    dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
 )
 
 
@@ -43,9 +48,10 @@ class RuleServiceSettings(Settings):
 async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_change: Callable[[], None]
                        ) -> tuple[grpc.aio.Server, int]:
     """A started server; the port it listens on (settings.grpc_port 0 picks a free one)."""
-    server = grpc.aio.server()
+    server = grpc.aio.server(interceptors=[ServerMetricsInterceptor()])
     rule_service_pb2_grpc.add_RuleServiceServicer_to_server(RuleService(pool, on_change), server)
     notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationService(pool), server)
+    dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(DeadLetterService(settings), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -64,7 +70,10 @@ async def serve(
     relaying = asyncio.create_task(relay.run(lifecycle.stop))
     server, port = await start_server(settings, pool, relay.wake)
     log.info("rule-service gRPC on %s:%d", settings.listen_host, port)
-    lifecycle.healthy = lambda: not relaying.done()
+    # Ready while the relay runs and reaches Postgres (what the RPCs need; Kafka is the relay's
+    # own concern, see alerting_outbox_unpublished); a relay that ended is a reason to restart.
+    lifecycle.ready = lambda: not relaying.done() and relay.reaches_database
+    lifecycle.alive = lambda: not relaying.done()
     try:
         await lifecycle.stop.wait()
     finally:

@@ -38,7 +38,7 @@ async def run(settings: Settings, lifecycle: Lifecycle) -> None:
                 handle=writer.handle,
                 stop=lifecycle.stop,
             )
-            lifecycle.healthy = lambda: worker.last_batch_ok
+            lifecycle.ready = worker.ready
             await worker.run()
     finally:
         await client.aclose()

@@ -49,7 +49,8 @@ async def send_until_stopped(lifecycle: Lifecycle, sender: EmailSender, worker: 
     """Consume `notifications.ready` until stopped, with the retry scheduler running beside."""
     retries = asyncio.create_task(sender.retry_due(lifecycle.stop))
     # A retry scheduler that ended would leave retries waiting forever: unhealthy, not silent.
-    lifecycle.healthy = lambda: worker.last_batch_ok and not retries.done()
+    lifecycle.ready = lambda: worker.ready() and not retries.done()
+    lifecycle.alive = lambda: not retries.done()
     try:
         await worker.run()
     finally:

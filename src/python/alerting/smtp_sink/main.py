@@ -91,7 +91,7 @@ async def run(settings: SinkSettings, lifecycle: Lifecycle) -> None:
         smtputf8=settings.smtp_sink_smtputf8,
     )
     log.info("SMTP sink on %s:%d keeping mail in %s", settings.listen_host, settings.smtp_sink_port, settings.mail_dir)
-    lifecycle.healthy = lambda: True
+    lifecycle.ready = lambda: True
     try:
         await lifecycle.stop.wait()
     finally:

@@ -179,3 +179,16 @@ async def read(settings: Settings, topic: str, count: int) -> list[ConsumerRecor
     finally:
         await consumer.stop()
     return records
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """GET http://127.0.0.1:port/path: the status code and the body (a service's /readyz, /livez, /metrics)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        await writer.drain()
+        response = (await reader.read()).decode()
+    finally:
+        writer.close()
+    status_line, _, body = response.partition("\r\n\r\n")
+    return int(status_line.split()[1]), body
