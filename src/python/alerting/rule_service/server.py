@@ -1,5 +1,6 @@
-"""The rule-service's gRPC server (RuleService, health checking, reflection) and the
-outbox relay beside it, served until the service is asked to stop."""
+"""The rule-service's gRPC server (RuleService, NotificationService, DeadLetterService,
+health checking, reflection, server metrics) and the outbox relay beside it, served until
+the service is asked to stop."""
 
 from __future__ import annotations
 
