@@ -34,7 +34,7 @@ from alerting.testsupport.services import (
     stop_process,
     wait_until,
 )
-from alerting.v1 import rule_service_pb2
+from alerting.v1 import alert_pb2, rule_service_pb2
 
 WORKERS = ("alerting.rule_updater.main", "alerting.evaluator.main", "alerting.aggregator.main",
            "alerting.sender.main")
@@ -92,26 +92,37 @@ async def test_two_instances_of_every_worker_share_the_work_and_survive_sigkills
                     emails=[f"oncall@tenant-{number}.io"]))
             for instance in instances:
                 await instance.start(**({"ALERTING_FAILPOINT": "after_send:1"} if instance is doomed_sender else {}))
-            alerts = []
+            alerts: list[alert_pb2.Alert] = []
+            assert doomed_sender.process is not None
             async with AlertPublisher(settings) as publisher:
-                for round_number in range(4):
-                    batch = [build_alert("HIGH", f"src-{n % CLIENTS}", f"check-{round_number}-{n}")
+
+                async def publish_round() -> None:
+                    batch = [build_alert("HIGH", f"src-{n % CLIENTS}", f"check-{len(alerts)}-{n}")
                              for n in range(ALERTS_PER_ROUND)]
-                    alerts += batch
+                    alerts.extend(batch)
                     await publisher.publish(batch)
+
+                # Alerts flow until the doomed sender has had notifications to send, and died at
+                # its failpoint (however late it joined its group), at most for a minute ...
+                deadline = asyncio.get_running_loop().time() + 60
+                while doomed_sender.process.returncode is None:
+                    assert asyncio.get_running_loop().time() < deadline, "the sender never reached its failpoint"
+                    await publish_round()
                     await asyncio.sleep(1)
-                    if round_number == 1:
-                        # One instance of each worker dies (the sender at its failpoint, by now);
-                        # a supervisor restarts it a second later.
-                        assert doomed_sender.process is not None
-                        assert await asyncio.wait_for(doomed_sender.process.wait(), 60) == -signal.SIGKILL
-                        killed = [instance for instance in instances if instance is not doomed_sender
-                                  and instance.env["ALERTING_INSTANCE_ID"] == "replica-1"]
-                        for instance in killed:
-                            await instance.kill()
-                        await asyncio.sleep(1)
-                        for instance in [*killed, doomed_sender]:
-                            await instance.start()
+                assert doomed_sender.process.returncode == -signal.SIGKILL
+                # ... then one instance of each of the other workers dies too; a supervisor
+                # restarts all of them a second later, and alerts keep flowing.
+                killed = [instance for instance in instances if instance is not doomed_sender
+                          and instance.env["ALERTING_INSTANCE_ID"] == "replica-1"]
+                for instance in killed:
+                    await instance.kill()
+                await publish_round()
+                await asyncio.sleep(1)
+                for instance in [*killed, doomed_sender]:
+                    await instance.start()
+                for _ in range(2):
+                    await publish_round()
+                    await asyncio.sleep(1)
 
             async def all_sent() -> bool:
                 [row] = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'")
