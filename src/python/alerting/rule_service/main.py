@@ -6,7 +6,7 @@ Wiring only: the server is server.py, the RPCs servicer.py, the outbox outbox.py
 
 from __future__ import annotations
 
-from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer
+from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer, filters
 
 from alerting.common.db import create_pool
 from alerting.common.kafka import make_producer
@@ -24,8 +24,15 @@ async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:
         await pool.close()
 
 
+def instrument_grpc_server() -> None:
+    """Server spans for every RPC but health checking: the instrumentation wraps a streaming
+    handler as a generator, which the health servicer's Watch is not (it would answer
+    UNKNOWN), and probes need no traces."""
+    GrpcAioInstrumentorServer(filter_=filters.negate(filters.health_check())).instrument()
+
+
 def main() -> None:
-    GrpcAioInstrumentorServer().instrument()
+    instrument_grpc_server()
     run_service("rule-service", RuleServiceSettings(), run)
 
 
