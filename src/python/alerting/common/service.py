@@ -31,15 +31,6 @@ class Lifecycle:
         self.ready: Callable[[], bool] = lambda: False
         self.alive: Callable[[], bool] = lambda: True
 
-    @property
-    def healthy(self) -> Callable[[], bool]:
-        """The readiness probe, by its former name."""
-        return self.ready
-
-    @healthy.setter
-    def healthy(self, check: Callable[[], bool]) -> None:
-        self.ready = check
-
     def is_ready(self) -> bool:
         """Ready, and not asked to stop: a stopping service takes no more work."""
         return not self.stop.is_set() and self.ready()

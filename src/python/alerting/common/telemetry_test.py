@@ -40,13 +40,6 @@ async def test_readiness_liveness_and_metrics_are_served_apart() -> None:
         server.close()
 
 
-def test_healthy_is_the_former_name_of_the_readiness_probe() -> None:
-    lifecycle = Lifecycle()
-    lifecycle.healthy = lambda: True
-    assert lifecycle.ready() is True
-    assert lifecycle.healthy is lifecycle.ready
-
-
 def test_the_tracer_provider_follows_the_resolved_otel_settings() -> None:
     environ = {
         "OTEL_SERVICE_NAME": "rules-eu",
