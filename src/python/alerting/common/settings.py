@@ -7,9 +7,11 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import unquote
 
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,12 @@ class Settings(BaseSettings):
     redis_key_prefix: str = ""
 
     rule_service_address: str = "127.0.0.1:50051"
+    # Clients of the rule-service (alertctl, the demo, the tests) connect over TLS unless
+    # this is false, verifying its certificate against tls_ca_file (empty: the system's CAs).
+    rule_service_tls: bool = True
+    tls_ca_file: str = ""
+    # The API key a client of the rule-service presents (`authorization: Bearer <key>`).
+    api_key: SecretStr | None = None
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     smtp_sender: str = "alerts@alerting.local"
@@ -60,11 +68,39 @@ class Settings(BaseSettings):
     # "json": one JSON object per line (time, level, logger, message, service, trace_id, span_id).
     log_format: Literal["text", "json"] = "text"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """Every secret setting X (a SecretStr) may instead be given as a file holding it,
+        named by ALERTING_X_FILE, so that secrets need not sit in the environment. A value
+        given directly wins."""
+        if not isinstance(data, dict):
+            return data
+        for name, info in cls.model_fields.items():
+            if not _is_secret(info.annotation) or data.get(name) not in (None, ""):
+                continue
+            path = os.environ.get(f"ALERTING_{name.upper()}_FILE", "").strip()
+            if path:
+                try:
+                    data[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as error:
+                    raise ValueError(f"ALERTING_{name.upper()}_FILE: cannot read {path}: {error.strerror}") from None
+        return data
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
     def redis_key(self, name: str) -> str:
         return f"{self.redis_key_prefix}{name}"
+
+
+def _is_secret(annotation: object) -> bool:
+    return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
+
+
+def secret_value(secret: SecretStr | None) -> str:
+    """A secret setting's value; empty when unset."""
+    return "" if secret is None else secret.get_secret_value()
 
 
 # What OTEL_TRACES_EXPORTER and OTEL_TRACES_SAMPLER may name here (the spec's names).

@@ -1,7 +1,9 @@
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from alerting.common.settings import Settings, TracingSettings, service_name, tracing_settings
+from alerting.common.settings import Settings, TracingSettings, secret_value, service_name, tracing_settings
 
 
 def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,3 +91,22 @@ def test_empty_or_invalid_otel_variables_are_ignored() -> None:
     # An exporter this build does not have is dropped; the ones it has stay.
     assert tracing_settings("evaluator", settings, {"OTEL_TRACES_EXPORTER": "zipkin,otlp"}).exporters == ("otlp",)
     assert tracing_settings("evaluator", settings, {"OTEL_TRACES_EXPORTER": "zipkin"}).exporters == ()
+
+
+def test_a_secret_setting_reads_from_its_file_and_never_shows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("ALERTING_API_KEY", raising=False)
+    key_file = tmp_path / "key"
+    key_file.write_text("ak_public.secretpart\n")
+    monkeypatch.setenv("ALERTING_API_KEY_FILE", str(key_file))
+    settings = Settings()
+    assert secret_value(settings.api_key) == "ak_public.secretpart"
+    assert "secretpart" not in repr(settings) and "secretpart" not in str(settings.model_dump())
+    monkeypatch.setenv("ALERTING_API_KEY", "ak_direct.value")
+    assert secret_value(Settings().api_key) == "ak_direct.value"
+
+
+def test_an_unreadable_secret_file_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("ALERTING_API_KEY", raising=False)
+    monkeypatch.setenv("ALERTING_API_KEY_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValidationError, match="ALERTING_API_KEY_FILE: cannot read"):
+        Settings()
