@@ -24,6 +24,7 @@ from alerting.common import telemetry, topics
 from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
 from alerting.common.settings import Settings
 from alerting.common.validation import InvalidField
+from alerting.rule_service.auth import caller
 from alerting.rule_service.errors import FailedPrecondition, NotFound, grpc_errors
 from alerting.v1 import dead_letter_service_pb2 as api
 from alerting.v1 import dead_letter_service_pb2_grpc
@@ -259,6 +260,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
     @grpc_errors
     async def ListDeadLetters(self, request: api.ListDeadLettersRequest, context: Context
                               ) -> api.ListDeadLettersResponse:
+        caller().require_admin("reading dead letters")
         topic = input_topic(request.topic)
         start_offset, count = list_window(request.start_offset, request.max_count)
         dead_letter_topic = self.settings.topic(topics.dead_letter(topic))
@@ -270,6 +272,7 @@ class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
     @grpc_errors
     async def ReplayDeadLetters(self, request: api.ReplayDeadLettersRequest, context: Context
                                 ) -> api.ReplayDeadLettersResponse:
+        caller().require_admin("replaying dead letters")
         topic = input_topic(request.topic)
         offsets = replay_offsets(request.offsets)
         dead_letter_topic, target = self.settings.topic(topics.dead_letter(topic)), self.settings.topic(topic)

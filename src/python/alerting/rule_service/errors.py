@@ -11,6 +11,7 @@ import asyncpg
 import grpc
 
 from alerting.common.validation import InvalidField
+from alerting.rule_service.access import PermissionDenied
 
 if TYPE_CHECKING:
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -31,6 +32,10 @@ class StaleVersion(FailedPrecondition):
     """The change was based on a version that is no longer the current one."""
 
 
+class QuotaExceeded(Exception):
+    """RESOURCE_EXHAUSTED: the change would take the caller past one of its quotas."""
+
+
 def grpc_errors(method: Handler[Request, Response]) -> Handler[Request, Response]:
     """Domain errors → gRPC status codes, the message naming the field or the id."""
 
@@ -44,6 +49,10 @@ def grpc_errors(method: Handler[Request, Response]) -> Handler[Request, Response
             await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
         except FailedPrecondition as error:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        except PermissionDenied as error:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
+        except QuotaExceeded as error:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
         except asyncpg.ForeignKeyViolationError:
             await context.abort(grpc.StatusCode.NOT_FOUND, "client_id: no such client")
 

@@ -3,22 +3,19 @@ still answers, the health service's streaming Watch included (what a probe may u
 
 import asyncio
 
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from alerting.common.settings import Settings
-from alerting.rule_service.main import RuleServiceSettings, instrument_grpc_server, run
-from alerting.testsupport.services import free_port, running
+from alerting.rule_service.main import instrument_grpc_server
+from alerting.testsupport.services import rule_service
 from alerting.v1 import rule_service_pb2 as api
 from alerting.v1 import rule_service_pb2_grpc
 
 
 async def test_an_instrumented_server_answers_health_watch_check_and_the_api(stack_settings: Settings) -> None:
     instrument_grpc_server()
-    settings = RuleServiceSettings(**{**stack_settings.model_dump(), "grpc_port": free_port()})
-    async with running(run, settings):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
+    async with rule_service(stack_settings) as service:
+        async with service.channel() as channel:
             health = health_pb2_grpc.HealthStub(channel)
             watch = health.Watch(health_pb2.HealthCheckRequest(service="alerting.v1.RuleService"))
             first = await asyncio.wait_for(watch.read(), 10)

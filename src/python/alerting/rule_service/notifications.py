@@ -10,6 +10,7 @@ import asyncpg
 
 from alerting.common.validation import InvalidField, canonical_uuid
 from alerting.rule_service import validation
+from alerting.rule_service.auth import caller, visible_client_id
 from alerting.rule_service.errors import FailedPrecondition, NotFound, grpc_errors
 from alerting.v1 import alert_pb2, notification_service_pb2_grpc
 from alerting.v1 import notification_service_pb2 as api
@@ -42,7 +43,7 @@ RETRY = """
 WITH retried AS (
     UPDATE notifications SET status = 'PENDING', failure = NULL, last_error = NULL, next_attempt_at = now(),
         attempts = greatest(attempts, 1), retried_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now()
-    WHERE notification_id = $1 AND status = 'FAILED'
+    WHERE notification_id = $1 AND status = 'FAILED' AND ($2::uuid IS NULL OR client_id = $2::uuid)
     RETURNING notification_id
 ), reopened AS (
     DELETE FROM notification_recipients
@@ -74,7 +75,7 @@ class NotificationService(notification_service_pb2_grpc.NotificationServiceServi
     async def ListNotifications(
         self, request: api.ListNotificationsRequest, context: Context
     ) -> api.ListNotificationsResponse:
-        client_id = canonical_uuid(request.client_id, "client_id") if request.client_id else None
+        client_id = visible_client_id(request.client_id) if request.client_id else caller().visible_client()
         if request.status not in (api.NOTIFICATION_STATUS_UNSPECIFIED, *STATUSES):
             raise InvalidField("status", f"unknown value {request.status}")
         size = validation.page_size(request.page_size)
@@ -94,16 +95,17 @@ class NotificationService(notification_service_pb2_grpc.NotificationServiceServi
     @grpc_errors
     async def RetryNotification(self, request: api.RetryNotificationRequest, context: Context) -> api.Notification:
         notification_id = canonical_uuid(request.notification_id, "notification_id")
-        if await self.pool.fetchval(RETRY, notification_id) is None:
+        if await self.pool.fetchval(RETRY, notification_id, caller().visible_client()) is None:
             current = await self._full(notification_id)  # NotFound when there is none
             status = STATUSES[current.status]
             raise FailedPrecondition(f"notification_id: {notification_id} is {status}, not FAILED")
         return await self._full(notification_id)
 
     async def _full(self, notification_id: str) -> api.Notification:
-        """The notification with its alert and recipients; NotFound when there is none."""
-        row = await self.pool.fetchrow(f"SELECT {COLUMNS}, alert FROM notifications WHERE notification_id = $1",
-                                       notification_id)
+        """The notification with its alert and recipients; NotFound when there is none (that the caller may see)."""
+        row = await self.pool.fetchrow(
+            f"SELECT {COLUMNS}, alert FROM notifications WHERE notification_id = $1"
+            " AND ($2::uuid IS NULL OR client_id = $2::uuid)", notification_id, caller().visible_client())
         if row is None:
             raise NotFound(f"notification_id: no notification {notification_id}")
         message = notification_message(row)

@@ -51,10 +51,12 @@ async def add_change(
     rule_id: str,
     client_id: str,
     rule: rule_pb2.Rule | None,
+    changed_by: str,
 ) -> None:
-    """Record a change inside the caller's transaction."""
+    """Record a change, made with the API key `changed_by`, inside the caller's transaction."""
     await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
-    change = events_pb2.RuleChanged(schema_version=topics.SCHEMA_VERSION, op=op, rule_id=rule_id, client_id=client_id)
+    change = events_pb2.RuleChanged(schema_version=topics.SCHEMA_VERSION, op=op, rule_id=rule_id, client_id=client_id,
+                                    changed_by=changed_by)
     if rule is not None:
         change.rule.CopyFrom(rule)
     change.committed_at.GetCurrentTime()

@@ -1,28 +1,39 @@
-"""The rule-service's gRPC server (RuleService, NotificationService, DeadLetterService,
-health checking, reflection, server metrics) and the outbox relay beside it, served until
-the service is asked to stop."""
+"""The rule-service's gRPC server (RuleService, ApiKeyService, NotificationService,
+DeadLetterService, health checking, reflection, server metrics), over TLS unless told
+otherwise, every API call authenticated, and the outbox relay beside it, served until the
+service is asked to stop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
+from pathlib import Path
 
 import asyncpg
 import grpc
 from aiokafka import AIOKafkaProducer
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pydantic import SecretStr
 
 from alerting.common import ports
+from alerting.common.retry import retry_until_done
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings
+from alerting.common.settings import Settings, secret_value
+from alerting.rule_service.access import MalformedKey, parse_key
+from alerting.rule_service.auth import AuthInterceptor, KeyStore, bootstrap_admin_key
 from alerting.rule_service.dead_letters import DeadLetterService
 from alerting.rule_service.grpc_metrics import ServerMetricsInterceptor
+from alerting.rule_service.keys import ApiKeyService
 from alerting.rule_service.notifications import NotificationService
 from alerting.rule_service.outbox import OutboxRelay
+from alerting.rule_service.quotas import RateLimiter
 from alerting.rule_service.servicer import RuleService
 from alerting.v1 import (
+    api_key_service_pb2,
+    api_key_service_pb2_grpc,
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
     notification_service_pb2,
@@ -34,6 +45,7 @@ from alerting.v1 import (
 log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     rule_service_pb2.DESCRIPTOR.services_by_name["RuleService"].full_name,
+    api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"].full_name,
     notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
     dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
 )
@@ -44,19 +56,66 @@ class RuleServiceSettings(Settings):
     grace_seconds: float = 5.0
     # Published outbox rows are deleted after this long (`rule.changed` keeps every change).
     outbox_retention_seconds: float = 7 * 24 * 3600.0
+    # The server's certificate chain and private key (PEM files). TLS is required unless
+    # rule_service_tls is false (plaintext on purpose, e.g. behind a TLS-terminating proxy).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    # The first ADMIN key (`ak_<key id>.<secret>`), stored at start unless its key id is known.
+    bootstrap_admin_key: SecretStr | None = None
+    # How long a key's check is reused: the most a revocation takes to reach this instance.
+    api_key_cache_seconds: float = 2.0
+    # Quotas and limits: rules per client, the size of a request, requests per second per
+    # tenant (per key for admins) with bursts of up to rate_limit_burst.
+    max_rules_per_client: int = 1000
+    max_request_bytes: int = 1024 * 1024
+    rate_limit_per_second: float = 50.0
+    rate_limit_burst: int = 100
+
+
+def server_credentials(settings: RuleServiceSettings) -> grpc.ServerCredentials:
+    if not (settings.tls_cert_file and settings.tls_key_file):
+        raise ValueError("TLS needs ALERTING_TLS_CERT_FILE and ALERTING_TLS_KEY_FILE;"
+                         " set ALERTING_RULE_SERVICE_TLS=false to serve plaintext on purpose")
+    key, chain = Path(settings.tls_key_file).read_bytes(), Path(settings.tls_cert_file).read_bytes()
+    return grpc.ssl_server_credentials([(key, chain)])
+
+
+async def store_bootstrap_key(settings: RuleServiceSettings, lifecycle: Lifecycle, pool: asyncpg.Pool) -> None:
+    key = secret_value(settings.bootstrap_admin_key)
+    try:
+        parse_key(key)
+    except MalformedKey as error:  # a start-up error, not an outage to wait out
+        raise ValueError(f"ALERTING_BOOTSTRAP_ADMIN_KEY: {error}") from None
+
+    async def store() -> bool:
+        return await bootstrap_admin_key(pool, key)
+
+    if await retry_until_done(store, settings, what="storing the bootstrap admin key", stop=lifecycle.stop):
+        log.info("stored the bootstrap admin key %s", key.partition(".")[0])
 
 
 async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_change: Callable[[], None]
                        ) -> tuple[grpc.aio.Server, int]:
     """A started server; the port it listens on (settings.grpc_port 0 picks a free one)."""
-    server = grpc.aio.server(interceptors=[ServerMetricsInterceptor()])
-    rule_service_pb2_grpc.add_RuleServiceServicer_to_server(RuleService(pool, on_change), server)
+    keys = KeyStore(pool, settings.api_key_cache_seconds)
+    limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, time.monotonic)
+    server = grpc.aio.server(
+        interceptors=[ServerMetricsInterceptor(), AuthInterceptor(keys, limiter)],
+        options=[("grpc.max_receive_message_length", settings.max_request_bytes)],
+    )
+    rule_service_pb2_grpc.add_RuleServiceServicer_to_server(
+        RuleService(pool, on_change, settings.max_rules_per_client), server)
+    api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(pool), server)
     notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationService(pool), server)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(DeadLetterService(settings), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{settings.listen_host}:{settings.grpc_port}")
+    address = f"{settings.listen_host}:{settings.grpc_port}"
+    if settings.rule_service_tls:
+        port = server.add_secure_port(address, server_credentials(settings))
+    else:
+        port = server.add_insecure_port(address)
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -67,10 +126,13 @@ async def serve(
     settings: RuleServiceSettings, lifecycle: Lifecycle, pool: asyncpg.Pool, producer: AIOKafkaProducer
 ) -> None:
     """Serve gRPC and relay the outbox until stopped."""
+    if settings.bootstrap_admin_key is not None:
+        await store_bootstrap_key(settings, lifecycle, pool)
     relay = OutboxRelay(settings, producer, retention_seconds=settings.outbox_retention_seconds)
     relaying = asyncio.create_task(relay.run(lifecycle.stop))
     server, port = await start_server(settings, pool, relay.wake)
-    log.info("rule-service gRPC on %s:%d", settings.listen_host, port)
+    log.info("rule-service gRPC (%s) on %s:%d", "TLS" if settings.rule_service_tls else "plaintext",
+             settings.listen_host, port)
     # Ready while the relay runs and reaches Postgres (what the RPCs need; Kafka is the relay's
     # own concern, see alerting_outbox_unpublished); a relay that ended is a reason to restart.
     lifecycle.ready = lambda: not relaying.done() and relay.reaches_database

@@ -1,4 +1,7 @@
-"""The gRPC RuleService: clients and rules in Postgres, every rule change into the outbox."""
+"""The gRPC RuleService: clients and rules in Postgres, every rule change into the outbox.
+
+Every call has a caller (auth.py): an admin sees every client, a tenant only its own; ids
+the caller may not see are NOT_FOUND, like ids that do not exist."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ import asyncpg
 
 from alerting.common.validation import canonical_uuid
 from alerting.rule_service import outbox, validation
-from alerting.rule_service.errors import NotFound, StaleVersion, grpc_errors
+from alerting.rule_service.auth import caller, visible_client_id
+from alerting.rule_service.errors import NotFound, QuotaExceeded, StaleVersion, grpc_errors
 from alerting.rules.changelog import DELETE, UPSERT
 from alerting.rules.records import RULE_COLUMNS, rule_from_row
 from alerting.rules.validation import rule_fields
@@ -19,31 +23,36 @@ from alerting.v1 import rule_service_pb2 as api
 if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
 
-CLIENT_COLUMNS = "client_id, name, version, created_at, updated_at"
+CLIENT_COLUMNS = "client_id, name, version, created_at, updated_at, updated_by"
 
 
 def client_message(row: asyncpg.Record) -> rule_pb2.Client:
-    client = rule_pb2.Client(client_id=str(row["client_id"]), name=row["name"], version=row["version"])
+    client = rule_pb2.Client(client_id=str(row["client_id"]), name=row["name"], version=row["version"],
+                             updated_by=row["updated_by"])
     client.created_at.FromDatetime(row["created_at"])
     client.updated_at.FromDatetime(row["updated_at"])
     return client
 
 
 class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, on_change: Callable[[], None]) -> None:
+    def __init__(self, pool: asyncpg.Pool, on_change: Callable[[], None], max_rules_per_client: int) -> None:
         self.pool = pool
         self.on_change = on_change  # wakes the outbox relay after a commit
+        self.max_rules_per_client = max_rules_per_client
 
     # ------------------------------------------------------------------ clients
     @grpc_errors
     async def CreateClient(self, request: api.CreateClientRequest, context: Context) -> rule_pb2.Client:
+        who = caller()
+        who.require_admin("creating a client")
         name = validation.client_name(request.name)
-        row = await self.pool.fetchrow(f"INSERT INTO clients (name) VALUES ($1) RETURNING {CLIENT_COLUMNS}", name)
+        row = await self.pool.fetchrow(
+            f"INSERT INTO clients (name, updated_by) VALUES ($1, $2) RETURNING {CLIENT_COLUMNS}", name, who.key_id)
         return client_message(row)
 
     @grpc_errors
     async def GetClient(self, request: api.GetClientRequest, context: Context) -> rule_pb2.Client:
-        client_id = canonical_uuid(request.client_id, "client_id")
+        client_id = visible_client_id(request.client_id)
         row = await self.pool.fetchrow(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = $1", client_id)
         if row is None:
             raise NotFound(f"client_id: no client {client_id}")
@@ -54,9 +63,9 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         size = validation.page_size(request.page_size)
         after = validation.decode_page_token(request.page_token)
         rows = await self.pool.fetch(
-            f"SELECT {CLIENT_COLUMNS} FROM clients WHERE $1::uuid IS NULL OR client_id > $1::uuid"
-            " ORDER BY client_id LIMIT $2",
-            after, size + 1,
+            f"SELECT {CLIENT_COLUMNS} FROM clients WHERE ($1::uuid IS NULL OR client_id > $1::uuid)"
+            " AND ($3::uuid IS NULL OR client_id = $3::uuid) ORDER BY client_id LIMIT $2",
+            after, size + 1, caller().visible_client(),
         )
         page = rows[:size]
         token = validation.encode_page_token(str(page[-1]["client_id"])) if len(rows) > size else ""
@@ -64,13 +73,14 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     @grpc_errors
     async def UpdateClient(self, request: api.UpdateClientRequest, context: Context) -> rule_pb2.Client:
-        client_id = canonical_uuid(request.client_id, "client_id")
+        client_id = visible_client_id(request.client_id)
+        caller().require_admin("changing a client")
         name = validation.client_name(request.name)
         version = validation.expected_version(request.expected_version, required=True)
         row = await self.pool.fetchrow(
-            f"UPDATE clients SET name = $2, version = version + 1, updated_at = now()"
+            f"UPDATE clients SET name = $2, version = version + 1, updated_at = now(), updated_by = $4"
             f" WHERE client_id = $1 AND version = $3 RETURNING {CLIENT_COLUMNS}",
-            client_id, name, version,
+            client_id, name, version, caller().key_id,
         )
         if row is None:
             await self._explain_missed_write("clients", "client_id", client_id, version)
@@ -78,7 +88,8 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
 
     @grpc_errors
     async def DeleteClient(self, request: api.DeleteClientRequest, context: Context) -> api.DeleteClientResponse:
-        client_id = canonical_uuid(request.client_id, "client_id")
+        client_id = visible_client_id(request.client_id)
+        caller().require_admin("deleting a client")
         version = validation.expected_version(request.expected_version, required=False)
         async with self.pool.acquire() as connection, connection.transaction():
             # Lock the client before reading its rules: an uncommitted rule insert holds a key-share
@@ -93,38 +104,48 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
             if deleted is None:
                 await self._explain_missed_write("clients", "client_id", client_id, version, connection)
             for rule in rules:
-                await outbox.add_change(connection, DELETE, str(rule["rule_id"]), client_id, None)
+                await outbox.add_change(connection, DELETE, str(rule["rule_id"]), client_id, None, caller().key_id)
         self.on_change()
         return api.DeleteClientResponse()
 
     # ------------------------------------------------------------------ rules
     @grpc_errors
     async def CreateRule(self, request: api.CreateRuleRequest, context: Context) -> rule_pb2.Rule:
-        client_id = canonical_uuid(request.client_id, "client_id")
+        client_id = visible_client_id(request.client_id)
         severity, source, name, emails = rule_fields(
             request.severity, request.source, request.name, list(request.emails))
         async with self.pool.acquire() as connection, connection.transaction():
+            # Creations for one client take turns here, so that none goes past the quota.
+            if await connection.fetchval(
+                    "SELECT 1 FROM clients WHERE client_id = $1 FOR NO KEY UPDATE", client_id) is None:
+                raise NotFound(f"client_id: no client {client_id}")
+            count = await connection.fetchval("SELECT count(*) FROM rules WHERE client_id = $1", client_id)
+            if count >= self.max_rules_per_client:
+                raise QuotaExceeded(f"client_id: client {client_id} has {count} rules, the most a client may have"
+                                    f" ({self.max_rules_per_client}); delete one first")
             row = await connection.fetchrow(
-                f"INSERT INTO rules (client_id, severity, source, name, emails, enabled)"
-                f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {RULE_COLUMNS}",
-                client_id, severity, source, name, emails, not request.disabled,
+                f"INSERT INTO rules (client_id, severity, source, name, emails, enabled, updated_by)"
+                f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {RULE_COLUMNS}",
+                client_id, severity, source, name, emails, not request.disabled, caller().key_id,
             )
             rule = rule_from_row(row)
-            await outbox.add_change(connection, UPSERT, rule.rule_id, client_id, rule)
+            await outbox.add_change(connection, UPSERT, rule.rule_id, client_id, rule, caller().key_id)
         self.on_change()
         return rule
 
     @grpc_errors
     async def GetRule(self, request: api.GetRuleRequest, context: Context) -> rule_pb2.Rule:
         rule_id = canonical_uuid(request.rule_id, "rule_id")
-        row = await self.pool.fetchrow(f"SELECT {RULE_COLUMNS} FROM rules WHERE rule_id = $1", rule_id)
+        row = await self.pool.fetchrow(
+            f"SELECT {RULE_COLUMNS} FROM rules WHERE rule_id = $1 AND ($2::uuid IS NULL OR client_id = $2::uuid)",
+            rule_id, caller().visible_client())
         if row is None:
             raise NotFound(f"rule_id: no rule {rule_id}")
         return rule_from_row(row)
 
     @grpc_errors
     async def ListRules(self, request: api.ListRulesRequest, context: Context) -> api.ListRulesResponse:
-        client_id = canonical_uuid(request.client_id, "client_id") if request.client_id else None
+        client_id = visible_client_id(request.client_id) if request.client_id else caller().visible_client()
         size = validation.page_size(request.page_size)
         after = validation.decode_page_token(request.page_token)
         rows = await self.pool.fetch(
@@ -145,14 +166,16 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         async with self.pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 f"UPDATE rules SET severity = $2, source = $3, name = $4, emails = $5, enabled = $6,"
-                f" version = version + 1, updated_at = now() WHERE rule_id = $1 AND version = $7"
+                f" version = version + 1, updated_at = now(), updated_by = $8"
+                f" WHERE rule_id = $1 AND version = $7 AND ($9::uuid IS NULL OR client_id = $9::uuid)"
                 f" RETURNING {RULE_COLUMNS}",
-                rule_id, severity, source, name, emails, request.enabled, version,
+                rule_id, severity, source, name, emails, request.enabled, version, caller().key_id,
+                caller().visible_client(),
             )
             if row is None:
                 await self._explain_missed_write("rules", "rule_id", rule_id, version, connection)
             rule = rule_from_row(row)
-            await outbox.add_change(connection, UPSERT, rule_id, rule.client_id, rule)
+            await outbox.add_change(connection, UPSERT, rule_id, rule.client_id, rule, caller().key_id)
         self.on_change()
         return rule
 
@@ -162,12 +185,13 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         version = validation.expected_version(request.expected_version, required=False)
         async with self.pool.acquire() as connection, connection.transaction():
             client_id = await connection.fetchval(
-                "DELETE FROM rules WHERE rule_id = $1 AND ($2 = 0 OR version = $2) RETURNING client_id",
-                rule_id, version,
+                "DELETE FROM rules WHERE rule_id = $1 AND ($2 = 0 OR version = $2)"
+                " AND ($3::uuid IS NULL OR client_id = $3::uuid) RETURNING client_id",
+                rule_id, version, caller().visible_client(),
             )
             if client_id is None:
                 await self._explain_missed_write("rules", "rule_id", rule_id, version, connection)
-            await outbox.add_change(connection, DELETE, rule_id, str(client_id), None)
+            await outbox.add_change(connection, DELETE, rule_id, str(client_id), None, caller().key_id)
         self.on_change()
         return api.DeleteRuleResponse()
 
@@ -179,9 +203,12 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
         version: int,
         connection: asyncpg.Connection | None = None,
     ) -> NoReturn:
-        """A conditional write matched nothing: say whether the row is missing or stale."""
+        """A conditional write matched nothing: say whether the row is missing (or not the
+        caller's) or stale."""
         connection = connection or self.pool
-        current = await connection.fetchval(f"SELECT version FROM {table} WHERE {id_column} = $1", id_value)
+        current = await connection.fetchval(
+            f"SELECT version FROM {table} WHERE {id_column} = $1 AND ($2::uuid IS NULL OR client_id = $2::uuid)",
+            id_value, caller().visible_client())
         if current is None:
             raise NotFound(f"{id_column}: no {table[:-1]} {id_value}")
         raise StaleVersion(f"expected_version: is {version}, the current version is {current}")

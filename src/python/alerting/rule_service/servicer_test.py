@@ -16,10 +16,17 @@ from alerting.common import topics
 from alerting.common.kafka import make_producer
 from alerting.common.settings import Settings
 from alerting.rule_service import outbox
-from alerting.rule_service.main import RuleServiceSettings, run
 from alerting.rules.changelog import UPSERT
 from alerting.rules.records import RULE_COLUMNS, rule_from_row
-from alerting.testsupport.services import fetch, forward_port, free_port, read, rule_service_stub, running, wait_until
+from alerting.testsupport.services import (
+    fetch,
+    forward_port,
+    free_port,
+    read,
+    rule_service,
+    rule_service_stub,
+    wait_until,
+)
 from alerting.v1 import events_pb2
 from alerting.v1 import rule_service_pb2 as api
 
@@ -105,10 +112,8 @@ async def test_pagination_returns_every_rule_exactly_once(stack_settings: Settin
 
 
 async def test_health_checking_and_reflection(stack_settings: Settings) -> None:
-    settings = RuleServiceSettings(**{**stack_settings.model_dump(), "grpc_port": free_port()})
-    async with running(run, settings):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
+    async with rule_service(stack_settings) as service:
+        async with service.channel(api_key="") as channel:  # probes and tools need no key
             health = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service="alerting.v1.RuleService"))
             assert health.status == health_pb2.HealthCheckResponse.SERVING
@@ -182,7 +187,8 @@ async def test_delete_client_records_a_delete_for_a_rule_whose_insert_commits_wh
                 late = await creator.fetchrow(
                     f"INSERT INTO rules (client_id, severity, source, name, emails)"
                     f" VALUES ($1, 'HIGH', 'db', 'late', '{{ops@x.io}}') RETURNING {RULE_COLUMNS}", client.client_id)
-                await outbox.add_change(creator, UPSERT, str(late["rule_id"]), client.client_id, rule_from_row(late))
+                await outbox.add_change(creator, UPSERT, str(late["rule_id"]), client.client_id, rule_from_row(late),
+                                        "test")
                 deleting = asyncio.ensure_future(stub.DeleteClient(api.DeleteClientRequest(client_id=client.client_id)))
                 await wait_until(lambda: waiting_on_a_lock(stack_settings), 30, "DeleteClient to wait for the insert")
             await asyncio.wait_for(deleting, 30)

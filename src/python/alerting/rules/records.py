@@ -8,7 +8,9 @@ from typing import Any
 
 from alerting.v1 import rule_pb2
 
-RULE_COLUMNS = "rule_id, client_id, severity, source, name, emails, enabled, version, created_at, updated_at"
+RULE_COLUMNS = (
+    "rule_id, client_id, severity, source, name, emails, enabled, version, created_at, updated_at, updated_by"
+)
 
 
 def rule_from_row(row: Mapping[str, Any]) -> rule_pb2.Rule:
@@ -22,6 +24,7 @@ def rule_from_row(row: Mapping[str, Any]) -> rule_pb2.Rule:
         emails=list(row["emails"]),
         enabled=row["enabled"],
         version=row["version"],
+        updated_by=row["updated_by"],
     )
     rule.created_at.FromDatetime(row["created_at"])
     rule.updated_at.FromDatetime(row["updated_at"])
