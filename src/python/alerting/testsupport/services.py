@@ -9,15 +9,21 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
 import grpc
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from pydantic import SecretStr
 
+from alerting.common.grpc_client import aio_channel
 from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
 from alerting.common.service import Lifecycle
 from alerting.common.settings import Settings
+from alerting.rule_service.access import new_key
+from alerting.rule_service.server import RuleServiceSettings
+from alerting.testsupport.tls import certificates
 from alerting.v1 import rule_service_pb2_grpc
 
 S = TypeVar("S", bound=Settings)
@@ -115,16 +121,46 @@ async def wait_for_port(port: int, timeout: float = 30) -> None:
     await wait_until(accepting, timeout, f"a server on port {port}")
 
 
+@dataclass(frozen=True)
+class RuleServiceUnderTest:
+    """A running rule-service: its settings, and what a client needs to reach it over TLS."""
+
+    settings: RuleServiceSettings
+    client_settings: Settings  # its address and CA, and the bootstrap admin key as api_key
+    admin_key: str
+
+    def channel(self, api_key: str | None = None) -> grpc.aio.Channel:
+        """A channel presenting `api_key` (default: the admin key; "" presents none)."""
+        return aio_channel(self.client_settings, api_key=api_key)
+
+
+@asynccontextmanager
+async def rule_service(settings: Settings, **overrides: Any) -> AsyncIterator[RuleServiceUnderTest]:
+    """A running rule-service (with its outbox relay) on a free port, serving TLS with a
+    test certificate, its admin key bootstrapped; `overrides` change its settings."""
+    from alerting.rule_service.main import run
+
+    tls = certificates()
+    admin_key = new_key().key
+    port = free_port()
+    service_settings = RuleServiceSettings(**{
+        **settings.model_dump(), "grpc_port": port, "rule_service_tls": True, "tls_cert_file": tls.cert,
+        "tls_key_file": tls.key, "tls_ca_file": tls.ca, "bootstrap_admin_key": SecretStr(admin_key), **overrides})
+    client_settings = settings.model_copy(update={
+        "rule_service_address": f"127.0.0.1:{port}", "rule_service_tls": service_settings.rule_service_tls,
+        "tls_ca_file": tls.ca, "api_key": SecretStr(admin_key)})
+    under_test = RuleServiceUnderTest(service_settings, client_settings, admin_key)
+    async with running(run, service_settings):
+        async with under_test.channel() as channel:
+            await asyncio.wait_for(channel.channel_ready(), 30)
+        yield under_test
+
+
 @asynccontextmanager
 async def rule_service_stub(settings: Settings) -> AsyncIterator[rule_service_pb2_grpc.RuleServiceAsyncStub]:
-    """A running rule-service (with its outbox relay) on a free port, and a client of it."""
-    from alerting.rule_service.main import RuleServiceSettings, run
-
-    service_settings = RuleServiceSettings(**settings.model_dump(), grpc_port=free_port())
-    async with running(run, service_settings):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service_settings.grpc_port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
-            yield rule_service_pb2_grpc.RuleServiceStub(channel)
+    """A running rule-service and a client of it with the admin key."""
+    async with rule_service(settings) as service, service.channel() as channel:
+        yield rule_service_pb2_grpc.RuleServiceStub(channel)
 
 
 async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 30, what: str = "condition") -> None:
