@@ -10,7 +10,6 @@ import sys
 import uuid
 from typing import Any
 
-import grpc
 from prometheus_client import REGISTRY
 
 import alerting.aggregator.main
@@ -21,13 +20,13 @@ from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.rule_service.outbox import OUTBOX_UNPUBLISHED
-from alerting.rule_service.server import RuleServiceSettings
 from alerting.testsupport.services import (
     fetch,
     forward_port,
     free_port,
     http_get,
     read,
+    rule_service,
     running,
     service_environment,
     stop_process,
@@ -136,12 +135,10 @@ def outbox_backlog() -> float | None:
 
 async def test_the_outbox_gauge_counts_the_changes_kafka_has_not_received(stack_settings: Settings) -> None:
     kafka_port = free_port()  # Kafka out of reach: rule changes commit, and wait in the outbox
-    settings = RuleServiceSettings(**{**stack_settings.model_dump(), "kafka_bootstrap": f"127.0.0.1:{kafka_port}"},
-                                   grpc_port=free_port())
     OUTBOX_UNPUBLISHED.set(-1)  # no value left from another test
-    async with asyncio.timeout(90), running(alerting.rule_service.main.run, settings) as lifecycle:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
+    async with asyncio.timeout(90), rule_service(stack_settings, kafka_bootstrap=f"127.0.0.1:{kafka_port}") as service:
+        lifecycle = service.lifecycle
+        async with service.channel() as channel:
             stub = rule_service_pb2_grpc.RuleServiceStub(channel)
             client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
             for number in range(3):

@@ -108,7 +108,3 @@ class Caller:
     def require_admin(self, what: str) -> None:
         if not self.is_admin:
             raise PermissionDenied(f"{what} needs an ADMIN key; this is a TENANT key ({self.key_id})")
-
-    def rate_limit_key(self) -> str:
-        """Tenants are limited per client (all their keys together), admins per key."""
-        return f"client:{self.client_id}" if self.client_id else f"key:{self.key_id}"

@@ -2,8 +2,8 @@
 
 A server interceptor reads `authorization: Bearer <key>`, checks the key against
 `api_keys` (through a cache whose entries live `cache_seconds`, which bounds how long a
-revoked key keeps working on any instance), takes a token from the caller's rate-limit
-bucket and runs the handler with the caller in `CALLER`. Health checking and reflection
+revoked key keeps working on any instance), takes a token from the tenant's rate-limit
+bucket (admin keys, the operators', are not limited) and runs the handler with the caller in `CALLER`. Health checking and reflection
 stay open, for probes and tools.
 """
 
@@ -142,10 +142,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             log.warning("cannot check an API key: %s", error)
             return _answering(handler, grpc.StatusCode.UNAVAILABLE, "cannot check the API key now; retry")
-        wait = self.limiter.acquire(caller.rate_limit_key())
+        wait = 0.0 if caller.is_admin else self.limiter.acquire(f"client:{caller.client_id}")
         if wait > 0:
             return _answering(handler, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"rate limit of {self.limiter.rate:g} requests/s exceeded; retry in {wait:.2f} s")
+                              f"rate limit of {self.limiter.rate:g} requests/s per client exceeded;"
+                              f" retry in {max(wait, 0.001):.3f} s")
         return _as_caller(handler, caller)
 
 

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from alerting.common import telemetry, topics
-from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
+from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
 from alerting.common.settings import Settings
 from alerting.common.validation import InvalidField
 from alerting.rule_service.auth import caller
@@ -207,7 +207,7 @@ class DeadLetterLog:
 async def open_dead_letter_log(settings: Settings, dead_letter_topic: str) -> AsyncIterator[DeadLetterLog]:
     """The dead-letter topic's partition, assigned to a consumer of no group (nothing is
     committed); FailedPrecondition if the topic is missing or not of one partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         await consumer.start()

@@ -3,7 +3,6 @@ aggregator, listed through the rule-service and replayed to the topic they came 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -19,13 +18,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import alerting.aggregator.main
 from alerting.common import telemetry, topics
-from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
+from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.rule_service import dead_letters
-from alerting.rule_service.main import RuleServiceSettings, run
 from alerting.testsupport import stack
-from alerting.testsupport.services import free_port, read, running
+from alerting.testsupport.services import free_port, read, rule_service, running
 from alerting.v1 import alert_pb2, dead_letter_service_pb2_grpc, events_pb2
 from alerting.v1 import dead_letter_service_pb2 as api
 
@@ -50,11 +48,8 @@ async def single_partition(settings: Settings) -> Settings:
 @asynccontextmanager
 async def rule_service_channel(settings: Settings) -> AsyncIterator[grpc.aio.Channel]:
     """A running rule-service on a free port, and a channel to it."""
-    service_settings = RuleServiceSettings(**settings.model_dump(), grpc_port=free_port())
-    async with running(run, service_settings):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service_settings.grpc_port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
-            yield channel
+    async with rule_service(settings) as service, service.channel() as channel:
+        yield channel
 
 
 @asynccontextmanager
@@ -212,7 +207,7 @@ async def test_a_missing_dead_letter_topic_or_one_of_several_partitions_is_a_fai
 ) -> None:
     settings = stack_settings.model_copy(update={"topic_prefix": f"{stack_settings.topic_prefix}odd."})
     several = settings.topic(topics.dead_letter(topics.ALERTS_NEW))
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(several, 2, 1)])

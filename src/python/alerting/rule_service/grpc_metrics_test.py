@@ -11,8 +11,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
 from alerting.common.settings import Settings
-from alerting.rule_service.main import RuleServiceSettings, run
-from alerting.testsupport.services import free_port, running, wait_until
+from alerting.testsupport.services import rule_service, wait_until
 from alerting.v1 import rule_service_pb2 as api
 from alerting.v1 import rule_service_pb2_grpc
 
@@ -40,11 +39,9 @@ def increase(before: dict[tuple[str, str, str], float]) -> dict[tuple[str, str, 
 
 
 async def test_calls_are_counted_by_method_and_status_code_and_timed(stack_settings: Settings) -> None:
-    settings = RuleServiceSettings(**stack_settings.model_dump(), grpc_port=free_port())
     before = snapshot()
-    async with asyncio.timeout(60), running(run, settings):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{settings.grpc_port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
+    async with asyncio.timeout(60), rule_service(stack_settings) as service:
+        async with service.channel() as channel:
             stub = rule_service_pb2_grpc.RuleServiceStub(channel)
             first = await stub.CreateClient(api.CreateClientRequest(name="acme"))
             await stub.CreateClient(api.CreateClientRequest(name="globex"))

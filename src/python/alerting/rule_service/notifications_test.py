@@ -15,11 +15,10 @@ import pytest
 import alerting.sender.main
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
-from alerting.rule_service.main import RuleServiceSettings, run
 from alerting.sender.delivery import SenderSettings
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
-from alerting.testsupport.services import fetch, free_port, running, wait_until
+from alerting.testsupport.services import fetch, free_port, rule_service, running, wait_until
 from alerting.v1 import notification_service_pb2 as api
 from alerting.v1 import notification_service_pb2_grpc
 
@@ -30,11 +29,8 @@ FAILED, SENT, PENDING = api.NOTIFICATION_STATUS_FAILED, api.NOTIFICATION_STATUS_
 async def notification_stub(
     settings: Settings,
 ) -> AsyncIterator[notification_service_pb2_grpc.NotificationServiceAsyncStub]:
-    service_settings = RuleServiceSettings(**settings.model_dump(), grpc_port=free_port())
-    async with running(run, service_settings):
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{service_settings.grpc_port}") as channel:
-            await asyncio.wait_for(channel.channel_ready(), 30)
-            yield notification_service_pb2_grpc.NotificationServiceStub(channel)
+    async with rule_service(settings) as service, service.channel() as channel:
+        yield notification_service_pb2_grpc.NotificationServiceStub(channel)
 
 
 async def insert(settings: Settings, client_id: str, status: str, emails: list[str], failure: str | None = None) -> str:

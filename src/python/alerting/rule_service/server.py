@@ -64,8 +64,9 @@ class RuleServiceSettings(Settings):
     bootstrap_admin_key: SecretStr | None = None
     # How long a key's check is reused: the most a revocation takes to reach this instance.
     api_key_cache_seconds: float = 2.0
-    # Quotas and limits: rules per client, the size of a request, requests per second per
-    # tenant (per key for admins) with bursts of up to rate_limit_burst.
+    # Quotas and limits: rules per client, the size of a request, and requests per second
+    # per client (all of a tenant's keys together; admin keys are not limited) with bursts
+    # of up to rate_limit_burst, on each instance.
     max_rules_per_client: int = 1000
     max_request_bytes: int = 1024 * 1024
     rate_limit_per_second: float = 50.0

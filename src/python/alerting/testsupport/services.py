@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import SecretStr
 
 from alerting.common.grpc_client import aio_channel
-from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
+from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
 from alerting.common.service import Lifecycle
 from alerting.common.settings import Settings
 from alerting.rule_service.access import new_key
@@ -128,6 +128,7 @@ class RuleServiceUnderTest:
     settings: RuleServiceSettings
     client_settings: Settings  # its address and CA, and the bootstrap admin key as api_key
     admin_key: str
+    lifecycle: Lifecycle
 
     def channel(self, api_key: str | None = None) -> grpc.aio.Channel:
         """A channel presenting `api_key` (default: the admin key; "" presents none)."""
@@ -149,8 +150,8 @@ async def rule_service(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
     client_settings = settings.model_copy(update={
         "rule_service_address": f"127.0.0.1:{port}", "rule_service_tls": service_settings.rule_service_tls,
         "tls_ca_file": tls.ca, "api_key": SecretStr(admin_key)})
-    under_test = RuleServiceUnderTest(service_settings, client_settings, admin_key)
-    async with running(run, service_settings):
+    async with running(run, service_settings) as lifecycle:
+        under_test = RuleServiceUnderTest(service_settings, client_settings, admin_key, lifecycle)
         async with under_test.channel() as channel:
             await asyncio.wait_for(channel.channel_ready(), 30)
         yield under_test
@@ -196,7 +197,7 @@ async def send(settings: Settings, topic: str, values: list[bytes], keys: list[b
 async def read(settings: Settings, topic: str, count: int) -> list[ConsumerRecord]:
     """At least `count` records of a topic, waiting for them, and every other record it
     holds by then: read from the start by a fresh consumer group."""
-    consumer = AIOKafkaConsumer(settings.topic(topic), bootstrap_servers=settings.kafka_bootstrap,
+    consumer = AIOKafkaConsumer(settings.topic(topic), **kafka_client_options(settings),
                                 auto_offset_reset="earliest", group_id=f"reader-{uuid.uuid4().hex}")
     await consumer.start()
     records: list[ConsumerRecord] = []
