@@ -20,8 +20,8 @@ EXIT_CODE_TABLE: tuple[tuple[int, str], ...] = (
     (3, "INVALID_ARGUMENT: a value the server refused; the details name the field"),
     (4, "NOT_FOUND: no such id or dead-letter offset"),
     (5, "FAILED_PRECONDITION, ALREADY_EXISTS: wrong state, e.g. a stale --version"),
-    (6, "UNAUTHENTICATED, PERMISSION_DENIED"),
-    (7, "RESOURCE_EXHAUSTED: a quota, or a request or answer too large"),
+    (6, "UNAUTHENTICATED, PERMISSION_DENIED: no valid API key, or one whose role may not do this"),
+    (7, "RESOURCE_EXHAUSTED: a quota or the rate limit, or a request or answer too large"),
     (8, "UNAVAILABLE, DEADLINE_EXCEEDED: unreachable, or no answer within --timeout"),
 )
 

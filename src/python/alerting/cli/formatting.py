@@ -9,13 +9,16 @@ from collections.abc import Callable, Iterable, Sequence
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-CLIENT_COLUMNS = ("client_id", "name", "version")
-RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version")
+# updated_by: the id of the API key that made the last change.
+CLIENT_COLUMNS = ("client_id", "name", "version", "updated_by")
+RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version", "updated_by")
 NOTIFICATION_COLUMNS = ("notification_id", "client_id", "alert_id", "status", "attempts", "created_at", "sent_at")
 RECIPIENT_COLUMNS = ("email", "status", "attempts", "response")
 # The reason last: it is free text, and the columns before it stay aligned.
 DEAD_LETTER_COLUMNS = ("offset", "timestamp", "source", "key", "value_size", "replay_of", "reason")
 REPLAY_COLUMNS = ("topic", "replayed", "offsets")
+# The name last, as the reason: free text. Never the key itself: it is shown once, by `key create`.
+API_KEY_COLUMNS = ("key_id", "role", "client_id", "created_by", "created_at", "revoked_at", "name")
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Nested messages other than timestamps, as one cell.
@@ -27,8 +30,8 @@ MESSAGE_CELLS: dict[str, Callable[[Message], str]] = {
 
 def cell(message: Message, column: str) -> str:
     """A field as people read it: enums by name, times in ISO 8601, lists comma-joined, bytes
-    as UTF-8 (other bytes and control characters escaped), a dead letter's source as
-    topic/partition/offset."""
+    as UTF-8 (other bytes escaped), control characters in text escaped (a key's name may hold
+    them), a dead letter's source as topic/partition/offset."""
     field = message.DESCRIPTOR.fields_by_name[column]
     value = getattr(message, column)
     if field.enum_type is not None:
@@ -39,10 +42,12 @@ def cell(message: Message, column: str) -> str:
     if field.message_type is not None:
         return MESSAGE_CELLS[field.message_type.full_name](value) if message.HasField(column) else ""
     if isinstance(value, bytes):
-        return CONTROL.sub(lambda control: f"\\x{ord(control[0]):02x}", value.decode("utf-8", "backslashreplace"))
+        value = value.decode("utf-8", "backslashreplace")
+    if isinstance(value, str):
+        return CONTROL.sub(lambda control: f"\\x{ord(control[0]):02x}", value)
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, Iterable) and not isinstance(value, str):
+    if isinstance(value, Iterable):
         return ",".join(str(item) for item in value)
     return str(value)
 

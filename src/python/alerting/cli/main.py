@@ -1,27 +1,34 @@
 """alertctl: operate the platform through the rule-service's gRPC API: tenants (clients),
-their rules, notifications, and dead letters.
+their rules, notifications, dead letters, and the API keys every call presents.
 
-    alertctl [--address HOST:PORT] [--timeout SECONDS] [--output table|json] COMMAND ...
+    alertctl [--address HOST:PORT] [--api-key-file PATH] [--ca-file PATH] [--plaintext]
+             [--timeout SECONDS] [--output table|json] COMMAND ...
     alertctl client create NAME | get ID | list | update ID --name N --version V | delete ID
     alertctl rule create --client ID --severity S --source S --name N --email E... | get | list | update | delete
     alertctl notification list | show ID | retry ID
     alertctl dlq list TOPIC [--from OFFSET] [--limit N] | replay TOPIC OFFSET...
+    alertctl key create --admin | --client ID [--name N] | list [--client ID] [--include-revoked] | revoke KEY_ID
+    alertctl whoami
 
-How a failed call exits is alerting/cli/exit_codes.py; `alertctl --help` shows the table.
+The channel (TLS, the key on every call) is alerting/common/grpc_client.py's. How a failed
+call exits is alerting/cli/exit_codes.py; `alertctl --help` shows the table.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 import grpc
 from click.core import ParameterSource
 from google.protobuf.message import Message
+from pydantic import ValidationError
 
 from alerting.cli import exit_codes
 from alerting.cli.formatting import (
+    API_KEY_COLUMNS,
     CLIENT_COLUMNS,
     DEAD_LETTER_COLUMNS,
     NOTIFICATION_COLUMNS,
@@ -32,25 +39,36 @@ from alerting.cli.formatting import (
     table,
 )
 from alerting.common import topics
-from alerting.common.settings import Settings
+from alerting.common.grpc_client import blocking_channel
+from alerting.common.settings import Settings, secret_value
+from alerting.v1 import api_key_service_pb2 as keys_api
+from alerting.v1 import (
+    api_key_service_pb2_grpc,
+    dead_letter_service_pb2_grpc,
+    notification_service_pb2_grpc,
+    rule_service_pb2_grpc,
+)
 from alerting.v1 import dead_letter_service_pb2 as dead_letters_api
-from alerting.v1 import dead_letter_service_pb2_grpc, notification_service_pb2_grpc, rule_service_pb2_grpc
 from alerting.v1 import notification_service_pb2 as notifications_api
 from alerting.v1 import rule_service_pb2 as api
 
 Response = TypeVar("Response")
 OUTPUTS = ("table", "json")
 DEFAULT_TIMEOUT_SECONDS = 30.0
+GIVE_A_KEY = "--api-key-file PATH or ALERTING_API_KEY_FILE (or ALERTING_API_KEY)"
 
 
 class Context:
-    """What every command shares: the channel and stubs, the deadline of each call, the output format."""
+    """What every command shares: the channel and stubs, the deadline of each call, the output
+    format, and whether a key goes with the calls."""
 
-    def __init__(self, address: str, timeout: float, output: str) -> None:
-        self.channel = grpc.insecure_channel(address)
-        self.stub = rule_service_pb2_grpc.RuleServiceStub(self.channel)
-        self.notifications = notification_service_pb2_grpc.NotificationServiceStub(self.channel)
-        self.dead_letters = dead_letter_service_pb2_grpc.DeadLetterServiceStub(self.channel)
+    def __init__(self, channel: grpc.Channel, has_key: bool, timeout: float, output: str) -> None:
+        self.channel = channel
+        self.stub = rule_service_pb2_grpc.RuleServiceStub(channel)
+        self.keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+        self.notifications = notification_service_pb2_grpc.NotificationServiceStub(channel)
+        self.dead_letters = dead_letter_service_pb2_grpc.DeadLetterServiceStub(channel)
+        self.has_key = has_key
         self.timeout = timeout
         self.output = output
 
@@ -63,11 +81,15 @@ class Context:
 
     def call(self, method: Callable[..., Response], request: Message) -> Response:
         """One RPC with the --timeout deadline; a failure ends the command with the exit
-        code of its status (exit_codes.py), its code and details on stderr."""
+        code of its status (exit_codes.py), its code and details on stderr, and for
+        UNAUTHENTICATED a hint on giving a key."""
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
             click.echo(exit_codes.error_line(error.code(), error.details()), err=True)
+            if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+                click.echo(f"Hint: the API key given was refused; give another with {GIVE_A_KEY}" if self.has_key
+                           else f"Hint: no API key was given; give one with {GIVE_A_KEY}", err=True)
             raise click.exceptions.Exit(exit_codes.exit_code(error.code())) from error
 
     def show_pages(self, fetch_page: Callable[[str], tuple[Sequence[Message], str]], every_page: bool,
@@ -87,6 +109,31 @@ class Context:
 
 
 pass_context = click.make_pass_decorator(Context)
+
+
+def read_key_file(context: click.Context, param: click.Parameter, path: str | None) -> str | None:
+    """--api-key-file's key; an empty file is a usage error (not a silent fall-back to the environment)."""
+    if path is None:
+        return None
+    key = Path(path).read_text(encoding="utf-8").strip()
+    if not key:
+        raise click.BadParameter(f"{path} is empty", context, param)
+    return key
+
+
+def client_settings(address: str | None, api_key: str | None, ca_file: str | None, plaintext: bool) -> Settings:
+    """The ALERTING_* settings with the global options over them. A bad setting is a usage
+    error that names the variable but not its value: values include secrets."""
+    given: dict[str, Any] = {"rule_service_address": address, "api_key": api_key, "tls_ca_file": ca_file,
+                             "rule_service_tls": False if plaintext else None}
+    try:
+        return Settings(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as error:
+        raise click.UsageError("; ".join(
+            (f"ALERTING_{'_'.join(str(part) for part in problem['loc']).upper()}: " if problem["loc"] else "")
+            + problem["msg"].removeprefix("Value error, ")
+            for problem in error.errors(include_url=False, include_input=False, include_context=False)
+        )) from None
 
 
 def page_size_option(command: Callable[..., None]) -> Callable[..., None]:
@@ -109,8 +156,17 @@ def version_option(required: bool) -> Callable[[Callable[..., None]], Callable[.
 
 
 @click.group(epilog=exit_codes.help_text(), context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--address", default=lambda: Settings().rule_service_address, show_default="127.0.0.1:50051",
-              metavar="HOST:PORT", help="The rule-service's gRPC address (default: ALERTING_RULE_SERVICE_ADDRESS).")
+@click.option("--address", metavar="HOST:PORT",
+              help="The rule-service's gRPC address (default: ALERTING_RULE_SERVICE_ADDRESS, else 127.0.0.1:50051).")
+@click.option("--api-key-file", "api_key", type=click.Path(exists=True, dir_okay=False), callback=read_key_file,
+              metavar="PATH", help="A file holding the API key that every call presents (default: ALERTING_API_KEY, "
+                                   "or the file ALERTING_API_KEY_FILE names).")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+              help="The CA certificate (PEM) that the rule-service's TLS certificate is checked against "
+                   "(default: ALERTING_TLS_CA_FILE, else the system's CAs).")
+@click.option("--plaintext", is_flag=True,
+              help="Connect without TLS, to a rule-service that serves plaintext (default: TLS unless "
+                   "ALERTING_RULE_SERVICE_TLS=false).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT_SECONDS,
               show_default=True, metavar="SECONDS",
               help="Deadline of each call to the server; past it the command fails with DEADLINE_EXCEEDED (exit 8).")
@@ -118,20 +174,28 @@ def version_option(required: bool) -> Callable[[Callable[..., None]], Callable[.
               help="table: aligned columns for people; json: a JSON array in protobuf's JSON mapping, for scripts.")
 @click.option("--json", "json_alias", is_flag=True, help="The same as --output json.")
 @click.pass_context
-def cli(context: click.Context, address: str, timeout: float, output: str, json_alias: bool) -> None:
+def cli(context: click.Context, address: str | None, api_key: str | None, ca_file: str | None, plaintext: bool,
+        timeout: float, output: str, json_alias: bool) -> None:
     """Operate the alerting platform through the rule-service's gRPC API: tenants
-    (clients), their rules, the notifications sent, and dead letters.
+    (clients), their rules, the notifications sent, dead letters, and API keys.
 
     Global options come before the command, e.g. `alertctl --output json rule list`.
-    A failed call prints `Error: <gRPC code>: <details>` on stderr and exits with the
-    code below.
+    Every call goes over TLS (unless --plaintext) and presents an API key: an ADMIN key
+    manages clients and every key, a TENANT key one client's rules, notifications and
+    keys. A failed call prints `Error: <gRPC code>: <details>` on stderr and exits with
+    the code below.
     """
     if json_alias:
         if context.get_parameter_source("output") == ParameterSource.COMMANDLINE and output != "json":
             raise click.UsageError("--json is --output json: give one of them", context)
         output = "json"
-    context.obj = Context(address, timeout, output)
-    context.call_on_close(context.obj.channel.close)
+    settings = client_settings(address, api_key, ca_file, plaintext)
+    try:
+        channel = blocking_channel(settings)
+    except OSError as error:  # the CA file that ALERTING_TLS_CA_FILE names
+        raise click.UsageError(f"ALERTING_TLS_CA_FILE: cannot read {settings.tls_ca_file}: {error.strerror}") from None
+    context.obj = Context(channel, bool(secret_value(settings.api_key)), timeout, output)
+    context.call_on_close(channel.close)
 
 
 # ---------------------------------------------------------------------- clients
@@ -418,6 +482,80 @@ def dlq_replay(ctx: Context, topic: str, offsets: tuple[int, ...]) -> None:
         return
     offsets_text = ", ".join(str(offset) for offset in replayed.offsets)
     click.echo(f"replayed {replayed.replayed} to {replayed.topic}: dead-letter offsets {offsets_text}")
+
+
+# ---------------------------------------------------------------------- API keys
+@cli.group()
+def key() -> None:
+    """API keys: create, list and revoke them.
+
+    A key is shown once, when it is created; the platform keeps only a hash of it. Lists,
+    revocations and `updated_by` name a key by its public key id.
+    """
+
+
+@key.command("create")
+@click.option("--admin", is_flag=True, help="An ADMIN key: it manages clients and every key (needs an ADMIN key).")
+@click.option("--client", "client_id", default="", metavar="CLIENT_ID",
+              help="A TENANT key of this client: its rules, notifications and TENANT keys.")
+@click.option("--name", default="", help="What the key is for (at most 200 characters).")
+@pass_context
+def key_create(ctx: Context, admin: bool, client_id: str, name: str) -> None:
+    """Create a key and show it, the key itself this once.
+
+    Give --admin or --client. Store the key at once (e.g. in a file for --api-key-file):
+    it is not shown again. With --output json the answer holds it as `key`.
+    """
+    if admin == bool(client_id):
+        raise click.UsageError("give --admin or --client CLIENT_ID, one of them")
+    request = keys_api.CreateApiKeyRequest(role=keys_api.ROLE_ADMIN if admin else keys_api.ROLE_TENANT,
+                                           client_id=client_id, name=name)
+    created = ctx.call(ctx.keys.CreateApiKey, request)
+    if ctx.output_json:
+        click.echo(as_json([created]))
+    else:
+        ctx.show([created.api_key], API_KEY_COLUMNS)
+        click.echo(f"\nkey: {created.key}")
+    click.echo("Store the key now: it is not shown again.", err=True)
+
+
+@key.command("list")
+@click.option("--client", "client_id", default="", metavar="CLIENT_ID", help="Only this client's keys.")
+@click.option("--include-revoked", is_flag=True, help="Revoked keys too; without it only valid keys are listed.")
+@page_size_option
+@every_page_option
+@pass_context
+def key_list(ctx: Context, client_id: str, include_revoked: bool, page_size: int, every_page: bool) -> None:
+    """List the keys you may see (a TENANT key: its client's), ordered by key id."""
+    def fetch_page(token: str) -> tuple[Sequence[Message], str]:
+        page = ctx.call(ctx.keys.ListApiKeys, keys_api.ListApiKeysRequest(
+            client_id=client_id, include_revoked=include_revoked, page_size=page_size, page_token=token))
+        return page.api_keys, page.next_page_token
+
+    ctx.show_pages(fetch_page, every_page, API_KEY_COLUMNS)
+
+
+@key.command("revoke")
+@click.argument("key_id")
+@pass_context
+def key_revoke(ctx: Context, key_id: str) -> None:
+    """Revoke the key KEY_ID (its id, not the key) and show it.
+
+    Every rule-service refuses it within seconds (ALERTING_API_KEY_CACHE_SECONDS, 2 by
+    default). Revoking a revoked key changes nothing; the last valid ADMIN key cannot be
+    revoked (FAILED_PRECONDITION, exit 5).
+    """
+    ctx.show([ctx.call(ctx.keys.RevokeApiKey, keys_api.RevokeApiKeyRequest(key_id=key_id))], API_KEY_COLUMNS)
+
+
+@cli.command("whoami")
+@pass_context
+def whoami(ctx: Context) -> None:
+    """Show the API key in use.
+
+    Shows the key that the calls present: its id, its role, and for a TENANT key its client.
+    """
+    ctx.show([ctx.call(ctx.keys.WhoAmI, keys_api.WhoAmIRequest())], API_KEY_COLUMNS)
 
 
 def main() -> None:

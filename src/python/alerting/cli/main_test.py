@@ -1,4 +1,4 @@
-"""alertctl against a real rule-service (in-process gRPC server, real Postgres and Kafka)."""
+"""alertctl against a real rule-service (in-process gRPC server over TLS, real Postgres and Kafka)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,46 +25,67 @@ from alerting.common import topics
 from alerting.common.kafka import dead_letter_message, make_producer, publish_all
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
-from alerting.rule_service.main import RuleServiceSettings, run
-from alerting.testsupport.services import fetch, free_port, read, running, send, wait_for_port
+from alerting.testsupport.services import (
+    RuleServiceUnderTest,
+    fetch,
+    free_port,
+    read,
+    rule_service,
+    send,
+    wait_until,
+)
+from alerting.v1 import api_key_service_pb2 as keys_api
 from alerting.v1 import dead_letter_service_pb2 as dead_letters_api
 from alerting.v1 import events_pb2
 from alerting.v1 import rule_service_pb2 as api
 
 WIDE = 1000  # terminal width for help text: no wrapping, so option help appears verbatim
+# The client-side settings alertctl reads from the environment, unset: only what a test gives counts.
+CLIENT_ENVIRONMENT = ("ALERTING_API_KEY", "ALERTING_API_KEY_FILE", "ALERTING_TLS_CA_FILE",
+                      "ALERTING_RULE_SERVICE_TLS", "ALERTING_RULE_SERVICE_ADDRESS")
+NO_KEY_HINT = ("Hint: no API key was given; give one with"
+               " --api-key-file PATH or ALERTING_API_KEY_FILE (or ALERTING_API_KEY)")
+REFUSED_KEY_HINT = ("Hint: the API key given was refused; give another with"
+                    " --api-key-file PATH or ALERTING_API_KEY_FILE (or ALERTING_API_KEY)")
 
 
-async def alertctl(address: str, *args: str, **extra: Any) -> Result:
+async def run_alertctl(*args: str, env: dict[str, str] | None = None) -> Result:
     # The CLI blocks on gRPC; the server runs on this test's event loop.
-    return await asyncio.to_thread(CliRunner().invoke, cli, ["--address", address, *args], prog_name="alertctl",
-                                   **extra)
+    environment: dict[str, str | None] = {name: None for name in CLIENT_ENVIRONMENT}
+    return await asyncio.to_thread(CliRunner().invoke, cli, list(args), prog_name="alertctl",
+                                   env={**environment, **(env or {})})
 
 
-@asynccontextmanager
-async def rule_service(stack_settings: Settings) -> AsyncIterator[str]:
-    """A real rule-service on a free port; its address."""
-    settings = RuleServiceSettings(**{**stack_settings.model_dump(), "grpc_port": free_port()})
-    async with running(run, settings):
-        await wait_for_port(settings.grpc_port)
-        yield f"127.0.0.1:{settings.grpc_port}"
+async def alertctl(service: RuleServiceUnderTest, *args: str, key: str | None = None) -> Result:
+    """alertctl with `service`'s address and CA, presenting `key` (default: the admin key; ""
+    presents none) through ALERTING_API_KEY."""
+    return await run_alertctl("--address", service.client_settings.rule_service_address,
+                              "--ca-file", service.client_settings.tls_ca_file, *args,
+                              env={"ALERTING_API_KEY": service.admin_key if key is None else key})
+
+
+def key_id(key: str) -> str:
+    """The public id in a key `ak_<key_id>.<secret>`."""
+    return key.partition(".")[0].removeprefix("ak_")
 
 
 async def test_client_and_rule_commands(stack_settings: Settings) -> None:
-    async with rule_service(stack_settings) as address:
-        created = await alertctl(address, "--output", "json", "client", "create", "acme")
+    async with rule_service(stack_settings) as service:
+        created = await alertctl(service, "--output", "json", "client", "create", "acme")
         assert created.exit_code == 0, created.output
         client_id = json.loads(created.stdout)[0]["client_id"]
 
-        rule = await alertctl(address, "rule", "create", "--client", client_id, "--severity", "HIGH",
+        rule = await alertctl(service, "rule", "create", "--client", client_id, "--severity", "HIGH",
                               "--source", "db", "--name", "*", "--email", "ops@acme.io")
         assert rule.exit_code == 0, rule.output
-        listed = await alertctl(address, "rule", "list", "--client", client_id)
+        listed = await alertctl(service, "rule", "list", "--client", client_id)
         assert listed.exit_code == 0
         header, rule_line = listed.stdout.splitlines()[0], listed.stdout.splitlines()[2]
-        assert header.split() == ["rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version"]
-        assert rule_line.split()[2:] == ["HIGH", "db", "*", "ops@acme.io", "yes", "1"]
+        assert header.split() == ["rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version",
+                                  "updated_by"]
+        assert rule_line.split()[2:] == ["HIGH", "db", "*", "ops@acme.io", "yes", "1", key_id(service.admin_key)]
 
-        bad = await alertctl(address, "rule", "create", "--client", client_id, "--severity", "URGENT",
+        bad = await alertctl(service, "rule", "create", "--client", client_id, "--severity", "URGENT",
                              "--source", "db", "--name", "*", "--email", "ops@acme.io")
         assert (bad.exit_code, bad.stdout, bad.stderr) == (
             3, "", "Error: INVALID_ARGUMENT: severity: unknown severity 'URGENT' (expected LOW, MEDIUM, HIGH,"
@@ -72,32 +93,34 @@ async def test_client_and_rule_commands(stack_settings: Settings) -> None:
 
 
 async def test_output_json_and_its_alias(stack_settings: Settings) -> None:
-    async with rule_service(stack_settings) as address:
-        created = await alertctl(address, "--output", "json", "client", "create", "acme")
+    async with rule_service(stack_settings) as service:
+        admin_id = key_id(service.admin_key)
+        created = await alertctl(service, "--output", "json", "client", "create", "acme")
         assert (created.exit_code, created.stderr) == (0, "")
         [client] = json.loads(created.stdout)
         assert client == {"client_id": client["client_id"], "name": "acme", "version": "1",
-                          "created_at": client["created_at"], "updated_at": client["created_at"]}
+                          "created_at": client["created_at"], "updated_at": client["created_at"],
+                          "updated_by": admin_id}
         for flags in (["--output", "json"], ["--json"], ["--json", "--output", "json"]):
-            got = await alertctl(address, *flags, "client", "get", client["client_id"])
+            got = await alertctl(service, *flags, "client", "get", client["client_id"])
             assert (got.exit_code, json.loads(got.stdout)) == (0, [client])
 
-        rule = await alertctl(address, "--json", "rule", "create", "--client", client["client_id"], "--disabled",
+        rule = await alertctl(service, "--json", "rule", "create", "--client", client["client_id"], "--disabled",
                               "--severity", "LOW", "--source", "db", "--name", "*", "--email", "ops@acme.io")
         [created_rule] = json.loads(rule.stdout)
         # Every field, zero values too: a disabled rule says so.
         assert {key: value for key, value in created_rule.items() if key not in ("rule_id", "created_at",
                                                                                   "updated_at")} == {
             "client_id": client["client_id"], "severity": "LOW", "source": "db", "name": "*",
-            "emails": ["ops@acme.io"], "enabled": False, "version": "1"}
+            "emails": ["ops@acme.io"], "enabled": False, "version": "1", "updated_by": admin_id}
 
-        table = await alertctl(address, "--output", "table", "client", "get", client["client_id"])
+        table = await alertctl(service, "--output", "table", "client", "get", client["client_id"])
         assert table.stdout.splitlines() == [
-            "client_id                             name  version",
-            "------------------------------------  ----  -------",
-            f"{client['client_id']}  acme  1",
+            "client_id                             name  version  updated_by",
+            "------------------------------------  ----  -------  ------------",
+            f"{client['client_id']}  acme  1        {admin_id}",
         ]
-        conflicting = await alertctl(address, "--json", "--output", "table", "client", "list")
+        conflicting = await alertctl(service, "--json", "--output", "table", "client", "list")
         assert (conflicting.exit_code, conflicting.stderr.splitlines()[-1]) == (
             2, "Error: --json is --output json: give one of them")
 
@@ -113,25 +136,163 @@ async def test_notification_commands_list_show_and_retry(stack_settings: Setting
     notification_id = row["notification_id"]
     await fetch(stack_settings, "INSERT INTO notification_recipients (notification_id, email, status, response,"
                                 " attempts) VALUES ($1, 'gone@x.io', 'FAILED', '550 no such user', 1)", notification_id)
-    async with rule_service(stack_settings) as address:
-        listed = await alertctl(address, "notification", "list", "--client", tenant, "--status", "failed")
+    async with rule_service(stack_settings) as service:
+        listed = await alertctl(service, "notification", "list", "--client", tenant, "--status", "failed")
         assert listed.exit_code == 0, listed.output
         header, _, line = listed.stdout.splitlines()
         assert header.split() == ["notification_id", "client_id", "alert_id", "status", "attempts", "created_at",
                                   "sent_at"]
         assert line.split()[:5] == [notification_id, tenant, "a-1", "FAILED", "1"]
 
-        shown = await alertctl(address, "notification", "show", notification_id)
+        shown = await alertctl(service, "notification", "show", notification_id)
         assert shown.exit_code == 0, shown.output
         assert "failure: gone@x.io: 550 no such user" in shown.stdout.splitlines()
         assert shown.stdout.splitlines()[-1].split() == ["gone@x.io", "FAILED", "1", "550", "no", "such", "user"]
 
-        retried = await alertctl(address, "--output", "json", "notification", "retry", notification_id)
+        retried = await alertctl(service, "--output", "json", "notification", "retry", notification_id)
         assert retried.exit_code == 0, retried.output
         assert json.loads(retried.stdout)[0]["status"] == "NOTIFICATION_STATUS_PENDING"
-        again = await alertctl(address, "notification", "retry", notification_id)
+        again = await alertctl(service, "notification", "retry", notification_id)
         assert (again.exit_code, again.stderr) == (
             5, f"Error: FAILED_PRECONDITION: notification_id: {notification_id} is PENDING, not FAILED\n")
+
+
+# ---------------------------------------------------------------------- API keys and credentials
+async def test_api_keys_create_list_whoami_and_revoke(stack_settings: Settings, tmp_path: Path) -> None:
+    async with rule_service(stack_settings, api_key_cache_seconds=0.1) as service:
+        admin_id = key_id(service.admin_key)
+        created = await alertctl(service, "--json", "client", "create", "acme")
+        client_id = json.loads(created.stdout)[0]["client_id"]
+
+        made = await alertctl(service, "key", "create", "--client", client_id, "--name", "ci")
+        assert (made.exit_code, made.stderr) == (0, "Store the key now: it is not shown again.\n"), made.output
+        header, _, row, blank, shown_key = made.stdout.splitlines()
+        assert header.split() == ["key_id", "role", "client_id", "created_by", "created_at", "revoked_at", "name"]
+        tenant_id = row.split()[0]
+        assert (row.split()[1:4], row.split()[-1], blank) == (["TENANT", client_id, admin_id], "ci", "")
+        assert shown_key.startswith(f"key: ak_{tenant_id}."), shown_key
+        tenant_key = shown_key.removeprefix("key: ")
+        key_file = tmp_path / "tenant.key"
+        key_file.write_text(tenant_key + "\n")
+
+        # --api-key-file wins over ALERTING_API_KEY (the admin key here).
+        whoami = await alertctl(service, "--api-key-file", str(key_file), "--json", "whoami")
+        [tenant] = json.loads(whoami.stdout)
+        assert tenant == {"key_id": tenant_id, "role": "ROLE_TENANT", "client_id": client_id, "name": "ci",
+                          "created_by": admin_id, "created_at": tenant["created_at"]}
+        admin = await alertctl(service, "whoami")
+        assert admin.stdout.splitlines()[2].split()[:3] == [admin_id, "ADMIN", "bootstrap"]
+
+        # The tenant manages its client's rules, but not clients.
+        rule = await alertctl(service, "--api-key-file", str(key_file), "--json", "rule", "create", "--client",
+                              client_id, "--severity", "HIGH", "--source", "db", "--name", "*", "--email", "o@acme.io")
+        assert rule.exit_code == 0, rule.output
+        rule_id = json.loads(rule.stdout)[0]["rule_id"]
+        got = await alertctl(service, "rule", "get", rule_id)
+        header, _, row = got.stdout.splitlines()
+        assert (header.split()[-1], row.split()[-1]) == ("updated_by", tenant_id)
+        denied = await alertctl(service, "--api-key-file", str(key_file), "client", "create", "other")
+        assert (denied.exit_code, denied.stdout, denied.stderr) == (
+            exit_codes.EXIT_CODES[grpc.StatusCode.PERMISSION_DENIED], "",
+            f"Error: PERMISSION_DENIED: creating a client needs an ADMIN key; this is a TENANT key ({tenant_id})\n")
+
+        as_json = await alertctl(service, "--json", "key", "create", "--admin", "--name", "ops")
+        [response] = json.loads(as_json.stdout)
+        ops_key = response["key"]
+        ops_id = key_id(ops_key)
+        assert response["api_key"] == {"key_id": ops_id, "role": "ROLE_ADMIN", "client_id": "", "name": "ops",
+                                       "created_by": admin_id, "created_at": response["api_key"]["created_at"]}
+        assert (await alertctl(service, "whoami", key=ops_key)).stdout.splitlines()[2].split()[:2] == [ops_id, "ADMIN"]
+
+        def listed(result: Result) -> list[str]:
+            assert result.exit_code == 0, result.output
+            return [line.split()[0] for line in result.stdout.splitlines()[2:]]
+
+        assert listed(await alertctl(service, "key", "list")) == sorted([admin_id, tenant_id, ops_id])
+        assert listed(await alertctl(service, "key", "list", "--client", client_id)) == [tenant_id]
+        # A tenant sees its client's keys only.
+        assert listed(await alertctl(service, "--api-key-file", str(key_file), "key", "list")) == [tenant_id]
+
+        revoked = await alertctl(service, "--json", "key", "revoke", tenant_id)
+        assert revoked.exit_code == 0, revoked.output
+        [revoked_key] = json.loads(revoked.stdout)
+        assert revoked_key == {**tenant, "revoked_at": revoked_key["revoked_at"]}
+        assert listed(await alertctl(service, "key", "list", "--client", client_id)) == []
+        assert listed(await alertctl(service, "key", "list", "--client", client_id, "--include-revoked")) == [
+            tenant_id]
+
+        async def refused() -> bool:
+            return (await alertctl(service, "whoami", key=tenant_key)).exit_code != 0
+
+        # The server trusts its cached check for api_key_cache_seconds (0.1 s here): poll.
+        await wait_until(refused, 30, "the revoked key refused")
+        gone = await alertctl(service, "--api-key-file", str(key_file), "whoami")
+        assert (gone.exit_code, gone.stdout, gone.stderr) == (
+            exit_codes.EXIT_CODES[grpc.StatusCode.UNAUTHENTICATED], "",
+            f"Error: UNAUTHENTICATED: unknown or revoked API key\n{REFUSED_KEY_HINT}\n")
+
+
+async def test_without_a_key_a_call_is_unauthenticated_with_a_hint(stack_settings: Settings) -> None:
+    async with rule_service(stack_settings) as service:
+        refused = await alertctl(service, "client", "list", key="")
+    assert (refused.exit_code, refused.stdout, refused.stderr) == (
+        exit_codes.EXIT_CODES[grpc.StatusCode.UNAUTHENTICATED], "",
+        f"Error: UNAUTHENTICATED: no API key: send the metadata `authorization: Bearer <key>`\n{NO_KEY_HINT}\n")
+
+
+async def test_tls_and_keys_from_the_environment(stack_settings: Settings, tmp_path: Path) -> None:
+    async with rule_service(stack_settings) as service:
+        address = service.client_settings.rule_service_address
+        key_file = tmp_path / "admin.key"
+        key_file.write_text(service.admin_key)
+        whoami = await run_alertctl("whoami", env={
+            "ALERTING_RULE_SERVICE_ADDRESS": address, "ALERTING_TLS_CA_FILE": service.client_settings.tls_ca_file,
+            "ALERTING_API_KEY_FILE": str(key_file)})
+        assert (whoami.exit_code, whoami.stdout.splitlines()[2].split()[:2]) == (
+            0, [key_id(service.admin_key), "ADMIN"])
+
+        unavailable = exit_codes.EXIT_CODES[grpc.StatusCode.UNAVAILABLE]
+        # The server hangs up on a client that does not speak TLS.
+        plaintext = await alertctl(service, "--plaintext", "--timeout", "5", "whoami")
+        assert (plaintext.exit_code, plaintext.stdout, plaintext.stderr) == (unavailable, "", (
+            f"Error: UNAVAILABLE: failed to connect to all addresses; last error: UNAVAILABLE: ipv4:{address}:"
+            " Socket closed\n"))
+        # Without --ca-file the client trusts the system's CAs, which did not sign the test certificate.
+        untrusted = await run_alertctl("--address", address, "--timeout", "5", "whoami",
+                                       env={"ALERTING_API_KEY": service.admin_key})
+        assert (untrusted.exit_code, untrusted.stdout, untrusted.stderr) == (unavailable, "", (
+            f"Error: UNAVAILABLE: failed to connect to all addresses; last error: UNKNOWN: ipv4:{address}:"
+            " Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL routines:"
+            "OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate: OK\n"))
+
+
+@pytest.mark.parametrize("environment, error", [
+    ({"ALERTING_API_KEY_FILE": "/nonexistent/key"},
+     "Error: ALERTING_API_KEY_FILE: cannot read /nonexistent/key: No such file or directory"),
+    ({"ALERTING_TLS_CA_FILE": "/nonexistent/ca.pem"},
+     "Error: ALERTING_TLS_CA_FILE: cannot read /nonexistent/ca.pem: No such file or directory"),
+    ({"ALERTING_RULE_SERVICE_TLS": "maybe"},
+     "Error: ALERTING_RULE_SERVICE_TLS: Input should be a valid boolean, unable to interpret input"),
+])
+async def test_bad_client_settings_exit_2_and_show_no_values(environment: dict[str, str], error: str) -> None:
+    secret = "ak_aaaaaaaaaaaa.a-secret-that-must-not-be-shown-anywhere-at-all"
+    wrong = await run_alertctl("--address", f"127.0.0.1:{free_port()}", "whoami",
+                               env={**environment, "ALERTING_REDIS_PASSWORD": secret})
+    assert (wrong.exit_code, wrong.stdout, wrong.stderr.splitlines()[-1]) == (2, "", error)
+    assert secret not in wrong.output
+
+
+async def test_an_empty_key_file_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.key"
+    empty.write_text("\n")
+    wrong = await run_alertctl("--api-key-file", str(empty), "whoami", env={"ALERTING_API_KEY": "ak_x.y"})
+    assert (wrong.exit_code, wrong.stdout, wrong.stderr.splitlines()[-1]) == (
+        2, "", f"Error: Invalid value for '--api-key-file': {empty} is empty")
+
+
+def test_key_cells_escape_control_characters() -> None:
+    key = keys_api.ApiKey(key_id="abcdefghijkl", role=keys_api.ROLE_TENANT, name="ci\nrunner")
+    assert [cell(key, column) for column in ("role", "name", "revoked_at")] == ["TENANT", "ci\\x0arunner", ""]
 
 
 # ---------------------------------------------------------------------- help
@@ -153,8 +314,10 @@ def test_every_command_and_option_explains_itself() -> None:
     assert [" ".join(path) for path, _ in commands] == [
         "", "client", "client create", "client delete", "client get", "client list", "client update",
         "dlq", "dlq list", "dlq replay",
+        "key", "key create", "key list", "key revoke",
         "notification", "notification list", "notification retry", "notification show",
         "rule", "rule create", "rule delete", "rule get", "rule list", "rule update",
+        "whoami",
     ]
     for path, command in commands:
         shown = CliRunner().invoke(cli, [*path, "--help"], prog_name="alertctl", terminal_width=WIDE,
@@ -183,8 +346,8 @@ def test_the_top_level_help_ends_with_the_exit_code_table() -> None:
     3  INVALID_ARGUMENT: a value the server refused; the details name the field
     4  NOT_FOUND: no such id or dead-letter offset
     5  FAILED_PRECONDITION, ALREADY_EXISTS: wrong state, e.g. a stale --version
-    6  UNAUTHENTICATED, PERMISSION_DENIED
-    7  RESOURCE_EXHAUSTED: a quota, or a request or answer too large
+    6  UNAUTHENTICATED, PERMISSION_DENIED: no valid API key, or one whose role may not do this
+    7  RESOURCE_EXHAUSTED: a quota or the rate limit, or a request or answer too large
     8  UNAVAILABLE, DEADLINE_EXCEEDED: unreachable, or no answer within --timeout
 """)
 
@@ -200,28 +363,29 @@ def test_every_grpc_status_has_one_exit_code() -> None:
 
 
 async def test_exit_codes_of_a_real_rule_service(stack_settings: Settings) -> None:
-    async with rule_service(stack_settings) as address:
-        created = await alertctl(address, "--json", "client", "create", "acme")
+    async with rule_service(stack_settings) as service:
+        created = await alertctl(service, "--json", "client", "create", "acme")
         client_id = json.loads(created.stdout)[0]["client_id"]
 
-        invalid = await alertctl(address, "client", "get", "nope")
+        invalid = await alertctl(service, "client", "get", "nope")
         assert (invalid.exit_code, invalid.stdout, invalid.stderr) == (
             3, "", "Error: INVALID_ARGUMENT: client_id: not a UUID: 'nope'\n")
 
         unknown_id = str(uuid.uuid4())
-        missing = await alertctl(address, "client", "get", unknown_id)
+        missing = await alertctl(service, "client", "get", unknown_id)
         assert (missing.exit_code, missing.stderr) == (4, f"Error: NOT_FOUND: client_id: no client {unknown_id}\n")
 
-        stale = await alertctl(address, "client", "update", client_id, "--name", "acme corp", "--version", "7")
+        stale = await alertctl(service, "client", "update", client_id, "--name", "acme corp", "--version", "7")
         assert (stale.exit_code, stale.stderr) == (
             5, "Error: FAILED_PRECONDITION: expected_version: is 7, the current version is 1\n")
 
-        # More than the 4 MiB a gRPC server accepts by default.
-        name = "a" * (5 * 1024 * 1024)
-        too_big = await alertctl(address, "client", "create", name)
+        # More than the server accepts (max_request_bytes).
+        limit = service.settings.max_request_bytes
+        name = "a" * (limit + 1)
+        too_big = await alertctl(service, "client", "create", name)
         size = api.CreateClientRequest(name=name).ByteSize()
         assert (too_big.exit_code, too_big.stderr) == (
-            7, f"Error: RESOURCE_EXHAUSTED: SERVER: Received message larger than max ({size} vs. 4194304)\n")
+            7, f"Error: RESOURCE_EXHAUSTED: SERVER: Received message larger than max ({size} vs. {limit})\n")
 
         # A row lock holds the update: the call gives up after --timeout, not the default 30 s.
         connection = await asyncpg.connect(stack_settings.database_url)
@@ -229,7 +393,7 @@ async def test_exit_codes_of_a_real_rule_service(stack_settings: Settings) -> No
             async with connection.transaction():
                 await connection.execute("SELECT 1 FROM clients WHERE client_id = $1 FOR UPDATE", client_id)
                 started = time.monotonic()
-                waited = await alertctl(address, "--timeout", "1.5", "client", "update", client_id,
+                waited = await alertctl(service, "--timeout", "1.5", "client", "update", client_id,
                                         "--name", "acme corp", "--version", "1")
                 elapsed = time.monotonic() - started
         finally:
@@ -239,13 +403,13 @@ async def test_exit_codes_of_a_real_rule_service(stack_settings: Settings) -> No
 
         # A server error (here: its table is gone) is UNKNOWN to the client.
         await fetch(stack_settings, "ALTER TABLE clients RENAME TO clients_gone")
-        broken = await alertctl(address, "client", "list")
+        broken = await alertctl(service, "client", "list")
         assert (broken.exit_code, broken.stderr) == (
             1, "Error: UNKNOWN: Unexpected <class 'asyncpg.exceptions.UndefinedTableError'>:"
                ' relation "clients" does not exist\n')
 
     nobody = f"127.0.0.1:{free_port()}"
-    unreachable = await alertctl(nobody, "--timeout", "5", "client", "list")
+    unreachable = await run_alertctl("--address", nobody, "--timeout", "5", "client", "list")
     assert (unreachable.exit_code, unreachable.stderr) == (
         8, f"Error: UNAVAILABLE: failed to connect to all addresses; last error: UNKNOWN: ipv4:{nobody}:"
            " Failed to connect to remote host: Connection refused\n")
@@ -267,8 +431,6 @@ class Refusing(grpc.GenericRpcHandler):
 
 @pytest.mark.parametrize("code, exit_code", [
     (grpc.StatusCode.ALREADY_EXISTS, 5),
-    (grpc.StatusCode.UNAUTHENTICATED, 6),
-    (grpc.StatusCode.PERMISSION_DENIED, 6),
     (grpc.StatusCode.UNIMPLEMENTED, 1),
 ])
 async def test_exit_codes_of_statuses_the_rule_service_does_not_send(code: grpc.StatusCode, exit_code: int) -> None:
@@ -277,7 +439,8 @@ async def test_exit_codes_of_statuses_the_rule_service_does_not_send(code: grpc.
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        refused = await alertctl(f"127.0.0.1:{port}", "dlq", "replay", "alerts.new", "3")
+        refused = await run_alertctl("--address", f"127.0.0.1:{port}", "--plaintext", "dlq", "replay", "alerts.new",
+                                     "3")
     finally:
         await server.stop(None)
     assert (refused.exit_code, refused.stdout, refused.stderr) == (
@@ -292,10 +455,17 @@ async def test_exit_codes_of_statuses_the_rule_service_does_not_send(code: grpc.
      "Error: Invalid value for '--output': 'yaml' is not one of 'table', 'json'."),
     (["dlq", "replay", "alerts.new"], "Error: Missing argument 'OFFSET...'."),
     (["dlq", "list", "alerts.new", "--from", "-1"], "Error: Invalid value for '--from': -1 is not in the range x>=0."),
+    (["key", "create", "--name", "ci"], "Error: give --admin or --client CLIENT_ID, one of them"),
+    (["key", "create", "--admin", "--client", str(uuid.uuid4())],
+     "Error: give --admin or --client CLIENT_ID, one of them"),
+    (["--api-key-file", "/nonexistent/key", "whoami"],
+     "Error: Invalid value for '--api-key-file': File '/nonexistent/key' does not exist."),
+    (["--ca-file", "/nonexistent/ca.pem", "whoami"],
+     "Error: Invalid value for '--ca-file': File '/nonexistent/ca.pem' does not exist."),
 ])
 async def test_usage_errors_exit_2_and_send_nothing(args: list[str], error: str) -> None:
     nobody = f"127.0.0.1:{free_port()}"
-    wrong = await alertctl(nobody, *args)
+    wrong = await run_alertctl("--address", nobody, *args)
     assert (wrong.exit_code, wrong.stdout, wrong.stderr.splitlines()[-1]) == (2, "", error)
 
 
@@ -334,20 +504,20 @@ async def test_dlq_list_and_replay(stack_settings: Settings) -> None:
              original.key.decode(), str(len(original.value)), reason]
             for number, (record, original, reason) in enumerate(zip(dead, originals, reasons, strict=True))]
 
-    async with rule_service(stack_settings) as address:
-        listed = await alertctl(address, "dlq", "list", "alerts.matched")
+    async with rule_service(stack_settings) as service:
+        listed = await alertctl(service, "dlq", "list", "alerts.matched")
         assert (listed.exit_code, listed.stderr) == (0, "")
         header, rule, *lines = listed.stdout.splitlines()
         assert header.split() == ["offset", "timestamp", "source", "key", "value_size", "replay_of", "reason"]
         assert [line.split(None, 5) for line in lines] == rows
 
-        first = await alertctl(address, "dlq", "list", "alerts.matched", "--limit", "1")
+        first = await alertctl(service, "dlq", "list", "alerts.matched", "--limit", "1")
         assert [line.split(None, 5) for line in first.stdout.splitlines()[2:]] == rows[:1]
         assert first.stderr == "(more: --from 1; the last offset is 1)\n"
-        second = await alertctl(address, "dlq", "list", "alerts.matched", "--from", "1", "--limit", "1")
+        second = await alertctl(service, "dlq", "list", "alerts.matched", "--from", "1", "--limit", "1")
         assert ([line.split(None, 5) for line in second.stdout.splitlines()[2:]], second.stderr) == (rows[1:], "")
 
-        as_json = await alertctl(address, "--output", "json", "dlq", "list", "alerts.matched")
+        as_json = await alertctl(service, "--output", "json", "dlq", "list", "alerts.matched")
         expected = []
         for record, original, reason in zip(dead, originals, reasons, strict=True):
             listed_one = dead_letters_api.DeadLetter(
@@ -360,18 +530,18 @@ async def test_dlq_list_and_replay(stack_settings: Settings) -> None:
         assert json.loads(as_json.stdout) == expected
         assert expected[1]["key"] == "a2V5LTI=" and expected[1]["replay_of"] == ""  # base64 of key-2; every field
 
-        replayed = await alertctl(address, "dlq", "replay", "alerts.matched", "1", "1")
+        replayed = await alertctl(service, "dlq", "replay", "alerts.matched", "1", "1")
         assert (replayed.exit_code, replayed.stdout) == (0, f"replayed 1 to {matched_topic}: dead-letter offsets 1\n")
-        replayed = await alertctl(address, "--output", "json", "dlq", "replay", "alerts.matched", "1")
+        replayed = await alertctl(service, "--output", "json", "dlq", "replay", "alerts.matched", "1")
         assert json.loads(replayed.stdout) == [{"replayed": 1, "offsets": ["1"], "topic": matched_topic}]
         on_topic = await read(stack_settings, topics.ALERTS_MATCHED, 4)
         replays = [(record.key, record.value, list(record.headers)) for record in on_topic if record.headers]
         assert replays == [(b"key-2", bad[1], [("dlq.replay_of", f"{dlq}/0/1".encode())])] * 2
 
-        missing = await alertctl(address, "dlq", "replay", "alerts.matched", "0", "5")
+        missing = await alertctl(service, "dlq", "replay", "alerts.matched", "0", "5")
         assert (missing.exit_code, missing.stderr) == (
             4, f"Error: NOT_FOUND: offsets: {dlq} has no dead letter at offset 5 (it holds offsets 0 to 1)\n")
-        unknown = await alertctl(address, "dlq", "list", "alerts.matched.dlq")
+        unknown = await alertctl(service, "dlq", "list", "alerts.matched.dlq")
         assert (unknown.exit_code, unknown.stderr) == (
             3, "Error: INVALID_ARGUMENT: topic: unknown 'alerts.matched.dlq' (expected one of alerts.new,"
                " rule.changed, alerts.matched, notifications.ready)\n")

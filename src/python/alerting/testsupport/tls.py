@@ -25,9 +25,15 @@ def _local_stack_script() -> str:
     raise RuntimeError("deploy/local-stack not found; run tests from the repo root or through pants")
 
 
-@functools.cache
-def certificates() -> Certificates:
+def make_certificates() -> Certificates:
+    """A new CA, and a server certificate it signed, in a new folder."""
     folder = tempfile.mkdtemp(prefix="alerting-tls-")
     subprocess.run(["bash", _local_stack_script(), "certificates", folder], check=True, capture_output=True)
     return Certificates(os.path.join(folder, "ca.pem"), os.path.join(folder, "server.pem"),
                         os.path.join(folder, "server.key"))
+
+
+@functools.cache
+def certificates() -> Certificates:
+    """The test process's one CA and server certificate."""
+    return make_certificates()

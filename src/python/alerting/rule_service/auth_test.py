@@ -1,0 +1,208 @@
+"""Every RPC of the rule-service's APIs × every kind of credential → the status code it
+must answer, against a real rule-service over TLS with real keys in Postgres.
+
+Each cell of the matrix runs in a world of its own (two tenants, their keys, a rule, a key
+and a FAILED notification of the first tenant), so that a call that changes something
+cannot decide the outcome of another cell.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+
+from alerting.common.settings import Settings
+from alerting.producer.alerts import build_alert
+from alerting.testsupport.services import RuleServiceUnderTest, fetch, rule_service
+from alerting.v1 import (
+    api_key_service_pb2,
+    api_key_service_pb2_grpc,
+    dead_letter_service_pb2,
+    dead_letter_service_pb2_grpc,
+    notification_service_pb2,
+    notification_service_pb2_grpc,
+    rule_service_pb2,
+    rule_service_pb2_grpc,
+)
+from alerting.v1 import rule_service_pb2 as rules_api
+
+OK = grpc.StatusCode.OK
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+DENIED = grpc.StatusCode.PERMISSION_DENIED
+CREDENTIALS = ("none", "malformed", "unknown", "revoked", "own_tenant", "other_tenant", "admin")
+
+
+@dataclass(frozen=True)
+class World:
+    """Two tenants: `own` (client A) and `other` (client B), with A's things to act on."""
+
+    client_a: str
+    rule_a: rules_api.Rule
+    key_id_a: str  # a second TENANT key of A, to list and revoke
+    notification_a: str  # FAILED, so that it can be retried
+    keys: dict[str, str]  # credential kind → the key presented ("" presents none)
+
+
+async def make_world(service: RuleServiceUnderTest) -> World:
+    async with service.channel() as channel:
+        rules = rule_service_pb2_grpc.RuleServiceStub(channel)
+        keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+        client_a = (await rules.CreateClient(rules_api.CreateClientRequest(name="tenant a"))).client_id
+        client_b = (await rules.CreateClient(rules_api.CreateClientRequest(name="tenant b"))).client_id
+        rule_a = await rules.CreateRule(rules_api.CreateRuleRequest(
+            client_id=client_a, severity="HIGH", source="db", name="*", emails=["ops@a.io"]))
+
+        async def tenant_key(client_id: str) -> api_key_service_pb2.CreateApiKeyResponse:
+            return await keys.CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
+                role=api_key_service_pb2.ROLE_TENANT, client_id=client_id, name="matrix"))
+
+        own, other, second, revoked = (await tenant_key(client_a), await tenant_key(client_b),
+                                       await tenant_key(client_a), await tenant_key(client_a))
+        await keys.RevokeApiKey(api_key_service_pb2.RevokeApiKeyRequest(key_id=revoked.api_key.key_id))
+    [row] = await fetch(
+        service.settings,
+        "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert, status, failure, attempts)"
+        " VALUES ($1, $2, $3, $4, $5, 'FAILED', 'refused', 1) RETURNING notification_id::text",
+        client_a, uuid.uuid4().hex, [rule_a.rule_id], ["ops@a.io"],
+        build_alert("HIGH", "db", "disk").SerializeToString())
+    unknown_secret = own.key.rpartition(".")[0] + "." + "A" * 43  # a real key id, a wrong secret
+    return World(client_a, rule_a, second.api_key.key_id, str(row["notification_id"]), {
+        "none": "", "malformed": "not-a-key", "unknown": unknown_secret, "revoked": revoked.key,
+        "own_tenant": own.key, "other_tenant": other.key, "admin": service.admin_key,
+    })
+
+
+Call = Callable[[grpc.aio.Channel, World], Awaitable[Any]]
+
+
+def rule_stub(channel: grpc.aio.Channel) -> rule_service_pb2_grpc.RuleServiceAsyncStub:
+    return rule_service_pb2_grpc.RuleServiceStub(channel)
+
+
+def key_stub(channel: grpc.aio.Channel) -> api_key_service_pb2_grpc.ApiKeyServiceAsyncStub:
+    return api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+
+
+def notification_stub(channel: grpc.aio.Channel) -> notification_service_pb2_grpc.NotificationServiceAsyncStub:
+    return notification_service_pb2_grpc.NotificationServiceStub(channel)
+
+
+def dead_letter_stub(channel: grpc.aio.Channel) -> dead_letter_service_pb2_grpc.DeadLetterServiceAsyncStub:
+    return dead_letter_service_pb2_grpc.DeadLetterServiceStub(channel)
+
+
+def rule_request(world: World) -> rules_api.UpdateRuleRequest:
+    return rules_api.UpdateRuleRequest(rule_id=world.rule_a.rule_id, severity="LOW", source="db", name="*",
+                                       emails=["ops@a.io"], enabled=True, expected_version=world.rule_a.version)
+
+
+# RPC → (the call, made on A's things, and the status for a TENANT key of A, of B, and an ADMIN key).
+# Every call with no key, a malformed, an unknown or a revoked key is UNAUTHENTICATED.
+MATRIX: dict[str, tuple[Call, grpc.StatusCode, grpc.StatusCode, grpc.StatusCode]] = {
+    "RuleService/CreateClient": (
+        lambda c, w: rule_stub(c).CreateClient(rules_api.CreateClientRequest(name="new")), DENIED, DENIED, OK),
+    "RuleService/GetClient": (
+        lambda c, w: rule_stub(c).GetClient(rules_api.GetClientRequest(client_id=w.client_a)), OK, NOT_FOUND, OK),
+    "RuleService/ListClients": (lambda c, w: rule_stub(c).ListClients(rules_api.ListClientsRequest()), OK, OK, OK),
+    "RuleService/UpdateClient": (
+        lambda c, w: rule_stub(c).UpdateClient(rules_api.UpdateClientRequest(
+            client_id=w.client_a, name="renamed", expected_version=1)), DENIED, NOT_FOUND, OK),
+    "RuleService/DeleteClient": (
+        lambda c, w: rule_stub(c).DeleteClient(rules_api.DeleteClientRequest(client_id=w.client_a)),
+        DENIED, NOT_FOUND, OK),
+    "RuleService/CreateRule": (
+        lambda c, w: rule_stub(c).CreateRule(rules_api.CreateRuleRequest(
+            client_id=w.client_a, severity="LOW", source="api", name="*", emails=["dev@a.io"])), OK, NOT_FOUND, OK),
+    "RuleService/GetRule": (
+        lambda c, w: rule_stub(c).GetRule(rules_api.GetRuleRequest(rule_id=w.rule_a.rule_id)), OK, NOT_FOUND, OK),
+    "RuleService/ListRules": (
+        lambda c, w: rule_stub(c).ListRules(rules_api.ListRulesRequest(client_id=w.client_a)), OK, NOT_FOUND, OK),
+    "RuleService/UpdateRule": (lambda c, w: rule_stub(c).UpdateRule(rule_request(w)), OK, NOT_FOUND, OK),
+    "RuleService/DeleteRule": (
+        lambda c, w: rule_stub(c).DeleteRule(rules_api.DeleteRuleRequest(rule_id=w.rule_a.rule_id)),
+        OK, NOT_FOUND, OK),
+    "ApiKeyService/CreateApiKey(TENANT)": (
+        lambda c, w: key_stub(c).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
+            role=api_key_service_pb2.ROLE_TENANT, client_id=w.client_a)), OK, NOT_FOUND, OK),
+    "ApiKeyService/CreateApiKey(ADMIN)": (
+        lambda c, w: key_stub(c).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
+            role=api_key_service_pb2.ROLE_ADMIN)), DENIED, DENIED, OK),
+    "ApiKeyService/ListApiKeys": (
+        lambda c, w: key_stub(c).ListApiKeys(api_key_service_pb2.ListApiKeysRequest(client_id=w.client_a)),
+        OK, NOT_FOUND, OK),
+    "ApiKeyService/RevokeApiKey": (
+        lambda c, w: key_stub(c).RevokeApiKey(api_key_service_pb2.RevokeApiKeyRequest(key_id=w.key_id_a)),
+        OK, NOT_FOUND, OK),
+    "ApiKeyService/WhoAmI": (lambda c, w: key_stub(c).WhoAmI(api_key_service_pb2.WhoAmIRequest()), OK, OK, OK),
+    "NotificationService/ListNotifications": (
+        lambda c, w: notification_stub(c).ListNotifications(
+            notification_service_pb2.ListNotificationsRequest(client_id=w.client_a)), OK, NOT_FOUND, OK),
+    "NotificationService/GetNotification": (
+        lambda c, w: notification_stub(c).GetNotification(
+            notification_service_pb2.GetNotificationRequest(notification_id=w.notification_a)), OK, NOT_FOUND, OK),
+    "NotificationService/RetryNotification": (
+        lambda c, w: notification_stub(c).RetryNotification(
+            notification_service_pb2.RetryNotificationRequest(notification_id=w.notification_a)), OK, NOT_FOUND, OK),
+    "DeadLetterService/ListDeadLetters": (
+        lambda c, w: dead_letter_stub(c).ListDeadLetters(
+            dead_letter_service_pb2.ListDeadLettersRequest(topic="alerts.new")), DENIED, DENIED, OK),
+    # The admin gets past authorization to the request itself: offset 0 of an empty log.
+    "DeadLetterService/ReplayDeadLetters": (
+        lambda c, w: dead_letter_stub(c).ReplayDeadLetters(
+            dead_letter_service_pb2.ReplayDeadLettersRequest(topic="alerts.new", offsets=[0])),
+        DENIED, DENIED, grpc.StatusCode.NOT_FOUND),
+}
+
+
+def test_the_matrix_covers_every_rpc_of_every_service() -> None:
+    services = (rule_service_pb2, api_key_service_pb2, notification_service_pb2, dead_letter_service_pb2)
+    rpcs = {f"{service.name}/{method.name}" for module in services
+            for service in module.DESCRIPTOR.services_by_name.values() for method in service.methods}
+    assert {name.partition("(")[0] for name in MATRIX} == rpcs
+
+
+async def status(call: Awaitable[Any]) -> grpc.StatusCode:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return OK
+
+
+@pytest.mark.parametrize("rpc", sorted(MATRIX))
+async def test_each_rpc_answers_each_credential_as_its_role_allows(stack_settings: Settings, rpc: str) -> None:
+    call, own_tenant, other_tenant, admin = MATRIX[rpc]
+    expected = {"none": UNAUTHENTICATED, "malformed": UNAUTHENTICATED, "unknown": UNAUTHENTICATED,
+                "revoked": UNAUTHENTICATED, "own_tenant": own_tenant, "other_tenant": other_tenant, "admin": admin}
+    answered: dict[str, grpc.StatusCode] = {}
+    async with rule_service(stack_settings) as service:
+        for credential in CREDENTIALS:
+            world = await make_world(service)
+            async with service.channel(api_key=world.keys[credential]) as channel:
+                answered[credential] = await status(call(channel, world))
+    assert answered == expected
+
+
+async def test_lists_show_a_tenant_only_its_own_client_and_rules(stack_settings: Settings) -> None:
+    async with rule_service(stack_settings) as service:
+        world = await make_world(service)
+        async with service.channel(api_key=world.keys["other_tenant"]) as channel:
+            clients = await rule_stub(channel).ListClients(rules_api.ListClientsRequest())
+            rules = await rule_stub(channel).ListRules(rules_api.ListRulesRequest())
+            keys = await key_stub(channel).ListApiKeys(api_key_service_pb2.ListApiKeysRequest(include_revoked=True))
+            me = await key_stub(channel).WhoAmI(api_key_service_pb2.WhoAmIRequest())
+        async with service.channel(api_key=world.keys["own_tenant"]) as channel:
+            own_rules = await rule_stub(channel).ListRules(rules_api.ListRulesRequest())
+        async with service.channel() as channel:
+            every_client = await rule_stub(channel).ListClients(rules_api.ListClientsRequest())
+    assert [client.client_id for client in clients.clients] == [me.client_id]
+    assert me.client_id != world.client_a and list(rules.rules) == []
+    assert [key.key_id for key in keys.api_keys] == [me.key_id]
+    assert [rule.rule_id for rule in own_rules.rules] == [world.rule_a.rule_id]
+    assert {world.client_a, me.client_id} <= {client.client_id for client in every_client.clients}
