@@ -3,8 +3,8 @@
 A server interceptor reads `authorization: Bearer <key>`, checks the key against
 `api_keys` (through a cache whose entries live `cache_seconds`, which bounds how long a
 revoked key keeps working on any instance), takes a token from the tenant's rate-limit
-bucket (admin keys, the operators', are not limited) and runs the handler with the caller in `CALLER`. Health checking and reflection
-stay open, for probes and tools.
+bucket (admin keys, the operators', are not limited) and runs the handler with the caller
+in `CALLER`. Health checking and reflection stay open, for probes and tools.
 """
 
 from __future__ import annotations
