@@ -1,5 +1,6 @@
-"""The demo `deploy/platform up` ends with: a client, two overlapping rules, three alerts
-(one of them twice), followed through the running platform to SENT."""
+"""The demo `deploy/platform up` ends with: a client and a TENANT key for it (made with the
+admin key), two overlapping rules (made with the tenant key), three alerts (one of them
+twice), followed through the running platform to SENT as the tenant sees them."""
 
 from __future__ import annotations
 
@@ -9,16 +10,16 @@ import sys
 import time
 import uuid
 
-import asyncpg
-import grpc
-
 from alerting.common import telemetry
+from alerting.common.grpc_client import aio_channel
 from alerting.common.settings import Settings
 from alerting.common.vocabulary import WILDCARD, severity_name
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
+from alerting.v1 import api_key_service_pb2 as keys_api
+from alerting.v1 import api_key_service_pb2_grpc, notification_service_pb2_grpc, rule_service_pb2_grpc
+from alerting.v1 import notification_service_pb2 as notifications_api
 from alerting.v1 import rule_service_pb2 as api
-from alerting.v1 import rule_service_pb2_grpc
 
 
 def say(line: str = "") -> None:
@@ -27,11 +28,16 @@ def say(line: str = "") -> None:
 
 async def demo(settings: Settings, timeout: float = 60) -> int:
     tag = uuid.uuid4().hex[:6]
-    async with grpc.aio.insecure_channel(settings.rule_service_address) as channel:
+    async with aio_channel(settings) as channel:  # the admin key: it makes tenants and their keys
         await asyncio.wait_for(channel.channel_ready(), 30)
+        client = await rule_service_pb2_grpc.RuleServiceStub(channel).CreateClient(
+            api.CreateClientRequest(name=f"demo-{tag}"))
+        tenant = await api_key_service_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
+            keys_api.CreateApiKeyRequest(role=keys_api.ROLE_TENANT, client_id=client.client_id, name="demo"))
+    say(f"client   {client.client_id}  {client.name}  (made by admin key {client.updated_by})")
+    say(f"key      {tenant.api_key.key_id}  TENANT of {client.name}: the rules below are made with it")
+    async with aio_channel(settings, api_key=tenant.key) as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
-        client = await stub.CreateClient(api.CreateClientRequest(name=f"demo-{tag}"))
-        say(f"client   {client.client_id}  {client.name}")
         for severity, source, name, email in (("HIGH", "db", WILDCARD, "oncall@demo.example"),
                                               (WILDCARD, "db", "disk_full", "dba@demo.example")):
             rule = await stub.CreateRule(api.CreateRuleRequest(
@@ -51,26 +57,24 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
         say(f"alert    {alert.alert_id}  {alert.source}/{alert.name} {severity}  trace {trace_id}")
     say("         (the first alert is published twice; web/latency matches no rule)")
 
-    connection = await asyncpg.connect(settings.database_url)
-    try:
+    # What the tenant sees of its notifications, through the API with its own key.
+    async with aio_channel(settings, api_key=tenant.key) as channel:
+        notifications = notification_service_pb2_grpc.NotificationServiceStub(channel)
         deadline = time.monotonic() + timeout
         while True:
-            rows = await connection.fetch(
-                "SELECT notification_id::text, alert_id, status, cardinality(rule_ids) AS rules, emails, trace_context"
-                " FROM notifications WHERE client_id = $1 ORDER BY created_at", uuid.UUID(client.client_id))
-            if len(rows) == 2 and all(row["status"] == "SENT" for row in rows):
+            listed = (await notifications.ListNotifications(
+                notifications_api.ListNotificationsRequest(client_id=client.client_id))).notifications
+            if len(listed) == 2 and all(n.status == notifications_api.NOTIFICATION_STATUS_SENT for n in listed):
                 break
             if time.monotonic() > deadline:
-                say(f"NOT DONE after {timeout:.0f} s: {[dict(row) for row in rows]}")
+                say(f"NOT DONE after {timeout:.0f} s: {[str(n) for n in listed]}")
                 return 1
             await asyncio.sleep(0.2)
-    finally:
-        await connection.close()
-    for row in rows:
-        trace_id = row["trace_context"].split("-")[1] if row["trace_context"] else "-"
-        say(f"notified {row['notification_id']}  alert {row['alert_id'][:12]}…  {row['status']}  "
-            f"rules={row['rules']}  to {', '.join(row['emails'])}  trace {trace_id}")
-        if trace_id != "-" and (link := trace_link(trace_id)):
+    for notification in sorted(listed, key=lambda n: n.created_at.ToDatetime()):
+        say(f"notified {notification.notification_id}  alert {notification.alert_id[:12]}…  SENT  "
+            f"rules={len(notification.rule_ids)}  to {', '.join(notification.emails)}  "
+            f"trace {notification.trace_id or '-'}")
+        if notification.trace_id and (link := trace_link(notification.trace_id)):
             say(f"         {link}")
     mailpit = os.environ.get("ALERTING_MAILPIT_UI", "").rstrip("/")
     say("demo done: 2 notifications SENT for 4 alerts published (one duplicate, one unmatched); "

@@ -26,6 +26,7 @@ from alerting.v1 import (
     dead_letter_service_pb2_grpc,
     notification_service_pb2,
     notification_service_pb2_grpc,
+    rule_pb2,
     rule_service_pb2,
     rule_service_pb2_grpc,
 )
@@ -43,7 +44,7 @@ class World:
     """Two tenants: `own` (client A) and `other` (client B), with A's things to act on."""
 
     client_a: str
-    rule_a: rules_api.Rule
+    rule_a: rule_pb2.Rule
     key_id_a: str  # a second TENANT key of A, to list and revoke
     notification_a: str  # FAILED, so that it can be retried
     keys: dict[str, str]  # credential kind → the key presented ("" presents none)

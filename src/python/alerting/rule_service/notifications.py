@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
 
 COLUMNS = ("notification_id, client_id, alert_id, rule_ids, emails, status, failure, last_error, attempts,"
-           " next_attempt_at, created_at, sent_at")
+           " next_attempt_at, created_at, sent_at, trace_context")
 STATUSES = {
     api.NOTIFICATION_STATUS_PENDING: "PENDING",
     api.NOTIFICATION_STATUS_SENT: "SENT",
@@ -53,12 +53,18 @@ SELECT notification_id FROM retried
 """
 
 
+def trace_id(trace_context: str | None) -> str:
+    """The trace id of a W3C traceparent (version-traceid-spanid-flags); empty without one."""
+    parts = (trace_context or "").split("-")
+    return parts[1] if len(parts) == 4 else ""
+
+
 def notification_message(row: Mapping[str, Any]) -> api.Notification:
     message = api.Notification(
         notification_id=str(row["notification_id"]), client_id=str(row["client_id"]), alert_id=row["alert_id"],
         rule_ids=[str(rule_id) for rule_id in row["rule_ids"]], emails=list(row["emails"]),
         status=STATUS_VALUES[row["status"]], failure=row["failure"] or "", last_error=row["last_error"] or "",
-        attempts=row["attempts"],
+        attempts=row["attempts"], trace_id=trace_id(row["trace_context"]),
     )
     message.next_attempt_at.FromDatetime(row["next_attempt_at"])
     message.created_at.FromDatetime(row["created_at"])
