@@ -151,3 +151,20 @@ def test_compose_runs_the_kafka_version_the_local_stack_fetches() -> None:
     images = {service["image"] for service in load_compose()["services"].values()
               if service.get("image", "").startswith("apache/kafka:")}
     assert images == {f"apache/kafka:{version}"}
+
+
+def test_the_rule_service_serves_tls_and_its_clients_trust_the_ca_and_bring_the_admin_key() -> None:
+    services = load_compose()["services"]
+    credentials = services["credentials"]
+    assert credentials["volumes"] == ["credentials:/credentials"]
+    assert "local-stack certificates /credentials/tls" in credentials["command"][0]
+    assert "new_key" in credentials["command"][0] and "/credentials/admin.key" in credentials["command"][0]
+    server = services["rule-service"]["environment"]
+    assert (server["ALERTING_TLS_CERT_FILE"], server["ALERTING_TLS_KEY_FILE"], server["ALERTING_BOOTSTRAP_ADMIN_KEY_FILE"]
+            ) == ("/credentials/tls/server.pem", "/credentials/tls/server.key", "/credentials/admin.key")
+    for name in ("demo", "alertctl"):
+        environment = services[name]["environment"]
+        assert (environment["ALERTING_TLS_CA_FILE"], environment["ALERTING_API_KEY_FILE"]) == (
+            "/credentials/tls/ca.pem", "/credentials/admin.key")
+        assert services[name]["volumes"] == ["credentials:/credentials:ro"]
+    assert "ALERTING_RULE_SERVICE_TLS" not in server  # TLS unless told otherwise
