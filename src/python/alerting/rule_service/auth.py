@@ -147,7 +147,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return _answering(handler, grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"rate limit of {self.limiter.rate:g} requests/s per client exceeded;"
                               f" retry in {max(wait, 0.001):.3f} s")
-        return _as_caller(handler, caller)
+        return as_caller(handler, caller)
 
 
 def _answering(handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, details: str
@@ -158,7 +158,7 @@ def _answering(handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, 
     return _unary(handler, refuse)
 
 
-def _as_caller(handler: grpc.RpcMethodHandler[Any, Any], who: Caller) -> grpc.RpcMethodHandler[Any, Any]:
+def as_caller(handler: grpc.RpcMethodHandler[Any, Any], who: Caller) -> grpc.RpcMethodHandler[Any, Any]:
     behavior: Callable[..., Awaitable[Any]] | None = handler.unary_unary  # an aio handler: a coroutine function
     assert behavior is not None
 

@@ -3,8 +3,10 @@ by the local stack's own `certificates` command (openssl)."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ def _local_stack_script() -> str:
 def make_certificates() -> Certificates:
     """A new CA, and a server certificate it signed, in a new folder."""
     folder = tempfile.mkdtemp(prefix="alerting-tls-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     subprocess.run(["bash", _local_stack_script(), "certificates", folder], check=True, capture_output=True)
     return Certificates(os.path.join(folder, "ca.pem"), os.path.join(folder, "server.pem"),
                         os.path.join(folder, "server.key"))
