@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-import redis.asyncio as redis
 from workloads import make_rules
 
+from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 from alerting.evaluator.matcher import IndexedRule, RuleIndex
 from alerting.evaluator.warm_start import load_index
@@ -66,7 +66,7 @@ async def main() -> None:
     tag = stack.unique_name("bench")
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}."})
     rules = make_rules(RULES)
-    client = redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     database_url = await stack.create_database(base.database_url, tag)
     try:
         stack.migrate_up(database_url)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from alerting.common.db import owner_url
 from alerting.common.settings import Settings
 from alerting.testsupport import stack
 
@@ -30,7 +31,10 @@ def base_settings() -> Settings:
     _require(kafka_host, int(kafka_port), "Kafka")
     _require("127.0.0.1", int(settings.database_url.rsplit(":", 1)[1].split("/")[0]), "Postgres")
     _require("127.0.0.1", int(settings.redis_url.rsplit(":", 1)[1].split("/")[0]), "Redis")
-    return settings
+    # Tests create, migrate, arrange and inspect databases as the owner, often with the URL
+    # alone (services log in as their own roles whatever the URL says): it carries the
+    # owner's login, ALERTING_DATABASE_PASSWORD's included.
+    return settings.model_copy(update={"database_url": owner_url(settings)})
 
 
 @pytest.fixture(scope="session")

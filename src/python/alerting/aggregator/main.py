@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from alerting.aggregator.batch import decode_alert_matched
 from alerting.aggregator.recorder import NotificationRecorder, SenderProgress, sweep_forever
 from alerting.common import topics
-from alerting.common.db import create_pool
+from alerting.common.db import DatabaseRole, create_pool
 from alerting.common.kafka import BatchWorker, worker_clients
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
@@ -59,7 +59,7 @@ async def record_and_sweep(
 
 
 async def run(settings: AggregatorSettings, lifecycle: Lifecycle) -> None:
-    pool = await create_pool(settings, stop=lifecycle.stop)
+    pool = await create_pool(settings, DatabaseRole.DATA_PLANE, stop=lifecycle.stop)
     progress = SenderProgress(settings)
     try:
         async with worker_clients(settings, topics.AGGREGATOR_GROUP, topics.ALERTS_MATCHED, lifecycle.stop) as (

@@ -25,7 +25,7 @@ from prometheus_client import Gauge
 from alerting.aggregator.batch import NotificationRow, insert_arguments, unique_rows
 from alerting.common import telemetry, topics
 from alerting.common.failpoints import failpoint
-from alerting.common.kafka import Delivery, OutgoingMessage, publish_all
+from alerting.common.kafka import Delivery, OutgoingMessage, kafka_client_options, publish_all
 from alerting.common.settings import Settings
 from alerting.v1 import events_pb2
 
@@ -92,8 +92,8 @@ class SenderProgress:
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.topic(topics.NOTIFICATIONS_READY)
         self.group = settings.topic(topics.SENDER_GROUP)
-        self.reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        self.reader = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False)
+        self.admin = AIOKafkaAdminClient(**kafka_client_options(settings))
         self.started = False
 
     async def stop(self) -> None:

@@ -1,21 +1,86 @@
-"""The asyncpg connection pool, opened with retries so a service can start before Postgres."""
+"""Connections to Postgres, each logged in as one of the platform's roles, and the asyncpg
+pool, opened with retries so a service can start before Postgres.
+
+The roles and what each may do are in migrations/ (MIGRATION_STRATEGY.md, "Roles"):
+every service connects with only the privileges it needs."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
 from alerting.common.retry import retry_until_done
-from alerting.common.settings import Settings
+from alerting.common.settings import Settings, secret_value
 
 
-async def create_pool(settings: Settings, stop: asyncio.Event | None = None, **overrides: Any) -> asyncpg.Pool:
+class DatabaseRole(enum.Enum):
+    OWNER = "owner"  # owns the schema and runs the migrations; tools and tests
+    CONTROL_PLANE = "control_plane"  # rule-service: clients, rules, rule_outbox, api_keys
+    RULE_READER = "rule_reader"  # rule-updater, evaluator: reads rules to rebuild the snapshot
+    DATA_PLANE = "data_plane"  # aggregator, sender: notifications and their recipients
+    NOTIFICATION_ADMIN = "notification_admin"  # rule-service's NotificationService: inspect, retry
+
+
+# The roles `migrate up` sets the password of: every one but the owner.
+SERVICE_ROLES = (
+    DatabaseRole.CONTROL_PLANE, DatabaseRole.RULE_READER, DatabaseRole.DATA_PLANE, DatabaseRole.NOTIFICATION_ADMIN
+)
+
+
+def login(settings: Settings, role: DatabaseRole) -> tuple[str | None, str | None]:
+    """The user and password `role` logs in with (None: libpq's defaults apply)."""
+    if role is DatabaseRole.OWNER:
+        url = urlsplit(settings.database_url)
+        password = secret_value(settings.database_password) or unquote(url.password or "")
+        return unquote(url.username or "") or None, password or None
+    user, secret = {
+        DatabaseRole.CONTROL_PLANE: (settings.control_plane_database_user, settings.control_plane_database_password),
+        DatabaseRole.RULE_READER: (settings.rule_reader_database_user, settings.rule_reader_database_password),
+        DatabaseRole.DATA_PLANE: (settings.data_plane_database_user, settings.data_plane_database_password),
+        DatabaseRole.NOTIFICATION_ADMIN: (
+            settings.notification_admin_database_user, settings.notification_admin_database_password),
+    }[role]
+    return user, secret_value(secret) or None
+
+
+def address(database_url: str) -> str:
+    """The URL without its user and password: where the database is, with its options."""
+    parts = urlsplit(database_url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def owner_url(settings: Settings) -> str:
+    """database_url with the owner's login in it, for what takes a URL alone (yoyo; tests
+    that connect with the URL)."""
+    user, password = login(settings, DatabaseRole.OWNER)
+    parts = urlsplit(address(settings.database_url))
+    credentials = quote(user or "", safe="") + (f":{quote(password, safe='')}" if password else "")
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{parts.netloc}" if credentials else parts.netloc))
+
+
+def connect_options(settings: Settings, role: DatabaseRole) -> dict[str, Any]:
+    """asyncpg's dsn, user and password for logging in as `role`; the URL's own credentials
+    never reach another role's login."""
+    user, password = login(settings, role)
+    return {"dsn": address(settings.database_url), "user": user, "password": password}
+
+
+async def connect(settings: Settings, role: DatabaseRole) -> asyncpg.Connection:
+    return await asyncpg.connect(**connect_options(settings, role))
+
+
+async def create_pool(
+    settings: Settings, role: DatabaseRole, stop: asyncio.Event | None = None, **overrides: Any
+) -> asyncpg.Pool:
     options: dict[str, Any] = dict(min_size=1, max_size=settings.database_pool_size, command_timeout=60)
     options.update(overrides)
 
-    async def connect() -> asyncpg.Pool:
-        return await asyncpg.create_pool(settings.database_url, **options)
+    async def open_pool() -> asyncpg.Pool:
+        return await asyncpg.create_pool(**connect_options(settings, role), **options)
 
-    return await retry_until_done(connect, settings, what="connecting to Postgres", stop=stop)
+    return await retry_until_done(open_pool, settings, what=f"connecting to Postgres as {role.value}", stop=stop)

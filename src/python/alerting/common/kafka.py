@@ -14,6 +14,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.client import ConnectionGroup
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
 from google.protobuf.message import DecodeError, Message
@@ -23,7 +24,7 @@ from opentelemetry import trace
 from alerting.common import telemetry
 from alerting.common.failpoints import failpoint
 from alerting.common.retry import Stopping, retry_until_done
-from alerting.common.settings import Settings
+from alerting.common.settings import Settings, secret_value
 from alerting.common.topics import SCHEMA_VERSION, dead_letter
 from alerting.common.validation import MAX_EVENT_BYTES
 
@@ -32,10 +33,29 @@ M = TypeVar("M")
 E = TypeVar("E", bound=Message)
 
 
+def kafka_client_options(settings: Settings) -> dict[str, Any]:
+    """Where the broker is and how to reach it: the bootstrap servers and the security
+    options, for every aiokafka producer, consumer and admin client. SSL and SASL_SSL verify
+    the broker's certificate and name; SASL_* authenticate with SCRAM."""
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = dict(bootstrap_servers=settings.kafka_bootstrap, security_protocol=protocol)
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_ca_file or None)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password = secret_value(settings.kafka_sasl_password)
+        if not settings.kafka_sasl_username or not password:
+            # Refused here, at start-up, rather than by the broker after every retry.
+            raise ValueError(f"ALERTING_KAFKA_SECURITY_PROTOCOL={protocol} needs ALERTING_KAFKA_SASL_USERNAME "
+                             "and ALERTING_KAFKA_SASL_PASSWORD (or ALERTING_KAFKA_SASL_PASSWORD_FILE)")
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_sasl_username, sasl_plain_password=password)
+    return options
+
+
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer that waits for every in-sync replica."""
     options: dict[str, Any] = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
@@ -53,7 +73,7 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: 
     instance id the consumer is a static member: killed and restarted within the session
     timeout, it resumes its own partitions without a rebalance of the group."""
     options: dict[str, Any] = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         group_id=settings.topic(group_id),
         group_instance_id=f"{group_id}-{settings.instance_id}" if settings.instance_id else None,
         enable_auto_commit=False,

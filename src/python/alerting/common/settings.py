@@ -25,9 +25,42 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     database_url: str = "postgresql://alerting:alerting@127.0.0.1:5432/alerting"
     database_pool_size: int = 10
+    # Who logs in to database_url's database (migrations/MIGRATION_STRATEGY.md, "Roles").
+    # database_url's user is the owner role: it owns the schema and runs the migrations;
+    # tools and tests connect as it too. database_password, when set, is its password
+    # instead of one written in the URL. Each service logs in as its own role, with the user
+    # and password below in place of the URL's, granted only what it needs. `migrate up`
+    # sets these roles' passwords from the same settings (not the ones left empty). The
+    # defaults are the local stack's well-known development passwords.
+    database_password: SecretStr | None = None
+    control_plane_database_user: str = "alerting_control_plane"  # rule-service
+    control_plane_database_password: SecretStr = SecretStr("alerting_control_plane")
+    rule_reader_database_user: str = "alerting_rule_reader"  # rule-updater, evaluator: the snapshot rebuild
+    rule_reader_database_password: SecretStr = SecretStr("alerting_rule_reader")
+    data_plane_database_user: str = "alerting_data_plane"  # aggregator, sender
+    data_plane_database_password: SecretStr = SecretStr("alerting_data_plane")
+    notification_admin_database_user: str = "alerting_notification_admin"  # rule-service: NotificationService
+    notification_admin_database_password: SecretStr = SecretStr("alerting_notification_admin")
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prepended to every Redis key, for the same reason as topic_prefix.
     redis_key_prefix: str = ""
+    # Kafka security, applied to every client (common.kafka.kafka_client_options). PLAINTEXT
+    # is the local stack's development listener (127.0.0.1:9092); SASL_* authenticate as
+    # kafka_sasl_username with SCRAM (the local stack's SASL_SSL listener is 127.0.0.1:9094);
+    # SSL/SASL_SSL verify the broker against kafka_ssl_ca_file (empty: the system's CAs).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: str = ""
+    # Redis authentication (common.redis_client): AUTH as redis_username (empty: the default
+    # user) with redis_password, whose default is the local stack's development password;
+    # production gives its own (ALERTING_REDIS_PASSWORD_FILE), empty means no AUTH. A
+    # rediss:// redis_url is TLS, verified against redis_ca_file (empty: the system's CAs).
+    # Credentials written into redis_url win over these.
+    redis_username: str = ""
+    redis_password: SecretStr | None = SecretStr("alerting")
+    redis_ca_file: str = ""
 
     rule_service_address: str = "127.0.0.1:50051"
     # Clients of the rule-service (alertctl, the demo, the tests) connect over TLS unless

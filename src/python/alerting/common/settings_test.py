@@ -110,3 +110,89 @@ def test_an_unreadable_secret_file_is_a_clear_error(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ALERTING_API_KEY_FILE", str(tmp_path / "missing"))
     with pytest.raises(ValidationError, match="ALERTING_API_KEY_FILE: cannot read"):
         Settings()
+
+
+DATABASE_LOGIN_VARIABLES = [
+    f"ALERTING_{name}{suffix}"
+    for name in ("DATABASE_PASSWORD", "CONTROL_PLANE_DATABASE_USER", "CONTROL_PLANE_DATABASE_PASSWORD",
+                 "RULE_READER_DATABASE_USER", "RULE_READER_DATABASE_PASSWORD", "DATA_PLANE_DATABASE_USER",
+                 "DATA_PLANE_DATABASE_PASSWORD", "NOTIFICATION_ADMIN_DATABASE_USER",
+                 "NOTIFICATION_ADMIN_DATABASE_PASSWORD")
+    for suffix in ("", "_FILE")
+]
+
+
+def test_database_logins_default_to_the_local_stack_roles(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in DATABASE_LOGIN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.database_password is None
+    assert [(user, secret_value(password)) for user, password in (
+        (settings.control_plane_database_user, settings.control_plane_database_password),
+        (settings.rule_reader_database_user, settings.rule_reader_database_password),
+        (settings.data_plane_database_user, settings.data_plane_database_password),
+        (settings.notification_admin_database_user, settings.notification_admin_database_password),
+    )] == [("alerting_control_plane", "alerting_control_plane"), ("alerting_rule_reader", "alerting_rule_reader"),
+           ("alerting_data_plane", "alerting_data_plane"),
+           ("alerting_notification_admin", "alerting_notification_admin")]
+
+
+def test_database_passwords_read_from_their_files_and_never_show(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in DATABASE_LOGIN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "owner").write_text("owner-secret\n")
+    (tmp_path / "data_plane").write_text("data-plane-secret\n")
+    monkeypatch.setenv("ALERTING_DATABASE_PASSWORD_FILE", str(tmp_path / "owner"))
+    monkeypatch.setenv("ALERTING_DATA_PLANE_DATABASE_PASSWORD_FILE", str(tmp_path / "data_plane"))
+    monkeypatch.setenv("ALERTING_CONTROL_PLANE_DATABASE_PASSWORD", "control-plane-secret")
+    settings = Settings()
+    assert secret_value(settings.database_password) == "owner-secret"
+    assert secret_value(settings.data_plane_database_password) == "data-plane-secret"
+    assert secret_value(settings.control_plane_database_password) == "control-plane-secret"
+    shown = repr(settings) + str(settings.model_dump())
+    assert [secret for secret in ("owner-secret", "data-plane-secret", "control-plane-secret") if secret in shown] == []
+
+
+def test_kafka_and_redis_security_defaults_suit_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SASL_PASSWORD_FILE",
+                 "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_CA_FILE"):
+        monkeypatch.delenv(f"ALERTING_{name}", raising=False)
+    settings = Settings()
+    assert (settings.kafka_security_protocol, settings.kafka_sasl_username, settings.kafka_sasl_password) == (
+        "PLAINTEXT", "", None)
+    assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+    # The local stack's development password (deploy/local-stack).
+    assert (settings.redis_username, secret_value(settings.redis_password), settings.redis_ca_file) == (
+        "", "alerting", "")
+
+
+def test_kafka_and_redis_passwords_read_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("ALERTING_KAFKA_SASL_PASSWORD", "ALERTING_REDIS_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "kafka").write_text("scram-secret\n")
+    (tmp_path / "redis").write_text("redis-secret\n")
+    monkeypatch.setenv("ALERTING_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("ALERTING_KAFKA_SASL_USERNAME", "evaluator")
+    monkeypatch.setenv("ALERTING_KAFKA_SASL_PASSWORD_FILE", str(tmp_path / "kafka"))
+    monkeypatch.setenv("ALERTING_REDIS_PASSWORD_FILE", str(tmp_path / "redis"))
+    settings = Settings()
+    assert (secret_value(settings.kafka_sasl_password), secret_value(settings.redis_password)) == (
+        "scram-secret", "redis-secret")
+    assert "scram-secret" not in repr(settings) and "redis-secret" not in repr(settings)
+    # An empty password means none: no AUTH (a Redis without a password).
+    monkeypatch.delenv("ALERTING_REDIS_PASSWORD_FILE")
+    monkeypatch.setenv("ALERTING_REDIS_PASSWORD", "")
+    assert secret_value(Settings().redis_password) == ""
+
+
+def test_an_unknown_kafka_security_protocol_or_mechanism_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALERTING_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("ALERTING_KAFKA_SASL_MECHANISM", "PLAIN")
+    with pytest.raises(ValidationError, match="kafka_sasl_mechanism"):
+        Settings()
+    monkeypatch.setenv("ALERTING_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
+    monkeypatch.setenv("ALERTING_KAFKA_SECURITY_PROTOCOL", "TLS")
+    with pytest.raises(ValidationError, match="kafka_security_protocol"):
+        Settings()

@@ -160,8 +160,9 @@ def test_the_rule_service_serves_tls_and_its_clients_trust_the_ca_and_bring_the_
     assert "local-stack certificates /credentials/tls" in credentials["command"][0]
     assert "new_key" in credentials["command"][0] and "/credentials/admin.key" in credentials["command"][0]
     server = services["rule-service"]["environment"]
-    assert (server["ALERTING_TLS_CERT_FILE"], server["ALERTING_TLS_KEY_FILE"], server["ALERTING_BOOTSTRAP_ADMIN_KEY_FILE"]
-            ) == ("/credentials/tls/server.pem", "/credentials/tls/server.key", "/credentials/admin.key")
+    tls_and_key = ("ALERTING_TLS_CERT_FILE", "ALERTING_TLS_KEY_FILE", "ALERTING_BOOTSTRAP_ADMIN_KEY_FILE")
+    assert tuple(server[name] for name in tls_and_key) == (
+        "/credentials/tls/server.pem", "/credentials/tls/server.key", "/credentials/admin.key")
     for name in ("demo", "alertctl"):
         environment = services[name]["environment"]
         assert (environment["ALERTING_TLS_CA_FILE"], environment["ALERTING_API_KEY_FILE"]) == (

@@ -7,14 +7,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import redis.asyncio as redis
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 import alerting.evaluator.main
 from alerting.common import topics
-from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
+from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
+from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 from alerting.producer.alerts import alert_new, build_alert
 from alerting.rules import snapshot
@@ -73,7 +73,7 @@ async def topic_configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str
 async def clean_quickly(settings: Settings) -> None:
     """FAST_CLEANING on this test's `rule.changed`, waiting until the broker reports it."""
     topic = settings.topic(topics.RULE_CHANGED)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         [response] = await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, FAST_CLEANING)])
@@ -106,7 +106,7 @@ async def log_contents(settings: Settings) -> tuple[int, int, list[ConsumerRecor
     """(beginning offset, end offset, every record) of `rule.changed`, read from offset 0 by a
     fresh consumer outside any group."""
     partition = rule_changed_partition(settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False,
                                 auto_offset_reset="none")
     await consumer.start()
     records: list[ConsumerRecord] = []
@@ -128,8 +128,8 @@ async def alerts_all_handled(settings: Settings) -> bool:
     """Whether the evaluator's group has committed every alert of `alerts.new`: it publishes
     an alert's matches before it commits the alert."""
     topic = settings.topic(topics.ALERTS_NEW)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings))
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await consumer.start()
     await admin.start()
     try:
@@ -192,7 +192,7 @@ async def test_an_evaluator_warmed_inside_the_compacted_range_ends_with_every_ru
         covered[change.rule_id] = change.rule
     assert sorted(rule.version for rule in covered.values()) == [14] * (RULES // 2) + [15] * (RULES // 2)
     written = snapshot.Snapshot(list(covered.values()), published[SNAPSHOT_OFFSET - 1].seq, SNAPSHOT_OFFSET)
-    client = redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         await snapshot.write_full(client, settings, written)
 

@@ -6,7 +6,6 @@ import uuid
 
 import asyncpg
 import pytest
-import redis.asyncio as redis
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -15,6 +14,8 @@ from aiokafka.errors import PolicyViolationError
 import alerting.evaluator.follower
 import alerting.evaluator.main
 from alerting.common import topics
+from alerting.common.kafka import kafka_client_options
+from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 from alerting.evaluator.follower import RuleFollower, RuleOffsetLost
 from alerting.evaluator.matcher import RuleIndex
@@ -53,7 +54,7 @@ async def publish_upserts(settings: Settings, rules: list[rule_pb2.Rule]) -> Non
 async def delete_changes_before(settings: Settings, offset: int) -> None:
     """What retention does to a topic that is not compacted: the changes before `offset` are gone."""
     topic = settings.topic(topics.RULE_CHANGED)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
 
     async def deleted() -> bool:
         try:
@@ -83,7 +84,7 @@ async def matched_clients(
 
 
 async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings: Settings) -> None:
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     only_in_snapshot = rule(str(uuid.uuid4()), "from-snapshot")
     await snapshot.write_full(client, stack_settings, snapshot.Snapshot([only_in_snapshot], version=0, next_offset=0))
     await client.aclose()
@@ -95,7 +96,7 @@ async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings: 
 
 async def test_missing_or_garbage_snapshot_is_rebuilt_from_postgres(stack_settings: Settings) -> None:
     client_id, _ = await insert_rule_row(stack_settings, "db")
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     try:
         assert await client.exists(stack_settings.redis_key(snapshot.SNAPSHOT_KEY)) == 0
         first = await matched_clients(stack_settings, [build_alert("HIGH", "db", "a")], 1)
@@ -115,7 +116,7 @@ async def test_missing_or_garbage_snapshot_is_rebuilt_from_postgres(stack_settin
 
 
 async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack_settings: Settings) -> None:
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     await snapshot.write_full(client, stack_settings, snapshot.Snapshot([], version=0, next_offset=0))
     await client.aclose()
     added = rule(str(uuid.uuid4()), "late")
@@ -125,7 +126,7 @@ async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack
 
 async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(stack_settings: Settings) -> None:
     client_id, _ = await insert_rule_row(stack_settings, "from-table")
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     stale = rule(str(uuid.uuid4()), "from-snapshot")
     await snapshot.write_full(client, stack_settings, snapshot.Snapshot([stale], version=0, next_offset=0))
     await client.aclose()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 
+from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 from alerting.evaluator.alerts import rule_fields
 from alerting.evaluator.matcher import RuleIndex
@@ -46,7 +47,7 @@ async def load_index(client: redis.Redis, settings: Settings, stop: asyncio.Even
 
 async def warm_index(settings: Settings, stop: asyncio.Event) -> WarmStart:
     """The index from the snapshot (or a rebuild)."""
-    client = redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         warm = await load_index(client, settings, stop)
     finally:

@@ -1,6 +1,9 @@
 """`migrate`: the one migration runner for every service (yoyo-migrations underneath).
 
     migrate up | down [--steps N | --all] | status | check
+
+It connects as the owner role (the URL's user, with ALERTING_DATABASE_PASSWORD when set); `up`
+then sets the password of each service's role from its settings.
 """
 
 from __future__ import annotations
@@ -8,14 +11,26 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 import psycopg
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from psycopg import sql
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+    wait_random,
+)
 from yoyo import get_backend, read_migrations
 from yoyo.backends import DatabaseBackend
 from yoyo.migrations import MigrationList
 
+from alerting.common.db import SERVICE_ROLES, login, owner_url
+from alerting.common.settings import Settings
 from alerting.migrate.checks import check_migrations
 
 DEFAULT_DATABASE_URL = "postgresql://alerting:alerting@127.0.0.1:5432/alerting"
@@ -50,12 +65,18 @@ def _migrations_folder(context: click.Context) -> tuple[Path, list[str]]:
     return directory, [path.name for path in directory.glob("*.sql")]
 
 
+def _settings(context: click.Context) -> Settings:
+    """The ALERTING_* settings (the owner's and the roles' passwords), on the URL given."""
+    return Settings(database_url=context.obj["database_url"])
+
+
 def _open(context: click.Context) -> tuple[DatabaseBackend, MigrationList]:
     directory, filenames = _migrations_folder(context)
     problems = check_migrations(filenames)
     if problems:
         raise click.ClickException("inconsistent migrations:\n  " + "\n  ".join(problems))
-    return connect(context.obj["database_url"], context.obj["connect_timeout"]), read_migrations(str(directory))
+    backend = connect(owner_url(_settings(context)), context.obj["connect_timeout"])
+    return backend, read_migrations(str(directory))
 
 
 def connect(database_url: str, timeout: float) -> DatabaseBackend:
@@ -85,6 +106,31 @@ def up(context: click.Context) -> None:
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
     click.echo(f"applied {len(pending)} migration(s)" + "".join(f"\n  {m.id}" for m in pending))
+    for line in set_passwords(backend.connection, _settings(context)):
+        click.echo(line)
+
+
+def set_passwords(connection: psycopg.Connection[Any], settings: Settings) -> list[str]:
+    """Set the password of each service's role whose password setting is not empty (an
+    empty one leaves the role's password to whoever manages it); one line per role set.
+    Only the SCRAM verifier, computed here as psql's \\password does, is sent: the password
+    itself never reaches the server or its logs, nor this output."""
+    # Roles belong to the whole cluster: migrations of other databases (the tests migrate one
+    # per test process) may alter the same role at the same moment, which Postgres refuses
+    # with "tuple concurrently updated" rather than waiting. Trying again succeeds.
+    retrying = Retrying(retry=retry_if_exception_type(psycopg.errors.InternalError_),
+                        wait=wait_random(0.01, 0.2), stop=stop_after_attempt(20), reraise=True)
+    lines = []
+    for role in SERVICE_ROLES:
+        user, password = login(settings, role)
+        if not (user and password):
+            continue
+        verifier = connection.pgconn.encrypt_password(password.encode(), user.encode(), b"scram-sha-256")
+        statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier.decode()))
+        retrying(connection.execute, statement)
+        given = f"{role.value}_database_password" in settings.model_fields_set
+        lines.append(f"set the password of {user}" + ("" if given else " (the development default)"))
+    return lines
 
 
 @cli.command()

@@ -1,15 +1,20 @@
 import asyncio
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
 
+from alerting.common import db
 from alerting.common.settings import Settings
 from alerting.migrate.main import cli
 from alerting.testsupport import stack
+
+TABLES = {"clients", "rules", "rule_outbox", "api_keys", "notifications", "notification_recipients"}
 
 
 @pytest.fixture
@@ -36,6 +41,18 @@ async def tables(url: str) -> set[str]:
         await connection.close()
 
 
+async def schema_users(url: str) -> set[str]:
+    """Who may use the public schema ('' is PUBLIC, everyone)."""
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch(
+            "SELECT coalesce(pg_get_userbyid(nullif(a.grantee, 0)), '') AS grantee"
+            " FROM pg_namespace, aclexplode(nspacl) AS a WHERE nspname = 'public' AND a.privilege_type = 'USAGE'")
+        return {row["grantee"] for row in rows}
+    finally:
+        await connection.close()
+
+
 async def assert_schema_enforces_the_rules(url: str) -> None:
     connection = await asyncpg.connect(url)
     try:
@@ -55,7 +72,9 @@ async def assert_schema_enforces_the_rules(url: str) -> None:
 
 
 def test_up_down_up_cycle(empty_database: str) -> None:
-    everything = {"clients", "rules", "rule_outbox", "notifications", "notification_recipients"}
+    everything = TABLES
+    service_roles = {"alerting_control_plane", "alerting_rule_reader", "alerting_data_plane",
+                     "alerting_notification_admin"}
     migrations = sorted(name.removesuffix(".sql") for name in os.listdir(stack.migrations_dir())
                         if name.endswith(".sql") and not name.endswith(".rollback.sql"))
     assert f"applied {len(migrations)} migration(s)" in run(empty_database, "up")
@@ -68,10 +87,57 @@ def test_up_down_up_cycle(empty_database: str) -> None:
 
     run(empty_database, "down", "--all")
     assert asyncio.run(tables(empty_database)) == set()
+    # The roles stay (other databases use them), with nothing granted here; PUBLIC is back.
+    assert asyncio.run(schema_users(empty_database)) == {"", "pg_database_owner"}
 
     run(empty_database, "up")
     assert asyncio.run(tables(empty_database)) == everything
+    assert asyncio.run(schema_users(empty_database)) == {"pg_database_owner", *service_roles}
     assert "pending" not in run(empty_database, "status")
+
+
+async def test_up_sets_the_password_of_each_service_role_without_showing_it(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A control-plane login of this test's own (a member of the role, as a login made to
+    rotate a password would be), its password given in a file, as in production."""
+    login = stack.unique_name("control_login")
+    password = secrets.token_urlsafe(16)
+    (tmp_path / "password").write_text(password + "\n")
+    run(empty_database, "up")
+    owner = await asyncpg.connect(empty_database)
+    try:
+        await owner.execute(f"CREATE ROLE {login} LOGIN IN ROLE alerting_control_plane")
+        monkeypatch.setenv("ALERTING_CONTROL_PLANE_DATABASE_USER", login)
+        monkeypatch.delenv("ALERTING_CONTROL_PLANE_DATABASE_PASSWORD", raising=False)
+        monkeypatch.setenv("ALERTING_CONTROL_PLANE_DATABASE_PASSWORD_FILE", str(tmp_path / "password"))
+
+        output = run(empty_database, "up")
+        assert f"set the password of {login}\n" in output
+        assert password not in output
+
+        settings = Settings(database_url=empty_database)
+        connection = await db.connect(settings, db.DatabaseRole.CONTROL_PLANE)
+        try:
+            assert await connection.fetchval("SELECT count(*) FROM clients") == 0
+        finally:
+            await connection.close()
+        wrong = settings.model_copy(update={"control_plane_database_password": SecretStr(password + "x")})
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            await db.connect(wrong, db.DatabaseRole.CONTROL_PLANE)
+    finally:
+        await owner.execute(f"DROP ROLE IF EXISTS {login}")
+        await owner.close()
+
+
+def test_the_owner_password_may_come_from_its_own_setting(
+    empty_database: str, base_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In production the URL carries no password: ALERTING_DATABASE_PASSWORD does."""
+    monkeypatch.setenv("ALERTING_DATABASE_PASSWORD", db.login(base_settings, db.DatabaseRole.OWNER)[1] or "")
+    user = db.login(base_settings, db.DatabaseRole.OWNER)[0]
+    without_password = db.address(empty_database).replace("://", f"://{user}@", 1)
+    assert "pending  000001_create_clients" in run(without_password, "status")
 
 
 def test_check_passes_on_the_real_folder_and_fails_on_a_gap(tmp_path: Path) -> None:
@@ -111,6 +177,6 @@ async def test_up_waits_for_a_database_that_is_not_there_yet(base_settings: Sett
         result = await asyncio.wait_for(migrating, 60)
         assert result.exit_code == 0, result.output
         assert "database not reachable yet, retrying" in result.output
-        assert await tables(url) == {"clients", "rules", "rule_outbox", "notifications", "notification_recipients"}
+        assert await tables(url) == TABLES
     finally:
         await stack.drop_database(base_settings.database_url, name)

@@ -6,22 +6,26 @@ Wiring only: the server is server.py, the RPCs servicer.py, the outbox outbox.py
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer, filters
 
-from alerting.common.db import create_pool
+from alerting.common.db import DatabaseRole, create_pool
 from alerting.common.kafka import make_producer
 from alerting.common.service import Lifecycle, run_service
 from alerting.rule_service.server import RuleServiceSettings, serve
 
 
 async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:
-    pool = await create_pool(settings, stop=lifecycle.stop)
-    producer = make_producer(settings)
-    try:
-        await serve(settings, lifecycle, pool, producer)
-    finally:
-        await producer.stop()
-        await pool.close()
+    async with AsyncExitStack() as resources:
+        pool = await create_pool(settings, DatabaseRole.CONTROL_PLANE, stop=lifecycle.stop)
+        resources.push_async_callback(pool.close)
+        # The NotificationService's own role: the control plane's may not touch notifications.
+        notification_pool = await create_pool(settings, DatabaseRole.NOTIFICATION_ADMIN, stop=lifecycle.stop)
+        resources.push_async_callback(notification_pool.close)
+        producer = make_producer(settings)
+        resources.push_async_callback(producer.stop)
+        await serve(settings, lifecycle, pool, producer, notification_pool)
 
 
 def instrument_grpc_server() -> None:

@@ -95,9 +95,10 @@ async def store_bootstrap_key(settings: RuleServiceSettings, lifecycle: Lifecycl
         log.info("stored the bootstrap admin key %s", key.partition(".")[0])
 
 
-async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_change: Callable[[], None]
-                       ) -> tuple[grpc.aio.Server, int]:
-    """A started server; the port it listens on (settings.grpc_port 0 picks a free one)."""
+async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_change: Callable[[], None],
+                       notification_pool: asyncpg.Pool) -> tuple[grpc.aio.Server, int]:
+    """A started server; the port it listens on (settings.grpc_port 0 picks a free one). The
+    NotificationService has a pool of its own: its role may touch notifications, `pool`'s may not."""
     keys = KeyStore(pool, settings.api_key_cache_seconds)
     limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, time.monotonic)
     server = grpc.aio.server(
@@ -107,7 +108,8 @@ async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_cha
     rule_service_pb2_grpc.add_RuleServiceServicer_to_server(
         RuleService(pool, on_change, settings.max_rules_per_client), server)
     api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(pool), server)
-    notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(NotificationService(pool), server)
+    notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(
+        NotificationService(notification_pool), server)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(DeadLetterService(settings), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -124,14 +126,15 @@ async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_cha
 
 
 async def serve(
-    settings: RuleServiceSettings, lifecycle: Lifecycle, pool: asyncpg.Pool, producer: AIOKafkaProducer
+    settings: RuleServiceSettings, lifecycle: Lifecycle, pool: asyncpg.Pool, producer: AIOKafkaProducer,
+    notification_pool: asyncpg.Pool,
 ) -> None:
     """Serve gRPC and relay the outbox until stopped."""
     if settings.bootstrap_admin_key is not None:
         await store_bootstrap_key(settings, lifecycle, pool)
     relay = OutboxRelay(settings, producer, retention_seconds=settings.outbox_retention_seconds)
     relaying = asyncio.create_task(relay.run(lifecycle.stop))
-    server, port = await start_server(settings, pool, relay.wake)
+    server, port = await start_server(settings, pool, relay.wake, notification_pool)
     log.info("rule-service gRPC (%s) on %s:%d", "TLS" if settings.rule_service_tls else "plaintext",
              settings.listen_host, port)
     # Ready while the relay runs and reaches Postgres (what the RPCs need; Kafka is the relay's

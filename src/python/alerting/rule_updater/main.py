@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import logging
 
-import redis.asyncio as redis
-
 from alerting.common import topics
 from alerting.common.kafka import BatchWorker, worker_clients
+from alerting.common.redis_client import redis_client
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
 from alerting.rule_updater.writer import SnapshotWriter
@@ -21,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 async def run(settings: Settings, lifecycle: Lifecycle) -> None:
-    client = redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         loaded, rebuilt = await load_or_rebuild(client, settings, unconverted, stop=lifecycle.stop)
         log.info("rule snapshot %s", "rebuilt from Postgres" if rebuilt else "present")

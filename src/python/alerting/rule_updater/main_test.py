@@ -12,6 +12,7 @@ import redis.asyncio as redis
 
 import alerting.rule_updater.main
 from alerting.common import topics
+from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 from alerting.rules import snapshot
 from alerting.testsupport import stack
@@ -58,7 +59,7 @@ async def create_rule(stub: rule_service_pb2_grpc.RuleServiceAsyncStub, client_i
 
 
 async def test_changes_are_applied_incrementally_and_duplicates_ignored(stack_settings: Settings) -> None:
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     try:
         async with running(alerting.rule_updater.main.run, stack_settings):
@@ -88,7 +89,7 @@ async def test_invalid_changes_are_dead_lettered(stack_settings: Settings) -> No
 
 
 async def test_a_change_with_an_implausible_seq_is_dead_lettered_and_freezes_nothing(stack_settings: Settings) -> None:
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     first, forged, later = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     try:
         async with running(alerting.rule_updater.main.run, stack_settings):
@@ -107,7 +108,7 @@ async def test_a_change_with_an_implausible_seq_is_dead_lettered_and_freezes_not
 async def test_changes_after_a_dead_letter_are_applied_not_taken_for_a_gap(stack_settings: Settings) -> None:
     """A dead-lettered change never reaches the snapshot, yet the snapshot covers its offset.
     (A rebuild would lose these rules: they are in the log only, not in Postgres.)"""
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     try:
         async with running(alerting.rule_updater.main.run, stack_settings):
@@ -135,7 +136,7 @@ async def lose_a_rule(client: redis.Redis, settings: Settings, rule_id: str) -> 
 async def test_a_snapshot_damaged_while_running_is_rebuilt_with_every_rule(
     stack_settings: Settings, damage: Callable[[redis.Redis, Settings, str], Awaitable[None]]
 ) -> None:
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     try:
         async with rule_service_stub(stack_settings) as stub, running(alerting.rule_updater.main.run, stack_settings):
             tenant = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name="acme"))
@@ -149,7 +150,7 @@ async def test_a_snapshot_damaged_while_running_is_rebuilt_with_every_rule(
 
 
 async def test_a_snapshot_gone_back_to_an_older_state_is_rebuilt_with_every_rule(stack_settings: Settings) -> None:
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     try:
         async with rule_service_stub(stack_settings) as stub, running(alerting.rule_updater.main.run, stack_settings):
             tenant = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name="acme"))
@@ -168,7 +169,7 @@ async def test_a_snapshot_gone_back_to_an_older_state_is_rebuilt_with_every_rule
 
 
 async def test_a_snapshot_key_of_another_type_is_rebuilt_not_retried_forever(stack_settings: Settings) -> None:
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     try:
         await client.set(stack_settings.redis_key(snapshot.META_KEY), "not a hash")
         async with running(alerting.rule_updater.main.run, stack_settings):
@@ -187,7 +188,7 @@ async def test_a_rule_updater_started_while_postgres_is_unreachable_waits_for_it
     settings = stack_settings.model_copy(
         update={"database_url": stack.with_database(base_settings.database_url, database)}
     )
-    client = redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         async with running(alerting.rule_updater.main.run, settings):
             await asyncio.sleep(1.5)  # several failed attempts

@@ -8,9 +8,9 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-import asyncpg
 import redis.asyncio as redis
 
+from alerting.common import db
 from alerting.common.retry import retry_until_done
 from alerting.common.settings import Settings
 from alerting.rules import snapshot
@@ -34,7 +34,7 @@ async def rebuild_from_database(
     change after it look old."""
     async with snapshot.lock(client, settings):
         next_offset, last_seq = await rule_changed_position(settings, stop=stop)
-        connection = await asyncpg.connect(settings.database_url)
+        connection = await db.connect(settings, db.DatabaseRole.RULE_READER)
         try:
             rows = await connection.fetch(f"SELECT {RULE_COLUMNS} FROM rules")
             issued = await connection.fetchval(LAST_ISSUED_SEQ)

@@ -9,6 +9,7 @@ import pytest
 import redis.asyncio as redis
 
 from alerting.common import topics
+from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 from alerting.rules import snapshot
 from alerting.rules.changelog import UPSERT
@@ -20,7 +21,7 @@ from alerting.v1 import events_pb2, rule_pb2
 
 @pytest.fixture
 async def client(stack_settings: Settings) -> AsyncIterator[redis.Redis]:
-    connection = redis.from_url(stack_settings.redis_url)
+    connection = redis_client(stack_settings)
     yield connection
     await connection.aclose()
 

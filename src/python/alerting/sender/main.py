@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 from alerting.common import topics
-from alerting.common.db import create_pool
+from alerting.common.db import DatabaseRole, create_pool
 from alerting.common.kafka import BatchWorker, worker_clients
 from alerting.common.retry import retry_until_done
 from alerting.common.service import Lifecycle, run_service
@@ -20,7 +20,7 @@ from alerting.v1.events_pb2 import NotificationReady
 
 
 async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
-    pool = await create_pool(settings, stop=lifecycle.stop)
+    pool = await create_pool(settings, DatabaseRole.DATA_PLANE, stop=lifecycle.stop)
     smtp = SmtpConnections(
         host=settings.smtp_host, port=settings.smtp_port, timeout=settings.smtp_timeout_seconds,
         start_tls=settings.smtp_starttls, username=settings.smtp_username, password=settings.smtp_password,

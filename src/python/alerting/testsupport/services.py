@@ -17,6 +17,7 @@ import grpc
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import SecretStr
 
+from alerting.common import db
 from alerting.common.grpc_client import aio_channel
 from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
 from alerting.common.service import Lifecycle
@@ -65,8 +66,20 @@ def service_environment(settings: Settings, **extra: str) -> dict[str, str]:
         "ALERTING_BATCH_MAX_RECORDS": str(settings.batch_max_records),
         "ALERTING_OTEL_SAMPLE_RATIO": str(settings.otel_sample_ratio),
         "ALERTING_METRICS_PORT": str(free_port()),
+        **database_logins(settings),
     })
     env.update(extra)
+    return env
+
+
+def database_logins(settings: Settings) -> dict[str, str]:
+    """Each service role's login as ALERTING_* variables: a service process logs in as its
+    role with what the test's settings say."""
+    env = {}
+    for role in db.SERVICE_ROLES:
+        user, password = db.login(settings, role)
+        env[f"ALERTING_{role.value.upper()}_DATABASE_USER"] = user or ""
+        env[f"ALERTING_{role.value.upper()}_DATABASE_PASSWORD"] = password or ""
     return env
 
 
@@ -173,7 +186,8 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 
 
 
 async def fetch(settings: Settings, query: str, *args: object) -> list[asyncpg.Record]:
-    connection = await asyncpg.connect(settings.database_url)
+    """The rows of a query run as the owner, who may read every table that services write."""
+    connection = await db.connect(settings, db.DatabaseRole.OWNER)
     try:
         return await connection.fetch(query, *args)
     finally:

@@ -16,6 +16,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from alerting.common import topics
+from alerting.common.kafka import kafka_client_options
+from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 
 # Partitions per topic in tests: enough to exercise keying and rebalances, cheap to create.
@@ -38,7 +40,7 @@ async def create_topics(settings: Settings, partitions: dict[str, int] = TEST_PA
         for name, count in partitions.items()
     ]
     wanted += [NewTopic(settings.topic(topics.dead_letter(name)), 1, 1) for name in partitions]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         try:
@@ -57,7 +59,7 @@ async def create_topics(settings: Settings, partitions: dict[str, int] = TEST_PA
 
 
 async def delete_topics(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         names = [name for name in await admin.list_topics() if name.startswith(settings.topic_prefix)]
@@ -84,12 +86,15 @@ def migrations_dir() -> str:
 
 
 def migrate_up(database_url: str) -> None:
-    """Apply every migration with the project's one migration runner."""
+    """Apply every migration with the project's one migration runner, as the owner (the URL's
+    user), which also sets the service roles' passwords from the ALERTING_* settings."""
     env = dict(os.environ, ALERTING_DATABASE_URL=database_url, ALERTING_MIGRATIONS_DIR=migrations_dir())
     subprocess.run([sys.executable, "-m", "alerting.migrate.main", "up"], env=env, check=True, capture_output=True)
 
 
 async def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """A new database owned by admin_url's user (the owner role, which may create databases);
+    its URL, with the same login."""
     connection = await asyncpg.connect(admin_url)
     try:
         template_clause = f" TEMPLATE {template}" if template else ""
@@ -108,9 +113,7 @@ async def drop_database(admin_url: str, name: str) -> None:
 
 
 async def delete_redis_keys(settings: Settings) -> None:
-    import redis.asyncio as redis
-
-    client = redis.from_url(settings.redis_url)
+    client = redis_client(settings)
     try:
         keys = [key async for key in client.scan_iter(match=f"{settings.redis_key_prefix}*")]
         if keys:

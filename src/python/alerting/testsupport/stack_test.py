@@ -1,13 +1,14 @@
 import asyncpg
-import redis.asyncio as redis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from alerting.common import topics
+from alerting.common.kafka import kafka_client_options
+from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 
 
 async def test_each_test_gets_its_own_prefixed_topics(stack_settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack_settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(stack_settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -32,7 +33,7 @@ async def test_each_test_gets_a_migrated_database_of_its_own(stack_settings: Set
 
 
 async def test_redis_versioned_key_round_trip(stack_settings: Settings) -> None:
-    client = redis.from_url(stack_settings.redis_url)
+    client = redis_client(stack_settings)
     key = stack_settings.redis_key("rules:version")
     try:
         assert await client.get(key) is None

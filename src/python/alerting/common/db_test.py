@@ -1,0 +1,41 @@
+from pydantic import SecretStr
+
+from alerting.common import db
+from alerting.common.db import DatabaseRole
+from alerting.common.settings import Settings
+
+URL = "postgresql://owner:url%40secret@db.internal:6543/alerting?sslmode=require"
+
+
+def test_the_owner_logs_in_as_the_url_says_unless_its_password_is_set_apart() -> None:
+    in_url = Settings(database_url=URL, database_password=None)
+    assert db.login(in_url, DatabaseRole.OWNER) == ("owner", "url@secret")
+    apart = Settings(database_url=URL, database_password=SecretStr("file-secret"))
+    assert db.login(apart, DatabaseRole.OWNER) == ("owner", "file-secret")
+    nowhere = Settings(database_url="postgresql://db.internal/alerting", database_password=None)
+    assert db.login(nowhere, DatabaseRole.OWNER) == (None, None)
+
+
+def test_a_service_role_replaces_the_urls_login_and_never_sees_the_owners_password() -> None:
+    settings = Settings(database_url=URL, data_plane_database_user="dp", data_plane_database_password=SecretStr("s"))
+    assert db.connect_options(settings, DatabaseRole.DATA_PLANE) == {
+        "dsn": "postgresql://db.internal:6543/alerting?sslmode=require", "user": "dp", "password": "s"}
+    # An empty password is no password (libpq's defaults apply), not the URL's.
+    blank = settings.model_copy(update={"data_plane_database_password": SecretStr("")})
+    assert db.login(blank, DatabaseRole.DATA_PLANE) == ("dp", None)
+
+
+def test_the_owner_url_carries_the_owners_login_encoded() -> None:
+    settings = Settings(database_url="postgresql://owner@db.internal:6543/alerting",
+                        database_password=SecretStr("p@ss:w/rd"))
+    url = db.owner_url(settings)
+    assert url == "postgresql://owner:p%40ss%3Aw%2Frd@db.internal:6543/alerting"
+    assert db.login(Settings(database_url=url, database_password=None), DatabaseRole.OWNER) == ("owner", "p@ss:w/rd")
+
+
+async def test_a_pool_logs_in_as_its_role(stack_settings: Settings) -> None:
+    pool = await db.create_pool(stack_settings, DatabaseRole.NOTIFICATION_ADMIN)
+    try:
+        assert await pool.fetchval("SELECT current_user") == "alerting_notification_admin"
+    finally:
+        await pool.close()
