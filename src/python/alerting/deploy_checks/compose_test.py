@@ -169,3 +169,11 @@ def test_the_rule_service_serves_tls_and_its_clients_trust_the_ca_and_bring_the_
             "/credentials/tls/ca.pem", "/credentials/admin.key")
         assert services[name]["volumes"] == ["credentials:/credentials:ro"]
     assert "ALERTING_RULE_SERVICE_TLS" not in server  # TLS unless told otherwise
+
+
+def test_redis_asks_for_the_password_the_services_give() -> None:
+    services = load_compose()["services"]
+    command = services["redis"]["command"]
+    password = command[command.index("--requirepass") + 1]
+    assert services["evaluator"]["environment"]["ALERTING_REDIS_PASSWORD"] == password
+    assert services["redis"]["healthcheck"]["test"][1:4] == ["redis-cli", "-a", password]
