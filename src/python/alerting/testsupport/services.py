@@ -21,7 +21,7 @@ from alerting.common import db
 from alerting.common.grpc_client import aio_channel
 from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings
+from alerting.common.settings import Settings, secret_value
 from alerting.rule_service.access import new_key
 from alerting.rule_service.server import RuleServiceSettings
 from alerting.testsupport.tls import certificates
@@ -67,9 +67,24 @@ def service_environment(settings: Settings, **extra: str) -> dict[str, str]:
         "ALERTING_OTEL_SAMPLE_RATIO": str(settings.otel_sample_ratio),
         "ALERTING_METRICS_PORT": str(free_port()),
         **database_logins(settings),
+        **kafka_and_redis_logins(settings),
     })
     env.update(extra)
     return env
+
+
+def kafka_and_redis_logins(settings: Settings) -> dict[str, str]:
+    """The Kafka and Redis security settings as ALERTING_* variables, for a service process."""
+    return {
+        "ALERTING_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        "ALERTING_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+        "ALERTING_KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
+        "ALERTING_KAFKA_SASL_PASSWORD": secret_value(settings.kafka_sasl_password),
+        "ALERTING_KAFKA_SSL_CA_FILE": settings.kafka_ssl_ca_file,
+        "ALERTING_REDIS_USERNAME": settings.redis_username,
+        "ALERTING_REDIS_PASSWORD": secret_value(settings.redis_password),
+        "ALERTING_REDIS_CA_FILE": settings.redis_ca_file,
+    }
 
 
 def database_logins(settings: Settings) -> dict[str, str]:
