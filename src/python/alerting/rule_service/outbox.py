@@ -25,7 +25,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Gauge
 
-from alerting.common import topics
+from alerting.common import db, topics
 from alerting.common.kafka import OutgoingMessage, publish_all, start_clients
 from alerting.common.retry import Stopping
 from alerting.common.settings import Settings
@@ -154,7 +154,7 @@ class OutboxRelay:
     async def _relay_until_stopped(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                connection = await asyncpg.connect(self.settings.database_url)
+                connection = await db.connect(self.settings, db.DatabaseRole.CONTROL_PLANE)
             except (OSError, asyncpg.PostgresError) as error:
                 self.reaches_database = False
                 log.warning("outbox relay cannot reach Postgres, retrying: %r", error)

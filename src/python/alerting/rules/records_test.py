@@ -8,12 +8,13 @@ def test_a_row_of_every_column_becomes_the_rule_message() -> None:
     row = {
         "rule_id": "0b4a4d2e-54f5-4f9a-9a57-6f0f5f8b2f11", "client_id": "6d1c8f7e-1111-4d3c-8f2a-2b9d3c4e5f60",
         "severity": "HIGH", "source": "db", "name": "*", "emails": ["a@x.io", "b@x.io"], "enabled": False,
-        "version": 7, "created_at": created, "updated_at": updated,
+        "version": 7, "created_at": created, "updated_at": updated, "updated_by": "abcdefghijkl",
     }
     assert set(RULE_COLUMNS.split(", ")) == set(row)
     rule = rule_from_row(row)
     assert (rule.rule_id, rule.client_id, rule.severity, rule.source, rule.name) == (
         row["rule_id"], row["client_id"], "HIGH", "db", "*")
-    assert (list(rule.emails), rule.enabled, rule.version) == (["a@x.io", "b@x.io"], False, 7)
+    assert (list(rule.emails), rule.enabled, rule.version, rule.updated_by) == (
+        ["a@x.io", "b@x.io"], False, 7, "abcdefghijkl")
     assert rule.created_at.ToDatetime(tzinfo=UTC) == created
     assert rule.updated_at.ToDatetime(tzinfo=UTC) == updated
