@@ -39,7 +39,7 @@ from alerting.rule_service.access import ADMIN, Caller, bearer_key, new_key, par
 from alerting.rule_service.auth import KeyStore, as_caller, bootstrap_admin_key
 from alerting.rule_service.grpc_metrics import ServerMetricsInterceptor
 from alerting.rule_service.keys import ApiKeyService
-from alerting.rule_service.server import RuleServiceSettings, server_credentials, start_server
+from alerting.rule_service.server import RuleServiceSettings, listen, start_server
 from alerting.rule_service.servicer import RuleService
 from alerting.testsupport import stack
 from alerting.testsupport.tls import make_certificates
@@ -102,11 +102,7 @@ async def start_baseline(settings: RuleServiceSettings, pool: asyncpg.Pool, who:
     rule_service_pb2_grpc.add_RuleServiceServicer_to_server(
         RuleService(pool, lambda: None, settings.max_rules_per_client), server)
     api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(pool), server)
-    address = f"{settings.listen_host}:{settings.grpc_port}"
-    if settings.rule_service_tls:
-        port = server.add_secure_port(address, server_credentials(settings))
-    else:
-        port = server.add_insecure_port(address)
+    port = listen(server, settings)
     await server.start()
     return server, port
 

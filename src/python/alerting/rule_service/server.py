@@ -81,6 +81,14 @@ def server_credentials(settings: RuleServiceSettings) -> grpc.ServerCredentials:
     return grpc.ssl_server_credentials([(key, chain)])
 
 
+def listen(server: grpc.aio.Server, settings: RuleServiceSettings) -> int:
+    """Bind the gRPC port, TLS unless settings.rule_service_tls is false; the port bound."""
+    address = f"{settings.listen_host}:{settings.grpc_port}"
+    if settings.rule_service_tls:
+        return server.add_secure_port(address, server_credentials(settings))
+    return server.add_insecure_port(address)
+
+
 async def store_bootstrap_key(settings: RuleServiceSettings, lifecycle: Lifecycle, pool: asyncpg.Pool) -> None:
     key = secret_value(settings.bootstrap_admin_key)
     try:
@@ -114,11 +122,7 @@ async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_cha
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    address = f"{settings.listen_host}:{settings.grpc_port}"
-    if settings.rule_service_tls:
-        port = server.add_secure_port(address, server_credentials(settings))
-    else:
-        port = server.add_insecure_port(address)
+    port = listen(server, settings)
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
