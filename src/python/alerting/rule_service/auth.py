@@ -135,19 +135,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             raise TypeError(f"{method}: only unary RPCs are authenticated here")
         authorization = dict(handler_call_details.invocation_metadata or ()).get("authorization")
         try:
-            caller = await self.keys.authenticate(
+            who = await self.keys.authenticate(
                 bearer_key(authorization if isinstance(authorization, str) else None))
         except (MalformedKey, Unauthenticated) as error:
             return _answering(handler, grpc.StatusCode.UNAUTHENTICATED, str(error))
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             log.warning("cannot check an API key: %s", error)
             return _answering(handler, grpc.StatusCode.UNAVAILABLE, "cannot check the API key now; retry")
-        wait = 0.0 if caller.is_admin else self.limiter.acquire(f"client:{caller.client_id}")
+        wait = 0.0 if who.is_admin else self.limiter.acquire(f"client:{who.client_id}")
         if wait > 0:
             return _answering(handler, grpc.StatusCode.RESOURCE_EXHAUSTED,
                               f"rate limit of {self.limiter.rate:g} requests/s per client exceeded;"
                               f" retry in {max(wait, 0.001):.3f} s")
-        return as_caller(handler, caller)
+        return as_caller(handler, who)
 
 
 def _answering(handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, details: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -29,15 +28,6 @@ def key_message(row: asyncpg.Record) -> api.ApiKey:
     if row["revoked_at"] is not None:
         key.revoked_at.FromDatetime(row["revoked_at"])
     return key
-
-
-def decode_key_page_token(token: str) -> str | None:
-    if not token:
-        return None
-    try:
-        return access.key_id(base64.urlsafe_b64decode(token.encode()).decode(), "page_token")
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidField("page_token", "not a token this service issued") from error
 
 
 class ApiKeyService(api_key_service_pb2_grpc.ApiKeyServiceServicer):
@@ -77,7 +67,7 @@ class ApiKeyService(api_key_service_pb2_grpc.ApiKeyServiceServicer):
         if client_id is not None and not who.may_see(client_id):
             raise NotFound(f"client_id: no client {client_id}")
         size = validation.page_size(request.page_size)
-        after = decode_key_page_token(request.page_token)
+        after = validation.decode_page_token(request.page_token, access.key_id)
         rows = await self.pool.fetch(
             f"SELECT {KEY_COLUMNS} FROM api_keys WHERE ($1::uuid IS NULL OR client_id = $1::uuid)"
             " AND ($2::text IS NULL OR key_id > $2::text) AND ($3 OR revoked_at IS NULL)"

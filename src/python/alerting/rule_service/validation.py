@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from alerting.common.validation import InvalidField, require_no_control
@@ -40,12 +41,17 @@ def encode_page_token(last_id: str) -> str:
     return base64.urlsafe_b64encode(last_id.encode()).decode()
 
 
-def decode_page_token(token: str) -> str | None:
-    """The id a page starts after; None for the first page."""
+def _uuid(value: str) -> str:
+    return str(uuid.UUID(value))
+
+
+def decode_page_token(token: str, parse_id: Callable[[str], str] = _uuid) -> str | None:
+    """The id a page starts after (a UUID unless `parse_id` checks another kind of id, raising
+    ValueError); None for the first page."""
     if not token:
         return None
     try:
-        return str(uuid.UUID(base64.urlsafe_b64decode(token.encode()).decode()))
+        return parse_id(base64.urlsafe_b64decode(token.encode()).decode())
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidField("page_token", "not a token this service issued") from error
 
