@@ -96,6 +96,14 @@ def email_addresses(values: Sequence[str], field: str = "emails") -> list[str]:
     return list(dict.fromkeys(email_address(value, f"{field}[{n}]") for n, value in enumerate(values)))
 
 
+def timestamp_text(seconds: int) -> str:
+    """A time as ISO 8601 when a datetime can hold it, else as seconds since the epoch."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return f"{seconds} seconds since the epoch"
+
+
 def check_alert(alert: alert_pb2.Alert, now: datetime, prefix: str = "alert") -> None:
     """Everything later steps rely on: an id the dedupe index can hold, a known severity,
     bounded source, name and context, and an event time that is neither unset nor absurd.
@@ -112,9 +120,12 @@ def check_alert(alert: alert_pb2.Alert, now: datetime, prefix: str = "alert") ->
     text(alert.name, f"{field}name", MAX_FIELD)
     if not alert.HasField("event_ts"):
         raise InvalidField(f"{field}event_ts", "missing")
-    event_time = alert.event_ts.ToDatetime(tzinfo=UTC)
-    if not EARLIEST_EVENT <= event_time <= now + MAX_CLOCK_AHEAD:
-        raise InvalidField(f"{field}event_ts", f"{event_time.isoformat()} is out of range")
+    # Checked as integers: a datetime cannot hold every Timestamp (years past 9999 raise).
+    seconds, nanos = alert.event_ts.seconds, alert.event_ts.nanos
+    if not 0 <= nanos < 1_000_000_000:
+        raise InvalidField(f"{field}event_ts", f"nanos {nanos} is not in [0, 999999999]")
+    if not EARLIEST_EVENT.timestamp() <= seconds <= (now + MAX_CLOCK_AHEAD).timestamp():
+        raise InvalidField(f"{field}event_ts", f"{timestamp_text(seconds)} is out of range")
     if len(alert.context) > MAX_CONTEXT_ENTRIES:
         raise InvalidField(f"{field}context", f"at most {MAX_CONTEXT_ENTRIES} entries")
     for key, value in alert.context.items():

@@ -22,6 +22,8 @@ def alert(**fields: object) -> alert_pb2.Alert:
         if name == "event_ts":
             if value is None:
                 message.ClearField("event_ts")
+            elif isinstance(value, tuple):  # (seconds, nanos), which a datetime may not hold
+                message.event_ts.seconds, message.event_ts.nanos = value
             else:
                 assert isinstance(value, datetime)
                 message.event_ts.FromDatetime(value)
@@ -55,6 +57,9 @@ def test_a_sound_alert_passes() -> None:
     ({"event_ts": None}, "alert.event_ts: missing"),
     ({"event_ts": datetime(1970, 1, 1, tzinfo=UTC)}, "alert.event_ts: 1970-01-01T00:00:00+00:00 is out of range"),
     ({"event_ts": NOW + timedelta(days=2)}, "alert.event_ts: 2026-11-28T12:00:00+00:00 is out of range"),
+    ({"event_ts": (253402387200, 0)}, "alert.event_ts: 253402387200 seconds since the epoch is out of range"),
+    ({"event_ts": (-2**63, 0)}, f"alert.event_ts: {-2**63} seconds since the epoch is out of range"),
+    ({"event_ts": (1_700_000_000, -1)}, "alert.event_ts: nanos -1 is not in [0, 999999999]"),
     ({"context": {f"k{n}": "v" for n in range(33)}}, "alert.context: at most 32 entries"),
     ({"context": {"": "v"}}, "alert.context: an empty key"),
     ({"context": {"k": "v" * 2049}}, "alert.context[k]: at most 2048 characters"),
