@@ -25,10 +25,16 @@ DELETE = events_pb2.RuleChanged.OP_DELETE
 MAX_SEQ_JUMP = 1_000_000
 
 
-def check_seq(seq: int, last_seq: int) -> None:
-    """InvalidField when `seq` is implausibly far ahead of `last_seq`, the newest applied."""
+def applies(seq: int, last_seq: int) -> bool:
+    """Whether a valid change with `seq` changes the rules, after changes up to `last_seq`
+    (the newest seq applied) were applied: the one rule by which the rule-updater's snapshot
+    and every evaluator's index compute their rules from the log, so that having read the
+    same offsets they hold the same rules, whatever seqs the log holds. A change applies when
+    its seq is above `last_seq` (a repeat or an older change changes nothing), and then
+    replaces or deletes its rule whole. InvalidField when `seq` is implausibly far ahead."""
     if seq > last_seq + MAX_SEQ_JUMP:
         raise InvalidField("seq", f"{seq} is implausibly far ahead of the newest change applied ({last_seq})")
+    return seq > last_seq
 
 
 def decode_rule_changed(record: ConsumerRecord) -> events_pb2.RuleChanged:
