@@ -93,8 +93,9 @@ class Settings(BaseSettings):
     listen_host: str = "127.0.0.1"
     # Port of /metrics and /healthz; 0 means the service's port in common.ports.
     metrics_port: int = 0
-    otel_exporter: Literal["otlp", "console", "none"] = "none"
-    otel_endpoint: str = "http://127.0.0.1:4317"
+    # zipkin: to OTEL_EXPORTER_ZIPKIN_ENDPOINT (the exporter reads it), else localhost:9411.
+    otel_exporter: Literal["otlp", "zipkin", "console", "none"] = "none"
+    otel_endpoint: str = "http://127.0.0.1:4317"  # OTLP/gRPC
     # Fraction of new traces recorded (alerts started by the producer); the rest propagate unsampled.
     otel_sample_ratio: float = 1.0
     log_level: str = "INFO"
@@ -137,7 +138,7 @@ def secret_value(secret: SecretStr | None) -> str:
 
 
 # What OTEL_TRACES_EXPORTER and OTEL_TRACES_SAMPLER may name here (the spec's names).
-TRACES_EXPORTERS = ("otlp", "console")
+TRACES_EXPORTERS = ("otlp", "zipkin", "console")
 SAMPLERS = (
     "always_on", "always_off", "traceidratio",
     "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio",
@@ -200,7 +201,8 @@ def tracing_settings(
     if named is not None:
         wanted = [item.strip().lower() for item in named.split(",") if item.strip()]
         for unknown in sorted(set(wanted) - {*TRACES_EXPORTERS, "none"}):
-            log.warning("OTEL_TRACES_EXPORTER: %r is not supported here (otlp, console or none); ignored", unknown)
+            log.warning("OTEL_TRACES_EXPORTER: %r is not supported here (%s or none); ignored",
+                        unknown, ", ".join(TRACES_EXPORTERS))
         exporters = () if "none" in wanted else tuple(dict.fromkeys(e for e in wanted if e in TRACES_EXPORTERS))
 
     endpoint = settings.otel_endpoint

@@ -89,8 +89,9 @@ def test_empty_or_invalid_otel_variables_are_ignored() -> None:
     )
     assert tracing_settings("evaluator", settings, {"OTEL_TRACES_SAMPLER_ARG": "often"}).sample_ratio == 0.5
     # An exporter this build does not have is dropped; the ones it has stay.
-    assert tracing_settings("evaluator", settings, {"OTEL_TRACES_EXPORTER": "zipkin,otlp"}).exporters == ("otlp",)
-    assert tracing_settings("evaluator", settings, {"OTEL_TRACES_EXPORTER": "zipkin"}).exporters == ()
+    assert tracing_settings("evaluator", settings, {"OTEL_TRACES_EXPORTER": "jaeger,otlp"}).exporters == ("otlp",)
+    assert tracing_settings("evaluator", settings, {"OTEL_TRACES_EXPORTER": "jaeger"}).exporters == ()
+    assert tracing_settings("evaluator", settings, {"OTEL_TRACES_EXPORTER": "zipkin"}).exporters == ("zipkin",)
 
 
 def test_a_secret_setting_reads_from_its_file_and_never_shows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

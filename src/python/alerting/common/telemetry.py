@@ -100,6 +100,11 @@ def _configured_exporters(config: TracingSettings) -> list[SpanExporter]:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
             exporters.append(OTLPSpanExporter(endpoint=config.endpoint, insecure=config.endpoint_insecure))
+        elif name == "zipkin":
+            # Zipkin's v2 JSON over HTTP; the exporter reads OTEL_EXPORTER_ZIPKIN_ENDPOINT itself.
+            from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+            exporters.append(ZipkinExporter())
     return exporters
 
 

@@ -1,3 +1,10 @@
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from alerting.common.service import Lifecycle
@@ -58,3 +65,53 @@ def test_the_tracer_provider_follows_the_resolved_otel_settings() -> None:
     )
     always = tracer_provider(tracing_settings("x", Settings(), {"OTEL_TRACES_SAMPLER": "always_off"}))
     assert always.sampler.get_description() == "AlwaysOffSampler"
+
+
+@pytest.fixture
+def span_intake() -> Iterator[tuple[str, list[tuple[str, object]]]]:
+    """An HTTP endpoint on loopback that keeps what is POSTed to it: (path, decoded JSON body)."""
+    received: list[tuple[str, object]] = []
+
+    class Intake(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, json.loads(body)))
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Intake)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/v2/spans", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(("settings", "environ"), [
+    (Settings(otel_exporter="none"), {"OTEL_TRACES_EXPORTER": "zipkin"}),
+    (Settings(otel_exporter="zipkin"), {}),
+], ids=["OTEL_TRACES_EXPORTER", "ALERTING_OTEL_EXPORTER"])
+def test_the_zipkin_exporter_posts_zipkin_v2_json_to_its_endpoint(
+    settings: Settings, environ: dict[str, str], span_intake: tuple[str, list[tuple[str, object]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoint, received = span_intake
+    monkeypatch.setenv("OTEL_EXPORTER_ZIPKIN_ENDPOINT", endpoint)
+    provider = tracer_provider(tracing_settings("sender", settings, environ))
+    with provider.get_tracer("test").start_as_current_span("smtp send", kind=trace.SpanKind.CLIENT) as span:
+        span.set_attribute("alerting.notification_id", "n-1")
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    provider.shutdown()  # exports what the batch processor holds
+
+    assert len(received) == 1
+    path, spans = received[0]
+    assert path == "/api/v2/spans"
+    assert isinstance(spans, list) and len(spans) == 1
+    assert {key: spans[0][key] for key in ("traceId", "name", "kind", "localEndpoint")} == {
+        "traceId": trace_id, "name": "smtp send", "kind": "CLIENT", "localEndpoint": {"serviceName": "sender"}}
+    assert spans[0]["tags"]["alerting.notification_id"] == "n-1"
