@@ -23,6 +23,7 @@ from opentelemetry import trace
 
 from alerting.common import telemetry
 from alerting.common.failpoints import failpoint
+from alerting.common.outages import is_outage, poison_reason
 from alerting.common.retry import Stopping, retry_until_done
 from alerting.common.settings import Settings, secret_value
 from alerting.common.topics import SCHEMA_VERSION, dead_letter
@@ -186,7 +187,8 @@ def dead_letter_message(record: ConsumerRecord, reason: str) -> OutgoingMessage:
     headers = [(key, value) for key, value in record.headers or ()
                if key not in ("dlq.reason", "dlq.source") and key not in telemetry.TRACE_HEADERS]
     headers += [
-        ("dlq.reason", reason.encode("utf-8")[:2000]),
+        # Bounded, and valid UTF-8 whatever the reason holds (a lone surrogate is escaped).
+        ("dlq.reason", reason.encode("utf-8", "backslashreplace")[:2000].decode("utf-8", "ignore").encode()),
         ("dlq.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
     ]
     return OutgoingMessage(
@@ -202,8 +204,12 @@ class BatchWorker(Generic[M]):
     """Consumes batches; decodes each record, dead-letters invalid ones, hands the rest to
     `handle` (which must make durable progress or raise), and commits only afterwards.
 
-    A failing batch is retried with backoff and never committed past. A crash anywhere
-    before the commit means the batch is delivered again: handlers are idempotent.
+    Total over its input: whatever a record holds, it is processed or dead-lettered with a
+    reason. `decode` does no I/O, so anything it raises dead-letters the record. A batch that
+    fails with a dependency outage is retried with backoff and never committed past; one that
+    fails otherwise is handled in parts until the poison record is alone and dead-lettered.
+    A crash anywhere before the commit means the batch is delivered again: handlers are
+    idempotent, and must accept any part of a batch, in order.
 
     Beside the loop, every `consumer_lag_interval_seconds` it measures the lag of the
     partitions it owns, drops the lag of those it no longer owns, and notes whether the
@@ -326,14 +332,9 @@ class BatchWorker(Generic[M]):
         for record in records:
             try:
                 message = self.decode(record)
-            except InvalidEvent as error:
-                # Logged in the record's trace (when it carries one), so the line joins it.
-                token = otel_context.attach(telemetry.context_from_headers(record.headers))
-                try:
-                    log.warning("dead-lettering %s/%d/%d: %s", record.topic, record.partition, record.offset, error)
-                finally:
-                    otel_context.detach(token)
-                dead_letters.append(dead_letter_message(record, str(error)))
+            except Exception as error:  # decoding does no I/O: whatever it raises, the record causes
+                reason = str(error) if isinstance(error, InvalidEvent) else poison_reason(error)
+                dead_letters.append(self.dead_letter(record, reason))
                 continue
             span = self.tracer.start_span(
                 f"{record.topic} process",
@@ -343,32 +344,62 @@ class BatchWorker(Generic[M]):
             )
             deliveries.append(Delivery(record, message, span))
         try:
-            await self.make_durable_progress(topic, deliveries, dead_letters)
+            await self.publish_dead_letters(topic, dead_letters)
+            poisoned = await self.handle_isolating(topic, deliveries)
         finally:
             for delivery in deliveries:
                 delivery.span.end()
-        telemetry.MESSAGES_PROCESSED.labels(self.service, topic).inc(len(deliveries))
-        if dead_letters:
-            telemetry.MESSAGES_DEAD_LETTERED.labels(self.service, topic).inc(len(dead_letters))
+        telemetry.MESSAGES_PROCESSED.labels(self.service, topic).inc(len(deliveries) - poisoned)
+        if dead_letters or poisoned:
+            telemetry.MESSAGES_DEAD_LETTERED.labels(self.service, topic).inc(len(dead_letters) + poisoned)
         telemetry.BATCH_SECONDS.labels(self.service, topic).observe(time.perf_counter() - started)
 
-    async def make_durable_progress(
-        self, topic: str, deliveries: list[Delivery[M]], dead_letters: list[OutgoingMessage]
-    ) -> None:
-        """Dead letters published and deliveries handled, retried until both succeed."""
+    def dead_letter(self, record: ConsumerRecord, reason: str) -> OutgoingMessage:
+        """The record's dead letter, logged in the record's trace (when it carries one), so
+        the line joins it."""
+        token = otel_context.attach(telemetry.context_from_headers(record.headers))
+        try:
+            log.warning("dead-lettering %s/%d/%d: %s", record.topic, record.partition, record.offset, reason)
+        finally:
+            otel_context.detach(token)
+        return dead_letter_message(record, reason)
 
-        async def durable_step() -> None:
-            await publish_all(self.producer, dead_letters)
-            if deliveries:
-                await self.handle(deliveries)
+    async def publish_dead_letters(self, topic: str, dead_letters: list[OutgoingMessage]) -> None:
+        if dead_letters:
+            await self.retry_outages(lambda: publish_all(self.producer, dead_letters), topic, "dead letters")
+
+    async def handle_isolating(self, topic: str, deliveries: list[Delivery[M]]) -> int:
+        """Hand `deliveries` to the handler, retried while a dependency is out. An error that
+        is no outage (common.outages) comes from a poison record: the deliveries are handed
+        over again in halves until the one that raises it is alone, and it is dead-lettered
+        with the error as its reason, so it holds up no other. Returns how many were."""
+        if not deliveries:
+            return 0
+        try:
+            await self.retry_outages(lambda: self.handle(deliveries), topic, "batch")
+        except Stopping:
+            raise
+        except Exception as error:
+            if len(deliveries) > 1:
+                middle = len(deliveries) // 2
+                return (await self.handle_isolating(topic, deliveries[:middle])
+                        + await self.handle_isolating(topic, deliveries[middle:]))
+            poison = deliveries[0]
+            poison.span.record_exception(error)
+            poison.span.set_status(trace.Status(trace.StatusCode.ERROR, poison_reason(error)))
+            await self.publish_dead_letters(topic, [self.dead_letter(poison.record, poison_reason(error))])
+            return 1
+        return 0
+
+    async def retry_outages(self, operation: Callable[[], Awaitable[None]], topic: str, what: str) -> None:
+        """`operation` retried with backoff while it fails with an outage; any other error is raised."""
 
         def on_failure(_: BaseException) -> None:
             self.last_batch_ok = False
             telemetry.MESSAGES_FAILED.labels(self.service, topic).inc()
 
-        await retry_until_done(
-            durable_step, self.settings, what=f"{self.service} batch", stop=self.stop_requested, on_failure=on_failure
-        )
+        await retry_until_done(operation, self.settings, what=f"{self.service} {what}", stop=self.stop_requested,
+                               on_failure=on_failure, retry_if=is_outage)
         self.last_batch_ok = True
 
     async def commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
@@ -379,10 +410,10 @@ class BatchWorker(Generic[M]):
             # The group rebalanced: the new owner gets these records again, which is safe.
             log.warning("commit failed after a rebalance, records will be redelivered: %s", error)
             return
-        owned = self.consumer.assignment()
+        owned = self.consumer.assignment()  # a rebalance may have come during the commit
         for tp, offset in offsets.items():
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None and tp in owned:
+            highwater = self.consumer.highwater(tp) if tp in owned else None
+            if highwater is not None:
                 self.set_lag(tp, highwater - offset)
 
 

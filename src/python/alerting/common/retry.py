@@ -26,8 +26,10 @@ async def retry_until_done(
     what: str,
     stop: asyncio.Event | None = None,
     on_failure: Callable[[BaseException], None] | None = None,
+    retry_if: Callable[[BaseException], bool] | None = None,
 ) -> T:
-    """Run `operation` until it succeeds, backing off between attempts.
+    """Run `operation` until it succeeds, backing off between attempts. With `retry_if`,
+    only the errors it accepts are retried; any other is raised at once.
 
     With `stop` set during an outage it raises Stopping: the caller then exits without
     committing, and the work is redelivered to whoever runs next.
@@ -40,7 +42,9 @@ async def retry_until_done(
         log.warning("%s failed (attempt %d), retrying: %r", what, state.attempt_number, error)
 
     def should_retry(error: BaseException) -> bool:
-        return not isinstance(error, Stopping | asyncio.CancelledError)
+        if isinstance(error, Stopping | asyncio.CancelledError):
+            return False
+        return retry_if is None or retry_if(error)
 
     async for attempt in AsyncRetrying(
         retry=retry_if_exception(should_retry),

@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 
+from aiokafka import ConsumerRecord
 from aiokafka.errors import OffsetOutOfRangeError
 
-from alerting.common.kafka import InvalidEvent, start_clients
+from alerting.common.kafka import start_clients
 from alerting.common.retry import Stopping, retry_until_done
 from alerting.common.settings import Settings
-from alerting.common.validation import InvalidField
 from alerting.evaluator.alerts import indexed_rule
 from alerting.evaluator.matcher import RuleIndex
 from alerting.rules.changelog import (
     UPSERT,
-    check_seq,
+    applies,
     decode_rule_changed,
     rule_changed_consumer,
     rule_changed_partition,
@@ -31,7 +32,24 @@ def apply_change(index: RuleIndex, change: events_pb2.RuleChanged) -> None:
     if change.op == UPSERT:
         index.upsert(indexed_rule(change.rule))
     else:
-        index.delete(change.rule_id, change.rule.version)
+        index.delete(change.rule_id)
+
+
+def apply_records(index: RuleIndex, records: Iterable[ConsumerRecord], last_seq: int) -> int:
+    """Apply the changes of `records`, read in log order, that changelog.applies admits after
+    `last_seq`, the newest seq applied; returns the newest seq applied after them. Any other
+    record is no rule (the rule-updater dead-letters it) and is skipped."""
+    for record in records:
+        try:
+            change = decode_rule_changed(record)
+            if not applies(change.seq, last_seq):
+                continue
+        except Exception as error:  # decoding does no I/O: whatever it raises, the record causes
+            log.warning("ignoring invalid rule change at offset %d: %r", record.offset, error)
+            continue
+        apply_change(index, change)
+        last_seq = change.seq
+    return last_seq
 
 
 class RuleOffsetLost(Exception):
@@ -45,7 +63,7 @@ class RuleFollower:
     def __init__(self, settings: Settings, index: RuleIndex, next_offset: int, last_seq: int = 0) -> None:
         self.settings = settings
         self.index = index
-        # The newest seq applied, to check each change's against as the rule-updater does.
+        # The newest seq applied: what the next change's is checked against (changelog.applies).
         self.last_seq = last_seq
         self.partition = rule_changed_partition(settings)
         self.next_offset = next_offset
@@ -81,17 +99,10 @@ class RuleFollower:
             batch = await self.consumer.getmany(self.partition, timeout_ms=500, max_records=5000)
         except OffsetOutOfRangeError:
             return False
-        for record in batch.get(self.partition, []):
-            try:
-                change = decode_rule_changed(record)
-                check_seq(change.seq, self.last_seq)
-            except (InvalidEvent, InvalidField) as error:
-                # The rule-updater dead-letters it; here it is simply not a rule.
-                log.warning("ignoring invalid rule change at offset %d: %s", record.offset, error)
-            else:
-                apply_change(self.index, change)
-                self.last_seq = max(self.last_seq, change.seq)
-            self.next_offset = record.offset + 1
+        records = batch.get(self.partition, [])
+        if records:
+            self.last_seq = apply_records(self.index, records, self.last_seq)
+            self.next_offset = records[-1].offset + 1
         return True
 
     def _failed(self, _: BaseException) -> None:

@@ -56,19 +56,10 @@ KEY_OF = {
 }
 
 
-# Deleted rules remembered (the newest deletions). A late upsert comes only from the outbox
-# relay publishing a batch again after a crash, at most a few hundred changes later.
-MAX_DELETED = 100_000
-
-
 class RuleIndex:
-    def __init__(self, max_deleted: int = MAX_DELETED) -> None:
+    def __init__(self) -> None:
         self._rules: dict[str, IndexedRule] = {}
         self._buckets: dict[int, dict[tuple[str, ...], list[IndexedRule]]] = {shape: {} for shape in SHAPES}
-        # Versions of deleted rules, so a late, older upsert cannot bring one back; the
-        # oldest deletion is forgotten first (insertion order), so it cannot grow without bound.
-        self._deleted: dict[str, int] = {}
-        self._max_deleted = max_deleted
         # Each email list seen, as given and normalized, to its one shared normalized tuple.
         self._emails: dict[tuple[str, ...], tuple[str, ...]] = {}
 
@@ -103,24 +94,16 @@ class RuleIndex:
                 shape = shape_of(rule)
                 buckets[shape].setdefault(KEY_OF[shape](rule.severity, rule.source, rule.name), []).append(rule)
 
-    def upsert(self, rule: IndexedRule) -> bool:
-        """Add or replace a rule; an older version than the one held is ignored."""
+    def upsert(self, rule: IndexedRule) -> None:
+        """Add or replace a rule. Which changes apply, and in what order, the caller decides
+        (rules.changelog.applies), as for the snapshot."""
         current = self._rules.get(rule.rule_id)
-        if current is not None and current.version > rule.version:
-            return False
-        if self._deleted.get(rule.rule_id, -1) >= rule.version:
-            return False
         if current is not None:
             self._unlink(current)
         self.load((rule,))
-        return True
 
-    def delete(self, rule_id: str, version: int = 0) -> bool:
+    def delete(self, rule_id: str) -> bool:
         current = self._rules.pop(rule_id, None)
-        deleted_version = max(version, current.version if current else 0, self._deleted.pop(rule_id, 0))
-        self._deleted[rule_id] = deleted_version
-        if len(self._deleted) > self._max_deleted:
-            del self._deleted[next(iter(self._deleted))]
         if current is None:
             return False
         self._unlink(current)

@@ -63,21 +63,19 @@ def test_disabled_and_deleted_rules_never_match() -> None:
     index.upsert(rule("r1", enabled=False))
     index.upsert(rule("r2"))
     assert matched(index) == {("c1", ("r2",))}
-    assert index.delete("r2", version=2)
+    assert index.delete("r2")
     assert matched(index) == set()
-    # An older upsert delivered late does not resurrect a deleted rule.
-    assert not index.upsert(rule("r2", version=1))
-    assert matched(index) == set()
+    assert not index.delete("r2")
 
 
-def test_update_moves_a_rule_and_older_versions_are_ignored() -> None:
+def test_an_upsert_replaces_the_rule_whole() -> None:
     index = RuleIndex()
     index.upsert(rule("r1", version=1))
     index.upsert(rule("r1", source="web", version=2))
     assert matched(index) == set()
     assert matched(index, source="web") == {("c1", ("r1",))}
-    assert not index.upsert(rule("r1", source="db", version=1))
-    assert matched(index, source="web") == {("c1", ("r1",))}
+    index.upsert(rule("r1", source="db", enabled=False, version=3))
+    assert matched(index, source="web") == matched(index) == set()
     assert len(index) == 1
 
 
@@ -100,7 +98,7 @@ def test_agrees_with_a_naive_scan_on_random_rules_and_changes() -> None:
     for step in range(3000):
         rule_id = f"r{rng.randrange(400)}"
         if rng.random() < 0.15:
-            index.delete(rule_id, version=step)
+            index.delete(rule_id)
             live.pop(rule_id, None)
             continue
         pattern = (rng.choice(severities + ["*"]), rng.choice(sources + ["*"]), rng.choice(names + ["*"]))
@@ -134,13 +132,3 @@ def test_a_single_matching_rule_lists_its_emails_sorted_and_once() -> None:
     [match] = index.match("HIGH", "db", "disk")
     assert match == ("c1", ("r1",), ("a@x.io", "b@x.io"))
 
-
-def test_only_the_newest_deletions_are_remembered() -> None:
-    index = RuleIndex(max_deleted=2)
-    rules = [IndexedRule(f"r{n}", "c", "HIGH", "db", "*", ("a@x.io",), True, 3) for n in range(3)]
-    for rule in rules:
-        index.upsert(rule)
-        index.delete(rule.rule_id, rule.version)
-    assert not index.upsert(rules[2]._replace(version=2))  # a late, older upsert: still refused
-    assert index.upsert(rules[0]._replace(version=2))  # the oldest deletion is forgotten
-    assert len(index) == 1

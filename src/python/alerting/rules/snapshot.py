@@ -35,8 +35,10 @@ META_KEY = "rules:snapshot:meta"
 LOCK_KEY = "rules:snapshot:lock"
 LOAD_CHUNK = 20_000
 
-# ARGV: first_offset, next_offset (the batch's offsets), then (seq, op U|D, rule_id, payload)
-# per change, in log order. Returns how many changes it applied, or why it refused the batch.
+# ARGV: first_offset, next_offset (the batch's offsets), then (offset, seq, op U|D, rule_id,
+# payload) per change, in log order. A change applies as changelog.applies says, and only
+# once: one at an offset the snapshot already covers (read again after a crash before the
+# commit) is skipped. Returns how many changes it applied, or why it refused the batch.
 _APPLY_CHANGES = """
 local covered, count = unpack(redis.call('HMGET', KEYS[3], 'next_offset', 'count'))
 local version = redis.call('GET', KEYS[2])
@@ -51,21 +53,22 @@ if held ~= tonumber(count) then
   return 'it holds ' .. held .. ' rules, its metadata says ' .. count
 end
 version = tonumber(version)
+covered = tonumber(covered)
 local applied = 0
-for i = 3, #ARGV, 4 do
-  local seq = tonumber(ARGV[i])
-  if seq > version then
-    if ARGV[i + 1] == 'U' then
-      redis.call('HSET', KEYS[1], ARGV[i + 2], ARGV[i + 3])
+for i = 3, #ARGV, 5 do
+  local seq = tonumber(ARGV[i + 1])
+  if tonumber(ARGV[i]) >= covered and seq > version then
+    if ARGV[i + 2] == 'U' then
+      redis.call('HSET', KEYS[1], ARGV[i + 3], ARGV[i + 4])
     else
-      redis.call('HDEL', KEYS[1], ARGV[i + 2])
+      redis.call('HDEL', KEYS[1], ARGV[i + 3])
     end
     version = seq
     applied = applied + 1
   end
 end
 redis.call('SET', KEYS[2], version)
-local next_offset = math.max(tonumber(ARGV[2]), tonumber(covered))
+local next_offset = math.max(tonumber(ARGV[2]), covered)
 redis.call('HSET', KEYS[3], 'next_offset', next_offset, 'count', redis.call('HLEN', KEYS[1]))
 return applied
 """
@@ -164,18 +167,19 @@ async def _scan_chunk(client: redis.Redis, key: str, cursor: int) -> tuple[int, 
 async def apply_changes(
     client: redis.Redis,
     settings: Settings,
-    changes: Sequence[events_pb2.RuleChanged],
+    changes: Sequence[tuple[int, events_pb2.RuleChanged]],
     first_offset: int,
     next_offset: int,
 ) -> int:
-    """Apply the changes read from `rule.changed` offsets [first_offset, next_offset) that are
-    newer than rules:version, atomically; returns how many applied. SnapshotIncomplete, with
-    nothing applied, when the snapshot cannot take them."""
+    """Apply the (offset, change) pairs read from `rule.changed` offsets [first_offset,
+    next_offset) that the snapshot does not cover yet and that are newer than rules:version,
+    atomically; returns how many applied. SnapshotIncomplete, with nothing applied, when the
+    snapshot cannot take them."""
     arguments: list[bytes | str | int] = [first_offset, next_offset]
-    for change in changes:
+    for offset, change in changes:
         upsert = change.op == UPSERT
         payload = change.rule.SerializeToString() if upsert else b""
-        arguments += [change.seq, "U" if upsert else "D", change.rule_id, payload]
+        arguments += [offset, change.seq, "U" if upsert else "D", change.rule_id, payload]
     result = await client.eval(_APPLY_CHANGES, 3, *keys(settings), *arguments)
     if isinstance(result, bytes):
         raise SnapshotIncomplete(result.decode())

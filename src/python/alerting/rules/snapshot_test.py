@@ -61,11 +61,24 @@ async def test_changes_newer_than_the_version_apply_and_older_ones_are_skipped(
     kept, gone = rule("db"), rule("web")
     await snapshot.write_full(client, stack_settings, Snapshot([kept, gone], version=3, next_offset=3))
     changed = rule("api", kept.rule_id, version=2)
-    batch = [upsert(2, rule("stale")), upsert(4, changed), delete(5, gone.rule_id)]
+    batch = [(3, upsert(2, rule("stale"))), (4, upsert(4, changed)), (5, delete(5, gone.rule_id))]
     assert await snapshot.apply_changes(client, stack_settings, batch, 3, 6) == 2
     loaded = await snapshot.load(client, stack_settings)
     assert sources(loaded) == {kept.rule_id: "api"}
     assert loaded is not None and (loaded.version, loaded.next_offset) == (5, 6)
+
+
+async def test_changes_at_offsets_the_snapshot_covers_are_not_applied_again(
+    client: redis.Redis, stack_settings: Settings
+) -> None:
+    """Read again after a crash between the write and the commit: whatever their seqs."""
+    kept = rule("db")
+    await snapshot.write_full(client, stack_settings, Snapshot([kept], version=3, next_offset=3))
+    batch = [(1, upsert(9, rule("again"))), (2, delete(10, kept.rule_id)), (3, upsert(4, rule("web", kept.rule_id)))]
+    assert await snapshot.apply_changes(client, stack_settings, batch, 1, 4) == 1
+    loaded = await snapshot.load(client, stack_settings)
+    assert sources(loaded) == {kept.rule_id: "web"}
+    assert loaded is not None and (loaded.version, loaded.next_offset) == (4, 4)
 
 
 async def test_a_batch_beyond_what_the_snapshot_covers_is_refused(
@@ -74,7 +87,7 @@ async def test_a_batch_beyond_what_the_snapshot_covers_is_refused(
     first = rule("db")
     await snapshot.write_full(client, stack_settings, Snapshot([first], version=3, next_offset=3))
     with pytest.raises(SnapshotIncomplete, match="covers rule.changed offsets before 3, the batch starts at 4"):
-        await snapshot.apply_changes(client, stack_settings, [upsert(4, rule("web"))], 4, 5)
+        await snapshot.apply_changes(client, stack_settings, [(4, upsert(4, rule("web")))], 4, 5)
     assert sources(await snapshot.load(client, stack_settings)) == {first.rule_id: "db"}
 
 
@@ -83,10 +96,10 @@ async def test_a_snapshot_that_lost_rules_or_metadata_is_refused(client: redis.R
     await snapshot.write_full(client, stack_settings, Snapshot([first, second], version=1, next_offset=1))
     await client.hdel(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), first.rule_id)
     with pytest.raises(SnapshotIncomplete, match="it holds 1 rules, its metadata says 2"):
-        await snapshot.apply_changes(client, stack_settings, [upsert(2, rule("api"))], 1, 2)
+        await snapshot.apply_changes(client, stack_settings, [(1, upsert(2, rule("api")))], 1, 2)
     await client.delete(stack_settings.redis_key(snapshot.META_KEY))
     with pytest.raises(SnapshotIncomplete, match="no snapshot metadata"):
-        await snapshot.apply_changes(client, stack_settings, [upsert(2, rule("api"))], 1, 2)
+        await snapshot.apply_changes(client, stack_settings, [(1, upsert(2, rule("api")))], 1, 2)
 
 
 async def test_damage_reads_as_corrupt(client: redis.Redis, stack_settings: Settings) -> None:
