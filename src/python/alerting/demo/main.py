@@ -5,9 +5,12 @@ twice), followed through the running platform to SENT as the tenant sees them.""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 
 from alerting.common import telemetry
@@ -70,28 +73,44 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
                 say(f"NOT DONE after {timeout:.0f} s: {[str(n) for n in listed]}")
                 return 1
             await asyncio.sleep(0.2)
+    mailpit = os.environ.get("ALERTING_MAILPIT_UI", "").rstrip("/")
     for notification in sorted(listed, key=lambda n: n.created_at.ToDatetime()):
         say(f"notified {notification.notification_id}  alert {notification.alert_id[:12]}…  SENT  "
             f"rules={len(notification.rule_ids)}  to {', '.join(notification.emails)}  "
             f"trace {notification.trace_id or '-'}")
         if notification.trace_id and (link := trace_link(notification.trace_id)):
             say(f"         {link}")
-    mailpit = os.environ.get("ALERTING_MAILPIT_UI", "").rstrip("/")
+        if mailpit:
+            say(f"         email in Mailpit: {mail_link(mailpit, notification.alert_id)}")
     say("demo done: 2 notifications SENT for 4 alerts published (one duplicate, one unmatched); "
         + (f"mail in Mailpit: {mailpit}/" if mailpit else "mail in .local/mail/"))
+    if os.environ.get("ALERTING_ZIPKIN_UI"):
+        say("         (the services send their spans in batches: a trace is whole a few seconds after this)")
     return 0
 
 
 def trace_link(trace_id: str) -> str:
-    """Where to look at a trace, when the services export to Jaeger: deploy/platform sets
-    ALERTING_JAEGER_UI when Jaeger serves its UI, and ALERTING_JAEGER_API whenever traces go to it."""
-    ui = os.environ.get("ALERTING_JAEGER_UI", "").rstrip("/")
-    api = os.environ.get("ALERTING_JAEGER_API", "").rstrip("/")
-    if ui:
-        return f"trace in Jaeger: {ui}/trace/{trace_id}"
-    if api:
-        return f"trace in Jaeger's API (this Jaeger has no UI): {api}/traces/{trace_id}"
+    """Where to look at a trace: in Zipkin's UI (deploy/platform sets ALERTING_ZIPKIN_UI when
+    the services' spans go to it) or Jaeger's (Docker Compose sets ALERTING_JAEGER_UI)."""
+    zipkin = os.environ.get("ALERTING_ZIPKIN_UI", "").rstrip("/")
+    jaeger = os.environ.get("ALERTING_JAEGER_UI", "").rstrip("/")
+    if zipkin:
+        return f"trace in Zipkin: {zipkin}/traces/{trace_id}"
+    if jaeger:
+        return f"trace in Jaeger: {jaeger}/trace/{trace_id}"
     return ""
+
+
+def mail_link(mailpit: str, alert_id: str) -> str:
+    """The page of the alert's email in Mailpit's UI, found through Mailpit's search API (the
+    body names the alert id); a search for it when Mailpit does not answer or has no such email."""
+    query = urllib.parse.quote(f'"{alert_id}"')
+    try:
+        with urllib.request.urlopen(f"{mailpit}/api/v1/search?query={query}", timeout=5) as response:
+            found = json.load(response)["messages"]
+    except (OSError, ValueError, KeyError):
+        found = []
+    return f"{mailpit}/view/{found[0]['ID']}" if found else f"{mailpit}/search?q={query}"
 
 
 def main() -> None:
