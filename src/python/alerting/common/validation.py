@@ -8,6 +8,7 @@ and every consumer the events it reads; an error names the offending field.
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -30,8 +31,12 @@ MAX_EVENT_BYTES = 256 * 1024
 # An alert's event time: not before this, and not further ahead of the clock than that.
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_CLOCK_AHEAD = timedelta(days=1)
-# C0, DEL and C1 controls mean nothing in a name, a pattern or an address; Postgres text cannot hold NUL.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters a name, a pattern or an address may not hold, by Unicode category: controls
+# (C0, DEL, C1; Postgres text cannot hold NUL), invisible format characters that reorder or
+# hide text where people read it (U+202E, U+200B, U+FEFF...), and line breaks.
+REFUSED_CATEGORIES = {"Cc": "control character", "Cf": "format character", "Zl": "line separator",
+                      "Zp": "paragraph separator"}
+ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # the refused characters of ASCII, for its fast path
 
 
 class InvalidField(ValueError):
@@ -60,9 +65,15 @@ def require_canonical_uuid(value: str, field: str) -> str:
 
 
 def require_no_control(value: str, field: str) -> None:
-    control = CONTROL.search(value)
-    if control:
-        raise InvalidField(field, f"contains the control character U+{ord(control[0]):04X}")
+    """InvalidField naming `field` if `value` holds a control, format or line-break character."""
+    if value.isascii():  # the common case, at a regex's speed: every alert passes here
+        match = ASCII_CONTROL.search(value)
+        refused = None if match is None else match[0]
+    else:
+        refused = next((char for char in value if unicodedata.category(char) in REFUSED_CATEGORIES), None)
+    if refused is not None:
+        kind = REFUSED_CATEGORIES[unicodedata.category(refused)]
+        raise InvalidField(field, f"contains the {kind} U+{ord(refused):04X}")
 
 
 def text(value: str, field: str, max_chars: int, missing: str = "missing") -> str:

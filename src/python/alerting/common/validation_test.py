@@ -1,14 +1,19 @@
+import unicodedata
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from alerting.common.validation import (
+    REFUSED_CATEGORIES,
     InvalidField,
     canonical_uuid,
     check_alert,
     email_address,
     email_addresses,
     require_canonical_uuid,
+    require_no_control,
 )
 from alerting.v1 import alert_pb2
 
@@ -64,6 +69,12 @@ def test_a_sound_alert_passes() -> None:
     ({"context": {"": "v"}}, "alert.context: an empty key"),
     ({"context": {"k": "v" * 2049}}, "alert.context[k]: at most 2048 characters"),
     ({"context": {"k": "a\x00"}}, "alert.context[k]: contains U+0000 (NUL)"),
+    # Invisible format characters: they reorder or hide what a person reads in a subject.
+    ({"source": "db\u202efdp.exe"}, "alert.source: contains the format character U+202E"),
+    ({"name": "disk\u200b"}, "alert.name: contains the format character U+200B"),
+    ({"alert_id": "\ufeffa-1"}, "alert.alert_id: contains the format character U+FEFF"),
+    ({"context": {"ho\u2060st": "v"}}, "alert.context: contains the format character U+2060"),
+    ({"name": "disk\u2028full"}, "alert.name: contains the line separator U+2028"),
 ])
 def test_an_alert_out_of_bounds_names_the_field(fields: dict[str, object], expected: str) -> None:
     assert problem(lambda: check_alert(alert(**fields), NOW)) == expected
@@ -88,3 +99,29 @@ def test_ids_are_canonical() -> None:
     assert canonical_uuid(upper, "id") == upper.lower()
     assert require_canonical_uuid(upper.lower(), "id") == upper.lower()
     assert problem(lambda: require_canonical_uuid(upper, "id")) == f"id: not a canonical UUID: {upper!r}"
+
+
+@pytest.mark.parametrize("char", ["\u00ad", "\u061c", "\u200b", "\u200c", "\u200d", "\u200e", "\u202a",
+                                  "\u202e", "\u2060", "\u2066", "\ufeff", "\U000e0001"])
+def test_every_kind_of_invisible_format_character_is_refused(char: str) -> None:
+    assert problem(lambda: require_no_control(f"db{char}1", "source")) == \
+        f"source: contains the format character U+{ord(char):04X}"
+
+
+def test_visible_unicode_and_spaces_pass() -> None:
+    for value in ("Acmé Ünited", "日本語のアラート", "disk 95\u00a0%", "🔥 db", "a\u0301"):
+        require_no_control(value, "name")
+
+
+@given(st.text(max_size=40))
+@example("plain ascii")
+@example("tab\tinside")
+@example("bidi \u202e override")
+def test_a_value_is_refused_exactly_when_it_holds_a_refused_character_which_the_error_names(value: str) -> None:
+    refused = [char for char in value if unicodedata.category(char) in REFUSED_CATEGORIES]
+    if not refused:
+        require_no_control(value, "name")
+        return
+    char = refused[0]
+    kind = REFUSED_CATEGORIES[unicodedata.category(char)]
+    assert problem(lambda: require_no_control(value, "name")) == f"name: contains the {kind} U+{ord(char):04X}"

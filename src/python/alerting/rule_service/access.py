@@ -12,14 +12,17 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from alerting.common.validation import InvalidField
+from alerting.common.validation import InvalidField, require_no_control, timestamp_text
 
 ADMIN = "ADMIN"
 TENANT = "TENANT"
 BOOTSTRAP = "bootstrap"  # created_by of the admin key given at first start
 MAX_KEY_NAME = 200
+LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)  # far enough; Postgres and datetime hold it
 _KEY = re.compile(r"ak_([a-z2-7]{12})\.([A-Za-z0-9_-]{43})")
 _KEY_ID = re.compile(r"[a-z2-7]{12}")
 _KEY_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
@@ -68,6 +71,16 @@ def bearer_key(authorization: str | None) -> str:
     return key.strip()
 
 
+def presented_key(metadata: Iterable[tuple[str, str | bytes]]) -> str:
+    """The key a call presents in its metadata: exactly one `authorization` value (with two,
+    which one a server reads is a guess: refused), `Bearer <key>`."""
+    values = [value for name, value in metadata if name == "authorization"]
+    if len(values) > 1:
+        raise MalformedKey(f"{len(values)} authorization metadata values; send exactly one,"
+                           " `authorization: Bearer <key>`")
+    return bearer_key(values[0] if values and isinstance(values[0], str) else None)
+
+
 def secret_matches(stored_hash: bytes, secret: str) -> bool:
     return hmac.compare_digest(stored_hash, secret_hash(secret))
 
@@ -80,10 +93,29 @@ def key_id(value: str, field: str = "key_id") -> str:
 
 
 def key_name(value: str) -> str:
+    """What a key is for: optional, at most MAX_KEY_NAME characters, one plain line."""
     value = value.strip()
     if len(value) > MAX_KEY_NAME:
         raise InvalidField("name", f"at most {MAX_KEY_NAME} characters")
+    require_no_control(value, "name")
     return value
+
+
+def expiry(seconds: int, nanos: int, now: datetime, limit: datetime | None) -> datetime:
+    """When a new key stops working, from a Timestamp's fields (checked as integers first: a
+    Timestamp may hold what a datetime cannot): after `now`, and not after `limit` (the
+    creating key's own expiry, when a TENANT key creates a key)."""
+    if not 0 <= nanos < 1_000_000_000:
+        raise InvalidField("expires_at", f"nanos {nanos} is not in [0, 999999999]")
+    if seconds > LATEST_EXPIRY.timestamp():
+        raise InvalidField("expires_at", f"{timestamp_text(seconds)} is after {LATEST_EXPIRY.date()}")
+    expires_at = datetime.fromtimestamp(max(seconds, 0), UTC) + timedelta(microseconds=nanos // 1000)
+    if expires_at <= now:
+        raise InvalidField("expires_at", f"{timestamp_text(seconds)} is not in the future")
+    if limit is not None and expires_at > limit:
+        raise InvalidField("expires_at", f"a key made by a TENANT key expires no later than that key"
+                                         f" ({limit.isoformat()})")
+    return expires_at
 
 
 @dataclass(frozen=True)
@@ -93,6 +125,7 @@ class Caller:
     key_id: str
     role: str
     client_id: str | None  # set exactly for TENANT
+    expires_at: datetime | None = None  # None: never
 
     @property
     def is_admin(self) -> bool:

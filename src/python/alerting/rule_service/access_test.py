@@ -1,6 +1,10 @@
 import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alerting.common.validation import InvalidField
 from alerting.rule_service.access import (
@@ -10,11 +14,22 @@ from alerting.rule_service.access import (
     MalformedKey,
     PermissionDenied,
     bearer_key,
+    expiry,
     key_id,
+    key_name,
     new_key,
     parse_key,
+    presented_key,
     secret_matches,
 )
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def problem(call: Callable[[], object]) -> str:
+    with pytest.raises(InvalidField) as caught:
+        call()
+    return str(caught.value)
 
 
 def test_a_new_key_parses_back_to_its_id_and_only_its_secret_matches_the_hash() -> None:
@@ -57,3 +72,62 @@ def test_a_tenant_sees_only_its_client_and_an_admin_sees_all() -> None:
     admin.require_admin("x")
     with pytest.raises(PermissionDenied, match="creating a client needs an ADMIN key"):
         tenant.require_admin("creating a client")
+
+
+def test_a_key_name_is_one_plain_line_of_at_most_200_characters() -> None:
+    assert key_name("  ci deploys ") == "ci deploys" and key_name("") == ""
+    assert problem(lambda: key_name("ci\x00")) == "name: contains the control character U+0000"
+    assert problem(lambda: key_name("ci\u202e")) == "name: contains the format character U+202E"
+    assert problem(lambda: key_name("n" * 201)) == "name: at most 200 characters"
+
+
+def test_exactly_one_authorization_value_is_read() -> None:
+    key = new_key().key
+    assert presented_key([("user-agent", "x"), ("authorization", f"Bearer {key}")]) == key
+    with pytest.raises(MalformedKey, match="^no API key"):
+        presented_key([("user-agent", "x")])
+    with pytest.raises(MalformedKey) as caught:
+        presented_key([("authorization", f"Bearer {key}"), ("authorization", f"Bearer {key}")])
+    assert str(caught.value) == "2 authorization metadata values; send exactly one, `authorization: Bearer <key>`"
+
+
+METADATA = st.lists(st.tuples(st.sampled_from(["authorization", "user-agent", "x-trace"]), st.text(max_size=60)))
+
+
+@given(METADATA, st.lists(st.text(max_size=60), min_size=2, max_size=4))
+def test_any_call_with_more_than_one_authorization_value_is_refused(
+    others: list[tuple[str, str]], authorizations: list[str]
+) -> None:
+    metadata = [(name, value) for name, value in others if name != "authorization"]
+    metadata += [("authorization", value) for value in authorizations]
+    with pytest.raises(MalformedKey) as caught:
+        presented_key(metadata)
+    assert str(caught.value).startswith(f"{len(authorizations)} authorization metadata values;")
+
+
+def test_an_expiry_is_in_the_future_and_a_tenant_made_key_expires_with_its_maker() -> None:
+    later = NOW + timedelta(days=30, microseconds=250)
+    seconds = int(later.timestamp())
+    assert expiry(seconds, 250_000, NOW, None) == later
+    assert problem(lambda: expiry(int(NOW.timestamp()), 0, NOW, None)) == \
+        "expires_at: 2026-11-26T12:00:00+00:00 is not in the future"
+    assert problem(lambda: expiry(-5, 0, NOW, None)) == "expires_at: 1969-12-31T23:59:55+00:00 is not in the future"
+    assert problem(lambda: expiry(seconds, 1_000_000_000, NOW, None)) == \
+        "expires_at: nanos 1000000000 is not in [0, 999999999]"
+    assert problem(lambda: expiry(2**62, 0, NOW, None)) == \
+        f"expires_at: {2**62} seconds since the epoch is after 9999-01-01"
+    maker = NOW + timedelta(days=1)
+    assert expiry(int(maker.timestamp()), 0, NOW, maker) == maker
+    assert problem(lambda: expiry(seconds, 0, NOW, maker)) == \
+        "expires_at: a key made by a TENANT key expires no later than that key (2026-11-27T12:00:00+00:00)"
+
+
+@given(st.integers(min_value=-2**63, max_value=2**63 - 1), st.integers(min_value=-2**31, max_value=2**31 - 1))
+def test_any_timestamp_is_an_expiry_after_now_or_an_invalid_expires_at(seconds: int, nanos: int) -> None:
+    try:
+        expires_at = expiry(seconds, nanos, NOW, None)
+    except InvalidField as error:
+        assert error.field == "expires_at"
+    else:
+        assert NOW < expires_at
+        assert expires_at - datetime.fromtimestamp(seconds, UTC) == timedelta(microseconds=nanos // 1000)

@@ -1,10 +1,13 @@
 """Authentication of every call to the rule-service's APIs, and its rate limit.
 
-A server interceptor reads `authorization: Bearer <key>`, checks the key against
-`api_keys` (through a cache whose entries live `cache_seconds`, which bounds how long a
-revoked key keeps working on any instance), takes a token from the tenant's rate-limit
-bucket (admin keys, the operators', are not limited) and runs the handler with the caller
-in `CALLER`. Health checking and reflection stay open, for probes and tools.
+A server interceptor reads `authorization: Bearer <key>` (exactly one such value), checks
+the key against `api_keys` through a cache whose entries live `cache_seconds` (which bounds
+how long a revoked key keeps working on any instance), refuses an expired key, takes a
+token from the tenant's rate-limit bucket (admin keys, the operators', are not limited) and
+runs the handler with the caller in `CALLER`. Each failed authentication takes a token from
+its peer's bucket; a peer with none left is refused before its key is looked up, so that
+guessing keys costs Postgres nothing. Health checking and reflection stay open, for probes
+and tools.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import grpc
 import grpc.aio
+from prometheus_client import Counter
 
 from alerting.common.validation import canonical_uuid
 from alerting.rule_service.access import (
@@ -27,12 +32,13 @@ from alerting.rule_service.access import (
     BOOTSTRAP,
     Caller,
     MalformedKey,
-    bearer_key,
     parse_key,
+    presented_key,
     secret_hash,
     secret_matches,
 )
 from alerting.rule_service.errors import NotFound
+from alerting.rule_service.limits import peer_address
 from alerting.rule_service.quotas import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,12 @@ CALLER: ContextVar[Caller] = ContextVar("caller")
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.v1alpha.ServerReflection/",
                  "/grpc.reflection.v1.ServerReflection/")
 _UNKNOWN = "unknown or revoked API key"  # one answer for both: no oracle of which keys exist
+KEY_LOOKUPS = Counter(
+    "alerting_api_key_lookups_total",
+    "API key checks that asked Postgres, by whether the key id was found: many `unknown` is someone guessing.",
+    ["outcome"],
+)
+T = TypeVar("T")
 
 
 class Unauthenticated(Exception):
@@ -65,35 +77,65 @@ class StoredKey:
     role: str
     client_id: str | None
     revoked: bool
+    expires_at: datetime | None
+
+
+class RecentAnswers(Generic[T]):
+    """Answers by key id, each for `ttl` seconds, at most `max_entries` of them (the least
+    recently used go first)."""
+
+    def __init__(self, ttl: float, max_entries: int, clock: Callable[[], float]) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: OrderedDict[str, tuple[float, T]] = OrderedDict()
+
+    def get(self, key_id: str) -> T | None:
+        entry = self._entries.get(key_id)
+        if entry is None or self.clock() - entry[0] >= self.ttl:
+            return None
+        self._entries.move_to_end(key_id)
+        return entry[1]
+
+    def put(self, key_id: str, answer: T) -> None:
+        self._entries[key_id] = (self.clock(), answer)
+        self._entries.move_to_end(key_id)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        self._entries.pop(key_id, None)
 
 
 class KeyStore:
-    """Keys by id from Postgres, each answer (a missing key too) cached for `cache_seconds`."""
+    """Keys by id from Postgres, each answer cached for `cache_seconds`: keys that exist in
+    one cache, ids that do not in another, bounded on its own, so that a flood of made-up
+    ids cannot push real keys out."""
 
     def __init__(self, pool: asyncpg.Pool, cache_seconds: float, clock: Callable[[], float] = time.monotonic,
-                 max_entries: int = 10_000) -> None:
+                 max_keys: int = 10_000, max_unknown: int = 10_000,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.pool = pool
-        self.cache_seconds = cache_seconds
-        self.clock = clock
-        self.max_entries = max_entries
-        self._cache: OrderedDict[str, tuple[float, StoredKey | None]] = OrderedDict()
+        self.now = now
+        self._known: RecentAnswers[StoredKey] = RecentAnswers(cache_seconds, max_keys, clock)
+        self._unknown: RecentAnswers[bool] = RecentAnswers(cache_seconds, max_unknown, clock)
 
     async def lookup(self, key_id: str) -> StoredKey | None:
-        now = self.clock()
-        cached = self._cache.get(key_id)
-        if cached is not None and now - cached[0] < self.cache_seconds:
-            return cached[1]
+        known = self._known.get(key_id)
+        if known is not None or self._unknown.get(key_id):
+            return known
         row = await self.pool.fetchrow(
-            "SELECT secret_hash, role, client_id, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE key_id = $1",
-            key_id,
-        )
-        stored = None if row is None else StoredKey(
-            bytes(row["secret_hash"]), row["role"], None if row["client_id"] is None else str(row["client_id"]),
-            row["revoked"])
-        self._cache[key_id] = (now, stored)
-        self._cache.move_to_end(key_id)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+            "SELECT secret_hash, role, client_id, revoked_at IS NOT NULL AS revoked, expires_at"
+            " FROM api_keys WHERE key_id = $1", key_id)
+        KEY_LOOKUPS.labels("unknown" if row is None else "found").inc()
+        if row is None:
+            self._known.forget(key_id)
+            self._unknown.put(key_id, True)
+            return None
+        stored = StoredKey(bytes(row["secret_hash"]), row["role"],
+                           None if row["client_id"] is None else str(row["client_id"]), row["revoked"],
+                           row["expires_at"])
+        self._known.put(key_id, stored)
         return stored
 
     async def authenticate(self, key: str) -> Caller:
@@ -101,7 +143,10 @@ class KeyStore:
         stored = await self.lookup(key_id)
         if stored is None or stored.revoked or not secret_matches(stored.secret_hash, secret):
             raise Unauthenticated(_UNKNOWN)
-        return Caller(key_id, stored.role, stored.client_id)
+        if stored.expires_at is not None and stored.expires_at <= self.now():
+            # Said only to whoever holds the secret: it tells nothing about which keys exist.
+            raise Unauthenticated(f"API key {key_id} expired at {stored.expires_at.isoformat()}")
+        return Caller(key_id, stored.role, stored.client_id, stored.expires_at)
 
 
 async def bootstrap_admin_key(pool: asyncpg.Pool, key: str) -> bool:
@@ -120,9 +165,10 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHand
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, keys: KeyStore, limiter: RateLimiter) -> None:
+    def __init__(self, keys: KeyStore, limiter: RateLimiter, failures: RateLimiter) -> None:
         self.keys = keys
-        self.limiter = limiter
+        self.limiter = limiter  # requests per tenant client
+        self.failures = failures  # failed authentications per peer address
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -133,47 +179,53 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         if handler.request_streaming or handler.response_streaming:
             raise TypeError(f"{method}: only unary RPCs are authenticated here")
-        authorization = dict(handler_call_details.invocation_metadata or ()).get("authorization")
+        return as_caller(handler, self.admit)
+
+    async def admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller:
+        """The caller, or the call aborted: UNAUTHENTICATED, UNAVAILABLE, or RESOURCE_EXHAUSTED
+        for a peer with too many failed authentications or a tenant past its rate limit."""
+        peer = peer_address(context.peer())
+        wait = self.failures.wait(peer)
+        if wait > 0:
+            # RESOURCE_EXHAUSTED, not UNAUTHENTICATED: the key was not even looked at, and a
+            # client with a good key behind the same address should wait, not replace its key.
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many failed authentications from {peer}; retry in {max(wait, 0.001):.3f} s")
         try:
-            who = await self.keys.authenticate(
-                bearer_key(authorization if isinstance(authorization, str) else None))
+            who = await self.keys.authenticate(presented_key(context.invocation_metadata() or ()))
         except (MalformedKey, Unauthenticated) as error:
-            return _answering(handler, grpc.StatusCode.UNAUTHENTICATED, str(error))
+            self.failures.acquire(peer)
+            if self.failures.wait(peer) > 0:
+                log.warning("refusing %s for a while: too many failed authentications", peer)
+            code, details = grpc.StatusCode.UNAUTHENTICATED, str(error)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
             log.warning("cannot check an API key: %s", error)
-            return _answering(handler, grpc.StatusCode.UNAVAILABLE, "cannot check the API key now; retry")
-        wait = 0.0 if who.is_admin else self.limiter.acquire(f"client:{who.client_id}")
-        if wait > 0:
-            return _answering(handler, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"rate limit of {self.limiter.rate:g} requests/s per client exceeded;"
-                              f" retry in {max(wait, 0.001):.3f} s")
-        return as_caller(handler, who)
+            code, details = grpc.StatusCode.UNAVAILABLE, "cannot check the API key now; retry"
+        else:
+            wait = 0.0 if who.is_admin else self.limiter.acquire(f"client:{who.client_id}")
+            if wait <= 0:
+                return who
+            code, details = (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                             f"rate limit of {self.limiter.rate:g} requests/s per client exceeded;"
+                             f" retry in {max(wait, 0.001):.3f} s")
+        await context.abort(code, details)  # outside the except blocks: no exception chained to it
 
 
-def _answering(handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, details: str
-               ) -> grpc.RpcMethodHandler[Any, Any]:
-    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(code, details)
-
-    return _unary(handler, refuse)
-
-
-def as_caller(handler: grpc.RpcMethodHandler[Any, Any], who: Caller) -> grpc.RpcMethodHandler[Any, Any]:
+def as_caller(handler: grpc.RpcMethodHandler[Any, Any],
+              who: Caller | Callable[[grpc.aio.ServicerContext[Any, Any]], Awaitable[Caller]],
+              ) -> grpc.RpcMethodHandler[Any, Any]:
+    """A unary handler like `handler` (the same (de)serializers) that runs it with CALLER set to
+    `who`: a caller, or a coroutine function that finds it in the call's context (and aborts
+    the call when there is none)."""
     behavior: Callable[..., Awaitable[Any]] | None = handler.unary_unary  # an aio handler: a coroutine function
     assert behavior is not None
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        token = CALLER.set(who)
+        token = CALLER.set(who if isinstance(who, Caller) else await who(context))
         try:
             return await behavior(request, context)
         finally:
             CALLER.reset(token)
 
-    return _unary(handler, call)
-
-
-def _unary(handler: grpc.RpcMethodHandler[Any, Any], behavior: Callable[..., Any]) -> grpc.RpcMethodHandler[Any, Any]:
-    """A unary handler like `handler` (the same (de)serializers) that runs `behavior`."""
     return grpc.unary_unary_rpc_method_handler(
-        behavior, request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer)
+        call, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)

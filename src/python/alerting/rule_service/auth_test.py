@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -128,9 +129,10 @@ MATRIX: dict[str, tuple[Call, grpc.StatusCode, grpc.StatusCode, grpc.StatusCode]
     "RuleService/DeleteRule": (
         lambda c, w: rule_stub(c).DeleteRule(rules_api.DeleteRuleRequest(rule_id=w.rule_a.rule_id)),
         OK, NOT_FOUND, OK),
+    # Key creation is an admin's unless tenant self-service is on (test_tenant_self_service_...).
     "ApiKeyService/CreateApiKey(TENANT)": (
         lambda c, w: key_stub(c).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
-            role=api_key_service_pb2.ROLE_TENANT, client_id=w.client_a)), OK, NOT_FOUND, OK),
+            role=api_key_service_pb2.ROLE_TENANT, client_id=w.client_a)), DENIED, NOT_FOUND, OK),
     "ApiKeyService/CreateApiKey(ADMIN)": (
         lambda c, w: key_stub(c).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
             role=api_key_service_pb2.ROLE_ADMIN)), DENIED, DENIED, OK),
@@ -207,3 +209,61 @@ async def test_lists_show_a_tenant_only_its_own_client_and_rules(stack_settings:
     assert [key.key_id for key in keys.api_keys] == [me.key_id]
     assert [rule.rule_id for rule in own_rules.rules] == [world.rule_a.rule_id]
     assert {world.client_a, me.client_id} <= {client.client_id for client in every_client.clients}
+
+
+async def details_of(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str | None]:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code(), error.details()
+    return OK, None
+
+
+async def test_a_call_with_two_authorization_values_is_refused_whichever_comes_first(
+        stack_settings: Settings) -> None:
+    two = "2 authorization metadata values; send exactly one, `authorization: Bearer <key>`"
+    async with rule_service(stack_settings) as service:
+        world = await make_world(service)
+        admin, tenant = world.keys["admin"], world.keys["own_tenant"]
+        async with service.channel(api_key="") as channel:
+            answers = [await details_of(rule_stub(channel).CreateClient(
+                rules_api.CreateClientRequest(name="smuggled"),
+                metadata=(("authorization", f"Bearer {first}"), ("authorization", f"Bearer {second}"))))
+                for first, second in ((admin, tenant), (tenant, admin), (admin, admin))]
+        async with service.channel() as channel:
+            clients = await rule_stub(channel).ListClients(rules_api.ListClientsRequest())
+    assert answers == [(UNAUTHENTICATED, two)] * 3
+    assert "smuggled" not in {client.name for client in clients.clients}
+
+
+async def test_tenant_self_service_lets_a_tenant_key_create_keys_that_expire_with_it(
+        stack_settings: Settings) -> None:
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    async with rule_service(stack_settings, tenant_key_self_service=True) as service:
+        async with service.channel() as channel:
+            client_id = (await rule_stub(channel).CreateClient(rules_api.CreateClientRequest(name="a"))).client_id
+            request = api_key_service_pb2.CreateApiKeyRequest(role=api_key_service_pb2.ROLE_TENANT, client_id=client_id)
+            request.expires_at.FromDatetime(expires)
+            maker = await key_stub(channel).CreateApiKey(request)
+        async with service.channel(api_key=maker.key) as channel:
+            made = await key_stub(channel).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
+                role=api_key_service_pb2.ROLE_TENANT, client_id=client_id, name="made by a tenant"))
+            request.expires_at.FromDatetime(expires + timedelta(seconds=1))
+            longer = await details_of(key_stub(channel).CreateApiKey(request))
+            admin_key = await details_of(key_stub(channel).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
+                role=api_key_service_pb2.ROLE_ADMIN)))
+    assert (made.api_key.created_by, made.api_key.expires_at.ToDatetime(UTC)) == (maker.api_key.key_id, expires)
+    assert longer == (grpc.StatusCode.INVALID_ARGUMENT, "expires_at: a key made by a TENANT key expires no later"
+                                                        f" than that key ({expires.isoformat()})")
+    assert admin_key == (DENIED, f"creating an ADMIN key needs an ADMIN key; this is a TENANT key"
+                                 f" ({maker.api_key.key_id})")
+
+
+async def test_without_self_service_a_tenant_key_cannot_create_keys(stack_settings: Settings) -> None:
+    async with rule_service(stack_settings) as service:
+        world = await make_world(service)
+        async with service.channel(api_key=world.keys["own_tenant"]) as channel:
+            answer = await details_of(key_stub(channel).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
+                role=api_key_service_pb2.ROLE_TENANT, client_id=world.client_a)))
+            me = await key_stub(channel).WhoAmI(api_key_service_pb2.WhoAmIRequest())
+    assert answer == (DENIED, f"creating a key needs an ADMIN key; this is a TENANT key ({me.key_id})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -19,9 +20,18 @@ from alerting.v1 import rule_service_pb2 as api
 
 
 async def code_of(call: object) -> grpc.StatusCode:
+    return (await error_of(call))[0]
+
+
+async def error_of(call: object) -> tuple[grpc.StatusCode, str | None]:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call  # type: ignore[misc]
-    return caught.value.code()
+    return caught.value.code(), caught.value.details()
+
+
+def expiring(request: keys_api.CreateApiKeyRequest, at: datetime) -> keys_api.CreateApiKeyRequest:
+    request.expires_at.FromDatetime(at)
+    return request
 
 
 async def test_a_key_is_shown_once_and_only_its_hash_is_stored(stack_settings: Settings) -> None:
@@ -108,3 +118,76 @@ async def test_a_malformed_bootstrap_key_stops_the_start_with_a_clear_error(stac
     with pytest.raises(ValueError, match="ALERTING_BOOTSTRAP_ADMIN_KEY: not an API key"):
         async with rule_service(stack_settings, bootstrap_admin_key="admin"):
             pass
+
+
+async def test_a_key_works_until_it_expires_on_every_call_however_recently_checked(stack_settings: Settings) -> None:
+    # A cache of a minute: expiry is checked on every call, not when the cache is refreshed.
+    async with rule_service(stack_settings, api_key_cache_seconds=60.0) as service:
+        async with service.channel() as channel:
+            keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+            client = await rule_service_pb2_grpc.RuleServiceStub(channel).CreateClient(
+                api.CreateClientRequest(name="acme"))
+            expires = datetime.now(UTC) + timedelta(seconds=3)
+            tenant = await keys.CreateApiKey(expiring(keys_api.CreateApiKeyRequest(
+                role=keys_api.ROLE_TENANT, client_id=client.client_id, name="short-lived"), expires))
+            forever = await keys.CreateApiKey(keys_api.CreateApiKeyRequest(
+                role=keys_api.ROLE_TENANT, client_id=client.client_id))
+        async with service.channel(api_key=tenant.key) as channel:
+            me = await api_key_service_pb2_grpc.ApiKeyServiceStub(channel).WhoAmI(keys_api.WhoAmIRequest())
+            await asyncio.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.1)
+            refused = await error_of(api_key_service_pb2_grpc.ApiKeyServiceStub(channel).WhoAmI(
+                keys_api.WhoAmIRequest()))
+        async with service.channel() as channel:
+            keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+            valid = await keys.ListApiKeys(keys_api.ListApiKeysRequest(client_id=client.client_id))
+            every = await keys.ListApiKeys(keys_api.ListApiKeysRequest(client_id=client.client_id,
+                                                                        include_revoked=True))
+    assert me.expires_at.ToDatetime(UTC) == expires and not forever.api_key.HasField("expires_at")
+    assert refused == (grpc.StatusCode.UNAUTHENTICATED,
+                       f"API key {tenant.api_key.key_id} expired at {expires.isoformat()}")
+    assert [key.key_id for key in valid.api_keys] == [forever.api_key.key_id]
+    assert sorted(key.key_id for key in every.api_keys) == sorted([tenant.api_key.key_id, forever.api_key.key_id])
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("ci\x00", "name: contains the control character U+0000"),
+    ("ci\u202egnp.exe", "name: contains the format character U+202E"),
+    ("c\u200bi", "name: contains the format character U+200B"),
+])
+async def test_a_key_name_with_control_or_format_characters_is_invalid(
+        stack_settings: Settings, name: str, problem: str) -> None:
+    async with rule_service(stack_settings) as service, service.channel() as channel:
+        keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+        refused = await error_of(keys.CreateApiKey(keys_api.CreateApiKeyRequest(role=keys_api.ROLE_ADMIN, name=name)))
+        listed = await keys.ListApiKeys(keys_api.ListApiKeysRequest())
+    assert refused == (grpc.StatusCode.INVALID_ARGUMENT, problem)
+    assert [key.created_by for key in listed.api_keys] == ["bootstrap"]
+
+
+async def test_an_expiry_not_in_the_future_is_invalid(stack_settings: Settings) -> None:
+    async with rule_service(stack_settings) as service, service.channel() as channel:
+        keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+        past = keys_api.CreateApiKeyRequest(role=keys_api.ROLE_ADMIN)
+        past.expires_at.seconds = 1_000_000_000
+        far = keys_api.CreateApiKeyRequest(role=keys_api.ROLE_ADMIN)
+        far.expires_at.seconds = 2**40
+        answers = [await error_of(keys.CreateApiKey(request)) for request in (past, far)]
+    assert answers == [
+        (grpc.StatusCode.INVALID_ARGUMENT, "expires_at: 2001-09-09T01:46:40+00:00 is not in the future"),
+        (grpc.StatusCode.INVALID_ARGUMENT, f"expires_at: {2**40} seconds since the epoch is after 9999-01-01"),
+    ]
+
+
+async def test_an_expired_admin_key_does_not_count_as_the_last_valid_one(stack_settings: Settings) -> None:
+    async with rule_service(stack_settings) as service, service.channel() as channel:
+        keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
+        me = await keys.WhoAmI(keys_api.WhoAmIRequest())
+        other = await keys.CreateApiKey(expiring(keys_api.CreateApiKeyRequest(role=keys_api.ROLE_ADMIN),
+                                                 datetime.now(UTC) + timedelta(seconds=1)))
+        await asyncio.sleep(1.1)
+        # The other admin key expired: this one is the last that works, so it stays.
+        refused = await error_of(keys.RevokeApiKey(keys_api.RevokeApiKeyRequest(key_id=me.key_id)))
+        revoked_expired = await keys.RevokeApiKey(keys_api.RevokeApiKeyRequest(key_id=other.api_key.key_id))
+    assert refused == (grpc.StatusCode.FAILED_PRECONDITION,
+                       f"key_id: {me.key_id} is the last valid ADMIN key; create another before revoking it")
+    assert revoked_expired.HasField("revoked_at")

@@ -1,7 +1,8 @@
-"""The per-tenant request rate limit: a token bucket per caller; pure (the clock is given).
+"""Token buckets, one per key (pure; the clock is given): the per-tenant request rate limit,
+and the per-peer limit on failed authentications (auth.py).
 
 Each rule-service instance limits on its own, so N instances admit up to N times the rate;
-the limit protects each instance and Postgres behind it from one tenant's flood.
+the limits protect each instance and Postgres behind it from one tenant's or one peer's flood.
 """
 
 from __future__ import annotations
@@ -39,9 +40,20 @@ class RateLimiter:
                 self._buckets.popitem(last=False)  # the least recently used; it restarts full
         else:
             self._buckets.move_to_end(key)
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.tokens = self._tokens(bucket, now)
             bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
+
+    def wait(self, key: str) -> float:
+        """The seconds until `key` has a token (0.0: it has one now), taking none."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return 0.0
+        return max(0.0, 1.0 - self._tokens(bucket, self.clock())) / self.rate
+
+    def _tokens(self, bucket: _Bucket, now: float) -> float:
+        """The bucket's tokens at `now`: refilled at the rate, up to the burst."""
+        return min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)

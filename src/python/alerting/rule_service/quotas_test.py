@@ -42,3 +42,17 @@ def test_the_least_recently_used_bucket_goes_when_there_are_too_many() -> None:
 def test_a_limit_that_admits_nothing_is_refused() -> None:
     with pytest.raises(ValueError):
         RateLimiter(rate=0, burst=1, clock=Clock())
+
+
+def test_wait_says_when_a_token_is_free_and_takes_none() -> None:
+    clock = Clock()
+    limiter = RateLimiter(rate=2.0, burst=2, clock=clock)
+    assert limiter.wait("never seen") == 0.0
+    limiter.acquire("a")
+    assert limiter.wait("a") == 0.0 and limiter.wait("a") == 0.0  # one token left, still there
+    limiter.acquire("a")
+    assert limiter.wait("a") == pytest.approx(0.5)
+    clock.now += 0.25
+    assert limiter.wait("a") == pytest.approx(0.25)
+    clock.now += 0.25
+    assert limiter.wait("a") == 0.0 and limiter.acquire("a") == 0.0

@@ -25,12 +25,13 @@ from alerting.common.settings import Settings, secret_value
 from alerting.rule_service.access import MalformedKey, parse_key
 from alerting.rule_service.auth import AuthInterceptor, KeyStore, bootstrap_admin_key
 from alerting.rule_service.dead_letters import DeadLetterService
+from alerting.rule_service.errors import UnexpectedErrors
 from alerting.rule_service.grpc_metrics import ServerMetricsInterceptor
-from alerting.rule_service.keys import ApiKeyService
+from alerting.rule_service.keys import DEFAULT_MAX_KEYS_PER_CLIENT, ApiKeyService
 from alerting.rule_service.notifications import NotificationService
 from alerting.rule_service.outbox import OutboxRelay
 from alerting.rule_service.quotas import RateLimiter
-from alerting.rule_service.servicer import RuleService
+from alerting.rule_service.servicer import DEFAULT_MAX_RECIPIENTS_PER_CLIENT, RuleService
 from alerting.v1 import (
     api_key_service_pb2,
     api_key_service_pb2_grpc,
@@ -64,10 +65,23 @@ class RuleServiceSettings(Settings):
     bootstrap_admin_key: SecretStr | None = None
     # How long a key's check is reused: the most a revocation takes to reach this instance.
     api_key_cache_seconds: float = 2.0
-    # Quotas and limits: rules per client, the size of a request, and requests per second
+    # How many keys' checks, and separately how many unknown key ids, each instance keeps.
+    api_key_cache_entries: int = 10_000
+    unknown_key_cache_entries: int = 10_000
+    # Failed authentications per peer address (IPv6: per /64): bursts of auth_failure_burst,
+    # then auth_failures_per_second; past that the peer is refused before its key is looked up.
+    auth_failures_per_second: float = 0.2
+    auth_failure_burst: int = 20
+    # Off: only ADMIN keys create keys. On: a TENANT key creates its client's TENANT keys,
+    # each expiring no later than itself.
+    tenant_key_self_service: bool = False
+    # Quotas and limits: rules, distinct email recipients across its rules and valid TENANT
+    # keys per client, the size of a request, and requests per second
     # per client (all of a tenant's keys together; admin keys are not limited) with bursts
     # of up to rate_limit_burst, on each instance.
     max_rules_per_client: int = 1000
+    max_recipients_per_client: int = DEFAULT_MAX_RECIPIENTS_PER_CLIENT
+    max_keys_per_client: int = DEFAULT_MAX_KEYS_PER_CLIENT
     max_request_bytes: int = 1024 * 1024
     rate_limit_per_second: float = 50.0
     rate_limit_burst: int = 100
@@ -107,15 +121,19 @@ async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_cha
                        notification_pool: asyncpg.Pool) -> tuple[grpc.aio.Server, int]:
     """A started server; the port it listens on (settings.grpc_port 0 picks a free one). The
     NotificationService has a pool of its own: its role may touch notifications, `pool`'s may not."""
-    keys = KeyStore(pool, settings.api_key_cache_seconds)
+    keys = KeyStore(pool, settings.api_key_cache_seconds, max_keys=settings.api_key_cache_entries,
+                    max_unknown=settings.unknown_key_cache_entries)
     limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst, time.monotonic)
+    failures = RateLimiter(settings.auth_failures_per_second, settings.auth_failure_burst, time.monotonic)
     server = grpc.aio.server(
-        interceptors=[ServerMetricsInterceptor(), AuthInterceptor(keys, limiter)],
+        # Outermost first: metrics see every status, and no exception escapes authentication.
+        interceptors=[ServerMetricsInterceptor(), UnexpectedErrors(), AuthInterceptor(keys, limiter, failures)],
         options=[("grpc.max_receive_message_length", settings.max_request_bytes)],
     )
     rule_service_pb2_grpc.add_RuleServiceServicer_to_server(
-        RuleService(pool, on_change, settings.max_rules_per_client), server)
-    api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(ApiKeyService(pool), server)
+        RuleService(pool, on_change, settings.max_rules_per_client, settings.max_recipients_per_client), server)
+    api_key_service_pb2_grpc.add_ApiKeyServiceServicer_to_server(
+        ApiKeyService(pool, settings.tenant_key_self_service, settings.max_keys_per_client), server)
     notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(
         NotificationService(notification_pool), server)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(DeadLetterService(settings), server)

@@ -14,6 +14,7 @@ from alerting.common.validation import canonical_uuid
 from alerting.rule_service import outbox, validation
 from alerting.rule_service.auth import caller, visible_client_id
 from alerting.rule_service.errors import NotFound, QuotaExceeded, StaleVersion, grpc_errors
+from alerting.rule_service.limits import check_recipients
 from alerting.rules.changelog import DELETE, UPSERT
 from alerting.rules.records import RULE_COLUMNS, rule_from_row
 from alerting.rules.validation import rule_fields
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
 
 CLIENT_COLUMNS = "client_id, name, version, created_at, updated_at, updated_by"
+DEFAULT_MAX_RECIPIENTS_PER_CLIENT = 100
+# A client's distinct recipients across its rules: now, and with one rule's emails replaced
+# by $3 (a new rule when $2 is NULL).
+RECIPIENTS = (
+    "SELECT (SELECT count(DISTINCT email) FROM rules, unnest(emails) AS email WHERE client_id = $1) AS before,"
+    " (SELECT count(*) FROM (SELECT unnest(emails) FROM rules WHERE client_id = $1 AND rule_id IS DISTINCT FROM $2"
+    " UNION SELECT unnest($3::text[])) AS recipients) AS after"
+)
 
 
 def client_message(row: asyncpg.Record) -> rule_pb2.Client:
@@ -35,10 +44,12 @@ def client_message(row: asyncpg.Record) -> rule_pb2.Client:
 
 
 class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
-    def __init__(self, pool: asyncpg.Pool, on_change: Callable[[], None], max_rules_per_client: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, on_change: Callable[[], None], max_rules_per_client: int,
+                 max_recipients_per_client: int = DEFAULT_MAX_RECIPIENTS_PER_CLIENT) -> None:
         self.pool = pool
         self.on_change = on_change  # wakes the outbox relay after a commit
         self.max_rules_per_client = max_rules_per_client
+        self.max_recipients_per_client = max_recipients_per_client
 
     # ------------------------------------------------------------------ clients
     @grpc_errors
@@ -123,6 +134,7 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
             if count >= self.max_rules_per_client:
                 raise QuotaExceeded(f"client_id: client {client_id} has {count} rules, the most a client may have"
                                     f" ({self.max_rules_per_client}); delete one first")
+            await self._check_recipients(connection, client_id, None, emails)
             row = await connection.fetchrow(
                 f"INSERT INTO rules (client_id, severity, source, name, emails, enabled, updated_by)"
                 f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {RULE_COLUMNS}",
@@ -164,6 +176,14 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
             request.severity, request.source, request.name, list(request.emails))
         version = validation.expected_version(request.expected_version, required=True)
         async with self.pool.acquire() as connection, connection.transaction():
+            client_id = await connection.fetchval(
+                "SELECT client_id FROM rules WHERE rule_id = $1 AND ($2::uuid IS NULL OR client_id = $2::uuid)",
+                rule_id, caller().visible_client())
+            if client_id is not None:  # else the update below finds nothing, and says why
+                # Rule changes of one client take turns here (as creations do), so that none
+                # takes it past its recipient limit.
+                await connection.execute("SELECT 1 FROM clients WHERE client_id = $1 FOR NO KEY UPDATE", client_id)
+                await self._check_recipients(connection, str(client_id), rule_id, emails)
             row = await connection.fetchrow(
                 f"UPDATE rules SET severity = $2, source = $3, name = $4, emails = $5, enabled = $6,"
                 f" version = version + 1, updated_at = now(), updated_by = $8"
@@ -194,6 +214,13 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
             await outbox.add_change(connection, DELETE, rule_id, str(client_id), None, caller().key_id)
         self.on_change()
         return api.DeleteRuleResponse()
+
+    async def _check_recipients(self, connection: asyncpg.Connection, client_id: str, rule_id: str | None,
+                                emails: list[str]) -> None:
+        """The client's recipients (its rules' distinct addresses) within its limit once the rule
+        `rule_id` (None: a new one) has `emails`; the caller holds the client's row lock."""
+        counts = await connection.fetchrow(RECIPIENTS, client_id, rule_id, emails)
+        check_recipients(client_id, len(emails), counts["before"], counts["after"], self.max_recipients_per_client)
 
     async def _explain_missed_write(
         self,

@@ -94,6 +94,27 @@ async def test_a_client_name_with_nul_is_invalid_argument_naming_the_field(stack
     assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "name: contains the control character U+0000")
 
 
+async def test_names_with_invisible_format_characters_are_invalid_argument_naming_the_field(
+        stack_settings: Settings) -> None:
+    async with rule_service_stub(stack_settings) as stub:
+        client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
+        answers = [
+            await status_of(stub.CreateClient(api.CreateClientRequest(name="acme\u202efdp.exe"))),
+            await status_of(stub.UpdateClient(api.UpdateClientRequest(
+                client_id=client.client_id, name="ac\u200dme", expected_version=client.version))),
+            await status_of(stub.CreateRule(rule_request(client.client_id, source="db\u200b"))),
+            await status_of(stub.CreateRule(rule_request(client.client_id, name="disk\ufeff"))),
+        ]
+        clients = await stub.ListClients(api.ListClientsRequest())
+        rules = await stub.ListRules(api.ListRulesRequest(client_id=client.client_id))
+    invalid = grpc.StatusCode.INVALID_ARGUMENT
+    assert answers == [(invalid, "name: contains the format character U+202E"),
+                       (invalid, "name: contains the format character U+200D"),
+                       (invalid, "source: contains the format character U+200B"),
+                       (invalid, "name: contains the format character U+FEFF")]
+    assert [c.name for c in clients.clients] == ["acme"] and list(rules.rules) == []
+
+
 async def test_pagination_returns_every_rule_exactly_once(stack_settings: Settings) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))

@@ -18,6 +18,13 @@ def test_control_characters_in_a_client_name_are_rejected() -> None:
     assert validation.client_name(" Acmé Ünited ") == "Acmé Ünited"
 
 
+def test_invisible_format_characters_in_a_client_name_are_rejected() -> None:
+    assert field_of(lambda: validation.client_name("acme\u202eexe.pdf")) == (
+        "name", "name: contains the format character U+202E")
+    assert field_of(lambda: validation.client_name("ac\u200bme")) == (
+        "name", "name: contains the format character U+200B")
+
+
 def test_ids_names_versions_and_pages() -> None:
     assert field_of(lambda: canonical_uuid("nope", "rule_id"))[0] == "rule_id"
     assert field_of(lambda: validation.client_name("  "))[0] == "name"

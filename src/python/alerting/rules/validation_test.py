@@ -2,6 +2,8 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alerting.common.validation import InvalidField
 from alerting.rules.validation import check_rule, rule_fields
@@ -45,11 +47,29 @@ def test_oversized_and_empty_patterns() -> None:
     ("db", "dis\x85k", ["a@x.io"], "name: contains the control character U+0085"),
     ("db", "disk", ["a@x.io", "b\x00@x.io"], "emails[1]: contains the control character U+0000"),
     ("db", "disk", ["a@x.io\x7f"], "emails[0]: contains the control character U+007F"),
+    ("db\u202e", "disk", ["a@x.io"], "source: contains the format character U+202E"),
+    ("db", "di\u200dsk", ["a@x.io"], "name: contains the format character U+200D"),
+    ("db", "disk", ["a\u200b@x.io"], "emails[0]: contains the format character U+200B"),
 ])
 def test_control_characters_in_patterns_and_emails_are_rejected_naming_the_field(
     source: str, name: str, emails: list[str], problem: str
 ) -> None:
     assert field_of(lambda: rule_fields("HIGH", source, name, emails))[1] == problem
+
+
+FORMAT_CHARACTERS = st.characters(categories=["Cf"])
+PATTERN = st.text(st.characters(categories=["L", "N", "P", "S", "Zs"]), min_size=1, max_size=20)
+
+
+@given(PATTERN, PATTERN, FORMAT_CHARACTERS, st.booleans())
+def test_a_format_character_anywhere_in_a_pattern_is_refused_naming_the_pattern(
+    before: str, after: str, hidden: str, in_source: bool
+) -> None:
+    pattern = before + hidden + after
+    source, name = (pattern, "disk") if in_source else ("db", pattern)
+    field, message = field_of(lambda: rule_fields("HIGH", source, name, ["a@x.io"]))
+    assert (field, message.partition(": ")[2]) == (
+        "source" if in_source else "name", f"contains the format character U+{ord(hidden):04X}")
 
 
 def test_emails_are_normalized_as_stored() -> None:
