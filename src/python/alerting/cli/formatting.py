@@ -18,7 +18,7 @@ RECIPIENT_COLUMNS = ("email", "status", "attempts", "response")
 DEAD_LETTER_COLUMNS = ("offset", "timestamp", "source", "key", "value_size", "replay_of", "reason")
 REPLAY_COLUMNS = ("topic", "replayed", "offsets")
 # The name last, as the reason: free text. Never the key itself: it is shown once, by `key create`.
-API_KEY_COLUMNS = ("key_id", "role", "client_id", "created_by", "created_at", "revoked_at", "name")
+API_KEY_COLUMNS = ("key_id", "role", "client_id", "created_by", "created_at", "expires_at", "revoked_at", "name")
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Nested messages other than timestamps, as one cell.

@@ -7,7 +7,8 @@ their rules, notifications, dead letters, and the API keys every call presents.
     alertctl rule create --client ID --severity S --source S --name N --email E... | get | list | update | delete
     alertctl notification list | show ID | retry ID
     alertctl dlq list TOPIC [--from OFFSET] [--limit N] | replay TOPIC OFFSET...
-    alertctl key create --admin | --client ID [--name N] | list [--client ID] [--include-revoked] | revoke KEY_ID
+    alertctl key create --admin | --client ID [--name N] [--expires-in DURATION | --expires-at TIME]
+                 | list [--client ID] [--include-revoked] | revoke KEY_ID
     alertctl whoami
 
 The channel (TLS, the key on every call) is alerting/common/grpc_client.py's. How a failed
@@ -16,7 +17,9 @@ call exits is alerting/cli/exit_codes.py; `alertctl --help` shows the table.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -494,22 +497,64 @@ def key() -> None:
     """
 
 
+DURATION = re.compile(r"([1-9][0-9]{0,8})([smhd])")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def expires_in(context: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """--expires-in's time from now: a whole number of seconds, minutes, hours or days (90d)."""
+    if value is None:
+        return None
+    match = DURATION.fullmatch(value.strip())
+    if match is None:
+        raise click.BadParameter("a whole number and a unit, s, m, h or d (e.g. 90d or 12h)", context, param)
+    return datetime.now(UTC) + timedelta(**{UNITS[match[2]]: int(match[1])})
+
+
+def expires_at(context: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """--expires-at's time: ISO 8601 with its offset from UTC (2027-01-31T18:00:00Z)."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter("an ISO 8601 time, e.g. 2027-01-31T18:00:00Z", context, param) from None
+    if at.tzinfo is None:
+        raise click.BadParameter("give the offset from UTC too, e.g. 2027-01-31T18:00:00Z", context, param)
+    return at
+
+
 @key.command("create")
 @click.option("--admin", is_flag=True, help="An ADMIN key: it manages clients and every key (needs an ADMIN key).")
 @click.option("--client", "client_id", default="", metavar="CLIENT_ID",
               help="A TENANT key of this client: its rules, notifications and TENANT keys.")
 @click.option("--name", default="", help="What the key is for (at most 200 characters).")
+@click.option("--expires-in", "expires_after", metavar="DURATION", callback=expires_in,
+              help="The key stops working this long from now: 90d, 12h, 30m or 45s.")
+@click.option("--expires-at", "expires_on", metavar="TIME", callback=expires_at,
+              help="The key stops working at this time, ISO 8601 with its offset (2027-01-31T18:00:00Z).")
 @pass_context
-def key_create(ctx: Context, admin: bool, client_id: str, name: str) -> None:
+def key_create(ctx: Context, admin: bool, client_id: str, name: str, expires_after: datetime | None,
+               expires_on: datetime | None) -> None:
     """Create a key and show it, the key itself this once.
 
     Give --admin or --client. Store the key at once (e.g. in a file for --api-key-file):
-    it is not shown again. With --output json the answer holds it as `key`.
+    it is not shown again. With --output json the answer holds it as `key`. Without
+    --expires-in or --expires-at the key works until it is revoked.
+
+    Only an ADMIN key creates keys, unless the rule-service allows tenant self-service
+    (ALERTING_TENANT_KEY_SELF_SERVICE): then a TENANT key creates its client's keys, which
+    expire no later than it does.
     """
     if admin == bool(client_id):
         raise click.UsageError("give --admin or --client CLIENT_ID, one of them")
+    if expires_after is not None and expires_on is not None:
+        raise click.UsageError("give --expires-in or --expires-at, not both")
     request = keys_api.CreateApiKeyRequest(role=keys_api.ROLE_ADMIN if admin else keys_api.ROLE_TENANT,
                                            client_id=client_id, name=name)
+    expiry = expires_after or expires_on
+    if expiry is not None:
+        request.expires_at.FromDatetime(expiry)
     created = ctx.call(ctx.keys.CreateApiKey, request)
     if ctx.output_json:
         click.echo(as_json([created]))
@@ -521,12 +566,16 @@ def key_create(ctx: Context, admin: bool, client_id: str, name: str) -> None:
 
 @key.command("list")
 @click.option("--client", "client_id", default="", metavar="CLIENT_ID", help="Only this client's keys.")
-@click.option("--include-revoked", is_flag=True, help="Revoked keys too; without it only valid keys are listed.")
+@click.option("--include-revoked", is_flag=True,
+              help="Revoked and expired keys too; without it only valid keys are listed.")
 @page_size_option
 @every_page_option
 @pass_context
 def key_list(ctx: Context, client_id: str, include_revoked: bool, page_size: int, every_page: bool) -> None:
-    """List the keys you may see (a TENANT key: its client's), ordered by key id."""
+    """List the keys you may see (a TENANT key: its client's), ordered by key id.
+
+    expires_at is empty for a key that does not expire.
+    """
     def fetch_page(token: str) -> tuple[Sequence[Message], str]:
         page = ctx.call(ctx.keys.ListApiKeys, keys_api.ListApiKeysRequest(
             client_id=client_id, include_revoked=include_revoked, page_size=page_size, page_token=token))
