@@ -14,7 +14,9 @@ import pytest
 
 from alerting.common.db import owner_url
 from alerting.common.settings import Settings
-from alerting.testsupport import stack
+from alerting.testsupport import profiles, stack
+
+profiles.load()
 
 
 def _require(host: str, port: int, what: str) -> None:

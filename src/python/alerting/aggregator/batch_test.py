@@ -1,16 +1,20 @@
-"""Decoding `alerts.matched`: what the aggregator can never store is rejected up front."""
+"""Decoding `alerts.matched`: what the aggregator can never store is rejected up front, and
+whatever a record holds, decoding gives a row or a reason."""
 
 import uuid
 from typing import Any
 
 import pytest
 from aiokafka import ConsumerRecord
+from hypothesis import given
 
-from alerting.aggregator.batch import decode_alert_matched
+from alerting.aggregator.batch import NotificationRow, decode_alert_matched, insert_arguments, unique_rows
 from alerting.common.kafka import InvalidEvent
 from alerting.common.validation import MAX_ALERT_ID_BYTES, MAX_EVENT_BYTES
 from alerting.producer.alerts import build_alert
-from alerting.v1 import events_pb2
+from alerting.sender.email_message import render_email
+from alerting.testsupport.strategies import any_alert_matched, records, values_of
+from alerting.v1 import alert_pb2, events_pb2
 
 
 def record(alert_id: str = "a-1", emails: tuple[str, ...] = ("ops@x.io",), client_id: str | None = None,
@@ -65,3 +69,18 @@ def test_an_oversized_record_is_rejected_before_decoding() -> None:
     value = b"\x00" * (MAX_EVENT_BYTES + 1)
     oversized = ConsumerRecord("alerts.matched", 0, 0, 0, 0, None, value, None, 0, len(value), [])
     assert reason_of(oversized) == f"value: {MAX_EVENT_BYTES + 1} bytes, more than {MAX_EVENT_BYTES}"
+
+
+@given(records(values_of(any_alert_matched()), topic="alerts.matched"))
+def test_any_record_decodes_to_a_row_the_sender_can_render_or_to_a_reason(record_: ConsumerRecord) -> None:
+    try:
+        event = decode_alert_matched(record_)
+    except InvalidEvent as error:
+        assert str(error)
+        return
+    [row] = unique_rows([NotificationRow(event.client_id, event.alert.alert_id, tuple(event.rule_ids),
+                                         tuple(event.emails), event.alert.SerializeToString(), "")])
+    assert all(insert_arguments([row]))
+    # What the sender reads back from the row, it can render.
+    stored = alert_pb2.Alert.FromString(row.alert)
+    assert render_email("n-1", "alerts@x.io", list(row.emails), stored, list(row.rule_ids))

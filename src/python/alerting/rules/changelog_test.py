@@ -1,21 +1,28 @@
-"""Validating `rule.changed` records, and reading the log's position on the real broker."""
+"""Validating `rule.changed` records (whatever a record holds: a change an index can take,
+or a reason), and reading the log's position on the real broker."""
 
 import uuid
 
 import pytest
 from aiokafka import ConsumerRecord
+from hypothesis import given
 
 from alerting.common import topics
 from alerting.common.kafka import InvalidEvent
 from alerting.common.settings import Settings
+from alerting.common.validation import InvalidField
+from alerting.evaluator.alerts import indexed_rule
+from alerting.evaluator.matcher import RuleIndex
 from alerting.rules.changelog import (
     DELETE,
     UPSERT,
+    applies,
     decode_rule_changed,
     rule_changed_holds,
     rule_changed_position,
 )
 from alerting.testsupport.services import send
+from alerting.testsupport.strategies import any_rule_changed, int64s, records, values_of
 from alerting.v1 import events_pb2, rule_pb2
 
 
@@ -35,6 +42,27 @@ def change(seq: int = 1, op: events_pb2.RuleChanged.Op.ValueType = UPSERT, **fie
     for name, value in fields.items():
         setattr(event, name, value)
     return event
+
+
+@given(records(values_of(any_rule_changed()), topic=topics.RULE_CHANGED), int64s)
+def test_any_record_decodes_to_a_change_an_index_takes_or_to_a_reason(record_: ConsumerRecord, last_seq: int) -> None:
+    try:
+        change = decode_rule_changed(record_)
+    except InvalidEvent as error:
+        assert str(error)
+        return
+    try:
+        applies(change.seq, last_seq)
+    except InvalidField as error:
+        assert error.field == "seq"
+    index = RuleIndex()
+    if change.op == UPSERT:
+        rule = indexed_rule(change.rule)
+        index.upsert(rule)
+        assert rule_pb2.Rule.FromString(change.rule.SerializeToString()) == change.rule  # as the snapshot keeps it
+    else:
+        assert change.op == DELETE
+    assert index.delete(change.rule_id) == (change.op == UPSERT)
 
 
 def test_a_valid_upsert_and_delete_decode() -> None:
