@@ -10,9 +10,6 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-# Tests on the real stack run a worker and its Kafka round trips per example: this share
-# of a profile's examples.
-STACK_SHARE = 20
 
 settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None,
                           print_blob=True)
@@ -24,9 +21,10 @@ def load() -> None:
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 
-def on_the_stack() -> settings:
+def on_the_stack(share: int = 20) -> settings:
     """Settings for a property test whose examples each run against Kafka, Postgres or
-    Redis: a twentieth of the profile's examples, and the function-scoped stack fixture
-    shared by them (each example keeps to its own records)."""
-    return settings(max_examples=max(5, settings().max_examples // STACK_SHARE),
+    Redis: 1/`share` of the profile's examples (a worker and its Kafka round trips take a
+    second an example, a few Redis calls milliseconds), and the function-scoped stack
+    fixture shared by them (each example keeps to its own topics or keys)."""
+    return settings(max_examples=max(5, settings().max_examples // share),
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
