@@ -75,7 +75,8 @@ async def restarted(client: redis.Redis, settings: Settings, records: list[Consu
 async def test_live_snapshot_and_restarted_indexes_hold_the_same_rules(
     stack_settings: Settings, values: list[bytes], cuts: set[int]
 ) -> None:
-    settings = stack_settings.model_copy(update={"redis_key_prefix": f"{stack_settings.redis_key_prefix}{next(examples)}:"})
+    prefix = f"{stack_settings.redis_key_prefix}{next(examples)}:"
+    settings = stack_settings.model_copy(update={"redis_key_prefix": prefix})
     records = log_records(values)
     live = RuleIndex()
     apply_records(live, records, 0)
@@ -93,7 +94,7 @@ async def test_live_snapshot_and_restarted_indexes_hold_the_same_rules(
             for record in records[start:end]:
                 try:
                     deliveries.append(Delivery(record, writer.decode(record), trace.INVALID_SPAN))
-                except Exception:  # noqa: BLE001  (the worker dead-letters whatever decoding raises)
+                except Exception:  # the worker dead-letters whatever decoding raises
                     continue
             if deliveries:
                 await writer.handle(deliveries)
