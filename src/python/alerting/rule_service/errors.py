@@ -53,17 +53,20 @@ def grpc_errors(method: Handler[Request, Response]) -> Handler[Request, Response
         try:
             return await method(self, request, context)
         except InvalidField as error:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+            code, details = grpc.StatusCode.INVALID_ARGUMENT, str(error)
         except NotFound as error:
-            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+            code, details = grpc.StatusCode.NOT_FOUND, str(error)
         except FailedPrecondition as error:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+            code, details = grpc.StatusCode.FAILED_PRECONDITION, str(error)
         except PermissionDenied as error:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(error))
+            code, details = grpc.StatusCode.PERMISSION_DENIED, str(error)
         except QuotaExceeded as error:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+            code, details = grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
         except asyncpg.ForeignKeyViolationError:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "client_id: no such client")
+            code, details = grpc.StatusCode.NOT_FOUND, "client_id: no such client"
+        # Aborted outside the except blocks: no exception is chained to the abort, so the
+        # call's span records no database error's message or traceback with it.
+        await context.abort(code, details)
 
     return wrapper
 
@@ -93,9 +96,7 @@ class UnexpectedErrors(grpc.aio.ServerInterceptor):
                 raise  # a status the handler chose
             except Exception as error:  # noqa: BLE001 - every other exception, by design
                 code, details = answer_for(error, method)
-            # Aborted outside the except block: the abort's exception has no __context__, so no
-            # span or log downstream carries the original exception's traceback.
-            await context.abort(code, details)
+            await context.abort(code, details)  # outside the except block, as in grpc_errors
 
         return grpc.unary_unary_rpc_method_handler(
             guarded, request_deserializer=handler.request_deserializer,

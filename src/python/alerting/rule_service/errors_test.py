@@ -11,11 +11,13 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from alerting.common import telemetry
 from alerting.common.settings import Settings
 from alerting.rule_service.dead_letters import DeadLetterService
+from alerting.rule_service.errors import grpc_errors
 from alerting.rule_service.keys import ApiKeyService
 from alerting.rule_service.main import instrument_grpc_server
 from alerting.rule_service.notifications import NotificationService
@@ -75,11 +77,37 @@ def logged_references(caplog: pytest.LogCaptureFixture, error: Exception) -> dic
     return references
 
 
-async def test_an_unexpected_exception_in_any_rpc_is_internal_with_a_reference_to_the_log_only(
-        stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture(scope="module")
+def tracing() -> InMemorySpanExporter:
+    """Spans of every RPC, as main() instruments the service; once per process (a tracer
+    provider cannot be replaced)."""
     exporter = InMemorySpanExporter()
     telemetry.setup_tracing("errors-test", Settings(), exporter=exporter)
-    instrument_grpc_server()  # as main() runs the service: a span for every RPC
+    instrument_grpc_server()
+    return exporter
+
+
+@pytest.fixture
+def exporter(tracing: InMemorySpanExporter) -> InMemorySpanExporter:
+    tracing.clear()
+    return tracing
+
+
+def rpc_spans(exporter: InMemorySpanExporter) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in exporter.get_finished_spans() if span.name.startswith("/alerting.")}
+
+
+def leaks(span: ReadableSpan, *secrets: str) -> list[str]:
+    """What of the span's attributes, events and status holds any of `secrets`."""
+    seen = [str(value) for value in (span.attributes or {}).values()]
+    seen += [str(value) for event in span.events for value in (event.attributes or {}).values()]
+    seen.append(span.status.description or "")
+    return [text for text in seen if any(secret in text for secret in secrets)]
+
+
+async def test_an_unexpected_exception_in_any_rpc_is_internal_with_a_reference_to_the_log_only(
+        stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        exporter: InMemorySpanExporter) -> None:
     error = RuntimeError(SECRET)
     break_every_rpc(monkeypatch, error)
     caplog.set_level(logging.ERROR, "alerting.rule_service.errors")
@@ -89,13 +117,20 @@ async def test_an_unexpected_exception_in_any_rpc_is_internal_with_a_reference_t
     assert answers == {rpc: (grpc.StatusCode.INTERNAL, f"internal error (reference {references[rpc]})")
                        for rpc in RPCS}
     assert len(set(references.values())) == len(RPCS)
-    spans = {span.name: span for span in exporter.get_finished_spans() if span.name.startswith("/alerting.")}
+    spans = rpc_spans(exporter)
     assert set(spans) == set(RPCS)
-    for span in spans.values():
-        seen = [str(value) for value in (span.attributes or {}).values()]
-        seen += [str(value) for event in span.events for value in (event.attributes or {}).values()]
-        seen.append(span.status.description or "")
-        assert not [text for text in seen if "hunter2" in text or "RuntimeError" in text], span.name
+    assert {rpc: leaks(span, "hunter2", "RuntimeError") for rpc, span in spans.items()} == {rpc: [] for rpc in RPCS}
+
+
+async def test_a_database_error_a_handler_answers_leaves_no_trace_of_itself_in_the_span(
+        stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, exporter: InMemorySpanExporter) -> None:
+    error = asyncpg.ForeignKeyViolationError(f'insert violates foreign key constraint "rules_client_id_fkey" {SECRET}')
+    rpc = "/alerting.v1.RuleService/CreateRule"
+    monkeypatch.setattr(RuleService, "CreateRule", grpc_errors(failing_with(error)))
+    async with rule_service(stack_settings) as service:
+        answered = await call(service, rpc)
+    assert answered == (grpc.StatusCode.NOT_FOUND, "client_id: no such client")
+    assert leaks(rpc_spans(exporter)[rpc], "hunter2", "ForeignKeyViolation", "rules_client_id_fkey") == []
 
 
 async def test_an_outage_in_an_rpc_is_unavailable_with_a_reference(
