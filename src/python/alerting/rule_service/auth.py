@@ -135,6 +135,7 @@ class KeyStore:
         stored = StoredKey(bytes(row["secret_hash"]), row["role"],
                            None if row["client_id"] is None else str(row["client_id"]), row["revoked"],
                            row["expires_at"])
+        self._unknown.forget(key_id)
         self._known.put(key_id, stored)
         return stored
 

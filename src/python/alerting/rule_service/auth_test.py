@@ -19,6 +19,7 @@ import pytest
 
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
+from alerting.rule_service.auth import RecentAnswers
 from alerting.testsupport.services import RuleServiceUnderTest, fetch, rule_service
 from alerting.v1 import (
     api_key_service_pb2,
@@ -267,3 +268,18 @@ async def test_without_self_service_a_tenant_key_cannot_create_keys(stack_settin
                 role=api_key_service_pb2.ROLE_TENANT, client_id=world.client_a)))
             me = await key_stub(channel).WhoAmI(api_key_service_pb2.WhoAmIRequest())
     assert answer == (DENIED, f"creating a key needs an ADMIN key; this is a TENANT key ({me.key_id})")
+
+
+def test_recent_answers_last_their_ttl_and_the_least_recently_used_go_first() -> None:
+    now = [0.0]
+    answers: RecentAnswers[str] = RecentAnswers(ttl=2.0, max_entries=2, clock=lambda: now[0])
+    answers.put("a", "A")
+    answers.put("b", "B")
+    assert answers.get("a") == "A"  # now b is the least recently used
+    answers.put("c", "C")
+    assert (answers.get("a"), answers.get("b"), answers.get("c")) == ("A", None, "C")
+    now[0] = 2.0
+    assert answers.get("a") is None
+    answers.put("a", "A2")
+    answers.forget("c")
+    assert (answers.get("a"), answers.get("c")) == ("A2", None)
