@@ -13,7 +13,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.client import ConnectionGroup
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
@@ -27,11 +27,14 @@ from alerting.common.outages import is_outage, poison_reason
 from alerting.common.retry import Stopping, retry_until_done
 from alerting.common.settings import Settings, secret_value
 from alerting.common.topics import SCHEMA_VERSION, dead_letter
+from alerting.common.unreadable import find_unreadable
 from alerting.common.validation import MAX_EVENT_BYTES
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")
 E = TypeVar("E", bound=Message)
+# What one fetch of a worker's consumer may bring of a partition.
+MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 
 
 def kafka_client_options(settings: Settings) -> dict[str, Any]:
@@ -79,7 +82,7 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: 
         group_instance_id=f"{group_id}-{settings.instance_id}" if settings.instance_id else None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_partition_fetch_bytes=4 * 1024 * 1024,
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
         session_timeout_ms=settings.consumer_session_timeout_ms,
         heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
         # A batch that waits out a long outage must not get the consumer thrown out of the group.
@@ -242,6 +245,8 @@ class BatchWorker(Generic[M]):
         self.lag_partitions: set[TopicPartition] = set()
         # Spans carry the service's name as their instrumentation scope.
         self.tracer = trace.get_tracer(service)
+        # The records of the batch in hand that stand for ones the client could not parse.
+        self.unparsed: dict[tuple[TopicPartition, int], str] = {}
 
     def ready(self) -> bool:
         """The last batch made durable progress (none is being retried) and the broker answers."""
@@ -259,9 +264,14 @@ class BatchWorker(Generic[M]):
 
     async def consume(self) -> None:
         while not self.stop_requested.is_set():
-            batch = await self.consumer.getmany(
-                timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
-            )
+            try:
+                batch = await self.consumer.getmany(
+                    timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
+                )
+            except ConsumerStoppedError:
+                raise
+            except Exception as error:  # the client could not parse what it fetched
+                batch = await self.unreadable_batch(error)
             if not batch:
                 continue
             failpoint("after_consume")
@@ -272,6 +282,26 @@ class BatchWorker(Generic[M]):
                 return
             failpoint("before_commit")
             await self.commit(batch)
+
+    async def unreadable_batch(self, error: Exception) -> dict[TopicPartition, list[ConsumerRecord]]:
+        """After getmany() raised `error`: the partition whose records the client cannot
+        parse, as a batch of the readable records before them and, in place of each one it
+        cannot parse, a record with no key, value or headers, which process() dead-letters
+        (with `error` as its reason) and the batch's commit passes. An error that no owned
+        partition explains is raised."""
+        for tp in sorted(self.consumer.assignment()):
+            found = await find_unreadable(kafka_client_options(self.settings), tp, await self.consumer.position(tp),
+                                          MAX_PARTITION_FETCH_BYTES)
+            if found is not None:
+                log.warning("%s/%d: offsets %d-%d cannot be parsed by the Kafka client (%r): dead-lettering them",
+                            tp.topic, tp.partition, found.first, found.end - 1, error)
+                unparsed = [ConsumerRecord(tp.topic, tp.partition, offset, -1, 0, None, None, None, 0, 0, ())
+                            for offset in range(found.first, found.end)]
+                reason = f"the Kafka client cannot parse it: {poison_reason(error)}"
+                self.unparsed.update({(tp, record.offset): reason for record in unparsed})
+                self.consumer.seek(tp, found.end)
+                return {tp: [*found.readable, *unparsed]}
+        raise error
 
     async def measure_lag_forever(self) -> None:
         """Measure the lag every interval, until cancelled. A measurement the broker does not
@@ -330,6 +360,10 @@ class BatchWorker(Generic[M]):
         deliveries: list[Delivery[M]] = []
         dead_letters: list[OutgoingMessage] = []
         for record in records:
+            unparsed = self.unparsed.pop((TopicPartition(record.topic, record.partition), record.offset), None)
+            if unparsed is not None:
+                dead_letters.append(self.dead_letter(record, unparsed))
+                continue
             try:
                 message = self.decode(record)
             except Exception as error:  # decoding does no I/O: whatever it raises, the record causes

@@ -5,9 +5,10 @@ with a reason, the loop never dies, and it commits past all of them."""
 
 import asyncio
 import itertools
+import uuid
 from collections import Counter
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,7 +26,7 @@ from alerting.common.settings import Settings
 from alerting.sender.notifications import decode_notification_ready
 from alerting.testsupport import stack
 from alerting.testsupport.profiles import on_the_stack
-from alerting.testsupport.services import read, wait_until
+from alerting.testsupport.services import read, send_unparsable, wait_until
 from alerting.testsupport.strategies import any_notification_ready, headers, values_of
 from alerting.v1 import events_pb2
 
@@ -139,3 +140,38 @@ async def test_every_record_is_processed_or_dead_lettered_with_a_reason_and_the_
 
 def record_of(value: bytes) -> ConsumerRecord:
     return ConsumerRecord(TOPIC, 0, 0, 0, 0, None, value, None, 0, len(value), ())
+
+
+async def test_records_the_client_cannot_parse_are_dead_lettered_and_hide_no_others(stack_settings: Settings) -> None:
+    """A header key that is not UTF-8 made every getmany() raise, for ever; the records
+    fetched with it (before it in its partition, and in other partitions) never came."""
+    settings = stack_settings.model_copy(update={"batch_timeout_ms": 50})
+    await stack.create_topics(settings, {TOPIC: 2})
+    ids = [str(uuid.uuid4()) for _ in range(8)]
+    await send_unparsable(settings, TOPIC, [valid(i) for i in ids[:5]], unparsable={2, 4}, partition=0)
+    await send_unparsable(settings, TOPIC, [valid(i) for i in ids[5:]], unparsable={1}, partition=1)
+    fated = Fates({})
+    stop = asyncio.Event()
+    async with worker_clients(settings, "unparsable-test", TOPIC, stop) as (consumer, producer):
+        worker = BatchWorker(service="unparsable-test", settings=settings, consumer=consumer, producer=producer,
+                             decode=fated.decode, handle=fated.handle, stop=stop)
+        running = asyncio.create_task(worker.run())
+
+        async def committed_past_everything() -> bool:
+            assert not running.done(), "the worker loop ended"
+            partitions = {TopicPartition(settings.topic(TOPIC), p): end for p, end in ((0, 5), (1, 3))}
+            return partitions.keys() <= consumer.assignment() and all(
+                [await consumer.committed(tp) == end for tp, end in partitions.items()])
+
+        try:
+            await wait_until(committed_past_everything, 60, "every record committed")
+        finally:
+            stop.set()
+            await running
+    assert fated.processed == Counter({ids[n]: 1 for n in (0, 1, 3, 5, 7)})
+    dead = await read(settings, topics.dead_letter(TOPIC), 3)
+    assert sorted(dict(record.headers)["dlq.source"].decode() for record in dead) == [
+        f"{settings.topic(TOPIC)}/0/2", f"{settings.topic(TOPIC)}/0/4", f"{settings.topic(TOPIC)}/1/1"]
+    assert {dict(record.headers)["dlq.reason"].decode() for record in dead} == {
+        "the Kafka client cannot parse it: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xff in position 0:"
+        " invalid start byte"}

@@ -10,7 +10,6 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-
 settings.register_profile("ci", max_examples=200, derandomize=True, database=None, deadline=None,
                           print_blob=True)
 settings.register_profile("dev", max_examples=200, deadline=None)

@@ -223,6 +223,39 @@ async def send(settings: Settings, topic: str, values: list[bytes], keys: list[b
         await producer.stop()
 
 
+class _NotUtf8(str):
+    """A header key that encodes to bytes that are not UTF-8."""
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return b"\xff\xfe" + super().encode(encoding, errors)
+
+
+async def send_unparsable(settings: Settings, topic: str, values: list[bytes], unparsable: set[int],
+                          partition: int = 0) -> None:
+    """Publish raw values to one partition, each in its own record batch, those at the
+    positions in `unparsable` with a header key that is not UTF-8: what a producer other
+    than the platform's (librdkafka takes any bytes) can write, and aiokafka cannot parse.
+    aiokafka's own builder refuses such a key, its pure-Python one writes what it is given."""
+    import aiokafka.producer.message_accumulator
+    import aiokafka.producer.producer
+    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+
+    users = (aiokafka.producer.message_accumulator, aiokafka.producer.producer)  # of the builder
+    native = [module.DefaultRecordBatchBuilder for module in users]
+    for module in users:
+        module.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
+    producer = make_producer(settings)
+    try:
+        await producer.start()
+        for number, value in enumerate(values):
+            headers = [(_NotUtf8("x"), b"v")] if number in unparsable else []
+            await (await producer.send(settings.topic(topic), value, partition=partition, headers=headers))
+    finally:
+        await producer.stop()
+        for module, builder in zip(users, native, strict=True):
+            module.DefaultRecordBatchBuilder = builder
+
+
 async def read(settings: Settings, topic: str, count: int) -> list[ConsumerRecord]:
     """At least `count` records of a topic, waiting for them, and every other record it
     holds by then: read from the start by a fresh consumer group."""
