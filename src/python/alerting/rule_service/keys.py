@@ -7,7 +7,6 @@ With self-service on, a key a TENANT key makes expires no later than that key.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -44,19 +43,17 @@ def key_message(row: asyncpg.Record) -> api.ApiKey:
 
 class ApiKeyService(api_key_service_pb2_grpc.ApiKeyServiceServicer):
     def __init__(self, pool: asyncpg.Pool, tenant_key_self_service: bool = False,
-                 max_keys_per_client: int = DEFAULT_MAX_KEYS_PER_CLIENT,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 max_keys_per_client: int = DEFAULT_MAX_KEYS_PER_CLIENT) -> None:
         self.pool = pool
         self.tenant_key_self_service = tenant_key_self_service
         self.max_keys_per_client = max_keys_per_client
-        self.now = now
 
     @grpc_errors
     async def CreateApiKey(self, request: api.CreateApiKeyRequest, context: Context) -> api.CreateApiKeyResponse:
         who = caller()
         name = access.key_name(request.name)
         limit = None if who.is_admin else who.expires_at
-        expires_at = access.expiry(request.expires_at.seconds, request.expires_at.nanos, self.now(), limit) \
+        expires_at = access.expiry(request.expires_at.seconds, request.expires_at.nanos, datetime.now(UTC), limit) \
             if request.HasField("expires_at") else limit
         if request.role == api.ROLE_ADMIN:
             who.require_admin("creating an ADMIN key")
