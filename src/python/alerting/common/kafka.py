@@ -361,14 +361,15 @@ class BatchWorker(Generic[M]):
         dead_letters: list[OutgoingMessage] = []
         for record in records:
             unparsed = self.unparsed.pop((TopicPartition(record.topic, record.partition), record.offset), None)
-            if unparsed is not None:
-                dead_letters.append(self.dead_letter(record, unparsed))
-                continue
             try:
+                # Those that stand for unparsable records too: a decoder may note every offset.
                 message = self.decode(record)
             except Exception as error:  # decoding does no I/O: whatever it raises, the record causes
                 reason = str(error) if isinstance(error, InvalidEvent) else poison_reason(error)
-                dead_letters.append(self.dead_letter(record, reason))
+                dead_letters.append(self.dead_letter(record, unparsed or reason))
+                continue
+            if unparsed is not None:
+                dead_letters.append(self.dead_letter(record, unparsed))
                 continue
             span = self.tracer.start_span(
                 f"{record.topic} process",

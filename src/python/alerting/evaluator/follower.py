@@ -9,11 +9,12 @@ import logging
 from collections.abc import Iterable
 
 from aiokafka import ConsumerRecord
-from aiokafka.errors import OffsetOutOfRangeError
+from aiokafka.errors import ConsumerStoppedError, OffsetOutOfRangeError
 
-from alerting.common.kafka import start_clients
+from alerting.common.kafka import MAX_PARTITION_FETCH_BYTES, kafka_client_options, start_clients
 from alerting.common.retry import Stopping, retry_until_done
 from alerting.common.settings import Settings
+from alerting.common.unreadable import find_unreadable
 from alerting.evaluator.alerts import indexed_rule
 from alerting.evaluator.matcher import RuleIndex
 from alerting.rules.changelog import (
@@ -99,10 +100,28 @@ class RuleFollower:
             batch = await self.consumer.getmany(self.partition, timeout_ms=500, max_records=5000)
         except OffsetOutOfRangeError:
             return False
+        except ConsumerStoppedError:
+            raise
+        except Exception as error:  # the client could not parse what it fetched
+            return await self._pass_unparsable(error)
         records = batch.get(self.partition, [])
         if records:
             self.last_seq = apply_records(self.index, records, self.last_seq)
             self.next_offset = records[-1].offset + 1
+        return True
+
+    async def _pass_unparsable(self, error: Exception) -> bool:
+        """Apply the changes before the records the client cannot parse, and pass those (the
+        rule-updater dead-letters them: they are no rule); `error` when none explain it."""
+        found = await find_unreadable(kafka_client_options(self.settings), self.partition, self.next_offset,
+                                      MAX_PARTITION_FETCH_BYTES)
+        if found is None:
+            raise error
+        log.warning("ignoring rule.changed offsets %d-%d, which the Kafka client cannot parse: %r",
+                    found.first, found.end - 1, error)
+        self.last_seq = apply_records(self.index, found.readable, self.last_seq)
+        self.next_offset = found.end
+        self.consumer.seek(self.partition, found.end)
         return True
 
     def _failed(self, _: BaseException) -> None:

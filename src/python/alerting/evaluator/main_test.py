@@ -21,7 +21,7 @@ from alerting.evaluator.follower import RuleFollower, RuleOffsetLost
 from alerting.evaluator.matcher import RuleIndex
 from alerting.producer.alerts import alert_new, build_alert
 from alerting.rules import snapshot
-from alerting.testsupport.services import read, running, send, wait_until
+from alerting.testsupport.services import read, running, send, send_unparsable, wait_until
 from alerting.v1 import alert_pb2, events_pb2, rule_pb2
 
 
@@ -162,6 +162,24 @@ async def test_the_follower_skips_an_implausible_seq_as_the_rule_updater_does(st
         await follower.stop()
     assert {r.rule_id for r in follower.index.rules()} == {first.rule_id, later.rule_id}
     assert (follower.last_seq, follower.next_offset) == (2, 3)
+
+
+async def test_the_follower_passes_a_change_the_kafka_client_cannot_parse_as_the_rule_updater_does(
+    stack_settings: Settings
+) -> None:
+    rules = [rule(str(uuid.uuid4()), source) for source in ("a", "unparsable", "c")]
+    changes = [events_pb2.RuleChanged(schema_version=1, seq=seq, op=events_pb2.RuleChanged.OP_UPSERT,
+                                      rule_id=r.rule_id, client_id=r.client_id, rule=r)
+               for seq, r in enumerate(rules, 1)]
+    await send_unparsable(stack_settings, topics.RULE_CHANGED, [c.SerializeToString() for c in changes], {1},
+                          keys=[c.rule_id.encode() for c in changes])
+    follower = RuleFollower(stack_settings, RuleIndex(), 0)
+    try:
+        await asyncio.wait_for(follower.start(asyncio.Event()), 30)
+    finally:
+        await follower.stop()
+    assert {r.rule_id for r in follower.index.rules()} == {rules[0].rule_id, rules[2].rule_id}
+    assert (follower.last_seq, follower.next_offset) == (3, 3)
 
 
 async def test_the_follower_retries_a_failure_from_the_first_change_it_did_not_apply(

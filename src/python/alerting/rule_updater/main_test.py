@@ -16,7 +16,7 @@ from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 from alerting.rules import snapshot
 from alerting.testsupport import stack
-from alerting.testsupport.services import read, rule_service_stub, running, send, wait_until
+from alerting.testsupport.services import read, rule_service_stub, running, send, send_unparsable, wait_until
 from alerting.v1 import events_pb2, rule_pb2, rule_service_pb2, rule_service_pb2_grpc
 
 UPSERT, DELETE = events_pb2.RuleChanged.OP_UPSERT, events_pb2.RuleChanged.OP_DELETE
@@ -86,6 +86,26 @@ async def test_invalid_changes_are_dead_lettered(stack_settings: Settings) -> No
         await publish_changes(stack_settings, [change(1, UNKNOWN_OP, str(uuid.uuid4()))])
         [dead] = await read(stack_settings, topics.dead_letter(topics.RULE_CHANGED), 1)
     assert dict(dead.headers)["dlq.reason"] == b"op: unknown 0"
+
+
+async def test_a_change_the_kafka_client_cannot_parse_is_dead_lettered_and_the_others_applied(
+    stack_settings: Settings
+) -> None:
+    client = redis_client(stack_settings)
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    changes = [change(seq, UPSERT, rule_id) for seq, rule_id in enumerate(ids, 1)]
+    try:
+        async with running(alerting.rule_updater.main.run, stack_settings):
+            await wait_until(lambda: version_is(client, stack_settings, 0), 30, "the initial snapshot")
+            await send_unparsable(stack_settings, topics.RULE_CHANGED, [c.SerializeToString() for c in changes],
+                                  {1}, keys=[c.rule_id.encode() for c in changes])
+            [dead] = await read(stack_settings, topics.dead_letter(topics.RULE_CHANGED), 1)
+            await wait_until(lambda: version_is(client, stack_settings, 3), 30, "version 3")
+        assert await rules_are(client, stack_settings, ids[0], ids[2])
+    finally:
+        await client.aclose()
+    assert dict(dead.headers)["dlq.source"] == f"{stack_settings.topic(topics.RULE_CHANGED)}/0/1".encode()
+    assert dict(dead.headers)["dlq.reason"].startswith(b"the Kafka client cannot parse it: UnicodeDecodeError")
 
 
 async def test_a_change_with_an_implausible_seq_is_dead_lettered_and_freezes_nothing(stack_settings: Settings) -> None:

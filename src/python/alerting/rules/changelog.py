@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from alerting.common import topics
-from alerting.common.kafka import InvalidEvent, decode, kafka_client_options, start_clients
+from alerting.common.kafka import MAX_PARTITION_FETCH_BYTES, InvalidEvent, decode, kafka_client_options, start_clients
 from alerting.common.settings import Settings
 from alerting.common.validation import InvalidField, require_canonical_uuid
 from alerting.rules.validation import check_rule
@@ -66,7 +66,8 @@ def rule_changed_consumer(settings: Settings) -> AIOKafkaConsumer:
     no longer (or does not yet) hold raises OffsetOutOfRangeError, where the default policy
     would silently jump to the log's end and skip changes."""
     return AIOKafkaConsumer(
-        **kafka_client_options(settings), enable_auto_commit=False, auto_offset_reset="none"
+        **kafka_client_options(settings), enable_auto_commit=False, auto_offset_reset="none",
+        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import sys
@@ -223,37 +224,51 @@ async def send(settings: Settings, topic: str, values: list[bytes], keys: list[b
         await producer.stop()
 
 
-class _NotUtf8(str):
-    """A header key that encodes to bytes that are not UTF-8."""
+_UNPARSABLE_PRODUCER = """
+import asyncio, json, sys
+import aiokafka.producer.message_accumulator, aiokafka.producer.producer
+from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
+from alerting.common.kafka import make_producer
+from alerting.common.settings import Settings
 
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return b"\xff\xfe" + super().encode(encoding, errors)
+class NotUtf8(str):
+    def encode(self, encoding="utf-8", errors="strict"):
+        return b"\\xff\\xfe" + super().encode(encoding, errors)
+
+# aiokafka's own builder refuses such a header key; its pure-Python one writes what it is given.
+for module in (aiokafka.producer.message_accumulator, aiokafka.producer.producer):
+    module.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
+
+async def main(order):
+    producer = make_producer(Settings())
+    await producer.start()
+    try:
+        for value, key, unparsable in order["records"]:
+            headers = [(NotUtf8("x"), b"v")] if unparsable else []
+            sent = await producer.send(order["topic"], bytes.fromhex(value), key=key and bytes.fromhex(key),
+                                       partition=order["partition"], headers=headers)
+            await sent
+    finally:
+        await producer.stop()
+
+asyncio.run(main(json.load(sys.stdin)))
+"""
 
 
 async def send_unparsable(settings: Settings, topic: str, values: list[bytes], unparsable: set[int],
-                          partition: int = 0) -> None:
+                          partition: int = 0, keys: list[bytes] | None = None) -> None:
     """Publish raw values to one partition, each in its own record batch, those at the
     positions in `unparsable` with a header key that is not UTF-8: what a producer other
-    than the platform's (librdkafka takes any bytes) can write, and aiokafka cannot parse.
-    aiokafka's own builder refuses such a key, its pure-Python one writes what it is given."""
-    import aiokafka.producer.message_accumulator
-    import aiokafka.producer.producer
-    from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
-
-    users = (aiokafka.producer.message_accumulator, aiokafka.producer.producer)  # of the builder
-    native = [module.DefaultRecordBatchBuilder for module in users]
-    for module in users:
-        module.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
-    producer = make_producer(settings)
-    try:
-        await producer.start()
-        for number, value in enumerate(values):
-            headers = [(_NotUtf8("x"), b"v")] if number in unparsable else []
-            await (await producer.send(settings.topic(topic), value, partition=partition, headers=headers))
-    finally:
-        await producer.stop()
-        for module, builder in zip(users, native, strict=True):
-            module.DefaultRecordBatchBuilder = builder
+    than the platform's can write (librdkafka takes any bytes), and aiokafka cannot parse.
+    Written by a producer in a process of its own, the only one whose record builder is
+    swapped for one that writes such keys."""
+    order = {"topic": settings.topic(topic), "partition": partition, "records": [
+        (value.hex(), None if keys is None else keys[number].hex(), number in unparsable)
+        for number, value in enumerate(values)]}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _UNPARSABLE_PRODUCER, env=service_environment(settings), stdin=asyncio.subprocess.PIPE)
+    await process.communicate(json.dumps(order).encode())
+    assert process.returncode == 0, f"the producer of unparsable records exited with {process.returncode}"
 
 
 async def read(settings: Settings, topic: str, count: int) -> list[ConsumerRecord]:
