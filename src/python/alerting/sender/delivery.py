@@ -41,6 +41,7 @@ from alerting.sender.outcomes import (
     decide,
     open_recipients,
 )
+from alerting.sender.recorder import DecisionRecorder
 from alerting.sender.smtp_pool import SmtpConnections
 from alerting.sender.store import ClaimedNotification
 from alerting.v1 import alert_pb2, events_pb2
@@ -90,6 +91,7 @@ class EmailSender:
         # what a crash now would send again.
         self.unrecorded: set[str] = set()
         failpoints.unfinished(lambda: sorted(self.unrecorded))
+        self.recorder = DecisionRecorder(lambda decided: store.record(self.pool, decided))
 
     async def release_own_leases(self) -> None:
         """At start-up: free the leases this instance held when it last died."""
@@ -126,14 +128,13 @@ class EmailSender:
     async def deliver(
         self, claimed: Sequence[ClaimedNotification], contexts: Mapping[str, otel_context.Context]
     ) -> None:
-        """Attempt every claimed notification over a few SMTP connections, then record what
-        each attempt decided."""
+        """Attempt every claimed notification over a few SMTP connections, each attempt's
+        decision recorded before its connection sends the next email."""
         if not claimed:
             return
         queue: asyncio.Queue[ClaimedNotification] = asyncio.Queue()
         for notification in claimed:
             queue.put_nowait(notification)
-        decisions: list[tuple[ClaimedNotification, Decision]] = []
 
         async def connection_worker() -> None:
             smtp: aiosmtplib.SMTP | None = None
@@ -145,16 +146,22 @@ class EmailSender:
                     attempt, smtp = await self.attempt(smtp, notification, parent)
                     if any(outcome.status == RecipientStatus.SENT for outcome in attempt.recipients):
                         self.unrecorded.add(notification.notification_id)
-                    decisions.append((notification, self.decide(notification, attempt)))
+                        failpoint("after_send")  # mail accepted, its outcome not recorded yet
+                    await self.recorder.record(notification, self.decide(notification, attempt))
+                    self.unrecorded.discard(notification.notification_id)
             finally:
                 if smtp is not None:
                     self.smtp.release(smtp)
 
-        await asyncio.gather(*(connection_worker() for _ in range(min(self.settings.smtp_connections, len(claimed)))))
-        failpoint("after_send")  # mail accepted, outcomes not recorded yet
-        await store.record(self.pool, decisions)
-        for notification, _ in decisions:
-            self.unrecorded.discard(notification.notification_id)
+        # A failed record (Postgres out of reach) ends every connection's work, and is raised
+        # as itself (an outage is retried): the rest stay leased, and are attempted again
+        # once their leases expire.
+        try:
+            async with asyncio.TaskGroup() as connections:
+                for _ in range(min(self.settings.smtp_connections, len(claimed))):
+                    connections.create_task(connection_worker())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from failed
 
     def decide(self, notification: ClaimedNotification, attempt: Attempt) -> Decision:
         decision = decide(

@@ -1,0 +1,50 @@
+"""Recording each attempt's decision as soon as it is made, so that a sender killed at any
+instruction has at most one accepted email per SMTP connection unrecorded (what a restart
+sends again), yet without one statement per email: the decisions that arrive while a write
+is under way go together in the next one (group commit)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from alerting.sender.outcomes import Decision
+from alerting.sender.store import ClaimedNotification
+
+Decided = tuple[ClaimedNotification, Decision]
+
+
+class DecisionRecorder:
+    def __init__(self, write: Callable[[Sequence[Decided]], Awaitable[None]]) -> None:
+        self.write = write
+        self.waiting: list[tuple[Decided, asyncio.Future[None]]] = []
+        self.writer: asyncio.Task[None] | None = None
+
+    async def record(self, notification: ClaimedNotification, decision: Decision) -> None:
+        """Returns once the decision is written; raises what the write raised."""
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.append(((notification, decision), written))
+        if self.writer is None:
+            self.writer = asyncio.create_task(self.write_while_waiting())
+        await written
+
+    async def write_while_waiting(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                try:
+                    await self.write([decided for decided, _ in batch])
+                except Exception as error:
+                    for _, written in batch:
+                        if not written.done():
+                            written.set_exception(error)
+                except BaseException:  # cancelled: so are those waiting for this write
+                    for _, written in batch:
+                        written.cancel()
+                    raise
+                else:
+                    for _, written in batch:
+                        if not written.done():
+                            written.set_result(None)
+        finally:
+            self.writer = None

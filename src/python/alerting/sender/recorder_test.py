@@ -1,0 +1,52 @@
+"""Group commit: decisions that arrive while a write is under way go together in the next."""
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from alerting.sender.recorder import Decided, DecisionRecorder
+
+
+class Writes:
+    """The writes a recorder makes, each held until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.release = asyncio.Event()
+        self.fail_next: Exception | None = None
+
+    async def write(self, decided: Sequence[Decided]) -> None:
+        self.batches.append([notification for notification, _ in decided])  # type: ignore[misc]
+        await self.release.wait()
+        if self.fail_next is not None:
+            error, self.fail_next = self.fail_next, None
+            raise error
+
+
+async def test_decisions_made_during_a_write_go_together_in_the_next() -> None:
+    writes = Writes()
+    recorder = DecisionRecorder(writes.write)
+    first = asyncio.create_task(recorder.record("n1", "d"))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(recorder.record(f"n{n}", "d")) for n in range(2, 6)]  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert writes.batches == [["n1"]] and not first.done()
+    writes.release.set()
+    await asyncio.gather(first, *rest)
+    assert writes.batches == [["n1"], ["n2", "n3", "n4", "n5"]]
+    assert recorder.writer is None
+
+
+async def test_a_failed_write_fails_its_own_decisions_only() -> None:
+    writes = Writes()
+    recorder = DecisionRecorder(writes.write)
+    writes.fail_next = ConnectionRefusedError("postgres is down")
+    failing = [asyncio.create_task(recorder.record(f"n{n}", "d")) for n in range(2)]  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    writes.release.set()
+    for task in failing:
+        with pytest.raises(ConnectionRefusedError):
+            await task
+    await recorder.record("n9", "d")  # type: ignore[arg-type]
+    assert writes.batches == [["n0", "n1"], ["n9"]]
