@@ -9,7 +9,7 @@ from aiokafka import ConsumerRecord
 from alerting.common.kafka import InvalidEvent, decode
 from alerting.common.topics import SCHEMA_VERSION
 from alerting.common.validation import InvalidField, check_alert
-from alerting.evaluator.matcher import ClientMatch, IndexedRule, RuleFields
+from alerting.evaluator.matcher import ClientMatch, Grant, IndexedRule, RuleFields
 from alerting.v1 import alert_pb2, events_pb2, rule_pb2
 
 
@@ -31,6 +31,10 @@ def rule_fields(rule: rule_pb2.Rule) -> RuleFields:
 
 def indexed_rule(rule: rule_pb2.Rule) -> IndexedRule:
     return IndexedRule(*rule_fields(rule))
+
+
+def indexed_grant(grant: rule_pb2.SourceGrant) -> Grant:
+    return Grant(grant.client_id, grant.source, grant.prefix)
 
 
 def matched_event(alert: alert_pb2.Alert, match: ClientMatch) -> events_pb2.AlertMatched:

@@ -15,9 +15,11 @@ from alerting.common.kafka import MAX_PARTITION_FETCH_BYTES, kafka_client_option
 from alerting.common.retry import Stopping, retry_until_done
 from alerting.common.settings import Settings
 from alerting.common.unreadable import find_unreadable
-from alerting.evaluator.alerts import indexed_rule
+from alerting.evaluator.alerts import indexed_grant, indexed_rule
 from alerting.evaluator.matcher import RuleIndex
 from alerting.rules.changelog import (
+    DELETE,
+    GRANT,
     UPSERT,
     applies,
     decode_rule_changed,
@@ -32,8 +34,12 @@ log = logging.getLogger(__name__)
 def apply_change(index: RuleIndex, change: events_pb2.RuleChanged) -> None:
     if change.op == UPSERT:
         index.upsert(indexed_rule(change.rule))
-    else:
+    elif change.op == DELETE:
         index.delete(change.rule_id)
+    elif change.op == GRANT:
+        index.grant(indexed_grant(change.grant))
+    else:
+        index.revoke(indexed_grant(change.grant))
 
 
 def apply_records(index: RuleIndex, records: Iterable[ConsumerRecord], last_seq: int) -> int:

@@ -3,12 +3,17 @@
 Each rule has a shape, the set of its fields that are concrete (not "*"): 7 shapes, as
 all-wildcard rules are invalid. Per shape, a dict maps the tuple of concrete values to
 the rules with exactly those values. An alert probes each non-empty shape once.
+
+Alerts have owners: a rule matches only alerts from a source granted to its client, exactly
+or by a prefix. An alert first looks up the clients granted its source (one dict lookup, plus
+one per distinct length of the prefixes granted); a source granted to no one matches nothing
+and probes nothing, and a candidate rule of a client not granted the source is passed over.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, ValuesView
+from collections.abc import Iterable, Set, ValuesView
 from typing import NamedTuple
 
 from alerting.common.vocabulary import WILDCARD
@@ -16,6 +21,7 @@ from alerting.common.vocabulary import WILDCARD
 FIELDS = ("severity", "source", "name")
 # Shapes as bit masks over FIELDS: bit i set = field i is concrete.
 SHAPES = tuple(range(1, 8))
+NO_CLIENTS: frozenset[str] = frozenset()
 
 
 # NamedTuples, not dataclasses: a million of them are built at every warm start.
@@ -32,6 +38,14 @@ class IndexedRule(NamedTuple):
 
 # IndexedRule's fields in order, as a plain tuple: what RuleIndex.load takes.
 RuleFields = tuple[str, str, str, str, str, tuple[str, ...], bool, int]
+
+
+class Grant(NamedTuple):
+    """A source, or every source that starts with it (`prefix`), granted to a client."""
+
+    client_id: str
+    source: str
+    prefix: bool
 
 
 class ClientMatch(NamedTuple):
@@ -62,6 +76,11 @@ class RuleIndex:
         self._buckets: dict[int, dict[tuple[str, ...], list[IndexedRule]]] = {shape: {} for shape in SHAPES}
         # Each email list seen, as given and normalized, to its one shared normalized tuple.
         self._emails: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # The clients granted each exact source, and each prefix.
+        self._exact_grants: dict[str, set[str]] = {}
+        self._prefix_grants: dict[str, set[str]] = {}
+        # The distinct lengths of the prefixes granted: what an alert's source is cut to.
+        self._prefix_lengths: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self._rules)
@@ -109,8 +128,50 @@ class RuleIndex:
         self._unlink(current)
         return True
 
+    def grants(self) -> set[Grant]:
+        return {Grant(client_id, source, prefix)
+                for prefix, granted in ((False, self._exact_grants), (True, self._prefix_grants))
+                for source, clients in granted.items() for client_id in clients}
+
+    def load_grants(self, grants: Iterable[Grant]) -> None:
+        for grant in grants:
+            self.grant(grant)
+
+    def grant(self, grant: Grant) -> None:
+        """Give the client the source's alerts; giving it again changes nothing."""
+        granted = self._prefix_grants if grant.prefix else self._exact_grants
+        granted.setdefault(grant.source, set()).add(sys.intern(grant.client_id))
+        if grant.prefix:
+            self._prefix_lengths = tuple(sorted({len(prefix) for prefix in granted}))
+
+    def revoke(self, grant: Grant) -> bool:
+        granted = self._prefix_grants if grant.prefix else self._exact_grants
+        clients = granted.get(grant.source)
+        if clients is None or grant.client_id not in clients:
+            return False
+        clients.discard(grant.client_id)
+        if not clients:
+            del granted[grant.source]
+            if grant.prefix:
+                self._prefix_lengths = tuple(sorted({len(prefix) for prefix in granted}))
+        return True
+
+    def owners(self, source: str) -> Set[str]:
+        """The clients granted the alerts of `source`, exactly or by a prefix of it."""
+        owners: Set[str] = self._exact_grants.get(source, NO_CLIENTS)
+        if self._prefix_lengths:
+            by_prefix = [clients for length in self._prefix_lengths if length <= len(source)
+                         if (clients := self._prefix_grants.get(source[:length]))]
+            if by_prefix:
+                owners = set(owners).union(*by_prefix)
+        return owners
+
     def match(self, severity: str, source: str, name: str) -> list[ClientMatch]:
-        """Every client with a matching enabled rule, each with all its matching rules."""
+        """Every client granted the source with a matching enabled rule, each with all its
+        matching rules."""
+        owners = self.owners(source)
+        if not owners:
+            return []
         buckets = self._buckets
         # One probe per shape, keys spelled out: this is the evaluator's hot path.
         candidates = (
@@ -126,9 +187,12 @@ class RuleIndex:
         for matched in candidates:
             if matched:
                 for rule in matched:
-                    rules = by_client.get(rule.client_id)
+                    client_id = rule.client_id
+                    if client_id not in owners:
+                        continue
+                    rules = by_client.get(client_id)
                     if rules is None:
-                        by_client[rule.client_id] = [rule]
+                        by_client[client_id] = [rule]
                     else:
                         rules.append(rule)
         return [

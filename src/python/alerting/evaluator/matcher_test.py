@@ -2,9 +2,11 @@ import random
 from collections.abc import Iterable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from alerting.common.vocabulary import WILDCARD
-from alerting.evaluator.matcher import IndexedRule, RuleIndex
+from alerting.common.vocabulary import SEVERITIES, WILDCARD
+from alerting.evaluator.matcher import Grant, IndexedRule, RuleIndex
 
 # What matched() and reference_match() compare: (client_id, rule_ids) pairs.
 Matches = set[tuple[str, tuple[str, ...]]]
@@ -19,8 +21,15 @@ def matched(index: RuleIndex, severity: str = "HIGH", source: str = "db", name: 
     return {(m.client_id, m.rule_ids) for m in index.match(severity, source, name)}
 
 
-def test_exact_match_is_case_sensitive() -> None:
+def granted(*sources: str, clients: Iterable[str] = ("c1", "c2")) -> RuleIndex:
+    """An index whose clients are granted exactly these sources."""
     index = RuleIndex()
+    index.load_grants(Grant(client, source, False) for client in clients for source in sources)
+    return index
+
+
+def test_exact_match_is_case_sensitive() -> None:
+    index = granted("db", "DB")
     index.upsert(rule("r1"))
     assert matched(index) == {("c1", ("r1",))}
     assert matched(index, source="DB") == set()
@@ -33,7 +42,7 @@ def test_exact_match_is_case_sensitive() -> None:
      ("HIGH", "*", "*")],
 )
 def test_wildcards_match_any_value(pattern: tuple[str, str, str]) -> None:
-    index = RuleIndex()
+    index = granted("db", "something-else")
     index.upsert(rule("r1", severity=pattern[0], source=pattern[1], name=pattern[2]))
     assert matched(index) == {("c1", ("r1",))}
     concrete = [i for i, value in enumerate(pattern) if value != WILDCARD]
@@ -43,7 +52,7 @@ def test_wildcards_match_any_value(pattern: tuple[str, str, str]) -> None:
 
 
 def test_several_rules_of_one_client_give_one_match_with_every_rule_and_email() -> None:
-    index = RuleIndex()
+    index = granted("db")
     index.upsert(rule("r2", emails=("b@x.io", "a@x.io")))
     index.upsert(rule("r1", source="*", emails=("a@x.io",)))
     [match] = index.match("HIGH", "db", "disk")
@@ -52,14 +61,14 @@ def test_several_rules_of_one_client_give_one_match_with_every_rule_and_email() 
 
 
 def test_each_matching_client_gets_its_own_match() -> None:
-    index = RuleIndex()
+    index = granted("db")
     index.upsert(rule("r1", client="c1"))
     index.upsert(rule("r2", client="c2", name="*"))
     assert matched(index) == {("c1", ("r1",)), ("c2", ("r2",))}
 
 
 def test_disabled_and_deleted_rules_never_match() -> None:
-    index = RuleIndex()
+    index = granted("db")
     index.upsert(rule("r1", enabled=False))
     index.upsert(rule("r2"))
     assert matched(index) == {("c1", ("r2",))}
@@ -69,7 +78,7 @@ def test_disabled_and_deleted_rules_never_match() -> None:
 
 
 def test_an_upsert_replaces_the_rule_whole() -> None:
-    index = RuleIndex()
+    index = granted("db", "web")
     index.upsert(rule("r1", version=1))
     index.upsert(rule("r1", source="web", version=2))
     assert matched(index) == set()
@@ -79,13 +88,18 @@ def test_an_upsert_replaces_the_rule_whole() -> None:
     assert len(index) == 1
 
 
-def reference_match(rules: dict[str, IndexedRule], severity: str, source: str, name: str) -> Matches:
-    """Independent naive matcher: scan every rule."""
+def reference_match(rules: dict[str, IndexedRule], severity: str, source: str, name: str,
+                    grants: Iterable[Grant] | None = None) -> Matches:
+    """Independent naive matcher: scan every rule, and with `grants`, keep the clients granted
+    the source (exactly, or by a prefix of it)."""
     found: dict[str, list[str]] = {}
     for r in rules.values():
         pairs = ((r.severity, severity), (r.source, source), (r.name, name))
         if r.enabled and all(pattern in (WILDCARD, value) for pattern, value in pairs):
             found.setdefault(r.client_id, []).append(r.rule_id)
+    if grants is not None:
+        owners = {g.client_id for g in grants if source.startswith(g.source) if g.prefix or g.source == source}
+        found = {client: ids for client, ids in found.items() if client in owners}
     return {(client, tuple(sorted(ids))) for client, ids in found.items()}
 
 
@@ -93,7 +107,7 @@ def test_agrees_with_a_naive_scan_on_random_rules_and_changes() -> None:
     rng = random.Random(7)
     severities = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
     sources, names = [f"s{i}" for i in range(5)], [f"n{i}" for i in range(5)]
-    index = RuleIndex()
+    index = granted(*sources, "other", clients=[f"c{i}" for i in range(20)])
     live: dict[str, IndexedRule] = {}
     for step in range(3000):
         rule_id = f"r{rng.randrange(400)}"
@@ -115,7 +129,7 @@ def test_agrees_with_a_naive_scan_on_random_rules_and_changes() -> None:
 
 def test_bulk_load_matches_like_upserts() -> None:
     rules = [rule(f"r{i}", client=f"c{i % 3}", source=f"s{i % 4}", enabled=i % 5 != 0) for i in range(40)]
-    loaded, upserted = RuleIndex(), RuleIndex()
+    loaded, upserted = (granted("s0", "s1", "s2", "s3", clients=["c0", "c1", "c2"]) for _ in range(2))
     loaded.load(rules)
     for r in rules:
         upserted.upsert(r)
@@ -127,8 +141,95 @@ def test_bulk_load_matches_like_upserts() -> None:
 
 
 def test_a_single_matching_rule_lists_its_emails_sorted_and_once() -> None:
-    index = RuleIndex()
+    index = granted("db")
     index.upsert(rule("r1", emails=("b@x.io", "a@x.io", "b@x.io")))
     [match] = index.match("HIGH", "db", "disk")
     assert match == ("c1", ("r1",), ("a@x.io", "b@x.io"))
 
+
+
+# ------------------------------------------------------------------ alert ownership
+def test_a_client_with_rules_for_every_alert_receives_only_its_granted_sources() -> None:
+    """Four rules, one per severity, source and name "*": every alert the client may see, and
+    no other."""
+    index = RuleIndex()
+    for number, severity in enumerate(SEVERITIES):
+        index.upsert(rule(f"r{number}", client="nosy", severity=severity, source="*", name="*"))
+    index.upsert(rule("owner-rule", client="owner", severity="*", source="payments", name="*"))
+    index.load_grants([Grant("nosy", "web", False), Grant("owner", "payments", False)])
+    assert matched(index, "HIGH", "web") == {("nosy", ("r2",))}
+    assert matched(index, "HIGH", "payments") == {("owner", ("owner-rule",))}
+    assert matched(index, "HIGH", "unowned") == set()
+
+
+def test_a_rule_naming_a_source_not_granted_to_its_client_matches_nothing() -> None:
+    index = granted("db", clients=["owner"])
+    index.upsert(rule("r1", client="thief", source="db"))
+    assert matched(index) == set()
+    index.grant(Grant("thief", "db", False))
+    assert matched(index) == {("thief", ("r1",))}
+    assert index.revoke(Grant("thief", "db", False))
+    assert matched(index) == set()
+    assert not index.revoke(Grant("thief", "db", False))
+
+
+def test_a_prefix_grants_every_source_that_starts_with_it_and_no_other() -> None:
+    index = RuleIndex()
+    index.upsert(rule("r1", source="*"))
+    index.grant(Grant("c1", "team-a.", True))
+    assert [bool(matched(index, source=source)) for source in ("team-a.", "team-a.db", "team-a", "team-b.db",
+                                                              "xteam-a.db")] == [True, True, False, False, False]
+    index.grant(Grant("c1", "team-a.db", False))
+    assert index.revoke(Grant("c1", "team-a.", True))
+    assert [bool(matched(index, source=source)) for source in ("team-a.db", "team-a.web")] == [True, False]
+
+
+def test_a_grant_given_twice_is_one_grant() -> None:
+    index = RuleIndex()
+    index.grant(Grant("c1", "db", False))
+    index.grant(Grant("c1", "db", False))
+    index.grant(Grant("c1", "db", True))
+    assert index.grants() == {Grant("c1", "db", False), Grant("c1", "db", True)}
+    assert index.revoke(Grant("c1", "db", False))
+    assert index.grants() == {Grant("c1", "db", True)}
+
+
+# Few clients and sources, sources that are prefixes of one another, so that grants overlap.
+ownership_clients = st.sampled_from(["c1", "c2", "c3"])
+ownership_sources = st.sampled_from(["a", "ab", "abc", "b", "ba"])
+
+
+@st.composite
+def ownership_rules(draw: st.DrawFn) -> IndexedRule:
+    pattern = (draw(st.sampled_from(["HIGH", "LOW", WILDCARD])), draw(st.one_of(st.just(WILDCARD), ownership_sources)),
+               draw(st.sampled_from(["n", WILDCARD])))
+    if pattern == (WILDCARD, WILDCARD, WILDCARD):
+        pattern = ("HIGH", WILDCARD, WILDCARD)
+    return rule(draw(st.sampled_from([f"r{n}" for n in range(8)])), draw(ownership_clients), *pattern,
+                enabled=draw(st.booleans()))
+
+
+grants = st.builds(Grant, ownership_clients, ownership_sources, st.booleans())
+
+
+@given(changes=st.lists(st.one_of(ownership_rules(), st.tuples(st.just("grant"), grants),
+                                  st.tuples(st.just("revoke"), grants)), max_size=30),
+       alert=st.tuples(st.sampled_from(["HIGH", "LOW"]), ownership_sources, st.sampled_from(["n", "m"])))
+def test_a_rule_matches_exactly_when_its_pattern_matches_and_its_client_is_granted_the_source(
+    changes: list[IndexedRule | tuple[str, Grant]], alert: tuple[str, str, str]
+) -> None:
+    index = RuleIndex()
+    rules: dict[str, IndexedRule] = {}
+    given_grants: set[Grant] = set()
+    for change in changes:
+        if isinstance(change, IndexedRule):
+            index.upsert(change)
+            rules[change.rule_id] = change
+        elif change[0] == "grant":
+            index.grant(change[1])
+            given_grants.add(change[1])
+        else:
+            assert index.revoke(change[1]) == (change[1] in given_grants)
+            given_grants.discard(change[1])
+    assert index.grants() == given_grants
+    assert matched(index, *alert) == reference_match(rules, *alert, grants=given_grants)

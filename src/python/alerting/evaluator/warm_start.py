@@ -13,7 +13,7 @@ import redis.asyncio as redis
 
 from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
-from alerting.evaluator.alerts import rule_fields
+from alerting.evaluator.alerts import indexed_grant, rule_fields
 from alerting.evaluator.matcher import RuleIndex
 from alerting.rules.rebuild import load_or_rebuild
 
@@ -39,6 +39,7 @@ async def load_index(client: redis.Redis, settings: Settings, stop: asyncio.Even
         loaded, rebuilt = await load_or_rebuild(client, settings, rule_fields, stop=stop)
         index = RuleIndex()
         index.load(loaded.rules)
+        index.load_grants(indexed_grant(grant) for grant in loaded.grants)
     finally:
         gc.enable()
     gc.freeze()

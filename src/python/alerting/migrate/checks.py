@@ -16,10 +16,15 @@ class Range:
     last: int
 
 
-# Numbers are global; each owner numbers its migrations contiguously from its first.
+CONTROL_PLANE = "control plane (rule-service)"
+DATA_PLANE = "data plane (aggregator, sender)"
+# Numbers are global; within each range its owner numbers migrations contiguously from the
+# first. An owner whose range is full continues in a later range of its own.
 RANGES = (
-    Range("control plane (rule-service)", 1, 5),
-    Range("data plane (aggregator, sender)", 6, 999_999),
+    Range(CONTROL_PLANE, 1, 5),
+    Range(DATA_PLANE, 6, 9),
+    Range(CONTROL_PLANE, 10, 499_999),
+    Range(DATA_PLANE, 500_000, 999_999),
 )
 
 

@@ -1,4 +1,4 @@
-from alerting.migrate.checks import check_migrations
+from alerting.migrate.checks import CONTROL_PLANE, DATA_PLANE, check_migrations, owner_of
 
 CLEAN = [
     "000001_create_clients.sql",
@@ -68,3 +68,18 @@ def test_number_outside_every_range() -> None:
 
 def test_an_empty_folder_is_not_consistent() -> None:
     assert check_migrations([]) == ["no migrations at all: is this the migrations folder?"]
+
+
+def test_each_owner_continues_in_its_own_later_range() -> None:
+    later = ["000010_control.sql", "000010_control.rollback.sql", "000011_more.sql", "000011_more.rollback.sql",
+             "500000_data.sql", "500000_data.rollback.sql"]
+    assert check_migrations(CLEAN + later) == []
+    assert [getattr(owner_of(number), "owner", None) for number in (5, 9, 10, 11, 499_999, 500_000)] == [
+        CONTROL_PLANE, DATA_PLANE, CONTROL_PLANE, CONTROL_PLANE, CONTROL_PLANE, DATA_PLANE]
+
+
+def test_a_later_range_starts_at_its_first_number_too() -> None:
+    files = CLEAN + ["000012_control.sql", "000012_control.rollback.sql", "500001_data.sql",
+                     "500001_data.rollback.sql"]
+    assert check_migrations(files) == ["gap in control plane (rule-service): 000010 is missing before 000012",
+                                       "gap in data plane (aggregator, sender): 500000 is missing before 500001"]

@@ -14,7 +14,7 @@ from alerting.common.settings import Settings
 from alerting.migrate.main import cli
 from alerting.testsupport import stack
 
-TABLES = {"clients", "rules", "rule_outbox", "api_keys", "notifications", "notification_recipients"}
+TABLES = {"clients", "rules", "rule_outbox", "api_keys", "source_grants", "notifications", "notification_recipients"}
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The roles of migrations 000005 and 000009, through real logins: each service's role may
+"""The roles of migrations 000005, 000009 and 000011, through real logins: each service's role may
 do what its service does and nothing more. (The services' own tests run their real SQL as
 these roles too.)"""
 
@@ -13,9 +13,9 @@ from alerting.common import db
 from alerting.common.db import DatabaseRole
 from alerting.common.settings import Settings
 from alerting.rules.rebuild import LAST_ISSUED_SEQ
-from alerting.rules.records import RULE_COLUMNS
+from alerting.rules.records import GRANT_COLUMNS, RULE_COLUMNS
 
-CONTROL_PLANE_TABLES = ("clients", "rules", "rule_outbox", "api_keys")
+CONTROL_PLANE_TABLES = ("clients", "rules", "rule_outbox", "api_keys", "source_grants")
 DATA_PLANE_TABLES = ("notifications", "notification_recipients")
 MIGRATION_TABLES = ("_yoyo_migration", "_yoyo_log", "yoyo_lock")
 
@@ -101,11 +101,16 @@ async def test_the_control_plane_reads_and_writes_clients_rules_the_outbox_and_k
             " VALUES ('abcdefghijkl', $1, 'TENANT', $2, 'test')", bytes(32), client_id)
         await connection.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = 'abcdefghijkl'")
         await connection.execute("DELETE FROM rule_outbox WHERE seq = $1", seq)
+        await connection.execute(
+            "INSERT INTO source_grants (client_id, source, prefix, created_by) VALUES ($1, 'db', false, 'test')",
+            client_id)
+        await connection.execute("INSERT INTO rule_outbox (client_id, op, payload) VALUES ($1, 'GRANT', '')", client_id)
         assert await connection.fetchval("DELETE FROM clients WHERE client_id = $1 RETURNING client_id",
                                          client_id) == client_id
-        # The cascade removed the client's rules and keys.
+        # The cascade removed the client's rules, keys and grants.
         assert await connection.fetchval("SELECT count(*) FROM rules") == 0
         assert await connection.fetchval("SELECT count(*) FROM api_keys") == 0
+        assert await connection.fetchval("SELECT count(*) FROM source_grants") == 0
 
 
 async def test_the_rule_reader_reads_what_the_rebuild_reads_and_writes_nothing(stack_settings: Settings) -> None:
@@ -117,8 +122,14 @@ async def test_the_rule_reader_reads_what_the_rebuild_reads_and_writes_nothing(s
         seq = await writer.fetchval(
             "INSERT INTO rule_outbox (rule_id, client_id, op, payload) VALUES ($1, $2, 'UPSERT', '') RETURNING seq",
             rule_id, client_id)
+        await writer.execute(
+            "INSERT INTO source_grants (client_id, source, prefix, created_by) VALUES ($1, 'db', true, 'test')",
+            client_id)
     async with logged_in(stack_settings, DatabaseRole.RULE_READER) as connection:
         assert [row["rule_id"] for row in await connection.fetch(f"SELECT {RULE_COLUMNS} FROM rules")] == [rule_id]
+        grants = await connection.fetch(f"SELECT {GRANT_COLUMNS} FROM source_grants")
+        assert [(row["client_id"], row["source"], row["prefix"]) for row in grants] == [(client_id, "db", True)]
+        await assert_denied(connection, "DELETE FROM source_grants")
         assert await connection.fetchval(LAST_ISSUED_SEQ) == seq
         await assert_denied(connection, "INSERT INTO rules (client_id, severity, source, name, emails)"
                                         " VALUES ($1, 'HIGH', 'db', '*', '{ops@x.io}')", client_id)

@@ -1,14 +1,13 @@
-"""The transactional outbox of `rule.changed`.
+"""The transactional outbox of `rule.changed`: changes of rules and of source grants.
 
 Writers add a change in the transaction that makes it, holding a transaction-level
 advisory lock, so outbox seqs are assigned in commit order. One relay (the holder of a
 session-level advisory lock, across all rule-service instances) publishes unpublished
 rows in seq order and then marks them published. A crash between commit and publish
 leaves the row unpublished for the next relay; a crash between publish and marking
-publishes it twice. The repeats are harmless: the rule-updater's Lua script skips a change
-whose seq is not above `rules:version`; the evaluator's index compares the rule `version`,
-skipping an upsert older than the one it holds or not newer than the rule's deletion (the
-same version applied again changes nothing).
+publishes it twice. The repeats are harmless: the rule-updater's Lua script and every
+evaluator's index skip a change whose seq is not above the newest they applied
+(changelog.applies).
 
 The relay also counts the rows not published yet (`alerting_outbox_unpublished`), whether
 or not Kafka can be reached, and whether or not it is the instance that relays.
@@ -29,6 +28,7 @@ from alerting.common import db, topics
 from alerting.common.kafka import OutgoingMessage, publish_all, start_clients
 from alerting.common.retry import Stopping
 from alerting.common.settings import Settings
+from alerting.rules.changelog import change_key
 from alerting.v1 import events_pb2, rule_pb2
 
 log = logging.getLogger(__name__)
@@ -53,16 +53,33 @@ async def add_change(
     rule: rule_pb2.Rule | None,
     changed_by: str,
 ) -> None:
-    """Record a change, made with the API key `changed_by`, inside the caller's transaction."""
-    await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
+    """Record a rule's change, made with the API key `changed_by`, inside the caller's transaction."""
     change = events_pb2.RuleChanged(schema_version=topics.SCHEMA_VERSION, op=op, rule_id=rule_id, client_id=client_id,
                                     changed_by=changed_by)
     if rule is not None:
         change.rule.CopyFrom(rule)
+    await _record(connection, change)
+
+
+async def add_grant_change(
+    connection: asyncpg.Connection,
+    op: events_pb2.RuleChanged.Op.ValueType,
+    grant: rule_pb2.SourceGrant,
+    changed_by: str,
+) -> None:
+    """Record a grant given (GRANT) or revoked (REVOKE), inside the caller's transaction."""
+    change = events_pb2.RuleChanged(schema_version=topics.SCHEMA_VERSION, op=op, client_id=grant.client_id,
+                                    changed_by=changed_by, grant=grant)
+    await _record(connection, change)
+
+
+async def _record(connection: asyncpg.Connection, change: events_pb2.RuleChanged) -> None:
+    await connection.execute("SELECT pg_advisory_xact_lock($1)", WRITER_LOCK)
     change.committed_at.GetCurrentTime()
     await connection.execute(
         "INSERT INTO rule_outbox (rule_id, client_id, op, payload) VALUES ($1, $2, $3, $4)",
-        rule_id, client_id, events_pb2.RuleChanged.Op.Name(op).removeprefix("OP_"), change.SerializeToString(),
+        change.rule_id or None, change.client_id, events_pb2.RuleChanged.Op.Name(change.op).removeprefix("OP_"),
+        change.SerializeToString(),
     )
 
 
@@ -102,18 +119,15 @@ class OutboxRelay:
 
     async def publish_pending(self, connection: asyncpg.Connection) -> int:
         rows = await connection.fetch(
-            "SELECT seq, rule_id, payload FROM rule_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1", BATCH
+            "SELECT seq, payload FROM rule_outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1", BATCH
         )
         if not rows:
             return 0
         topic = self.settings.topic(topics.RULE_CHANGED)
+        changes = [published_change(row["seq"], row["payload"]) for row in rows]
         await publish_all(
             self.producer,
-            [
-                OutgoingMessage(topic, published_change(row["seq"], row["payload"]).SerializeToString(),
-                                key=str(row["rule_id"]).encode())
-                for row in rows
-            ],
+            [OutgoingMessage(topic, change.SerializeToString(), key=change_key(change).encode()) for change in changes],
         )
         await connection.execute(
             "UPDATE rule_outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [row["seq"] for row in rows]

@@ -1,7 +1,9 @@
-"""The gRPC RuleService: clients and rules in Postgres, every rule change into the outbox.
+"""The gRPC RuleService: clients, rules and source grants in Postgres, every change of a rule
+or a grant into the outbox.
 
 Every call has a caller (auth.py): an admin sees every client, a tenant only its own; ids
-the caller may not see are NOT_FOUND, like ids that do not exist."""
+the caller may not see are NOT_FOUND, like ids that do not exist. Only an admin grants and
+revokes sources: a tenant that could grant itself sources could read anyone's alerts."""
 
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ from alerting.rule_service import outbox, validation
 from alerting.rule_service.auth import caller, visible_client_id
 from alerting.rule_service.errors import NotFound, QuotaExceeded, StaleVersion, grpc_errors
 from alerting.rule_service.limits import check_recipients
-from alerting.rules.changelog import DELETE, UPSERT
-from alerting.rules.records import RULE_COLUMNS, rule_from_row
-from alerting.rules.validation import rule_fields
+from alerting.rules.changelog import DELETE, GRANT, REVOKE, UPSERT
+from alerting.rules.records import GRANT_COLUMNS, RULE_COLUMNS, grant_from_row, rule_from_row
+from alerting.rules.validation import granted_source, rule_fields
 from alerting.v1 import rule_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
 
@@ -108,6 +110,8 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
             # sees its rule. Afterwards no rule can be added, and the cascade removes exactly `rules`.
             await connection.execute("SELECT 1 FROM clients WHERE client_id = $1 FOR UPDATE", client_id)
             rules = await connection.fetch("SELECT rule_id FROM rules WHERE client_id = $1 FOR UPDATE", client_id)
+            grants = await connection.fetch(
+                f"SELECT {GRANT_COLUMNS} FROM source_grants WHERE client_id = $1 FOR UPDATE", client_id)
             deleted = await connection.fetchval(
                 "DELETE FROM clients WHERE client_id = $1 AND ($2 = 0 OR version = $2) RETURNING client_id",
                 client_id, version,
@@ -116,6 +120,10 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
                 await self._explain_missed_write("clients", "client_id", client_id, version, connection)
             for rule in rules:
                 await outbox.add_change(connection, DELETE, str(rule["rule_id"]), client_id, None, caller().key_id)
+            # Revoked in the log too: the cascade removed them from Postgres, and the snapshot
+            # and the evaluators' indexes must forget them alike.
+            for grant in grants:
+                await outbox.add_grant_change(connection, REVOKE, grant_from_row(grant), caller().key_id)
         self.on_change()
         return api.DeleteClientResponse()
 
@@ -214,6 +222,66 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
             await outbox.add_change(connection, DELETE, rule_id, str(client_id), None, caller().key_id)
         self.on_change()
         return api.DeleteRuleResponse()
+
+    # ------------------------------------------------------------------ source grants
+    @grpc_errors
+    async def CreateSourceGrant(self, request: api.CreateSourceGrantRequest, context: Context) -> rule_pb2.SourceGrant:
+        client_id = visible_client_id(request.client_id)
+        who = caller()
+        who.require_admin("granting a source")
+        source = granted_source(request.source)
+        async with self.pool.acquire() as connection, connection.transaction():
+            while True:
+                row = await connection.fetchrow(
+                    f"INSERT INTO source_grants (client_id, source, prefix, created_by) VALUES ($1, $2, $3, $4)"
+                    f" ON CONFLICT DO NOTHING RETURNING {GRANT_COLUMNS}", client_id, source, request.prefix, who.key_id)
+                if row is not None:
+                    break
+                existing = await connection.fetchrow(
+                    f"SELECT {GRANT_COLUMNS} FROM source_grants WHERE client_id = $1 AND source = $2 AND prefix = $3",
+                    client_id, source, request.prefix)
+                if existing is not None:  # else revoked meanwhile: grant it again
+                    return grant_from_row(existing)
+            grant = grant_from_row(row)
+            await outbox.add_grant_change(connection, GRANT, grant, who.key_id)
+        self.on_change()
+        return grant
+
+    @grpc_errors
+    async def ListSourceGrants(self, request: api.ListSourceGrantsRequest, context: Context
+                               ) -> api.ListSourceGrantsResponse:
+        client_id = visible_client_id(request.client_id) if request.client_id else caller().visible_client()
+        size = validation.page_size(request.page_size)
+        after = validation.decode_grant_position(request.page_token)
+        after_client, after_source, after_prefix = after or (None, None, None)
+        rows = await self.pool.fetch(
+            f"SELECT {GRANT_COLUMNS} FROM source_grants WHERE ($1::uuid IS NULL OR client_id = $1::uuid)"
+            " AND ($2::uuid IS NULL OR (client_id, source, prefix) > ($2::uuid, $3::text, $4::boolean))"
+            " ORDER BY client_id, source, prefix LIMIT $5",
+            client_id, after_client, after_source, after_prefix, size + 1,
+        )
+        page = rows[:size]
+        token = validation.encode_grant_position(str(page[-1]["client_id"]), page[-1]["source"],
+                                                 page[-1]["prefix"]) if len(rows) > size else ""
+        return api.ListSourceGrantsResponse(grants=[grant_from_row(r) for r in page], next_page_token=token)
+
+    @grpc_errors
+    async def DeleteSourceGrant(self, request: api.DeleteSourceGrantRequest, context: Context
+                                ) -> api.DeleteSourceGrantResponse:
+        client_id = visible_client_id(request.client_id)
+        who = caller()
+        who.require_admin("revoking a source grant")
+        source = granted_source(request.source)
+        async with self.pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                f"DELETE FROM source_grants WHERE client_id = $1 AND source = $2 AND prefix = $3"
+                f" RETURNING {GRANT_COLUMNS}", client_id, source, request.prefix)
+            if row is None:
+                kind = "prefix" if request.prefix else "source"
+                raise NotFound(f"source: client {client_id} has no grant of the {kind} {source!r}")
+            await outbox.add_grant_change(connection, REVOKE, grant_from_row(row), who.key_id)
+        self.on_change()
+        return api.DeleteSourceGrantResponse()
 
     async def _check_recipients(self, connection: asyncpg.Connection, client_id: str, rule_id: str | None,
                                 emails: list[str]) -> None:

@@ -56,6 +56,27 @@ def decode_page_token(token: str, parse_id: Callable[[str], str] = _uuid) -> str
         raise InvalidField("page_token", "not a token this service issued") from error
 
 
+def encode_grant_position(client_id: str, source: str, prefix: bool) -> str:
+    """A page token for grants, ordered by (client_id, source, prefix): the last grant's key."""
+    return encode_page_token(f"{client_id}|{int(prefix)}|{source}")
+
+
+def decode_grant_position(token: str) -> tuple[str, str, bool] | None:
+    """The (client_id, source, prefix) a page of grants starts after; None for the first page."""
+    position = decode_page_token(token, _grant_position)
+    if position is None:
+        return None
+    client_id, prefix, source = position.split("|", 2)
+    return client_id, source, prefix == "1"
+
+
+def _grant_position(value: str) -> str:
+    client_id, prefix, source = value.split("|", 2)  # fewer parts: ValueError
+    if prefix not in ("0", "1"):
+        raise ValueError(f"prefix flag {prefix!r}")
+    return f"{_uuid(client_id)}|{prefix}|{source}"
+
+
 def encode_cursor(created_at: datetime, last_id: str) -> str:
     """A page token for lists ordered newest first: the last item's time and id."""
     return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{last_id}".encode()).decode()

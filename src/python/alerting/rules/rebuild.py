@@ -1,5 +1,5 @@
 """Rebuilding the rule snapshot from Postgres, and loading it with a rebuild when it cannot
-be trusted: the one way the rule path ever scans the rules table."""
+be trusted: the one way the rule path ever scans the rules (and source grants) tables."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from alerting.common.retry import retry_until_done
 from alerting.common.settings import Settings
 from alerting.rules import snapshot
 from alerting.rules.changelog import rule_changed_holds, rule_changed_position
-from alerting.rules.records import RULE_COLUMNS, rule_from_row
+from alerting.rules.records import GRANT_COLUMNS, RULE_COLUMNS, grant_from_row, rule_from_row
 from alerting.rules.snapshot import Snapshot, SnapshotCorrupt
 from alerting.v1 import rule_pb2
 
@@ -27,7 +27,7 @@ LAST_ISSUED_SEQ = "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence
 async def rebuild_from_database(
     client: redis.Redis, settings: Settings, *, stop: asyncio.Event | None = None
 ) -> Snapshot[rule_pb2.Rule]:
-    """Scan the rules table into a new snapshot. The log position is read first, so every
+    """Scan the rules and source grants into a new snapshot. The log position is read first, so every
     change the scan may miss lies after it and is applied by whoever reads on from there.
     The snapshot's version is the seq of the log's last change, but never above the last
     seq the outbox issued: a forged change at the log's end must not make every genuine
@@ -37,11 +37,13 @@ async def rebuild_from_database(
         connection = await db.connect(settings, db.DatabaseRole.RULE_READER)
         try:
             rows = await connection.fetch(f"SELECT {RULE_COLUMNS} FROM rules")
+            grants = await connection.fetch(f"SELECT {GRANT_COLUMNS} FROM source_grants")
             issued = await connection.fetchval(LAST_ISSUED_SEQ)
         finally:
             await connection.close()
         version = min(last_seq, issued)
-        rebuilt = Snapshot([rule_from_row(row) for row in rows], version, next_offset)
+        rebuilt = Snapshot([rule_from_row(row) for row in rows], version, next_offset,
+                           [grant_from_row(row) for row in grants])
         await snapshot.write_full(client, settings, rebuilt)
         return rebuilt
 
@@ -72,6 +74,7 @@ async def load_or_rebuild(
             else:
                 return loaded, False
         rebuilt = await rebuild_from_database(client, settings, stop=stop)
-        return Snapshot([convert(rule) for rule in rebuilt.rules], rebuilt.version, rebuilt.next_offset), True
+        return Snapshot([convert(rule) for rule in rebuilt.rules], rebuilt.version, rebuilt.next_offset,
+                        rebuilt.grants), True
 
     return await retry_until_done(attempt, settings, what="loading the rule snapshot", stop=stop)

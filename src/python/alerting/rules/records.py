@@ -1,5 +1,6 @@
-"""Rules as the `rules` table holds them: the one column list and the one row → Rule
-conversion that the rule-service's answers and the snapshot rebuild both use."""
+"""Rules and source grants as the `rules` and `source_grants` tables hold them: the one
+column list and the one row → message conversion of each, which the rule-service's answers
+and the snapshot rebuild both use."""
 
 from __future__ import annotations
 
@@ -29,3 +30,14 @@ def rule_from_row(row: Mapping[str, Any]) -> rule_pb2.Rule:
     rule.created_at.FromDatetime(row["created_at"])
     rule.updated_at.FromDatetime(row["updated_at"])
     return rule
+
+
+GRANT_COLUMNS = "client_id, source, prefix, created_at, created_by"
+
+
+def grant_from_row(row: Mapping[str, Any]) -> rule_pb2.SourceGrant:
+    """A row of GRANT_COLUMNS as the SourceGrant message that the API returns and the snapshot keeps."""
+    grant = rule_pb2.SourceGrant(client_id=str(row["client_id"]), source=row["source"], prefix=row["prefix"],
+                                 created_by=row["created_by"])
+    grant.created_at.FromDatetime(row["created_at"])
+    return grant

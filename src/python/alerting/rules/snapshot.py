@@ -4,8 +4,10 @@ Keys (under Settings.redis_key_prefix):
   rules:snapshot       hash  rule_id -> serialized alerting.v1.Rule
   rules:version        the seq of the last `rule.changed` change applied (monotonic)
   rules:snapshot:meta  hash  next_offset (the first `rule.changed` offset NOT covered),
-                             count (entries in rules:snapshot, to detect damage)
-A batch of changes is applied by one Lua script, so the three keys always agree. The
+                             count (entries in rules:snapshot, to detect damage),
+                             grants (entries in rules:grants)
+  rules:grants         hash  changelog.grant_key -> serialized alerting.v1.SourceGrant
+A batch of changes is applied by one Lua script, so the four keys always agree. The
 script refuses the batch when the snapshot lost its metadata or rules, or does not reach
 the batch's first offset (SnapshotIncomplete): the caller then rebuilds it from Postgres
 (alerting.rules.rebuild), rather than patch it into a snapshot that only looks complete.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
 import redis.asyncio as redis
@@ -24,7 +26,7 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import ResponseError
 
 from alerting.common.settings import Settings
-from alerting.rules.changelog import UPSERT
+from alerting.rules.changelog import DELETE, GRANT, REVOKE, UPSERT, change_key, grant_key
 from alerting.v1 import events_pb2, rule_pb2
 
 R = TypeVar("R")
@@ -32,18 +34,25 @@ R = TypeVar("R")
 SNAPSHOT_KEY = "rules:snapshot"
 VERSION_KEY = "rules:version"
 META_KEY = "rules:snapshot:meta"
+GRANTS_KEY = "rules:grants"
 LOCK_KEY = "rules:snapshot:lock"
 LOAD_CHUNK = 20_000
 
-# ARGV: first_offset, next_offset (the batch's offsets), then (offset, seq, op U|D, rule_id,
+# The letter a change's op has in _APPLY_CHANGES: a rule upserted or deleted, a grant given
+# or revoked.
+_OPS = {UPSERT: "U", DELETE: "D", GRANT: "G", REVOKE: "R"}
+# ARGV: first_offset, next_offset (the batch's offsets), then (offset, seq, op U|D|G|R, key,
 # payload) per change, in log order. A change applies as changelog.applies says, and only
 # once: one at an offset the snapshot already covers (read again after a crash before the
 # commit) is skipped. Returns how many changes it applied, or why it refused the batch.
 _APPLY_CHANGES = """
-local covered, count = unpack(redis.call('HMGET', KEYS[3], 'next_offset', 'count'))
+local covered, count, granted = unpack(redis.call('HMGET', KEYS[3], 'next_offset', 'count', 'grants'))
 local version = redis.call('GET', KEYS[2])
 if not (covered and count and version) then
   return 'no snapshot metadata'
+end
+if not granted then
+  return 'no grant count: written before source grants existed'
 end
 if tonumber(ARGV[1]) > tonumber(covered) then
   return 'it covers rule.changed offsets before ' .. covered .. ', the batch starts at ' .. ARGV[1]
@@ -52,16 +61,25 @@ local held = redis.call('HLEN', KEYS[1])
 if held ~= tonumber(count) then
   return 'it holds ' .. held .. ' rules, its metadata says ' .. count
 end
+local grants_held = redis.call('HLEN', KEYS[4])
+if grants_held ~= tonumber(granted) then
+  return 'it holds ' .. grants_held .. ' grants, its metadata says ' .. granted
+end
 version = tonumber(version)
 covered = tonumber(covered)
 local applied = 0
 for i = 3, #ARGV, 5 do
   local seq = tonumber(ARGV[i + 1])
   if tonumber(ARGV[i]) >= covered and seq > version then
-    if ARGV[i + 2] == 'U' then
+    local op = ARGV[i + 2]
+    if op == 'U' then
       redis.call('HSET', KEYS[1], ARGV[i + 3], ARGV[i + 4])
-    else
+    elseif op == 'D' then
       redis.call('HDEL', KEYS[1], ARGV[i + 3])
+    elseif op == 'G' then
+      redis.call('HSET', KEYS[4], ARGV[i + 3], ARGV[i + 4])
+    else
+      redis.call('HDEL', KEYS[4], ARGV[i + 3])
     end
     version = seq
     applied = applied + 1
@@ -69,7 +87,8 @@ for i = 3, #ARGV, 5 do
 end
 redis.call('SET', KEYS[2], version)
 local next_offset = math.max(tonumber(ARGV[2]), covered)
-redis.call('HSET', KEYS[3], 'next_offset', next_offset, 'count', redis.call('HLEN', KEYS[1]))
+redis.call('HSET', KEYS[3], 'next_offset', next_offset, 'count', redis.call('HLEN', KEYS[1]),
+           'grants', redis.call('HLEN', KEYS[4]))
 return applied
 """
 
@@ -80,8 +99,8 @@ class SnapshotCorrupt(Exception):
 
 class SnapshotIncomplete(Exception):
     """The snapshot cannot take a batch and stay complete: its metadata is gone (Redis lost
-    it), it does not reach the batch's first offset (Redis went back to an older state), or
-    it lost rules."""
+    it, or it was written before grants existed), it does not reach the batch's first offset
+    (Redis went back to an older state), or it lost rules or grants."""
 
 
 @dataclass
@@ -89,6 +108,7 @@ class Snapshot(Generic[R]):
     rules: list[R]  # alerting.v1.Rule messages, or what a reader converted them to
     version: int
     next_offset: int
+    grants: list[rule_pb2.SourceGrant] = field(default_factory=list)
 
 
 def unconverted(rule: rule_pb2.Rule) -> rule_pb2.Rule:
@@ -96,7 +116,7 @@ def unconverted(rule: rule_pb2.Rule) -> rule_pb2.Rule:
 
 
 def keys(settings: Settings) -> list[str]:
-    return [settings.redis_key(SNAPSHOT_KEY), settings.redis_key(VERSION_KEY), settings.redis_key(META_KEY)]
+    return [settings.redis_key(key) for key in (SNAPSHOT_KEY, VERSION_KEY, META_KEY, GRANTS_KEY)]
 
 
 def lock(client: redis.Redis, settings: Settings) -> Lock:
@@ -127,13 +147,15 @@ async def load_converted(
 async def _read(
     client: redis.Redis, settings: Settings, convert: Callable[[rule_pb2.Rule], R]
 ) -> Snapshot[R] | None:
-    snapshot_key, version_key, meta_key = keys(settings)
+    snapshot_key, version_key, meta_key, grants_key = keys(settings)
     meta = await client.hgetall(meta_key)
     stored_version = await client.get(version_key)
     if not meta and stored_version is None:
         return None
+    if meta and b"grants" not in meta:
+        raise SnapshotCorrupt("no grant count in the snapshot metadata: written before source grants existed")
     try:
-        next_offset, count = int(meta[b"next_offset"]), int(meta[b"count"])
+        next_offset, count, granted = int(meta[b"next_offset"]), int(meta[b"count"]), int(meta[b"grants"])
         version = int(stored_version)  # type: ignore[arg-type]  # None raises TypeError: corrupt
     except (KeyError, TypeError, ValueError) as error:
         raise SnapshotCorrupt(f"bad snapshot metadata: {error!r}") from error
@@ -156,7 +178,19 @@ async def _read(
         raise SnapshotCorrupt(f"undecodable rule in snapshot: {error}") from error
     if len(rules) != count:
         raise SnapshotCorrupt(f"snapshot holds {len(rules)} rules, its metadata says {count}")
-    return Snapshot(rules, version, next_offset)
+    return Snapshot(rules, version, next_offset, await _read_grants(client, grants_key, granted))
+
+
+async def _read_grants(client: redis.Redis, grants_key: str, granted: int) -> list[rule_pb2.SourceGrant]:
+    """The grants (a few per client: read whole), `granted` of them as the metadata says."""
+    stored = cast(dict[bytes, bytes], await client.hgetall(grants_key))
+    try:
+        grants = [rule_pb2.SourceGrant.FromString(payload) for payload in stored.values()]
+    except DecodeError as error:
+        raise SnapshotCorrupt(f"undecodable grant in snapshot: {error}") from error
+    if len(grants) != granted:
+        raise SnapshotCorrupt(f"snapshot holds {len(grants)} grants, its metadata says {granted}")
+    return grants
 
 
 async def _scan_chunk(client: redis.Redis, key: str, cursor: int) -> tuple[int, dict[bytes, bytes]]:
@@ -177,10 +211,11 @@ async def apply_changes(
     snapshot cannot take them."""
     arguments: list[bytes | str | int] = [first_offset, next_offset]
     for offset, change in changes:
-        upsert = change.op == UPSERT
-        payload = change.rule.SerializeToString() if upsert else b""
-        arguments += [offset, change.seq, "U" if upsert else "D", change.rule_id, payload]
-    result = await client.eval(_APPLY_CHANGES, 3, *keys(settings), *arguments)
+        payload = (change.rule.SerializeToString() if change.op == UPSERT
+                   else change.grant.SerializeToString() if change.op == GRANT else b"")
+        arguments += [offset, change.seq, _OPS[change.op], change_key(change), payload]
+    snapshot_keys = keys(settings)
+    result = await client.eval(_APPLY_CHANGES, len(snapshot_keys), *snapshot_keys, *arguments)
     if isinstance(result, bytes):
         raise SnapshotIncomplete(result.decode())
     return int(result)
@@ -189,18 +224,26 @@ async def apply_changes(
 async def write_full(client: redis.Redis, settings: Settings, snapshot: Snapshot[rule_pb2.Rule]) -> None:
     """Replace the whole snapshot: written beside it in chunks, then swapped in atomically,
     so readers never see half of it and Redis is never blocked for the whole write."""
-    snapshot_key, version_key, meta_key = keys(settings)
-    staging_key = f"{snapshot_key}:staging"
-    await client.delete(staging_key)
+    snapshot_key, version_key, meta_key, grants_key = keys(settings)
+    staging_key, grants_staging_key = f"{snapshot_key}:staging", f"{grants_key}:staging"
+    await client.delete(staging_key, grants_staging_key)
     for start in range(0, len(snapshot.rules), LOAD_CHUNK):
         chunk = snapshot.rules[start : start + LOAD_CHUNK]
         await client.hset(staging_key, mapping={rule.rule_id: rule.SerializeToString() for rule in chunk})
+    for start in range(0, len(snapshot.grants), LOAD_CHUNK):
+        grants = snapshot.grants[start : start + LOAD_CHUNK]
+        await client.hset(grants_staging_key, mapping={grant_key(grant): grant.SerializeToString() for grant in grants})
     async with client.pipeline(transaction=True) as pipe:
         if snapshot.rules:
             pipe.rename(staging_key, snapshot_key)
         else:
             pipe.delete(snapshot_key)
+        if snapshot.grants:
+            pipe.rename(grants_staging_key, grants_key)
+        else:
+            pipe.delete(grants_key)
         pipe.set(version_key, snapshot.version)
         pipe.delete(meta_key)  # whatever it held, even a key of another type
-        pipe.hset(meta_key, mapping={"next_offset": snapshot.next_offset, "count": len(snapshot.rules)})
+        pipe.hset(meta_key, mapping={"next_offset": snapshot.next_offset, "count": len(snapshot.rules),
+                                     "grants": len(snapshot.grants)})
         await pipe.execute()

@@ -1,6 +1,7 @@
-"""What makes a rule valid (pure): the rule-service checks requests with it, and the
-rule-updater and the evaluator check every rule that reaches them through `rule.changed`,
-so a rule the API would never have accepted cannot reach an index or the snapshot."""
+"""What makes a rule or a source grant valid (pure): the rule-service checks requests with
+it, and the rule-updater and the evaluator check every rule and grant that reaches them
+through `rule.changed`, so that what the API would never have accepted cannot reach an
+index or the snapshot."""
 
 from __future__ import annotations
 
@@ -39,3 +40,22 @@ def check_rule(rule: rule_pb2.Rule, field: str = "rule") -> None:
         raise InvalidField(f"{field}.emails", "not normalized and unique as the rule-service stores them")
     if rule.version < 1:
         raise InvalidField(f"{field}.version", "must be positive")
+
+
+def granted_source(source: str) -> str:
+    """A grant's source, exact or prefix: what an alert's source may be (1-256 characters, one
+    plain line), without "*", which a rule reads as "any" and a grant would read literally."""
+    text(source, "source", MAX_FIELD)
+    if WILDCARD in source:
+        raise InvalidField("source", f"{source!r} holds {WILDCARD!r}: grant an exact source, or a prefix"
+                                     " (prefix set) for every source that starts with it")
+    return source
+
+
+def check_grant(grant: rule_pb2.SourceGrant, field: str = "grant") -> None:
+    """A stored grant as the rule-service writes it: a canonical client id and a valid source."""
+    require_canonical_uuid(grant.client_id, f"{field}.client_id")
+    try:
+        granted_source(grant.source)
+    except InvalidField as error:
+        raise InvalidField(f"{field}.{error.field}", str(error).partition(": ")[2]) from error
