@@ -3,22 +3,24 @@
 (the same messages produced and consumed with the same client, no processing), in one run.
 
     deploy/local-stack up && ./pants run bench/end_to_end.py      (about 3 minutes)
+    deploy/local-stack up && ./pants run bench/end_to_end.py -- --smoke   (seconds: that it runs)
 It uses its own topics (production partition counts), database, Redis keys and SMTP sink;
-all are removed afterwards. Each alert matches one client through two overlapping rules
-half of the time, so there is one notification per alert.
+all are removed afterwards. The rule-service serves TLS and the rules are created with an
+admin key, as the platform runs it. Each alert matches one client through two overlapping
+rules half of the time, so there is one notification per alert.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import grpc
 
 import alerting.aggregator.main  # noqa: F401  (the services run from these modules, in subprocesses)
 import alerting.evaluator.main  # noqa: F401
@@ -27,22 +29,43 @@ import alerting.rule_updater.main  # noqa: F401
 import alerting.sender.main  # noqa: F401
 import alerting.smtp_sink.main  # noqa: F401
 from alerting.common import telemetry, topics
+from alerting.common.grpc_client import aio_channel
 from alerting.common.kafka import OutgoingMessage, make_consumer, make_producer, publish_all
 from alerting.common.settings import Settings
 from alerting.common.vocabulary import WILDCARD
 from alerting.producer.alerts import alert_new, build_alert
 from alerting.producer.load import run_load
 from alerting.testsupport import stack
-from alerting.testsupport.services import fetch, free_port, service_environment, spawn_service, stop_process, wait_until
+from alerting.testsupport.services import (
+    fetch,
+    free_port,
+    service_environment,
+    spawn_rule_service,
+    spawn_service,
+    stop_process,
+    wait_until,
+)
 from alerting.v1 import alert_pb2, rule_service_pb2, rule_service_pb2_grpc
 
 # As deploy/topics.txt creates them.
 PARTITIONS = {topics.ALERTS_NEW: 6, topics.RULE_CHANGED: 1, topics.ALERTS_MATCHED: 6, topics.NOTIFICATIONS_READY: 6}
 CLIENTS = 100  # each watches its own source, src-<n>
-THROUGHPUT_ALERTS = 40_000
-LATENCY_SECONDS = 20
-RAW_MESSAGES = 40_000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    throughput_alerts: int
+    latency_seconds: float
+    raw_messages: int
+
+
+FULL = Sizes(throughput_alerts=40_000, latency_seconds=20, raw_messages=40_000)
+SMOKE = Sizes(throughput_alerts=300, latency_seconds=2, raw_messages=2_000)
 WORKERS = ("alerting.rule_updater.main", "alerting.evaluator.main", "alerting.aggregator.main", "alerting.sender.main")
+
+
+def service_name(module: str) -> str:
+    return module.removeprefix("alerting.").removesuffix(".main").replace("_", "-")
 
 
 def log(line: str) -> None:
@@ -63,7 +86,7 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + sum(rest[:3])) / os.sysconf("SC_CLK_TCK")
 
 
-async def raw_broker_rate(settings: Settings) -> float:
+async def raw_broker_rate(settings: Settings, messages: int) -> float:
     """Messages/s produced and consumed concurrently through one topic, no processing."""
     value = alert_new(build_alert("HIGH", "src-1", "name-1")).SerializeToString()
     topic = settings.topic("raw")
@@ -77,31 +100,33 @@ async def raw_broker_rate(settings: Settings) -> float:
 
         async def consume() -> None:
             received = 0
-            while received < RAW_MESSAGES:
+            while received < messages:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=settings.batch_max_records)
                 received += sum(len(records) for records in batch.values())
                 if batch:
                     await consumer.commit()
 
         async def produce() -> None:
-            for start in range(0, RAW_MESSAGES, 500):
-                messages = [OutgoingMessage(topic, value, key=str(n).encode()) for n in range(start, start + 500)]
-                await publish_all(producer, messages)
+            for start in range(0, messages, 500):
+                await publish_all(producer, [OutgoingMessage(topic, value, key=str(n).encode())
+                                             for n in range(start, min(start + 500, messages))])
 
         await asyncio.gather(consume(), produce())
-        return RAW_MESSAGES / (time.perf_counter() - started)
+        return messages / (time.perf_counter() - started)
     finally:
         await producer.stop()
         await consumer.stop()
 
 
-async def create_rules(address: str) -> None:
-    """Client n: every alert of src-<n>, and HIGH alerts of src-<n> again (an overlap)."""
-    async with grpc.aio.insecure_channel(address) as channel:
-        await asyncio.wait_for(channel.channel_ready(), 60)
+async def create_rules(client_settings: Settings) -> None:
+    """Client n, granted the source src-<n>: every alert of it, and HIGH alerts of it again
+    (an overlap); as the admin, over TLS."""
+    async with aio_channel(client_settings) as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
         for number in range(CLIENTS):
             client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name=f"bench-{number}"))
+            await stub.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(
+                client_id=client.client_id, source=f"src-{number}"))
             for severity in (WILDCARD, "HIGH"):
                 await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
                     client_id=client.client_id, severity=severity, source=f"src-{number}", name=WILDCARD,
@@ -132,7 +157,7 @@ async def latencies_since(settings: Settings, since: datetime) -> list[float]:
     return latencies
 
 
-async def main() -> None:
+async def main(sizes: Sizes) -> None:
     base = Settings()
     tag = stack.unique_name("e2e")
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}.",
@@ -143,19 +168,18 @@ async def main() -> None:
         stack.migrate_up(database_url)
         settings = settings.model_copy(update={"database_url": database_url})
         await stack.create_topics(settings, PARTITIONS)
-        raw = await raw_broker_rate(settings)
+        raw = await raw_broker_rate(settings, sizes.raw_messages)
         log(f"raw broker: {raw:,.0f} messages/s produced and consumed")
         # After the raw rate, which is measured without instrumentation: as the producer's CLI does.
         telemetry.setup_tracing("alert-producer", settings)
 
-        with tempfile.TemporaryDirectory() as mail_dir:
-            grpc_port = free_port()
-            names = ["smtp-sink", "rule-service", *(module.removesuffix(".main") for module in WORKERS)]
+        with tempfile.TemporaryDirectory() as scratch:
+            names = ["smtp-sink", "rule-service", *(service_name(module) for module in WORKERS)]
             processes.append(await spawn_service("alerting.smtp_sink.main", service_environment(
-                settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=mail_dir)))
-            processes.append(await spawn_service("alerting.rule_service.main", service_environment(
-                settings, ALERTING_GRPC_PORT=str(grpc_port))))
-            await create_rules(f"127.0.0.1:{grpc_port}")
+                settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=scratch)))
+            rule_service = await spawn_rule_service(settings, scratch)
+            processes.append(rule_service.process)
+            await create_rules(rule_service.client_settings)
             for module in WORKERS:
                 processes.append(await spawn_service(module, service_environment(settings)))
 
@@ -163,21 +187,21 @@ async def main() -> None:
             await run_load(settings, 200, 200.0, CLIENTS, 50, 0.0, seed=1, progress=False)
             await until_sent(settings, 200, 120)
 
-            log(f"throughput: {THROUGHPUT_ALERTS:,} alerts as fast as they can be published")
+            log(f"throughput: {sizes.throughput_alerts:,} alerts as fast as they can be published")
             cpu_before = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
             started = time.perf_counter()
-            load = await run_load(settings, THROUGHPUT_ALERTS, 1e9, CLIENTS, 50, 0.0, seed=2, progress=False)
-            finished = await until_sent(settings, 200 + THROUGHPUT_ALERTS, 600)
-            sustained = THROUGHPUT_ALERTS / (finished - started)
+            load = await run_load(settings, sizes.throughput_alerts, 1e9, CLIENTS, 50, 0.0, seed=2, progress=False)
+            finished = await until_sent(settings, 200 + sizes.throughput_alerts, 600)
+            sustained = sizes.throughput_alerts / (finished - started)
             cpu_after = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
-            cpu_per_alert = {name: (after - before) / THROUGHPUT_ALERTS * 1e6 for name, before, after in
+            cpu_per_alert = {name: (after - before) / sizes.throughput_alerts * 1e6 for name, before, after in
                              zip([*names, "producer (this script)", "whole machine"], cpu_before, cpu_after,
                                  strict=True)}
             log(f"  published at {load.rate:,.0f}/s, all SENT after {finished - started:.1f} s: "
                 f"{sustained:,.0f} notifications/s")
 
             half = sustained / 2
-            count = int(half * LATENCY_SECONDS)
+            count = int(half * sizes.latency_seconds)
             log(f"latency: {count:,} alerts at {half:,.0f}/s")
             since = (await fetch(settings, "SELECT now() AS t"))[0]["t"]
             already = await sent_count(settings)
@@ -204,4 +228,6 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, not how fast")
+    asyncio.run(main(SMOKE if parser.parse_args().smoke else FULL))

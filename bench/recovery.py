@@ -5,9 +5,11 @@ partitions back at once), in one run; and a check that every alert of both phase
 with exactly one notification, SENT (it exits 1 when one did not).
 
     deploy/local-stack up && ./pants run bench/recovery.py [-- --logs DIR]     (about 2 minutes)
+    deploy/local-stack up && ./pants run bench/recovery.py -- --smoke         (seconds: that it runs)
 It sets up as bench/end_to_end.py does (every service its own process; its own topics,
 database, Redis keys and SMTP sink, all removed afterwards); the workers' logs go to a
-temporary directory (kept in DIR with --logs), from which the restarts' timelines are printed.
+temporary directory (kept in DIR with --logs), from which the restarts' timelines are printed,
+and each restarted worker's time from exec to consuming (its partitions assigned again).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from end_to_end import CLIENTS, PARTITIONS, WORKERS, create_rules, log, sent_count, until_sent
+from end_to_end import CLIENTS, PARTITIONS, WORKERS, create_rules, log, sent_count, service_name, until_sent
 
 from alerting.common.settings import Settings
 from alerting.common.vocabulary import SEVERITIES
@@ -37,28 +39,40 @@ from alerting.producer.load import run_load
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.testsupport import stack
-from alerting.testsupport.services import fetch, free_port, service_environment, spawn_service, stop_process
+from alerting.testsupport.services import (
+    fetch,
+    free_port,
+    service_environment,
+    spawn_rule_service,
+    spawn_service,
+    stop_process,
+)
 
 WARM_UP = 200  # alerts, before the baseline
 RATE = 100.0  # alerts/s, in both phases
 NAMES = 50  # alert names per source
-BASELINE_SECONDS = 30.0
-KILL_PHASE_SECONDS = 50.0
-# Which worker is killed when, in seconds from the start of the kill phase's flow.
-KILLS = (("evaluator", 8.0), ("aggregator", 17.0), ("sender", 26.0), ("rule-updater", 35.0))
+
+
+@dataclass(frozen=True)
+class Plan:
+    baseline_seconds: float
+    kill_phase_seconds: float
+    # Which worker is killed when, in seconds from the start of the kill phase's flow.
+    kills: tuple[tuple[str, float], ...]
+
+
+FULL = Plan(30.0, 50.0, (("evaluator", 8.0), ("aggregator", 17.0), ("sender", 26.0), ("rule-updater", 35.0)))
+SMOKE = Plan(3.0, 14.0, (("evaluator", 1.0), ("aggregator", 4.0), ("sender", 7.0), ("rule-updater", 10.0)))
 RESTART_AFTER = 1.0
 NEAR_KILL = 2.0  # alerts published this close to a kill are "its" alerts
 GOAL_SECONDS = 5.0
 SESSION_TIMEOUT_MS = 10_000
 DEADLINE_SECONDS = 330  # the whole run, cleanup aside
 # Log lines of a restarted worker that show where its time went.
+ASSIGNED = "newly assigned"  # aiokafka's line when the group has given the consumer its partitions
 MILESTONES = ("starting", "warmed", "rule snapshot", "released", "joining group", "Joined group", "Elected",
-              "Successfully synced", "newly assigned", "WARNING", "ERROR")
+              "Successfully synced", ASSIGNED, "WARNING", "ERROR")
 LOG_LINE = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (\S+): (.*)")
-
-
-def service_name(module: str) -> str:
-    return module.removeprefix("alerting.").removesuffix(".main").replace("_", "-")
 
 
 @dataclass(frozen=True)
@@ -153,10 +167,10 @@ async def steady_flow(settings: Settings, seconds: float, started: float, seed: 
     return published
 
 
-async def kill_in_turn(workers: dict[str, Worker], started: float) -> list[Kill]:
-    """SIGKILL each worker of KILLS at its time, restarting it RESTART_AFTER later, same environment."""
+async def kill_in_turn(workers: dict[str, Worker], started: float, plan: Plan) -> list[Kill]:
+    """SIGKILL each worker of the plan at its time, restarting it RESTART_AFTER later, same environment."""
     kills = []
-    for name, at in KILLS:
+    for name, at in plan.kills:
         await asyncio.sleep(max(0.0, at - (time.perf_counter() - started)))
         worker = workers[name]
         killed_at = await worker.kill()
@@ -205,17 +219,27 @@ def seconds_from(moment: datetime | None, origin: datetime) -> str:
     return "never" if moment is None else f"{(moment - origin).total_seconds():+.2f} s"
 
 
+def milestones(life: Life) -> Iterator[tuple[datetime, str, str]]:
+    """(time, logger, message) of each line of a worker's life that shows where its time went."""
+    for line in life.log_file.read_text(errors="replace").splitlines():
+        match = LOG_LINE.match(line)
+        if match is not None and any(word in line for word in MILESTONES):
+            yield datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC), match[3], match[4]
+
+
+def exec_to_consuming(life: Life) -> float | None:
+    """Seconds from the process's spawn to its consumer's partitions being assigned."""
+    assigned = next((at for at, _, message in milestones(life) if ASSIGNED in message), None)
+    return None if assigned is None else (assigned - life.started_at).total_seconds()
+
+
 def timeline(kill: Kill) -> Iterator[str]:
     """The restarted worker's milestones, in seconds from the kill."""
     yield f"    {seconds_from(kill.restarted.started_at, kill.killed_at)} process spawned"
-    for line in kill.restarted.log_file.read_text(errors="replace").splitlines():
-        match = LOG_LINE.match(line)
-        if match is None or not any(word in line for word in MILESTONES):
-            continue
-        at = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").astimezone(UTC)
+    for at, logger, message in milestones(kill.restarted):
         if at - kill.killed_at > timedelta(seconds=30):
             break
-        yield f"    {seconds_from(at, kill.killed_at)} {match[3]}: {match[4][:110]}"
+        yield f"    {seconds_from(at, kill.killed_at)} {logger}: {message[:110]}"
 
 
 def correctness(label: str, results: dict[str, Outcome]) -> bool:
@@ -256,21 +280,24 @@ def milliseconds(outcome: Outcome | None) -> str:
     return "–" if outcome is None or outcome.latency is None else f"{outcome.latency * 1000:,.0f} ms"
 
 
-def report(baseline: dict[str, Outcome], killed: dict[str, Outcome],
+def report(plan: Plan, baseline: dict[str, Outcome], killed: dict[str, Outcome],
            windows: list[tuple[Kill, list[Outcome], list[Outcome]]], phase_start: datetime,
            notifications: int, retried: int, mail_dir: Path) -> tuple[bool, str]:
     """Print the tables and the checks. Whether every alert ended with exactly one SENT
     notification (and no other notification exists), and the verdict on the goal."""
     print("| phase | alerts SENT | p50 | p99 | worst alert → SENT |")
     print("|---|---:|---:|---:|---:|")
-    print(latency_row(f"baseline: {BASELINE_SECONDS:.0f} s at {RATE:.0f}/s, no kill", baseline))
-    print(latency_row(f"kills: {KILL_PHASE_SECONDS:.0f} s at {RATE:.0f}/s, {len(windows)} kills", killed))
+    print(latency_row(f"baseline: {plan.baseline_seconds:.0f} s at {RATE:.0f}/s, no kill", baseline))
+    print(latency_row(f"kills: {plan.kill_phase_seconds:.0f} s at {RATE:.0f}/s, {len(windows)} kills", killed))
     print()
-    print(f"| killed worker | killed at | alerts published ±{NEAR_KILL:.0f} s | worst of them → SENT "
-          f"| worst of its stretch (published from {NEAR_KILL:.0f} s before it to {NEAR_KILL:.0f} s before the next) |")
-    print("|---|---:|---:|---:|---:|")
+    print(f"| killed worker | killed at | exec → consuming | alerts published ±{NEAR_KILL:.0f} s "
+          f"| worst of them → SENT | worst of its stretch (published from {NEAR_KILL:.0f} s before it to "
+          f"{NEAR_KILL:.0f} s before the next) |")
+    print("|---|---:|---:|---:|---:|---:|")
     for kill, near, after in windows:
-        print(f"| {kill.worker} | +{(kill.killed_at - phase_start).total_seconds():.1f} s | {len(near):,} "
+        ready = exec_to_consuming(kill.restarted)
+        print(f"| {kill.worker} | +{(kill.killed_at - phase_start).total_seconds():.1f} s "
+              f"| {'never' if ready is None else f'{ready * 1000:,.0f} ms'} | {len(near):,} "
               f"| {milliseconds(worst(near))} | {milliseconds(worst(after))} |")
     print()
     good = correctness("baseline", baseline) & correctness("kills", killed)
@@ -306,7 +333,7 @@ def cancel_on_signals() -> None:
         loop.add_signal_handler(signum, cancel)
 
 
-async def main(kept_logs: Path | None) -> int:
+async def main(plan: Plan, kept_logs: Path | None) -> int:
     run_started = time.perf_counter()
     cancel_on_signals()
     base = Settings()
@@ -325,12 +352,11 @@ async def main(kept_logs: Path | None) -> int:
             settings = settings.model_copy(update={"database_url": database_url})
             await stack.create_topics(settings, PARTITIONS)
             mail_dir = scratch / "mail"
-            grpc_port = free_port()
             helpers.append(await spawn_service("alerting.smtp_sink.main", service_environment(
                 settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=str(mail_dir))))
-            helpers.append(await spawn_service("alerting.rule_service.main", service_environment(
-                settings, ALERTING_GRPC_PORT=str(grpc_port))))
-            await create_rules(f"127.0.0.1:{grpc_port}")
+            rule_service = await spawn_rule_service(settings, str(scratch))
+            helpers.append(rule_service.process)
+            await create_rules(rule_service.client_settings)
             for module in WORKERS:
                 env = service_environment(settings, ALERTING_INSTANCE_ID=f"bench-{service_name(module)}",
                                           ALERTING_CONSUMER_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS))
@@ -342,18 +368,18 @@ async def main(kept_logs: Path | None) -> int:
             await run_load(settings, WARM_UP, 200.0, CLIENTS, NAMES, 0.0, seed=1, progress=False)
             await until_sent(settings, WARM_UP, 120)
 
-            log(f"baseline: {BASELINE_SECONDS:.0f} s at {RATE:.0f} alerts/s, no kill")
-            baseline_ids = await steady_flow(settings, BASELINE_SECONDS, time.perf_counter(), seed=2)
+            log(f"baseline: {plan.baseline_seconds:.0f} s at {RATE:.0f} alerts/s, no kill")
+            baseline_ids = await steady_flow(settings, plan.baseline_seconds, time.perf_counter(), seed=2)
             await wait_all_sent(settings, WARM_UP + len(baseline_ids), 60)
 
-            schedule = ", ".join(f"{name} at +{at:.0f} s" for name, at in KILLS)
-            log(f"kills: {KILL_PHASE_SECONDS:.0f} s at {RATE:.0f} alerts/s, SIGKILL {schedule}, "
+            schedule = ", ".join(f"{name} at +{at:.0f} s" for name, at in plan.kills)
+            log(f"kills: {plan.kill_phase_seconds:.0f} s at {RATE:.0f} alerts/s, SIGKILL {schedule}, "
                 f"each restarted {RESTART_AFTER:.0f} s later")
             phase_start = datetime.now(UTC)
             started = time.perf_counter()
             async with asyncio.TaskGroup() as group:  # a failure of either cancels the other
-                flow = group.create_task(steady_flow(settings, KILL_PHASE_SECONDS, started, seed=3))
-                killing = group.create_task(kill_in_turn(by_name, started))
+                flow = group.create_task(steady_flow(settings, plan.kill_phase_seconds, started, seed=3))
+                killing = group.create_task(kill_in_turn(by_name, started, plan))
             killed_ids, kills = flow.result(), killing.result()
             await wait_all_sent(settings, WARM_UP + len(baseline_ids) + len(killed_ids), 120)
             baseline = await outcomes(settings, baseline_ids)
@@ -362,7 +388,8 @@ async def main(kept_logs: Path | None) -> int:
                                             "FROM notifications"))[0]
             windows = kill_windows(killed, kills)
             explain(windows)
-            good, verdict = report(baseline, killed, windows, phase_start, totals["n"], totals["retried"], mail_dir)
+            good, verdict = report(plan, baseline, killed, windows, phase_start, totals["n"], totals["retried"],
+                                   mail_dir)
     finally:
         await asyncio.gather(*(worker.stop() for worker in workers), return_exceptions=True)
         await asyncio.gather(*(stop_process(process) for process in reversed(helpers)), return_exceptions=True)
@@ -379,8 +406,9 @@ async def main(kept_logs: Path | None) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--logs", type=Path, help="keep the workers' logs in this directory")
+    parser.add_argument("--smoke", action="store_true", help="short phases: that it runs, not how fast it recovers")
     arguments = parser.parse_args()
     try:
-        sys.exit(asyncio.run(main(arguments.logs)))
+        sys.exit(asyncio.run(main(SMOKE if arguments.smoke else FULL, arguments.logs)))
     except asyncio.CancelledError:
         sys.exit(130)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import sys
 from collections.abc import Callable, Iterable
 
 from aiokafka import ConsumerRecord
@@ -112,21 +114,24 @@ def _is_in_memory(exporter: SpanExporter) -> bool:
     return type(exporter).__name__ == "InMemorySpanExporter"
 
 
-_instrumented = False
+# The client libraries traced, by the module whose import says a service uses it.
+_INSTRUMENTATIONS = {
+    "aiokafka": ("opentelemetry.instrumentation.aiokafka", "AIOKafkaInstrumentor"),
+    "asyncpg": ("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
+    "redis": ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
+}
+_instrumented: set[str] = set()
 
 
 def _instrument_libraries() -> None:
-    global _instrumented
-    if _instrumented:
-        return
-    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
-    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-
-    AIOKafkaInstrumentor().instrument()
-    AsyncPGInstrumentor().instrument()
-    RedisInstrumentor().instrument()
-    _instrumented = True
+    """Trace each client library the process has imported by now (a service imports what it
+    uses before it sets tracing up): importing one that it does not use, and its
+    instrumentation, would only lengthen its start. The instrumentations' check of installed
+    versions reads every package's metadata: skipped, the lockfile pins them together."""
+    for library, (module, instrumentor) in _INSTRUMENTATIONS.items():
+        if library in sys.modules and library not in _instrumented:
+            getattr(importlib.import_module(module), instrumentor)().instrument(skip_dep_check=True)
+            _instrumented.add(library)
 
 
 def shutdown_tracing() -> None:

@@ -186,6 +186,35 @@ async def rule_service(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
         yield under_test
 
 
+@dataclass(frozen=True)
+class SpawnedRuleService:
+    """A rule-service running as a process of its own, as the platform runs it."""
+
+    process: asyncio.subprocess.Process
+    client_settings: Settings  # its address and CA, and its bootstrap admin key as api_key
+
+
+async def spawn_rule_service(settings: Settings, folder: str, **extra: str) -> SpawnedRuleService:
+    """A rule-service process (with its outbox relay) on a free port, serving TLS with a test
+    certificate, its admin key bootstrapped from a file in `folder`; it answers when this returns."""
+    tls = certificates()
+    admin_key = new_key().key
+    key_file = os.path.join(folder, "admin.key")
+    with open(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(admin_key)
+    port = free_port()
+    process = await spawn_service("alerting.rule_service.main", service_environment(
+        settings, ALERTING_GRPC_PORT=str(port), ALERTING_RULE_SERVICE_TLS="true", ALERTING_TLS_CERT_FILE=tls.cert,
+        ALERTING_TLS_KEY_FILE=tls.key, ALERTING_TLS_CA_FILE=tls.ca, ALERTING_BOOTSTRAP_ADMIN_KEY_FILE=key_file,
+        **extra))
+    client_settings = settings.model_copy(update={
+        "rule_service_address": f"127.0.0.1:{port}", "rule_service_tls": True, "tls_ca_file": tls.ca,
+        "api_key": SecretStr(admin_key)})
+    async with aio_channel(client_settings) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 60)
+    return SpawnedRuleService(process, client_settings)
+
+
 @asynccontextmanager
 async def rule_service_stub(settings: Settings) -> AsyncIterator[rule_service_pb2_grpc.RuleServiceAsyncStub]:
     """A running rule-service and a client of it with the admin key."""
