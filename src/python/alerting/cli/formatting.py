@@ -12,6 +12,8 @@ from google.protobuf.message import Message
 # updated_by: the id of the API key that made the last change.
 CLIENT_COLUMNS = ("client_id", "name", "version", "updated_by")
 RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version", "updated_by")
+# The source last: free text, as the reason and the name below.
+GRANT_COLUMNS = ("client_id", "prefix", "created_by", "created_at", "source")
 NOTIFICATION_COLUMNS = ("notification_id", "client_id", "alert_id", "status", "attempts", "created_at", "sent_at")
 RECIPIENT_COLUMNS = ("email", "status", "attempts", "response")
 # The reason last: it is free text, and the columns before it stay aligned.

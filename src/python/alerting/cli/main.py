@@ -5,6 +5,7 @@ their rules, notifications, dead letters, and the API keys every call presents.
              [--timeout SECONDS] [--output table|json] COMMAND ...
     alertctl client create NAME | get ID | list | update ID --name N --version V | delete ID
     alertctl rule create --client ID --severity S --source S --name N --email E... | get | list | update | delete
+    alertctl grant add --client ID [--prefix] SOURCE | list [--client ID] | remove --client ID [--prefix] SOURCE
     alertctl notification list | show ID | retry ID
     alertctl dlq list TOPIC [--from OFFSET] [--limit N] | replay TOPIC OFFSET...
     alertctl key create --admin | --client ID [--name N] [--expires-in DURATION | --expires-at TIME]
@@ -34,6 +35,7 @@ from alerting.cli.formatting import (
     API_KEY_COLUMNS,
     CLIENT_COLUMNS,
     DEAD_LETTER_COLUMNS,
+    GRANT_COLUMNS,
     NOTIFICATION_COLUMNS,
     RECIPIENT_COLUMNS,
     REPLAY_COLUMNS,
@@ -354,6 +356,75 @@ def rule_delete(ctx: Context, rule_id: str, expected_version: int) -> None:
     """Delete the rule RULE_ID."""
     ctx.call(ctx.stub.DeleteRule, api.DeleteRuleRequest(rule_id=rule_id, expected_version=expected_version))
     click.echo(f"deleted rule {rule_id}")
+
+
+# ---------------------------------------------------------------------- source grants
+@cli.group()
+def grant() -> None:
+    """Which alerts each client may receive: the sources granted to it.
+
+    A client's rules match only alerts from its granted sources, a rule with source '*'
+    too; an alert from a source granted to no client notifies no one. Only an ADMIN key
+    grants and revokes; a TENANT key lists its own client's grants.
+    """
+
+
+def grant_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed([
+        click.option("--client", "client_id", required=True, metavar="CLIENT_ID",
+                     help="The client granted the source."),
+        click.option("--prefix", is_flag=True, help="SOURCE is a prefix: every source that starts with it."),
+        click.argument("source"),
+    ]):
+        command = option(command)
+    return command
+
+
+@grant.command("add")
+@grant_options
+@pass_context
+def grant_add(ctx: Context, client_id: str, prefix: bool, source: str) -> None:
+    """Grant the client the alerts of SOURCE, and show the grant.
+
+    SOURCE is an alert's exact source, or with --prefix the start of every source granted
+    (e.g. --prefix team-a.). It may not hold '*'. Granting a source already granted shows
+    the grant as it is.
+    """
+    request = api.CreateSourceGrantRequest(client_id=client_id, source=source, prefix=prefix)
+    ctx.show([ctx.call(ctx.stub.CreateSourceGrant, request)], GRANT_COLUMNS)
+
+
+@grant.command("list")
+@click.option("--client", "client_id", default="", metavar="CLIENT_ID", help="Only this client's grants.")
+@page_size_option
+@every_page_option
+@pass_context
+def grant_list(ctx: Context, client_id: str, page_size: int, every_page: bool) -> None:
+    """List the grants you may see (a TENANT key: its client's), by client and source.
+
+    created_by is the key id that granted it, or `migration` for the grants an upgrade gave
+    existing clients (the sources their rules named): review those.
+    """
+    def fetch_page(token: str) -> tuple[Sequence[Message], str]:
+        page = ctx.call(ctx.stub.ListSourceGrants,
+                        api.ListSourceGrantsRequest(client_id=client_id, page_size=page_size, page_token=token))
+        return page.grants, page.next_page_token
+
+    ctx.show_pages(fetch_page, every_page, GRANT_COLUMNS)
+
+
+@grant.command("remove")
+@grant_options
+@pass_context
+def grant_remove(ctx: Context, client_id: str, prefix: bool, source: str) -> None:
+    """Revoke the client's grant of SOURCE (with --prefix, its prefix grant).
+
+    Its rules stop matching those alerts within about a second. A grant the client does not
+    have is NOT_FOUND (exit 4).
+    """
+    ctx.call(ctx.stub.DeleteSourceGrant,
+             api.DeleteSourceGrantRequest(client_id=client_id, source=source, prefix=prefix))
+    click.echo(f"revoked the {'prefix' if prefix else 'source'} {source!r} from client {client_id}")
 
 
 # ---------------------------------------------------------------------- notifications

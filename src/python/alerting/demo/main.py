@@ -33,11 +33,14 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
     tag = uuid.uuid4().hex[:6]
     async with aio_channel(settings) as channel:  # the admin key: it makes tenants and their keys
         await asyncio.wait_for(channel.channel_ready(), 30)
-        client = await rule_service_pb2_grpc.RuleServiceStub(channel).CreateClient(
-            api.CreateClientRequest(name=f"demo-{tag}"))
+        admin = rule_service_pb2_grpc.RuleServiceStub(channel)
+        client = await admin.CreateClient(api.CreateClientRequest(name=f"demo-{tag}"))
+        # Alerts have owners: the tenant's rules match only the sources an admin granted it.
+        grant = await admin.CreateSourceGrant(api.CreateSourceGrantRequest(client_id=client.client_id, source="db"))
         tenant = await api_key_service_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
             keys_api.CreateApiKeyRequest(role=keys_api.ROLE_TENANT, client_id=client.client_id, name="demo"))
     say(f"client   {client.client_id}  {client.name}  (made by admin key {client.updated_by})")
+    say(f"grant    source {grant.source!r} to {client.name}: its rules match the alerts of db only")
     say(f"key      {tenant.api_key.key_id}  TENANT of {client.name}: the rules below are made with it")
     async with aio_channel(settings, api_key=tenant.key) as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
@@ -58,7 +61,7 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
     for alert, trace_id in zip(alerts, trace_ids, strict=True):
         severity = severity_name(alert.severity)
         say(f"alert    {alert.alert_id}  {alert.source}/{alert.name} {severity}  trace {trace_id}")
-    say("         (the first alert is published twice; web/latency matches no rule)")
+    say("         (the first alert is published twice; web/latency matches no rule, and web is not granted)")
 
     # What the tenant sees of its notifications, through the API with its own key.
     async with aio_channel(settings, api_key=tenant.key) as channel:

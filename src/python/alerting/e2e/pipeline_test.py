@@ -74,6 +74,8 @@ async def test_alerts_flow_to_sent_with_dedupe_and_one_trace(platform: Platform)
     settings, stub, mail_dir, _ = platform
     acme = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name="acme"))
     globex = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name="globex"))
+    for client in (acme, globex):  # both may receive the alerts of db
+        await stub.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(client_id=client.client_id, source="db"))
     disk = await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
         client_id=acme.client_id, severity="HIGH", source="db", name="*", emails=["oncall@acme.io"]))
     any_db = await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
@@ -130,6 +132,9 @@ async def _count(directory: Path, expected: int) -> bool:
 async def test_a_rule_changed_while_alerts_flow_applies_to_later_alerts(platform: Platform) -> None:
     settings, stub, _, _ = platform
     client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name="initech"))
+    for source in ("api", "batch"):
+        await stub.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(client_id=client.client_id,
+                                                                               source=source))
     rule = await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
         client_id=client.client_id, severity="CRITICAL", source="api", name="*", emails=["a@initech.io"]))
     workers = await start_workers(settings)

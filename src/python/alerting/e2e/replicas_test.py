@@ -87,6 +87,8 @@ async def test_two_instances_of_every_worker_share_the_work_and_survive_sigkills
         async with rule_service_stub(settings) as stub:
             for number in range(CLIENTS):
                 client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name=f"tenant-{number}"))
+                await stub.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(
+                    client_id=client.client_id, source=f"src-{number}"))
                 await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
                     client_id=client.client_id, severity="*", source=f"src-{number}", name="*",
                     emails=[f"oncall@tenant-{number}.io"]))

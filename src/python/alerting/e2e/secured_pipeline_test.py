@@ -51,6 +51,8 @@ async def test_every_service_works_as_its_own_principal(
             rules = rule_service_pb2_grpc.RuleServiceStub(channel)
             replays = dead_letter_service_pb2_grpc.DeadLetterServiceStub(channel)
             client = await rules.CreateClient(rule_service_pb2.CreateClientRequest(name="acme"))
+            await rules.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(client_id=client.client_id,
+                                                                                    source="db"))
             await rules.CreateRule(rule_service_pb2.CreateRuleRequest(
                 client_id=client.client_id, severity="HIGH", source="db", name="*", emails=["oncall@acme.io"]))
             aggregator = alerting.aggregator.main.AggregatorSettings(

@@ -191,7 +191,9 @@ async def test_an_evaluator_warmed_inside_the_compacted_range_ends_with_every_ru
     for change in published[:SNAPSHOT_OFFSET]:
         covered[change.rule_id] = change.rule
     assert sorted(rule.version for rule in covered.values()) == [14] * (RULES // 2) + [15] * (RULES // 2)
-    written = snapshot.Snapshot(list(covered.values()), published[SNAPSHOT_OFFSET - 1].seq, SNAPSHOT_OFFSET)
+    # Each client is granted its rule's sources by their prefix, r<n>-.
+    grants = [rule_pb2.SourceGrant(client_id=client_ids[n], source=f"r{n}-", prefix=True) for n in range(RULES)]
+    written = snapshot.Snapshot(list(covered.values()), published[SNAPSHOT_OFFSET - 1].seq, SNAPSHOT_OFFSET, grants)
     client = redis_client(settings)
     try:
         await snapshot.write_full(client, settings, written)

@@ -30,13 +30,21 @@ def rule(client_id: str, source: str, rule_id: str | None = None) -> rule_pb2.Ru
                          name="*", emails=["ops@x.io"], enabled=True, version=1)
 
 
+def grant_of(granted: rule_pb2.Rule) -> rule_pb2.SourceGrant:
+    """The grant of the rule's source to its client, without which the rule matches nothing."""
+    return rule_pb2.SourceGrant(client_id=granted.client_id, source=granted.source)
+
+
 async def insert_rule_row(settings: Settings, source: str) -> tuple[str, str]:
+    """A client, its rule of `source` and the grant of that source to it, as rows."""
     connection = await asyncpg.connect(settings.database_url)
     try:
         client_id = await connection.fetchval("INSERT INTO clients (name) VALUES ('c') RETURNING client_id::text")
         rule_id = await connection.fetchval(
             "INSERT INTO rules (client_id, severity, source, name, emails) VALUES ($1, '*', $2, '*', '{ops@x.io}')"
             " RETURNING rule_id::text", client_id, source)
+        await connection.execute("INSERT INTO source_grants (client_id, source, prefix, created_by)"
+                                 " VALUES ($1, $2, false, 'test')", client_id, source)
         return client_id, rule_id
     finally:
         await connection.close()
@@ -86,7 +94,8 @@ async def matched_clients(
 async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings: Settings) -> None:
     client = redis_client(stack_settings)
     only_in_snapshot = rule(str(uuid.uuid4()), "from-snapshot")
-    await snapshot.write_full(client, stack_settings, snapshot.Snapshot([only_in_snapshot], version=0, next_offset=0))
+    await snapshot.write_full(client, stack_settings, snapshot.Snapshot([only_in_snapshot], version=0, next_offset=0,
+                                                                        grants=[grant_of(only_in_snapshot)]))
     await client.aclose()
     await insert_rule_row(stack_settings, "from-table")  # would match if the table were scanned
 
@@ -116,10 +125,11 @@ async def test_missing_or_garbage_snapshot_is_rebuilt_from_postgres(stack_settin
 
 
 async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack_settings: Settings) -> None:
-    client = redis_client(stack_settings)
-    await snapshot.write_full(client, stack_settings, snapshot.Snapshot([], version=0, next_offset=0))
-    await client.aclose()
     added = rule(str(uuid.uuid4()), "late")
+    client = redis_client(stack_settings)
+    await snapshot.write_full(client, stack_settings,
+                              snapshot.Snapshot([], version=0, next_offset=0, grants=[grant_of(added)]))
+    await client.aclose()
     await publish_upserts(stack_settings, [added])
     assert await matched_clients(stack_settings, [build_alert("LOW", "late", "x")], 1) == {(added.client_id, "late")}
 
@@ -128,7 +138,8 @@ async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(sta
     client_id, _ = await insert_rule_row(stack_settings, "from-table")
     client = redis_client(stack_settings)
     stale = rule(str(uuid.uuid4()), "from-snapshot")
-    await snapshot.write_full(client, stack_settings, snapshot.Snapshot([stale], version=0, next_offset=0))
+    await snapshot.write_full(client, stack_settings,
+                              snapshot.Snapshot([stale], version=0, next_offset=0, grants=[grant_of(stale)]))
     await client.aclose()
     await publish_upserts(stack_settings, [rule(str(uuid.uuid4()), "from-log") for _ in range(3)])
     await delete_changes_before(stack_settings, 2)  # the snapshot's offset, 0, among them

@@ -1,7 +1,8 @@
 """One rule state: a live evaluator that follows `rule.changed`, the rule-updater's snapshot
 of it (on the real Redis), and an evaluator restarted from that snapshot at any point and
-replaying the log from there hold the same rules, whatever the log holds: seqs out of
-order, repeated or implausibly far ahead, deletes, and records that are no change at all."""
+replaying the log from there hold the same rules and source grants, whatever the log holds:
+seqs out of order, repeated or implausibly far ahead, deletes, grants given and revoked,
+and records that are no change at all."""
 
 import itertools
 
@@ -15,20 +16,24 @@ from alerting.common import topics
 from alerting.common.kafka import Delivery
 from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
-from alerting.evaluator.alerts import rule_fields
+from alerting.evaluator.alerts import indexed_grant, rule_fields
 from alerting.evaluator.follower import apply_records
-from alerting.evaluator.matcher import IndexedRule, RuleIndex
+from alerting.evaluator.matcher import Grant, IndexedRule, RuleIndex
 from alerting.rule_updater.writer import SnapshotWriter
 from alerting.rules import snapshot
 from alerting.rules.changelog import MAX_SEQ_JUMP
 from alerting.testsupport.profiles import on_the_stack
 from alerting.testsupport.strategies import any_rule_changed, valid_rules, values_of
-from alerting.v1 import events_pb2
+from alerting.v1 import events_pb2, rule_pb2
 
 examples = itertools.count()
 # Few rule ids and clients, so that changes of one rule interleave.
 rule_ids = st.sampled_from([f"00000000-0000-4000-8000-00000000000{n}" for n in range(6)])
 client_ids = st.sampled_from(["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"])
+# Few sources, so that a grant is given, revoked and given again.
+grant_sources = st.sampled_from(["db", "db.", "web"])
+# What an index holds: its rules by id, and its grants.
+State = tuple[dict[str, IndexedRule], set[Grant]]
 
 
 @st.composite
@@ -37,7 +42,13 @@ def changes(draw: st.DrawFn) -> bytes:
     repeated or far ahead; now and then anything else."""
     rule = draw(valid_rules(client_ids=client_ids, rule_ids=rule_ids))
     seq = draw(st.one_of(st.integers(1, 40), st.integers(1, 40), st.just(MAX_SEQ_JUMP + 41)))
-    if draw(st.integers(0, 3)) == 0:
+    kind = draw(st.integers(0, 5))
+    if kind >= 4:
+        grant = rule_pb2.SourceGrant(client_id=draw(client_ids), source=draw(grant_sources), prefix=draw(st.booleans()))
+        change = events_pb2.RuleChanged(schema_version=topics.SCHEMA_VERSION, seq=seq,
+                                        op=events_pb2.RuleChanged.OP_GRANT if kind == 4 else
+                                        events_pb2.RuleChanged.OP_REVOKE, client_id=grant.client_id, grant=grant)
+    elif kind == 0:
         change = events_pb2.RuleChanged(schema_version=topics.SCHEMA_VERSION, seq=seq,
                                         op=events_pb2.RuleChanged.OP_DELETE, rule_id=rule.rule_id,
                                         client_id=rule.client_id)
@@ -53,20 +64,27 @@ def log_records(values: list[bytes]) -> list[ConsumerRecord]:
             for offset, value in enumerate(values)]
 
 
-def held(rules: object) -> dict[str, IndexedRule]:
+def state(index: RuleIndex) -> State:
+    return {rule.rule_id: rule for rule in index.rules()}, index.grants()
+
+
+def held(loaded: snapshot.Snapshot[rule_pb2.Rule]) -> State:
     index = RuleIndex()
-    index.load(rules)  # type: ignore[arg-type]
-    return {rule.rule_id: rule for rule in index.rules()}
+    index.load(rule_fields(rule) for rule in loaded.rules)
+    index.load_grants(indexed_grant(grant) for grant in loaded.grants)
+    return state(index)
 
 
-async def restarted(client: redis.Redis, settings: Settings, records: list[ConsumerRecord]) -> dict[str, IndexedRule]:
-    """The rules of an evaluator warmed from the snapshot as it stands, then following the log."""
+async def restarted(client: redis.Redis, settings: Settings, records: list[ConsumerRecord]) -> State:
+    """The rules and grants of an evaluator warmed from the snapshot as it stands, then
+    following the log."""
     loaded = await snapshot.load_converted(client, settings, rule_fields)
     assert loaded is not None
     index = RuleIndex()
     index.load(loaded.rules)
+    index.load_grants(indexed_grant(grant) for grant in loaded.grants)
     apply_records(index, records[loaded.next_offset:], loaded.version)
-    return {rule.rule_id: rule for rule in index.rules()}
+    return state(index)
 
 
 @on_the_stack(share=2)
@@ -80,7 +98,7 @@ async def test_live_snapshot_and_restarted_indexes_hold_the_same_rules(
     records = log_records(values)
     live = RuleIndex()
     apply_records(live, records, 0)
-    expected = {rule.rule_id: rule for rule in live.rules()}
+    expected = state(live)
 
     client = redis_client(settings)
     try:
@@ -99,8 +117,8 @@ async def test_live_snapshot_and_restarted_indexes_hold_the_same_rules(
             if deliveries:
                 await writer.handle(deliveries)
             assert await restarted(client, settings, records) == expected
-        loaded = await snapshot.load_converted(client, settings, rule_fields)
-        assert loaded is not None and held(loaded.rules) == expected
+        loaded = await snapshot.load(client, settings)
+        assert loaded is not None and held(loaded) == expected
     finally:
         await snapshot_cleanup(client, settings)
         await client.aclose()

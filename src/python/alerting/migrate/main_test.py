@@ -180,3 +180,41 @@ async def test_up_waits_for_a_database_that_is_not_there_yet(base_settings: Sett
         assert await tables(url) == TABLES
     finally:
         await stack.drop_database(base_settings.database_url, name)
+
+
+async def test_000011_grants_each_existing_client_the_sources_its_rules_name(empty_database: str) -> None:
+    """Existing clients keep what their rules with a concrete source received; a rule with
+    source '*' gets no grant of its own, so it matches only those sources from then on."""
+    run(empty_database, "up")
+    assert "rolled back 1 migration(s)\n  000011_source_grants" in run(empty_database, "down")
+    connection = await asyncpg.connect(empty_database)
+    try:
+        clients = {}
+        for name, patterns in {"a": [("HIGH", "db", "*"), ("*", "*", "disk"), ("LOW", "db.replica", "*"),
+                                     ("*", "db", "load")],
+                               "b": [("*", "payments", "*"), ("*", "db", "*")],
+                               "c": [("*", "*", "x")]}.items():
+            clients[name] = await connection.fetchval(
+                "INSERT INTO clients (name) VALUES ($1) RETURNING client_id::text", name)
+            for severity, source, rule_name in patterns:
+                await connection.execute(
+                    "INSERT INTO rules (client_id, severity, source, name, emails) VALUES ($1, $2, $3, $4, '{a@b.c}')",
+                    clients[name], severity, source, rule_name)
+        await connection.execute("INSERT INTO rule_outbox (rule_id, client_id, op, payload)"
+                                 " VALUES (gen_random_uuid(), $1, 'UPSERT', '')", clients["a"])
+        assert "applied 1 migration(s)\n  000011_source_grants" in run(empty_database, "up")
+        rows = await connection.fetch("SELECT client_id::text, source, prefix, created_by FROM source_grants")
+        # Grant changes go through the outbox like rule changes, naming no rule.
+        await connection.execute("INSERT INTO rule_outbox (client_id, op, payload) VALUES ($1, 'GRANT', '')",
+                                 clients["c"])
+        with pytest.raises(asyncpg.CheckViolationError):
+            await connection.execute("INSERT INTO source_grants (client_id, source, prefix, created_by)"
+                                     " VALUES ($1, 'team-*', true, 'x')", clients["c"])
+        run(empty_database, "down")  # the grant change in the outbox goes with the grants
+        remaining = await connection.fetch("SELECT op FROM rule_outbox")
+    finally:
+        await connection.close()
+    assert sorted((row["client_id"], row["source"], row["prefix"], row["created_by"]) for row in rows) == sorted([
+        (clients["a"], "db", False, "migration"), (clients["a"], "db.replica", False, "migration"),
+        (clients["b"], "payments", False, "migration"), (clients["b"], "db", False, "migration")])
+    assert [row["op"] for row in remaining] == ["UPSERT"]

@@ -43,7 +43,8 @@ CREDENTIALS = ("none", "malformed", "unknown", "revoked", "own_tenant", "other_t
 
 @dataclass(frozen=True)
 class World:
-    """Two tenants: `own` (client A) and `other` (client B), with A's things to act on."""
+    """Two tenants: `own` (client A) and `other` (client B), with A's things to act on (among
+    them the grant of the source `db`)."""
 
     client_a: str
     rule_a: rule_pb2.Rule
@@ -60,6 +61,7 @@ async def make_world(service: RuleServiceUnderTest) -> World:
         client_b = (await rules.CreateClient(rules_api.CreateClientRequest(name="tenant b"))).client_id
         rule_a = await rules.CreateRule(rules_api.CreateRuleRequest(
             client_id=client_a, severity="HIGH", source="db", name="*", emails=["ops@a.io"]))
+        await rules.CreateSourceGrant(rules_api.CreateSourceGrantRequest(client_id=client_a, source="db"))
 
         async def tenant_key(client_id: str) -> api_key_service_pb2.CreateApiKeyResponse:
             return await keys.CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
@@ -130,6 +132,16 @@ MATRIX: dict[str, tuple[Call, grpc.StatusCode, grpc.StatusCode, grpc.StatusCode]
     "RuleService/DeleteRule": (
         lambda c, w: rule_stub(c).DeleteRule(rules_api.DeleteRuleRequest(rule_id=w.rule_a.rule_id)),
         OK, NOT_FOUND, OK),
+    # Sources are granted by admins only: a tenant granting itself sources reads anyone's alerts.
+    "RuleService/CreateSourceGrant": (
+        lambda c, w: rule_stub(c).CreateSourceGrant(rules_api.CreateSourceGrantRequest(
+            client_id=w.client_a, source="payments")), DENIED, NOT_FOUND, OK),
+    "RuleService/ListSourceGrants": (
+        lambda c, w: rule_stub(c).ListSourceGrants(rules_api.ListSourceGrantsRequest(client_id=w.client_a)),
+        OK, NOT_FOUND, OK),
+    "RuleService/DeleteSourceGrant": (
+        lambda c, w: rule_stub(c).DeleteSourceGrant(rules_api.DeleteSourceGrantRequest(
+            client_id=w.client_a, source="db")), DENIED, NOT_FOUND, OK),
     # Key creation is an admin's unless tenant self-service is on (test_tenant_self_service_...).
     "ApiKeyService/CreateApiKey(TENANT)": (
         lambda c, w: key_stub(c).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
@@ -199,14 +211,18 @@ async def test_lists_show_a_tenant_only_its_own_client_and_rules(stack_settings:
         async with service.channel(api_key=world.keys["other_tenant"]) as channel:
             clients = await rule_stub(channel).ListClients(rules_api.ListClientsRequest())
             rules = await rule_stub(channel).ListRules(rules_api.ListRulesRequest())
+            grants = await rule_stub(channel).ListSourceGrants(rules_api.ListSourceGrantsRequest())
             keys = await key_stub(channel).ListApiKeys(api_key_service_pb2.ListApiKeysRequest(include_revoked=True))
             me = await key_stub(channel).WhoAmI(api_key_service_pb2.WhoAmIRequest())
         async with service.channel(api_key=world.keys["own_tenant"]) as channel:
             own_rules = await rule_stub(channel).ListRules(rules_api.ListRulesRequest())
+            own_grants = await rule_stub(channel).ListSourceGrants(rules_api.ListSourceGrantsRequest())
         async with service.channel() as channel:
             every_client = await rule_stub(channel).ListClients(rules_api.ListClientsRequest())
     assert [client.client_id for client in clients.clients] == [me.client_id]
-    assert me.client_id != world.client_a and list(rules.rules) == []
+    assert me.client_id != world.client_a and list(rules.rules) == [] and list(grants.grants) == []
+    assert [(grant.client_id, grant.source, grant.prefix) for grant in own_grants.grants] == [
+        (world.client_a, "db", False)]
     assert [key.key_id for key in keys.api_keys] == [me.key_id]
     assert [rule.rule_id for rule in own_rules.rules] == [world.rule_a.rule_id]
     assert {world.client_a, me.client_id} <= {client.client_id for client in every_client.clients}

@@ -110,8 +110,10 @@ class RuleService(rule_service_pb2_grpc.RuleServiceServicer):
             # sees its rule. Afterwards no rule can be added, and the cascade removes exactly `rules`.
             await connection.execute("SELECT 1 FROM clients WHERE client_id = $1 FOR UPDATE", client_id)
             rules = await connection.fetch("SELECT rule_id FROM rules WHERE client_id = $1 FOR UPDATE", client_id)
-            grants = await connection.fetch(
-                f"SELECT {GRANT_COLUMNS} FROM source_grants WHERE client_id = $1 FOR UPDATE", client_id)
+            # A grant given meanwhile waits for the client's lock too (its foreign key); one revoked
+            # meanwhile is revoked twice on the log, which changes nothing.
+            grants = await connection.fetch(f"SELECT {GRANT_COLUMNS} FROM source_grants WHERE client_id = $1",
+                                            client_id)
             deleted = await connection.fetchval(
                 "DELETE FROM clients WHERE client_id = $1 AND ($2 = 0 OR version = $2) RETURNING client_id",
                 client_id, version,

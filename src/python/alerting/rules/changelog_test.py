@@ -1,6 +1,7 @@
 """Validating `rule.changed` records (whatever a record holds: a change an index can take,
 or a reason), and reading the log's position on the real broker."""
 
+import re
 import uuid
 
 import pytest
@@ -11,12 +12,16 @@ from alerting.common import topics
 from alerting.common.kafka import InvalidEvent
 from alerting.common.settings import Settings
 from alerting.common.validation import InvalidField
-from alerting.evaluator.alerts import indexed_rule
+from alerting.evaluator.alerts import indexed_grant, indexed_rule
 from alerting.evaluator.matcher import RuleIndex
 from alerting.rules.changelog import (
     DELETE,
+    GRANT,
+    GRANT_OPS,
+    REVOKE,
     UPSERT,
     applies,
+    change_key,
     decode_rule_changed,
     rule_changed_holds,
     rule_changed_position,
@@ -56,6 +61,13 @@ def test_any_record_decodes_to_a_change_an_index_takes_or_to_a_reason(record_: C
     except InvalidField as error:
         assert error.field == "seq"
     index = RuleIndex()
+    if change.op in GRANT_OPS:
+        grant = indexed_grant(change.grant)
+        index.grant(grant)
+        assert (index.grants(), index.owners(grant.source)) == ({grant}, {grant.client_id})
+        assert rule_pb2.SourceGrant.FromString(change.grant.SerializeToString()) == change.grant
+        assert change_key(change).startswith(f"grant:{change.client_id}:") and not change.rule_id
+        return
     if change.op == UPSERT:
         rule = indexed_rule(change.rule)
         index.upsert(rule)
@@ -69,6 +81,56 @@ def test_a_valid_upsert_and_delete_decode() -> None:
     upsert, delete = change(1, UPSERT), change(2, DELETE)
     assert decode_rule_changed(record(upsert.SerializeToString())) == upsert
     assert decode_rule_changed(record(delete.SerializeToString())) == delete
+
+
+def grant_change(seq: int = 1, op: events_pb2.RuleChanged.Op.ValueType = GRANT,
+                 grant: rule_pb2.SourceGrant | None = None, **fields: object) -> events_pb2.RuleChanged:
+    """A grant's change as the rule-service writes it (of `grant`, by default a valid prefix
+    grant), then `fields` set."""
+    grant = grant or rule_pb2.SourceGrant(client_id=str(uuid.uuid4()), source="db.", prefix=True)
+    event = events_pb2.RuleChanged(schema_version=topics.SCHEMA_VERSION, seq=seq, op=op, client_id=grant.client_id,
+                                   grant=grant)
+    for name, value in fields.items():
+        setattr(event, name, value)
+    return event
+
+
+def rule_with_grant() -> events_pb2.RuleChanged:
+    upsert = change(1, UPSERT)
+    upsert.grant.CopyFrom(rule_pb2.SourceGrant(client_id=upsert.client_id, source="db"))
+    return upsert
+
+
+def test_a_valid_grant_and_revocation_decode_keyed_by_their_grant() -> None:
+    given, revoked = grant_change(1, GRANT), grant_change(2, REVOKE)
+    assert decode_rule_changed(record(given.SerializeToString())) == given
+    assert decode_rule_changed(record(revoked.SerializeToString())) == revoked
+    assert change_key(given) == f"grant:{given.client_id}:prefix:db."
+    given.grant.prefix = False
+    assert change_key(given) == f"grant:{given.client_id}:exact:db."
+
+
+@pytest.mark.parametrize("value, reason", [
+    (grant_change(grant=rule_pb2.SourceGrant(source="db")).SerializeToString(), "grant.client_id: missing"),
+    (grant_change(op=REVOKE, client_id=str(uuid.uuid4())).SerializeToString(),
+     "client_id: not the client of the grant"),
+    (grant_change(rule_id=str(uuid.uuid4())).SerializeToString(), "rule_id: a grant's change names no rule"),
+    (events_pb2.RuleChanged(schema_version=1, seq=1, op=GRANT).SerializeToString(), "grant: missing"),
+    (rule_with_grant().SerializeToString(), "grant: a rule's change carries no grant"),
+])
+def test_an_invalid_grant_change_names_what_is_wrong(value: bytes, reason: str) -> None:
+    with pytest.raises(InvalidEvent, match="^" + re.escape(reason)):
+        decode_rule_changed(record(value))
+
+
+@pytest.mark.parametrize("source, reason", [
+    ("", "grant.source: missing"), ("*", "grant.source: '*' holds '*'"),
+    ("db\u200b", "grant.source: contains the format character U+200B"),
+])
+def test_a_grant_the_api_would_never_have_given_is_refused(source: str, reason: str) -> None:
+    value = grant_change(grant=rule_pb2.SourceGrant(client_id=str(uuid.uuid4()), source=source)).SerializeToString()
+    with pytest.raises(InvalidEvent, match="^" + re.escape(reason)):
+        decode_rule_changed(record(value))
 
 
 @pytest.mark.parametrize("value, reason", [

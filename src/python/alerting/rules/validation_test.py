@@ -1,3 +1,4 @@
+import unicodedata
 import uuid
 from collections.abc import Callable
 
@@ -6,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerting.common.validation import InvalidField
-from alerting.rules.validation import check_rule, rule_fields
+from alerting.rules.validation import check_grant, check_rule, granted_source, rule_fields
 from alerting.v1 import rule_pb2
 
 
@@ -106,3 +107,34 @@ def test_a_stored_rule_as_the_rule_service_writes_it_is_valid() -> None:
 ])
 def test_a_rule_the_api_would_never_have_accepted_is_refused(fields: dict[str, object], problem: str) -> None:
     assert field_of(lambda: check_rule(stored_rule(**fields)))[1].startswith(problem)
+
+
+# Sources around the bounds: empty, at and past 256 characters, with "*", with refused characters.
+grant_sources = st.one_of(st.text(max_size=12), st.text(min_size=250, max_size=260),
+                          st.builds(lambda text, star: text + star, st.text(max_size=8), st.just("*")))
+
+
+@given(grant_sources)
+def test_a_grant_source_is_accepted_exactly_when_an_alert_could_carry_it_and_it_holds_no_star(source: str) -> None:
+    alert_could_carry_it = 1 <= len(source) <= 256 and all(
+        unicodedata.category(char) not in ("Cc", "Cf", "Zl", "Zp") for char in source)
+    try:
+        accepted = granted_source(source) == source
+    except InvalidField as error:
+        assert error.field == "source"
+        accepted = False
+    assert accepted == (alert_could_carry_it and "*" not in source)
+
+
+@pytest.mark.parametrize("grant, problem", [
+    (rule_pb2.SourceGrant(client_id="C1", source="db"), "grant.client_id: not a UUID: 'C1'"),
+    (rule_pb2.SourceGrant(client_id=str(uuid.UUID(int=0xABC)).upper(), source="db"),
+     "grant.client_id: not a canonical"),
+    (rule_pb2.SourceGrant(client_id=str(uuid.UUID(int=1)), source="db*", prefix=True), "grant.source: 'db*' holds"),
+    (rule_pb2.SourceGrant(client_id=str(uuid.UUID(int=1))), "grant.source: missing"),
+])
+def test_a_grant_the_api_would_never_have_given_is_refused_naming_the_field(
+    grant: rule_pb2.SourceGrant, problem: str
+) -> None:
+    assert field_of(lambda: check_grant(grant))[1].startswith(problem)
+    check_grant(rule_pb2.SourceGrant(client_id=str(uuid.UUID(int=1)), source="db", prefix=True))

@@ -165,10 +165,18 @@ def any_notification_ready(draw: st.DrawFn) -> events_pb2.NotificationReady:
 
 
 @st.composite
+def any_source_grants(draw: st.DrawFn) -> rule_pb2.SourceGrant:
+    """A grant whose client id and source may be valid or anything."""
+    return rule_pb2.SourceGrant(client_id=draw(st.one_of(ids(), any_text)), source=draw(st.one_of(names, any_text)),
+                                prefix=draw(st.booleans()))
+
+
+@st.composite
 def any_rule_changed(draw: st.DrawFn) -> events_pb2.RuleChanged:
+    """A rule's change or a grant's (ops 3 and 4), each field valid or anything."""
     rule = draw(st.one_of(valid_rules(), any_rules()))
-    op = draw(st.one_of(st.sampled_from([1, 2]), int32s))
-    return events_pb2.RuleChanged(
+    op = draw(st.one_of(st.sampled_from([1, 2, 3, 4]), int32s))
+    change = events_pb2.RuleChanged(
         schema_version=_maybe(draw, topics.SCHEMA_VERSION, uint32s),
         seq=draw(st.one_of(st.integers(1, 50), int64s)),
         op=cast(Any, op),  # open enum: any int32
@@ -176,6 +184,13 @@ def any_rule_changed(draw: st.DrawFn) -> events_pb2.RuleChanged:
         client_id=rule.client_id,
         rule=rule,
     )
+    grant = draw(st.one_of(st.none(), any_source_grants()))
+    if grant is not None:
+        change.grant.CopyFrom(grant)
+        if draw(st.booleans()):  # as the rule-service writes a grant's change: no rule, the grant's client
+            change.ClearField("rule")
+            change.rule_id, change.client_id = "", grant.client_id
+    return change
 
 
 # ---------------------------------------------------------------- below the Python API
