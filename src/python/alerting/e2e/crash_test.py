@@ -96,6 +96,8 @@ async def create_rules(stub: rule_service_pb2_grpc.RuleServiceAsyncStub, rng: ra
     rules = []
     for number in range(12):
         client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name=f"tenant-{number}"))
+        await stub.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(
+            client_id=client.client_id, source="src-", prefix=True))
         for _ in range(rng.randint(1, 4)):
             pattern = [rng.choice([*values, WILDCARD]) for values in (SEVERITIES, SOURCES, NAMES)]
             if pattern == [WILDCARD] * 3:

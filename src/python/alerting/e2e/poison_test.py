@@ -14,14 +14,24 @@ import alerting.aggregator.main
 import alerting.evaluator.main
 import alerting.rule_updater.main
 import alerting.sender.main
+from alerting.common import topics
 from alerting.common.settings import Settings
-from alerting.producer.alerts import build_alert
+from alerting.producer.alerts import alert_new, build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.sender.delivery import NEEDS_SMTPUTF8
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
-from alerting.testsupport.services import fetch, free_port, rule_service_stub, running, wait_until
-from alerting.v1 import rule_service_pb2
+from alerting.testsupport.services import (
+    fetch,
+    free_port,
+    read,
+    rule_service_stub,
+    running,
+    send_unparsable,
+    wait_until,
+)
+from alerting.testsupport.strategies import YEAR_10000
+from alerting.v1 import events_pb2, rule_service_pb2
 
 ALERTS = 300  # each notifies all twenty tenants: 6,000 notifications
 GOOD_TENANTS = 16
@@ -53,6 +63,8 @@ async def test_thousands_of_alerts_with_poison_tenants(stack_settings: Settings,
                     (name, email) for name, (email, _) in POISON.items()]:
                 client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name=name))
                 tenants[client.client_id] = name
+                await stub.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(
+                    client_id=client.client_id, source="shared"))
                 # Every tenant watches the same source: each alert notifies all twenty.
                 await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
                     client_id=client.client_id, severity="*", source="shared", name="*", emails=[email]))
@@ -105,3 +117,66 @@ async def test_thousands_of_alerts_with_poison_tenants(stack_settings: Settings,
     received = Counter(mail["Message-ID"] for mail in mailbox.read_all(tmp_path))
     sent = {f"<{row['notification_id']}@alerting.local>" for row in rows if row["status"] == "SENT"}
     assert received == Counter({message_id: 1 for message_id in sent})
+
+
+async def test_the_year_10000_alert_and_other_garbage_are_dead_lettered_and_every_other_alert_is_sent(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    """The record that crash-looped the evaluator, byte for byte, among good alerts and other
+    records no consumer can take: it and they end in alerts.new.dlq with their reasons."""
+    smtp_port = free_port()
+    sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path)
+    settings = stack_settings.model_copy(update={"smtp_port": smtp_port, "batch_timeout_ms": 20})
+    year_10000 = build_alert("HIGH", "shared", "disk")
+    year_10000.event_ts.seconds, year_10000.event_ts.nanos = YEAR_10000, 0
+    garbage = {
+        alert_new(year_10000).SerializeToString():
+            "alert.event_ts: 253402387200 seconds since the epoch is out of range",
+        b"\xff\xfe not protobuf": "undecodable AlertNew: Error parsing message with type 'alerting.v1.AlertNew'",
+    }
+    good = [build_alert("HIGH", "shared", f"check-{n}") for n in range(120)]
+    try:
+        async with rule_service_stub(settings) as stub, AsyncExitStack() as workers:
+            client = await stub.CreateClient(rule_service_pb2.CreateClientRequest(name="acme"))
+            await stub.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(
+                client_id=client.client_id, source="shared"))
+            await stub.CreateRule(rule_service_pb2.CreateRuleRequest(
+                client_id=client.client_id, severity="*", source="shared", name="*", emails=["oncall@acme.io"]))
+            for worker in (
+                running(alerting.rule_updater.main.run, settings),
+                running(alerting.evaluator.main.run, settings),
+                running(alerting.aggregator.main.run,
+                        alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
+                running(alerting.sender.main.run, alerting.sender.main.SenderSettings(**settings.model_dump())),
+            ):
+                await workers.enter_async_context(worker)
+            await asyncio.sleep(1)  # the rule travels outbox → rule.changed → evaluator
+            values = [alert_new(alert).SerializeToString() for alert in good]
+            # The garbage among the good alerts, and one record the Kafka client cannot parse.
+            for position, value in zip((10, 60), garbage, strict=True):
+                values.insert(position, value)
+            # A good alert, but with a header key the Kafka client cannot parse: dead-lettered too.
+            await send_unparsable(settings, topics.ALERTS_NEW, values, unparsable={100})
+            unparsed = values[100]
+
+            async def every_good_one_sent() -> bool:
+                [row] = await fetch(settings, "SELECT count(*) AS sent FROM notifications WHERE status = 'SENT'")
+                return row["sent"] == len(good) - 1
+
+            await wait_until(every_good_one_sent, 120, "every good alert's notification SENT")
+            dead = await read(settings, topics.dead_letter(topics.ALERTS_NEW), 3)
+            rows = await fetch(settings, "SELECT alert_id FROM notifications")
+    finally:
+        sink.close()
+    reasons = {record.value: dict(record.headers)["dlq.reason"].decode() for record in dead}
+    assert len(dead) == 3
+    # Its bytes stay in alerts.new, at the offset its dlq.source names, for another client.
+    assert reasons[b""].startswith("the Kafka client cannot parse it: UnicodeDecodeError")
+    for value, reason in garbage.items():
+        assert reasons[value].startswith(reason)
+    sent = {alert.alert_id for alert in good} - {alert_new_id(unparsed)}
+    assert sorted(row["alert_id"] for row in rows) == sorted(sent)
+
+
+def alert_new_id(value: bytes) -> str:
+    return events_pb2.AlertNew.FromString(value).alert.alert_id
