@@ -79,7 +79,9 @@ class RuleIndex:
         # The clients granted each exact source, and each prefix.
         self._exact_grants: dict[str, set[str]] = {}
         self._prefix_grants: dict[str, set[str]] = {}
-        # The distinct lengths of the prefixes granted: what an alert's source is cut to.
+        # How many prefixes granted have each length, and those lengths: what an alert's
+        # source is cut to.
+        self._prefixes_of_length: dict[int, int] = {}
         self._prefix_lengths: tuple[int, ...] = ()
 
     def __len__(self) -> int:
@@ -140,9 +142,12 @@ class RuleIndex:
     def grant(self, grant: Grant) -> None:
         """Give the client the source's alerts; giving it again changes nothing."""
         granted = self._prefix_grants if grant.prefix else self._exact_grants
-        granted.setdefault(grant.source, set()).add(sys.intern(grant.client_id))
-        if grant.prefix:
-            self._prefix_lengths = tuple(sorted({len(prefix) for prefix in granted}))
+        clients = granted.get(grant.source)
+        if clients is None:
+            clients = granted[grant.source] = set()
+            if grant.prefix:
+                self._count_prefix(len(grant.source), 1)
+        clients.add(sys.intern(grant.client_id))
 
     def revoke(self, grant: Grant) -> bool:
         granted = self._prefix_grants if grant.prefix else self._exact_grants
@@ -153,8 +158,17 @@ class RuleIndex:
         if not clients:
             del granted[grant.source]
             if grant.prefix:
-                self._prefix_lengths = tuple(sorted({len(prefix) for prefix in granted}))
+                self._count_prefix(len(grant.source), -1)
         return True
+
+    def _count_prefix(self, length: int, change: int) -> None:
+        count = self._prefixes_of_length.get(length, 0) + change
+        if count:
+            self._prefixes_of_length[length] = count
+        else:
+            del self._prefixes_of_length[length]
+        if count == 0 or (count == 1 and change == 1):  # a length went or appeared
+            self._prefix_lengths = tuple(sorted(self._prefixes_of_length))
 
     def owners(self, source: str) -> Set[str]:
         """The clients granted the alerts of `source`, exactly or by a prefix of it."""

@@ -233,3 +233,18 @@ def test_a_rule_matches_exactly_when_its_pattern_matches_and_its_client_is_grant
             given_grants.discard(change[1])
     assert index.grants() == given_grants
     assert matched(index, *alert) == reference_match(rules, *alert, grants=given_grants)
+
+
+def test_the_prefix_lengths_probed_follow_grants_and_revocations_among_many_prefixes() -> None:
+    """A warm start loads every grant: the lengths probed are kept up to date per change, not
+    recomputed from every prefix (which would take minutes for these 50,000)."""
+    index = RuleIndex()
+    index.upsert(rule("r1", source="*"))
+    index.load_grants(Grant(f"c{n}", f"team-{n:05d}.", True) for n in range(50_000))
+    assert index._prefix_lengths == (len("team-00000."),)
+    assert matched(index, source="team-00007.db") == set()  # c7 has no rule
+    index.grant(Grant("c1", "t", True))
+    assert index._prefix_lengths == (1, len("team-00000."))
+    assert matched(index, source="team-00001.db") == matched(index, source="tx") == {("c1", ("r1",))}
+    assert index.revoke(Grant("c1", "t", True))
+    assert index._prefix_lengths == (len("team-00000."),)
