@@ -4,6 +4,7 @@ plaintext and over TLS, each beside a baseline server of the same transport that
 key, in one run; and the key check timed alone.
 
     deploy/local-stack up && ./pants run bench/auth.py                  (about 2.5 minutes)
+    deploy/local-stack up && ./pants run bench/auth.py -- --smoke       (seconds: that it runs)
     PYTHONPATH=src/python:bench:/tmp/gen .venv/bin/python bench/auth.py   (the same, from the dev venv)
 Every server is a real grpc.aio server on 127.0.0.1 in this process, serving the real
 servicers over one freshly migrated database (dropped afterwards), logged in as the
@@ -32,6 +33,7 @@ import asyncpg
 import grpc
 import grpc.aio
 from pydantic import SecretStr
+from workloads import full_or_smoke
 
 from alerting.common.db import DatabaseRole, create_pool
 from alerting.common.grpc_client import aio_channel
@@ -45,14 +47,21 @@ from alerting.testsupport import stack
 from alerting.testsupport.tls import make_certificates
 from alerting.v1 import api_key_service_pb2, api_key_service_pb2_grpc, rule_service_pb2, rule_service_pb2_grpc
 
-WARM_UP = 500  # calls per variant and method, before the measured ones
-# Many short rounds rather than a few long ones: in each round every variant's block of
-# calls runs within seconds of its baseline's, so the differences are taken between
-# neighbours, and the machine's slower stretches fall on both.
-ROUNDS = 25
-CALLS = 300  # per round, variant and method
-CHECKS = {2.0: 20_000, 0.0: 1_000}  # key checks timed alone, by cache_seconds
-CHECK_REPETITIONS = 5
+
+@dataclass(frozen=True)
+class Sizes:
+    warm_up: int  # calls per variant and method, before the measured ones
+    # Many short rounds rather than a few long ones: in each round every variant's block of
+    # calls runs within seconds of its baseline's, so the differences are taken between
+    # neighbours, and the machine's slower stretches fall on both.
+    rounds: int
+    calls: int  # per round, variant and method
+    checks: dict[float, int]  # key checks timed alone, by cache_seconds
+    check_repetitions: int
+
+
+FULL = Sizes(warm_up=500, rounds=25, calls=300, checks={2.0: 20_000, 0.0: 1_000}, check_repetitions=5)
+SMOKE = Sizes(warm_up=5, rounds=2, calls=5, checks={2.0: 20, 0.0: 5}, check_repetitions=1)
 
 
 def log(line: str) -> None:
@@ -171,12 +180,13 @@ def baseline_of(variant: Variant) -> Variant:
     return next(v for v in VARIANTS if v.tls == variant.tls and not v.authenticated)
 
 
-def report(samples: dict[tuple[str, str], list[float]], method_names: list[str], checks: dict[float, float]) -> None:
+def report(sizes: Sizes, samples: dict[tuple[str, str], list[float]], method_names: list[str],
+           checks: dict[float, float]) -> None:
     """Per call and variant: the median of the rounds' µs/call, and the medians over rounds of
     its ratio to and difference from its baseline's block of the same round (with the
     difference's quartiles, which show how much of it the noise could be)."""
-    print(f"Sequential unary calls, one client, server and client in one process: {ROUNDS} rounds × {CALLS} calls "
-          "per variant and call. µs/call: the median of the rounds; × baseline and added µs: medians over the "
+    print(f"Sequential unary calls, one client, server and client in one process: {sizes.rounds} rounds × "
+          f"{sizes.calls} calls per variant and call. µs/call: the median of the rounds; × baseline and added µs: medians over the "
           "rounds of the comparison with the baseline's block of the same round.")
     print()
     print("| call | variant | µs/call | calls/s | × baseline | added µs/call | quartiles of added µs |")
@@ -196,7 +206,7 @@ def report(samples: dict[tuple[str, str], list[float]], method_names: list[str],
             low, _, high = statistics.quantiles(added, n=4)
             print(f"{cells} {ratio:.2f}× | {statistics.median(added):+,.0f} | {low:+,.0f} … {high:+,.0f} |")
     print()
-    print(f"The key check alone (bearer_key, KeyStore.authenticate), median of {CHECK_REPETITIONS}:")
+    print(f"The key check alone (bearer_key, KeyStore.authenticate), median of {sizes.check_repetitions}:")
     print()
     print("| check | µs/check |")
     print("|---|---:|")
@@ -205,7 +215,7 @@ def report(samples: dict[tuple[str, str], list[float]], method_names: list[str],
         print(f"| {what} | {micros:,.1f} |")
 
 
-async def main() -> None:
+async def main(sizes: Sizes) -> None:
     run_started = time.perf_counter()
     base = RuleServiceSettings()
     tag = stack.unique_name("auth")
@@ -239,29 +249,30 @@ async def main() -> None:
                 calls[variant.name] = methods(channel, client_id)
 
             method_names = list(calls[VARIANTS[0].name])
-            log(f"warm-up: {WARM_UP} calls per variant and call")
+            log(f"warm-up: {sizes.warm_up} calls per variant and call")
             for variant_calls in calls.values():
                 for call in variant_calls.values():
-                    await per_call_micros(call, WARM_UP)
-            log(f"{ROUNDS} rounds of {CALLS} sequential calls per variant and call, the variants in rotating order")
+                    await per_call_micros(call, sizes.warm_up)
+            log(f"{sizes.rounds} rounds of {sizes.calls} sequential calls per variant and call, the variants in"
+                " rotating order")
             samples: dict[tuple[str, str], list[float]] = {
                 (variant.name, method): [] for variant in VARIANTS for method in method_names}
-            for number in range(ROUNDS):
+            for number in range(sizes.rounds):
                 shift = number % len(VARIANTS)
                 for variant in VARIANTS[shift:] + VARIANTS[:shift]:
                     for method, call in calls[variant.name].items():
-                        samples[variant.name, method].append(await per_call_micros(call, CALLS))
+                        samples[variant.name, method].append(await per_call_micros(call, sizes.calls))
 
             checks = {}
-            for cache_seconds, count in CHECKS.items():
+            for cache_seconds, count in sizes.checks.items():
                 keys = KeyStore(pool, cache_seconds)
                 checks[cache_seconds] = statistics.median(
-                    [await check_micros(keys, admin_key, count) for _ in range(CHECK_REPETITIONS)])
+                    [await check_micros(keys, admin_key, count) for _ in range(sizes.check_repetitions)])
     finally:
         shutil.rmtree(Path(certificates.ca).parent, ignore_errors=True)
     log(f"run time {time.perf_counter() - run_started:.0f} s, cleanup included")
-    report(samples, method_names, checks)
+    report(sizes, samples, method_names, checks)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(full_or_smoke(__doc__, FULL, SMOKE)))

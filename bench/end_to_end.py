@@ -12,7 +12,6 @@ rules half of the time, so there is one notification per alert.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
@@ -21,6 +20,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from workloads import full_or_smoke
 
 import alerting.aggregator.main  # noqa: F401  (the services run from these modules, in subprocesses)
 import alerting.evaluator.main  # noqa: F401
@@ -228,6 +229,4 @@ async def main(sizes: Sizes) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, not how fast")
-    asyncio.run(main(SMOKE if parser.parse_args().smoke else FULL))
+    asyncio.run(main(full_or_smoke(__doc__, FULL, SMOKE)))

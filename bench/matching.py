@@ -2,6 +2,7 @@
 index against a naive scan of every rule, in the same run.
 
     ./pants run bench/matching.py            (about 3 minutes)
+    ./pants run bench/matching.py -- --smoke (seconds: that it runs)
 """
 
 from __future__ import annotations
@@ -11,15 +12,23 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from workloads import make_alerts, make_rules
+from workloads import full_or_smoke, make_alerts, make_rules
 
 from alerting.common.vocabulary import WILDCARD
 from alerting.evaluator.matcher import IndexedRule, RuleIndex
 
-SIZES = (1_000, 100_000, 1_000_000)
-ALERTS = 20_000
-REPETITIONS = 5
+
+@dataclass(frozen=True)
+class Sizes:
+    rules: tuple[int, ...]
+    alerts: int
+    repetitions: int
+
+
+FULL = Sizes(rules=(1_000, 100_000, 1_000_000), alerts=20_000, repetitions=5)
+SMOKE = Sizes(rules=(1_000,), alerts=500, repetitions=1)
 
 
 def rss_bytes() -> int:
@@ -43,10 +52,10 @@ def per_alert_seconds(match: Callable[[str, str, str], object], alerts: Sequence
     return (time.perf_counter() - started) / len(alerts)
 
 
-def main() -> None:
-    alerts = make_alerts(ALERTS)
+def main(sizes: Sizes) -> None:
+    alerts = make_alerts(sizes.alerts)
     rows = []
-    for size in SIZES:
+    for size in sizes.rules:
         rules = make_rules(size)
         gc.collect()
         before = rss_bytes()
@@ -57,10 +66,10 @@ def main() -> None:
         build = time.perf_counter() - started
         gc.collect()
         memory = (rss_bytes() - before) / size
-        indexed = statistics.median(per_alert_seconds(index.match, alerts) for _ in range(REPETITIONS))
+        indexed = statistics.median(per_alert_seconds(index.match, alerts) for _ in range(sizes.repetitions))
         # Alerts whose source and name no rule names: the probe cost alone, without results.
         unmatched = [(severity, f"unknown-{source}", f"unknown-{name}") for severity, source, name in alerts]
-        probe = statistics.median(per_alert_seconds(index.match, unmatched) for _ in range(REPETITIONS))
+        probe = statistics.median(per_alert_seconds(index.match, unmatched) for _ in range(sizes.repetitions))
         matches = sum(len(index.match(*alert)) for alert in alerts[:2000]) / 2000
         # The naive scan is O(rules): sample fewer alerts as the rule count grows.
         sample = alerts[: max(20, 200_000 // size)]
@@ -85,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(full_or_smoke(__doc__, FULL, SMOKE))

@@ -2,6 +2,7 @@
 the rules table (the fallback when the snapshot is missing), in the same run.
 
     deploy/local-stack up && ./pants run bench/warm_start.py      (about 4 minutes)
+    deploy/local-stack up && ./pants run bench/warm_start.py -- --smoke   (seconds: that it runs)
 Uses its own Redis keys and a throwaway database; both are removed afterwards.
 """
 
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from workloads import make_rules
+from workloads import full_or_smoke, make_rules
 
 from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
@@ -25,8 +26,8 @@ from alerting.rules import snapshot
 from alerting.testsupport import stack
 from alerting.v1 import rule_pb2
 
-RULES = 1_000_000
-REPETITIONS = 3
+FULL = (1_000_000, 3)  # rules, repetitions
+SMOKE = (2_000, 1)
 
 
 def as_message(rule: IndexedRule) -> rule_pb2.Rule:
@@ -49,23 +50,23 @@ async def fill_database(url: str, rules: list[IndexedRule]) -> None:
         await connection.close()
 
 
-async def timed(what: str, operation: Callable[[], Awaitable[RuleIndex]]) -> float:
+async def timed(what: str, operation: Callable[[], Awaitable[RuleIndex]], count: int, repetitions: int) -> float:
     seconds = []
-    for _ in range(REPETITIONS):
+    for _ in range(repetitions):
         started = time.perf_counter()
         index = await operation()
         seconds.append(time.perf_counter() - started)
-        assert len(index) == RULES, len(index)
+        assert len(index) == count, len(index)
         del index
     print(f"{what}: {', '.join(f'{s:.2f}' for s in seconds)} s", file=sys.stderr)
     return statistics.median(seconds)
 
 
-async def main() -> None:
+async def main(count: int, repetitions: int) -> None:
     base = Settings()
     tag = stack.unique_name("bench")
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}."})
-    rules = make_rules(RULES)
+    rules = make_rules(count)
     client = redis_client(settings)
     database_url = await stack.create_database(base.database_url, tag)
     try:
@@ -87,17 +88,17 @@ async def main() -> None:
             assert warm.rebuilt
             return warm.index
 
-        warm = await timed("from the Redis snapshot", from_snapshot)
-        scan = await timed("from a Postgres scan (and rewriting the snapshot)", from_postgres)
+        warm = await timed("from the Redis snapshot", from_snapshot, count, repetitions)
+        scan = await timed("from a Postgres scan (and rewriting the snapshot)", from_postgres, count, repetitions)
     finally:
         await stack.delete_redis_keys(settings)
         await client.aclose()
         await stack.drop_database(base.database_url, tag)
         await stack.delete_topics(settings)
-    print(f"| rules | ready from Redis snapshot (median of {REPETITIONS}) | ready from Postgres scan | ratio |")
+    print(f"| rules | ready from Redis snapshot (median of {repetitions}) | ready from Postgres scan | ratio |")
     print("|---:|---:|---:|---:|")
-    print(f"| {RULES:,} | {warm:.2f} s | {scan:.2f} s | {scan / warm:.1f}× |")
+    print(f"| {count:,} | {warm:.2f} s | {scan:.2f} s | {scan / warm:.1f}× |")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(*full_or_smoke(__doc__, FULL, SMOKE)))

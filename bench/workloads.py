@@ -1,9 +1,12 @@
-"""Synthetic rules and alerts shaped like a real tenant mix, for the benchmarks."""
+"""Synthetic rules and alerts shaped like a real tenant mix, for the benchmarks, and the
+choice of a benchmark's sizes."""
 
 from __future__ import annotations
 
+import argparse
 import random
 import uuid
+from typing import TypeVar
 
 from alerting.common.vocabulary import SEVERITIES, WILDCARD
 from alerting.evaluator.matcher import IndexedRule
@@ -19,6 +22,7 @@ SHAPES = [
     ((False, False, True), 0.01),
     ((True, False, True), 0.01),
 ]
+T = TypeVar("T")
 SOURCES_PER_CLIENT = 5
 NAMES = 2000
 
@@ -60,3 +64,11 @@ def make_alerts(count: int, clients: int = 10_000, seed: int = 2) -> list[tuple[
         (rng.choice(SEVERITIES), rng.choice(client_sources(rng.randrange(clients))), rng.choice(name_pool))
         for _ in range(count)
     ]
+
+
+def full_or_smoke(description: str | None, full: T, smoke: T) -> T:
+    """`smoke` when the command line says --smoke, else `full`. CI runs every benchmark at
+    its smoke sizes (seconds), so that one that stops working fails the build."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, not how fast")
+    return smoke if parser.parse_args().smoke else full
