@@ -186,8 +186,8 @@ def report(sizes: Sizes, samples: dict[tuple[str, str], list[float]], method_nam
     its ratio to and difference from its baseline's block of the same round (with the
     difference's quartiles, which show how much of it the noise could be)."""
     print(f"Sequential unary calls, one client, server and client in one process: {sizes.rounds} rounds × "
-          f"{sizes.calls} calls per variant and call. µs/call: the median of the rounds; × baseline and added µs: medians over the "
-          "rounds of the comparison with the baseline's block of the same round.")
+          f"{sizes.calls} calls per variant and call. µs/call: the median of the rounds; × baseline and added µs: "
+          "medians over the rounds of the comparison with the baseline's block of the same round.")
     print()
     print("| call | variant | µs/call | calls/s | × baseline | added µs/call | quartiles of added µs |")
     print("|---|---|---:|---:|---:|---:|---:|")
