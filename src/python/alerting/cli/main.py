@@ -1,5 +1,6 @@
 """alertctl: operate the platform through the rule-service's gRPC API: tenants (clients),
-their rules, notifications, dead letters, and the API keys every call presents.
+their rules and granted sources, notifications, dead letters, and the API keys every call
+presents.
 
     alertctl [--address HOST:PORT] [--api-key-file PATH] [--ca-file PATH] [--plaintext]
              [--timeout SECONDS] [--output table|json] COMMAND ...
@@ -182,12 +183,13 @@ def version_option(required: bool) -> Callable[[Callable[..., None]], Callable[.
 def cli(context: click.Context, address: str | None, api_key: str | None, ca_file: str | None, plaintext: bool,
         timeout: float, output: str, json_alias: bool) -> None:
     """Operate the alerting platform through the rule-service's gRPC API: tenants
-    (clients), their rules, the notifications sent, dead letters, and API keys.
+    (clients), their rules and granted sources, the notifications sent, dead letters, and
+    API keys.
 
     Global options come before the command, e.g. `alertctl --output json rule list`.
     Every call goes over TLS (unless --plaintext) and presents an API key: an ADMIN key
-    manages clients and every key, a TENANT key one client's rules, notifications and
-    keys. A failed call prints `Error: <gRPC code>: <details>` on stderr and exits with
+    manages clients, the sources granted to them and every key, a TENANT key one client's
+    rules, notifications and keys. A failed call prints `Error: <gRPC code>: <details>` on stderr and exits with
     the code below.
     """
     if json_alias:
