@@ -30,7 +30,9 @@ def is_outage(error: BaseException) -> bool:
     # that does not use it.
     kafka = sys.modules.get("aiokafka.errors")
     if kafka is not None and isinstance(error, kafka.KafkaError):
-        return True
+        # A message too large for the broker is one a record made: no retry will send it.
+        return not isinstance(error, kafka.MessageSizeTooLargeError | kafka.RecordTooLargeError
+                              | kafka.RecordListTooLargeError)
     redis = sys.modules.get("redis.exceptions")
     if redis is not None and isinstance(error, redis.RedisError):
         # The values this platform writes are validated first: only DataError (a value the
