@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from pydantic import ValidationError
 
 from alerting.common.db import owner_url
 from alerting.common.settings import Settings
@@ -28,7 +29,11 @@ def _require(host: str, port: int, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    settings = Settings()
+    try:
+        # The stack's generated passwords and keys, through ALERTING_*_FILE (pants.toml).
+        settings = Settings()
+    except ValidationError as error:
+        pytest.fail(f"the local stack's secrets are missing ({error}); run `deploy/local-stack up` first")
     kafka_host, kafka_port = settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)
     _require(kafka_host, int(kafka_port), "Kafka")
     _require("127.0.0.1", int(settings.database_url.rsplit(":", 1)[1].split("/")[0]), "Postgres")

@@ -18,7 +18,8 @@ from alerting.common.settings import Settings, secret_value
 
 
 class DatabaseRole(enum.Enum):
-    OWNER = "owner"  # owns the schema and runs the migrations; tools and tests
+    OWNER = "owner"  # owns the schema; tools and tests
+    MIGRATION = "migration"  # runs the migrations: creates roles and sets their passwords, else acts as the owner
     CONTROL_PLANE = "control_plane"  # rule-service: clients, rules, rule_outbox, api_keys
     RULE_READER = "rule_reader"  # rule-updater, evaluator: reads rules to rebuild the snapshot
     DATA_PLANE = "data_plane"  # aggregator, sender: notifications and their recipients
@@ -38,6 +39,7 @@ def login(settings: Settings, role: DatabaseRole) -> tuple[str | None, str | Non
         password = secret_value(settings.database_password) or unquote(url.password or "")
         return unquote(url.username or "") or None, password or None
     user, secret = {
+        DatabaseRole.MIGRATION: (settings.migration_database_user, settings.migration_database_password),
         DatabaseRole.CONTROL_PLANE: (settings.control_plane_database_user, settings.control_plane_database_password),
         DatabaseRole.RULE_READER: (settings.rule_reader_database_user, settings.rule_reader_database_password),
         DatabaseRole.DATA_PLANE: (settings.data_plane_database_user, settings.data_plane_database_password),
@@ -55,12 +57,30 @@ def address(database_url: str) -> str:
 
 
 def owner_url(settings: Settings) -> str:
-    """database_url with the owner's login in it, for what takes a URL alone (yoyo; tests
-    that connect with the URL)."""
-    user, password = login(settings, DatabaseRole.OWNER)
-    parts = urlsplit(address(settings.database_url))
+    """database_url with the owner's login in it, for what takes a URL alone (tests that
+    connect with the URL)."""
+    return role_login_url(settings, DatabaseRole.OWNER)
+
+
+def role_login_url(settings: Settings, role: DatabaseRole) -> str:
+    """database_url logged in as `role`, for what takes a URL alone."""
+    return _with_login(settings.database_url, *login(settings, role))
+
+
+def migration_url(settings: Settings) -> str:
+    """database_url logged in as the migration role, every session of it acting as the owner
+    (`options=-c role=<owner>`), for yoyo: what the migrations create belongs to the owner,
+    and the migration role's CREATEROLE serves only sessions without that option."""
+    owner, _ = login(settings, DatabaseRole.OWNER)
+    return _with_login(settings.database_url, *login(settings, DatabaseRole.MIGRATION), f"-c role={owner}")
+
+
+def _with_login(database_url: str, user: str | None, password: str | None, options: str = "") -> str:
+    parts = urlsplit(address(database_url))
     credentials = quote(user or "", safe="") + (f":{quote(password, safe='')}" if password else "")
-    return urlunsplit(parts._replace(netloc=f"{credentials}@{parts.netloc}" if credentials else parts.netloc))
+    query = "&".join(filter(None, [parts.query, options and "options=" + quote(options, safe="")]))
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{parts.netloc}" if credentials else parts.netloc,
+                                     query=query))
 
 
 def connect_options(settings: Settings, role: DatabaseRole) -> dict[str, Any]:

@@ -39,7 +39,9 @@ from alerting.testsupport.kafka_security import (
     SaslListener,
     as_principal,
     broker_acls,
+    broker_config,
     platform_acls_granted,
+    principal_password,
     sasl_listener,
 )
 from alerting.testsupport.services import send
@@ -47,8 +49,10 @@ from alerting.testsupport.stack import TEST_PARTITIONS
 
 # Who may do what, by the design in docs/architecture/INFRASTRUCTURE.md (deploy/kafka/acls.txt).
 WRITES = {
-    # The outbox relay; the DeadLetterService replays to the topic a dead letter came from.
-    "rule-service": {RULE_CHANGED, ALERTS_NEW, ALERTS_MATCHED, NOTIFICATIONS_READY},
+    # The outbox relay, and nothing else: the DeadLetterService replays to the topic a dead
+    # letter came from as a principal of its own.
+    "rule-service": {RULE_CHANGED},
+    "dead-letter-replay": {ALERTS_NEW, ALERTS_MATCHED, NOTIFICATIONS_READY},
     "rule-updater": {dead_letter(RULE_CHANGED)},
     "evaluator": {ALERTS_MATCHED, dead_letter(ALERTS_NEW)},
     "aggregator": {NOTIFICATIONS_READY, dead_letter(ALERTS_MATCHED)},
@@ -57,6 +61,7 @@ WRITES = {
 }
 READS = {
     "rule-service": {dead_letter(topic) for topic in INPUT_TOPICS},
+    "dead-letter-replay": set(),
     "rule-updater": {RULE_CHANGED},
     "evaluator": {ALERTS_NEW, RULE_CHANGED},
     "aggregator": {ALERTS_MATCHED},
@@ -96,7 +101,7 @@ async def granted(stack_settings: Settings) -> AsyncIterator[None]:
 
 # ---------------------------------------------------------------- the client options
 def test_plaintext_clients_get_the_bootstrap_servers_and_nothing_else() -> None:
-    assert kafka_client_options(Settings(kafka_bootstrap="k1:9092,k2:9092")) == {
+    assert kafka_client_options(Settings(kafka_bootstrap="k1:9092,k2:9092", kafka_security_protocol="PLAINTEXT")) == {
         "bootstrap_servers": "k1:9092,k2:9092", "security_protocol": "PLAINTEXT"}
 
 
@@ -125,6 +130,34 @@ def test_a_missing_ca_file_is_an_error_not_an_unverified_link() -> None:
 
 
 # ---------------------------------------------------------------- the broker
+# Where the stack's PLAINTEXT listener was, whose anonymous clients were super users.
+OLD_PLAINTEXT_LISTENER = "127.0.0.1:9092"
+
+
+async def test_no_listener_lets_anyone_in_unauthenticated(base_settings: Settings, listener: SaslListener) -> None:
+    config = await broker_config(base_settings, "listeners", "listener.security.protocol.map")
+    protocols = dict(item.split(":") for item in config["listener.security.protocol.map"].split(","))
+    addresses = [address.split("://", 1)[1] for address in config["listeners"].split(",")]
+    assert {protocols[address.split("://")[0]] for address in config["listeners"].split(",")} == {"SASL_SSL"}
+    # Every listener, the controller's among them, and the old PLAINTEXT port: a client that
+    # does not authenticate, in plaintext or over verified TLS, gets nothing.
+    answered = []
+    for address in [*addresses, OLD_PLAINTEXT_LISTENER]:
+        for protocol in ("PLAINTEXT", "SSL"):
+            options = {"bootstrap_servers": address, "security_protocol": protocol, "request_timeout_ms": 5000}
+            if protocol == "SSL":
+                options["ssl_context"] = ssl.create_default_context(cafile=listener.ca_file)
+            admin = AIOKafkaAdminClient(**options)
+            try:
+                await admin.start()
+                answered.append(f"{protocol} {address}")
+            except KafkaConnectionError:
+                pass
+            finally:
+                await admin.close()
+    assert answered == []
+
+
 async def test_the_stack_grants_exactly_the_platform_acls(base_settings: Settings) -> None:
     # Tests' copies are on prefixed names (t_<hex>.…); everything else is the stack's own.
     stack_acls = {acl for acl in await broker_acls(base_settings) if not acl.name.startswith("t_")}
@@ -228,7 +261,7 @@ async def test_only_the_aggregator_reads_the_sender_groups_offsets(
 async def test_a_wrong_password_or_an_unknown_user_is_refused(
     base_settings: Settings, listener: SaslListener, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for principal, password in (("rule-service", "not-its-password"), ("nobody", "rule-service-dev")):
+    for principal, password in (("rule-service", "not-its-password"), ("nobody", principal_password("rule-service"))):
         settings = as_principal(base_settings, listener, "rule-service", password).model_copy(
             update={"kafka_sasl_username": principal})
         producer = make_producer(settings)

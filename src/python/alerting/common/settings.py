@@ -20,47 +20,59 @@ log = logging.getLogger(__name__)
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALERTING_", extra="ignore")
 
-    kafka_bootstrap: str = "127.0.0.1:9092"
+    # The local stack's defaults: its SASL_SSL listener, its Postgres and its Redis over TLS.
+    # No credential has a default (docs/security.md): each is given, best as a file
+    # (ALERTING_<NAME>_FILE); deploy/local-stack generates them into .local/secrets/.
+    kafka_bootstrap: str = "127.0.0.1:9094"
     # Prepended to every topic name and consumer group, so that tests can share one broker.
     topic_prefix: str = ""
-    database_url: str = "postgresql://alerting:alerting@127.0.0.1:5432/alerting"
+    database_url: str = "postgresql://alerting@127.0.0.1:5432/alerting"
     database_pool_size: int = 10
     # Who logs in to database_url's database (migrations/MIGRATION_STRATEGY.md, "Roles").
-    # database_url's user is the owner role: it owns the schema and runs the migrations;
-    # tools and tests connect as it too. database_password, when set, is its password
-    # instead of one written in the URL. Each service logs in as its own role, with the user
-    # and password below in place of the URL's, granted only what it needs. `migrate up`
-    # sets these roles' passwords from the same settings (not the ones left empty). The
-    # defaults are the local stack's well-known development passwords.
+    # database_url's user is the owner role: it owns the schema; tools and tests connect as
+    # it. database_password, when set, is its password instead of one written in the URL.
+    # Migrations run as the migration role, which alone may create roles and set their
+    # passwords, and acts as the owner for everything else (db.migration_url). Each service
+    # logs in as its own role, with the user and password below in place of the URL's,
+    # granted only what it needs; `migrate up` sets these roles' passwords from the same
+    # settings (not the ones left unset).
     database_password: SecretStr | None = None
+    migration_database_user: str = "alerting_migrator"  # `migrate`
+    migration_database_password: SecretStr | None = None
     control_plane_database_user: str = "alerting_control_plane"  # rule-service
-    control_plane_database_password: SecretStr = SecretStr("alerting_control_plane")
+    control_plane_database_password: SecretStr | None = None
     rule_reader_database_user: str = "alerting_rule_reader"  # rule-updater, evaluator: the snapshot rebuild
-    rule_reader_database_password: SecretStr = SecretStr("alerting_rule_reader")
+    rule_reader_database_password: SecretStr | None = None
     data_plane_database_user: str = "alerting_data_plane"  # aggregator, sender
-    data_plane_database_password: SecretStr = SecretStr("alerting_data_plane")
+    data_plane_database_password: SecretStr | None = None
     notification_admin_database_user: str = "alerting_notification_admin"  # rule-service: NotificationService
-    notification_admin_database_password: SecretStr = SecretStr("alerting_notification_admin")
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    notification_admin_database_password: SecretStr | None = None
+    redis_url: str = "rediss://127.0.0.1:6380/0"
     # Prepended to every Redis key, for the same reason as topic_prefix.
     redis_key_prefix: str = ""
-    # Kafka security, applied to every client (common.kafka.kafka_client_options). PLAINTEXT
-    # is the local stack's development listener (127.0.0.1:9092); SASL_* authenticate as
-    # kafka_sasl_username with SCRAM (the local stack's SASL_SSL listener is 127.0.0.1:9094);
-    # SSL/SASL_SSL verify the broker against kafka_ssl_ca_file (empty: the system's CAs).
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    # Kafka security, applied to every client (common.kafka.kafka_client_options). SASL_*
+    # authenticate as kafka_sasl_username with SCRAM (a client refuses to start without
+    # them); SSL/SASL_SSL verify the broker against kafka_ssl_ca_file (empty: the system's
+    # CAs). PLAINTEXT is for a broker of your own: the local stack has no such listener.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "SASL_SSL"
     kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_ca_file: str = ""
+    # The rule-service's dead-letter replay writes to the input topics as a principal of its
+    # own, so that the rule-service's principal may write rule.changed alone.
+    dead_letter_replay_kafka_sasl_username: str = ""
+    dead_letter_replay_kafka_sasl_password: SecretStr | None = None
     # Redis authentication (common.redis_client): AUTH as redis_username (empty: the default
-    # user) with redis_password, whose default is the local stack's development password;
-    # production gives its own (ALERTING_REDIS_PASSWORD_FILE), empty means no AUTH. A
-    # rediss:// redis_url is TLS, verified against redis_ca_file (empty: the system's CAs).
-    # Credentials written into redis_url win over these.
+    # user) with redis_password (unset: no AUTH). A rediss:// redis_url is TLS, verified
+    # against redis_ca_file (empty: the system's CAs). Credentials written into redis_url
+    # win over these.
     redis_username: str = ""
-    redis_password: SecretStr | None = SecretStr("alerting")
+    redis_password: SecretStr | None = None
     redis_ca_file: str = ""
+    # The HMAC key that signs the Redis rule snapshot (alerting.rules.snapshot): the
+    # rule-updater signs what it writes, the evaluator checks before it trusts a rule.
+    rule_snapshot_key: SecretStr | None = None
 
     rule_service_address: str = "127.0.0.1:50051"
     # Clients of the rule-service (alertctl, the demo, the tests) connect over TLS unless
@@ -120,6 +132,15 @@ class Settings(BaseSettings):
                 except OSError as error:
                     raise ValueError(f"ALERTING_{name.upper()}_FILE: cannot read {path}: {error.strerror}") from None
         return data
+
+    def dead_letter_replayer(self) -> Settings:
+        """These settings with Kafka logins of the dead-letter replay's principal, when one is set."""
+        if not self.dead_letter_replay_kafka_sasl_username:
+            return self
+        return self.model_copy(update={
+            "kafka_sasl_username": self.dead_letter_replay_kafka_sasl_username,
+            "kafka_sasl_password": self.dead_letter_replay_kafka_sasl_password,
+        })
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

@@ -6,12 +6,13 @@ from pydantic import ValidationError
 from alerting.common.settings import Settings, TracingSettings, secret_value, service_name, tracing_settings
 
 
-def test_defaults_point_at_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ALERTING_KAFKA_BOOTSTRAP", "ALERTING_TOPIC_PREFIX", "ALERTING_DATABASE_URL"):
+def test_defaults_point_at_the_local_stack_with_no_credential(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ALERTING_KAFKA_BOOTSTRAP", "ALERTING_TOPIC_PREFIX", "ALERTING_DATABASE_URL", "ALERTING_REDIS_URL"):
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
-    assert settings.kafka_bootstrap == "127.0.0.1:9092"
-    assert settings.database_url.endswith("@127.0.0.1:5432/alerting")
+    assert settings.kafka_bootstrap == "127.0.0.1:9094"
+    assert settings.database_url == "postgresql://alerting@127.0.0.1:5432/alerting"
+    assert settings.redis_url == "rediss://127.0.0.1:6380/0"
     assert settings.topic("alerts.new") == "alerts.new"
 
 
@@ -115,7 +116,8 @@ def test_an_unreadable_secret_file_is_a_clear_error(monkeypatch: pytest.MonkeyPa
 
 DATABASE_LOGIN_VARIABLES = [
     f"ALERTING_{name}{suffix}"
-    for name in ("DATABASE_PASSWORD", "CONTROL_PLANE_DATABASE_USER", "CONTROL_PLANE_DATABASE_PASSWORD",
+    for name in ("DATABASE_PASSWORD", "MIGRATION_DATABASE_USER", "MIGRATION_DATABASE_PASSWORD",
+                 "CONTROL_PLANE_DATABASE_USER", "CONTROL_PLANE_DATABASE_PASSWORD",
                  "RULE_READER_DATABASE_USER", "RULE_READER_DATABASE_PASSWORD", "DATA_PLANE_DATABASE_USER",
                  "DATA_PLANE_DATABASE_PASSWORD", "NOTIFICATION_ADMIN_DATABASE_USER",
                  "NOTIFICATION_ADMIN_DATABASE_PASSWORD")
@@ -123,19 +125,19 @@ DATABASE_LOGIN_VARIABLES = [
 ]
 
 
-def test_database_logins_default_to_the_local_stack_roles(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_database_logins_default_to_the_local_stack_roles_without_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in DATABASE_LOGIN_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     settings = Settings()
-    assert settings.database_password is None
-    assert [(user, secret_value(password)) for user, password in (
+    assert [(user, password) for user, password in (
+        ("alerting", settings.database_password),
+        (settings.migration_database_user, settings.migration_database_password),
         (settings.control_plane_database_user, settings.control_plane_database_password),
         (settings.rule_reader_database_user, settings.rule_reader_database_password),
         (settings.data_plane_database_user, settings.data_plane_database_password),
         (settings.notification_admin_database_user, settings.notification_admin_database_password),
-    )] == [("alerting_control_plane", "alerting_control_plane"), ("alerting_rule_reader", "alerting_rule_reader"),
-           ("alerting_data_plane", "alerting_data_plane"),
-           ("alerting_notification_admin", "alerting_notification_admin")]
+    )] == [("alerting", None), ("alerting_migrator", None), ("alerting_control_plane", None),
+           ("alerting_rule_reader", None), ("alerting_data_plane", None), ("alerting_notification_admin", None)]
 
 
 def test_database_passwords_read_from_their_files_and_never_show(
@@ -158,15 +160,16 @@ def test_database_passwords_read_from_their_files_and_never_show(
 
 def test_kafka_and_redis_security_defaults_suit_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_SASL_PASSWORD_FILE",
-                 "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_CA_FILE"):
+                 "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_CA_FILE",
+                 "RULE_SNAPSHOT_KEY", "RULE_SNAPSHOT_KEY_FILE"):
         monkeypatch.delenv(f"ALERTING_{name}", raising=False)
     settings = Settings()
+    # Authenticated and encrypted unless told otherwise, with no password of its own.
     assert (settings.kafka_security_protocol, settings.kafka_sasl_username, settings.kafka_sasl_password) == (
-        "PLAINTEXT", "", None)
+        "SASL_SSL", "", None)
     assert settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
-    # The local stack's development password (deploy/local-stack).
-    assert (settings.redis_username, secret_value(settings.redis_password), settings.redis_ca_file) == (
-        "", "alerting", "")
+    assert (settings.redis_username, settings.redis_password, settings.redis_ca_file) == ("", None, "")
+    assert settings.rule_snapshot_key is None
 
 
 def test_kafka_and_redis_passwords_read_from_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import PolicyViolationError
+from pydantic import SecretStr
 
 import alerting.evaluator.follower
 import alerting.evaluator.main
@@ -103,23 +104,26 @@ async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings: 
     assert await matched_clients(stack_settings, alerts, 1) == {(only_in_snapshot.client_id, "from-snapshot")}
 
 
-async def test_missing_or_garbage_snapshot_is_rebuilt_from_postgres(stack_settings: Settings) -> None:
+async def test_missing_or_unsigned_snapshot_is_read_from_postgres_and_left_to_the_rule_updater(
+    stack_settings: Settings,
+) -> None:
+    """The evaluator only reads Redis: it matches from the rules table, and writes nothing back."""
     client_id, _ = await insert_rule_row(stack_settings, "db")
     client = redis_client(stack_settings)
     try:
         assert await client.exists(stack_settings.redis_key(snapshot.SNAPSHOT_KEY)) == 0
         first = await matched_clients(stack_settings, [build_alert("HIGH", "db", "a")], 1)
         assert first == {(client_id, "db")}
-        rebuilt = await snapshot.load(client, stack_settings)
-        assert rebuilt is not None
-        assert [r.source for r in rebuilt.rules] == ["db"]
+        assert await snapshot.load(client, stack_settings) is None
 
-        await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), "garbage", b"\xff\x00not a rule")
+        # A forged snapshot: a rule matching every source, not signed with the snapshot key.
+        forged = rule(str(uuid.uuid4()), "*")
+        await snapshot.write_full(client, stack_settings.model_copy(update={
+            "rule_snapshot_key": SecretStr("not the platform's key")}), snapshot.Snapshot([forged], 0, 0))
         second = await matched_clients(stack_settings, [build_alert("HIGH", "db", "b")], 2)
-        assert (client_id, "db") in second
-        reloaded = await snapshot.load(client, stack_settings)
-        assert reloaded is not None
-        assert len(reloaded.rules) == 1
+        assert (client_id, "db") in second and forged.client_id not in {client for client, _ in second}
+        with pytest.raises(snapshot.SnapshotCorrupt, match="not signed"):
+            await snapshot.load(client, stack_settings)
     finally:
         await client.aclose()
 

@@ -1,6 +1,8 @@
-"""The evaluator's warm start: its rule index from the Redis snapshot (rebuilt from
-Postgres only when it is missing or corrupt, or when `rule.changed` no longer holds its
-offset), never from a scan of the rules table."""
+"""The evaluator's warm start: its rule index from the Redis snapshot, once its signatures
+hold (alerting.rules.snapshot), never from a scan of the rules table; from Postgres only
+when the snapshot is missing, corrupt or not signed with the snapshot key, or when
+`rule.changed` no longer holds its offset. The evaluator only reads Redis (its ACL user is
+read-only on the snapshot): it never writes a rebuild back, the rule-updater does."""
 
 from __future__ import annotations
 
@@ -25,18 +27,18 @@ class WarmStart:
     index: RuleIndex
     next_offset: int  # the first `rule.changed` offset the index does not cover
     version: int  # the seq of the newest change it holds
-    rebuilt: bool  # whether the snapshot had to be rebuilt from Postgres
+    rebuilt: bool  # whether the rules had to be read from Postgres
 
 
 async def load_index(client: redis.Redis, settings: Settings, stop: asyncio.Event | None = None) -> WarmStart:
-    """The index of the snapshot (rebuilt from Postgres if need be).
+    """The index of the snapshot (or of the rules table, if need be).
 
     The cyclic garbage collector is paused meanwhile (a million new objects would trigger it
     over and over), and the index is then frozen out of its reach: it lives as long as the
     process, and later full collections need not walk it."""
     gc.disable()
     try:
-        loaded, rebuilt = await load_or_rebuild(client, settings, rule_fields, stop=stop)
+        loaded, rebuilt = await load_or_rebuild(client, settings, rule_fields, stop=stop, write_back=False)
         index = RuleIndex()
         index.load(loaded.rules)
         index.load_grants(indexed_grant(grant) for grant in loaded.grants)
@@ -54,5 +56,5 @@ async def warm_index(settings: Settings, stop: asyncio.Event) -> WarmStart:
     finally:
         await client.aclose()
     log.info("warmed %d rules from the %s, up to rule.changed offset %d",
-             len(warm.index), "rebuilt snapshot" if warm.rebuilt else "snapshot", warm.next_offset)
+             len(warm.index), "rules table" if warm.rebuilt else "snapshot", warm.next_offset)
     return warm

@@ -2,8 +2,10 @@
 
     migrate up | down [--steps N | --all] | status | check
 
-It connects as the owner role (the URL's user, with ALERTING_DATABASE_PASSWORD when set); `up`
-then sets the password of each service's role from its settings.
+It logs in as the migration role (ALERTING_MIGRATION_DATABASE_USER and _PASSWORD[_FILE]),
+acting as the owner role (the URL's user) for the migrations themselves; `up` first creates
+the service roles that do not exist yet and afterwards sets the password of each from its
+settings, which only the migration role may (CREATEROLE).
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from yoyo import get_backend, read_migrations
 from yoyo.backends import DatabaseBackend
 from yoyo.migrations import MigrationList
 
-from alerting.common.db import SERVICE_ROLES, login, owner_url
+from alerting.common.db import SERVICE_ROLES, DatabaseRole, login, migration_url, role_login_url
 from alerting.common.settings import Settings
 from alerting.migrate.checks import check_migrations
 
-DEFAULT_DATABASE_URL = "postgresql://alerting:alerting@127.0.0.1:5432/alerting"
+DEFAULT_DATABASE_URL = "postgresql://alerting@127.0.0.1:5432/alerting"
 
 
 def yoyo_url(database_url: str) -> str:
@@ -66,7 +68,7 @@ def _migrations_folder(context: click.Context) -> tuple[Path, list[str]]:
 
 
 def _settings(context: click.Context) -> Settings:
-    """The ALERTING_* settings (the owner's and the roles' passwords), on the URL given."""
+    """The ALERTING_* settings (the migration role's and the service roles' logins), on the URL given."""
     return Settings(database_url=context.obj["database_url"])
 
 
@@ -75,7 +77,7 @@ def _open(context: click.Context) -> tuple[DatabaseBackend, MigrationList]:
     problems = check_migrations(filenames)
     if problems:
         raise click.ClickException("inconsistent migrations:\n  " + "\n  ".join(problems))
-    backend = connect(owner_url(_settings(context)), context.obj["connect_timeout"])
+    backend = connect(migration_url(_settings(context)), context.obj["connect_timeout"])
     return backend, read_migrations(str(directory))
 
 
@@ -101,18 +103,38 @@ def connect(database_url: str, timeout: float) -> DatabaseBackend:
 @click.pass_context
 def up(context: click.Context) -> None:
     """Apply every pending migration (under yoyo's lock, so concurrent runs are safe)."""
+    settings = _settings(context)
     backend, migrations = _open(context)
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
-    click.echo(f"applied {len(pending)} migration(s)" + "".join(f"\n  {m.id}" for m in pending))
-    for line in set_passwords(backend.connection, _settings(context)):
-        click.echo(line)
+    with psycopg.connect(role_login_url(settings, DatabaseRole.MIGRATION), autocommit=True) as roles:
+        create_roles(roles)
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            backend.apply_migrations(pending)
+        click.echo(f"applied {len(pending)} migration(s)" + "".join(f"\n  {m.id}" for m in pending))
+        for line in set_passwords(roles, settings):
+            click.echo(line)
+
+
+# The service roles the migrations grant to. Roles belong to the cluster and only the
+# migration role may create them, not the owner the migrations run as: created here first.
+PLATFORM_ROLES = tuple(Settings.model_fields[f"{role.value}_database_user"].default for role in SERVICE_ROLES)
+
+
+def create_roles(connection: psycopg.Connection[Any]) -> None:
+    """Create each of PLATFORM_ROLES that does not exist, LOGIN without a password; another
+    database's migration may be creating it at the same moment."""
+    for name in PLATFORM_ROLES:
+        if connection.execute("SELECT FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+            continue
+        try:
+            connection.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            pass
 
 
 def set_passwords(connection: psycopg.Connection[Any], settings: Settings) -> list[str]:
-    """Set the password of each service's role whose password setting is not empty (an
-    empty one leaves the role's password to whoever manages it); one line per role set.
+    """Set the password of each service's role whose password is set (an unset or empty one
+    leaves the role's password to whoever manages it); one line per role set.
     Only the SCRAM verifier, computed here as psql's \\password does, is sent: the password
     itself never reaches the server or its logs, nor this output."""
     # Roles belong to the whole cluster: migrations of other databases (the tests migrate one
@@ -128,8 +150,7 @@ def set_passwords(connection: psycopg.Connection[Any], settings: Settings) -> li
         verifier = connection.pgconn.encrypt_password(password.encode(), user.encode(), b"scram-sha-256")
         statement = sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(user), sql.Literal(verifier.decode()))
         retrying(connection.execute, statement)
-        given = f"{role.value}_database_password" in settings.model_fields_set
-        lines.append(f"set the password of {user}" + ("" if given else " (the development default)"))
+        lines.append(f"set the password of {user}")
     return lines
 
 

@@ -105,9 +105,10 @@ async def test_up_sets_the_password_of_each_service_role_without_showing_it(
     password = secrets.token_urlsafe(16)
     (tmp_path / "password").write_text(password + "\n")
     run(empty_database, "up")
-    owner = await asyncpg.connect(empty_database)
+    # Only the migration role may create a role.
+    migration = await db.connect(Settings(database_url=empty_database), db.DatabaseRole.MIGRATION)
     try:
-        await owner.execute(f"CREATE ROLE {login} LOGIN IN ROLE alerting_control_plane")
+        await migration.execute(f"CREATE ROLE {login} LOGIN IN ROLE alerting_control_plane")
         monkeypatch.setenv("ALERTING_CONTROL_PLANE_DATABASE_USER", login)
         monkeypatch.delenv("ALERTING_CONTROL_PLANE_DATABASE_PASSWORD", raising=False)
         monkeypatch.setenv("ALERTING_CONTROL_PLANE_DATABASE_PASSWORD_FILE", str(tmp_path / "password"))
@@ -126,8 +127,8 @@ async def test_up_sets_the_password_of_each_service_role_without_showing_it(
         with pytest.raises(asyncpg.InvalidPasswordError):
             await db.connect(wrong, db.DatabaseRole.CONTROL_PLANE)
     finally:
-        await owner.execute(f"DROP ROLE IF EXISTS {login}")
-        await owner.close()
+        await migration.execute(f"DROP ROLE IF EXISTS {login}")
+        await migration.close()
 
 
 def test_the_owner_password_may_come_from_its_own_setting(

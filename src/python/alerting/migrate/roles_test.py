@@ -210,9 +210,24 @@ async def test_public_is_granted_nothing_in_the_schema(stack_settings: Settings)
             " WHERE c.relnamespace = 'public'::regnamespace AND a.grantee = 0") == 0
 
 
-async def test_the_owner_is_no_superuser_but_may_create_databases_and_roles(stack_settings: Settings) -> None:
-    """What `deploy/local-stack up` makes of the owner role, which runs the migrations."""
+async def test_the_owner_may_create_databases_but_not_roles_and_the_migration_role_acts_as_it(
+    stack_settings: Settings,
+) -> None:
+    """What `deploy/local-stack up` makes of the owner, which tools and tests use, and of the
+    migration role: neither is a superuser; only the migration role may create roles (and
+    set passwords), and it acts as the owner for everything else."""
     async with logged_in(stack_settings, DatabaseRole.OWNER) as owner:
         row = await owner.fetchrow(
             "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user")
-    assert tuple(row) == (False, True, True)
+        assert tuple(row) == (False, True, False)
+        await assert_denied(owner, "CREATE ROLE never_made")
+        await assert_denied(owner, "ALTER ROLE alerting_data_plane PASSWORD 'chosen'")
+    async with logged_in(stack_settings, DatabaseRole.MIGRATION) as migration:
+        row = await migration.fetchrow(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, pg_has_role(current_user, 'alerting', 'MEMBER')"
+            " FROM pg_roles WHERE rolname = current_user")
+        assert tuple(row) == (False, False, True, True)
+    # The owner owns what the migrations made as it.
+    async with logged_in(stack_settings, DatabaseRole.OWNER) as owner:
+        assert {row["tableowner"] for row in await owner.fetch(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'public'")} == {"alerting"}

@@ -89,6 +89,7 @@ async def test_a_snapshot_that_lost_grants_is_refused(client: redis.Redis, stack
         await snapshot.apply_changes(client, stack_settings, [(1, changed(2, GRANT, grant("api")))], 1, 2)
     with pytest.raises(SnapshotCorrupt, match="snapshot holds 1 grants, its metadata says 2"):
         await snapshot.load(client, stack_settings)
-    await client.hset(stack_settings.redis_key(snapshot.GRANTS_KEY), "garbage", b"\xff\x00not a grant")
+    await client.hset(stack_settings.redis_key(snapshot.GRANTS_KEY), "garbage", snapshot.signed(
+        snapshot.signing_key(stack_settings), "garbage", b"\xff\x00not a grant"))
     with pytest.raises(SnapshotCorrupt, match="undecodable grant"):
         await snapshot.load(client, stack_settings)

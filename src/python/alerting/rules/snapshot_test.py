@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
+from pydantic import SecretStr
 
 from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
@@ -104,9 +105,76 @@ async def test_a_snapshot_that_lost_rules_or_metadata_is_refused(client: redis.R
 
 async def test_damage_reads_as_corrupt(client: redis.Redis, stack_settings: Settings) -> None:
     await snapshot.write_full(client, stack_settings, Snapshot([rule("db")], version=1, next_offset=1))
-    await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), "garbage", b"\xff\x00not a rule")
+    key = snapshot.signing_key(stack_settings)
+    await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), "garbage",
+                      snapshot.signed(key, "garbage", b"\xff\x00not a rule"))
     with pytest.raises(SnapshotCorrupt, match="undecodable rule"):
         await snapshot.load(client, stack_settings)
     await client.set(stack_settings.redis_key(snapshot.META_KEY), "not a hash")
     with pytest.raises(SnapshotCorrupt, match="unreadable snapshot"):
         await snapshot.load(client, stack_settings)
+
+
+# ---------------------------------------------------------------- signatures
+FORGER = Settings(rule_snapshot_key=SecretStr("not the platform's key"))
+
+
+async def test_a_rule_not_signed_with_the_key_is_rejected(client: redis.Redis, stack_settings: Settings) -> None:
+    genuine = rule("db")
+    await snapshot.write_full(client, stack_settings, Snapshot([genuine], version=1, next_offset=1))
+    forged = rule("*", rule_id=genuine.rule_id)  # the same entry, now matching every source
+    for value in (forged.SerializeToString(),  # unsigned
+                  snapshot.signed(snapshot.signing_key(FORGER), forged.rule_id, forged.SerializeToString()),
+                  # a genuine signature of another rule's entry
+                  (await client.hget(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), genuine.rule_id))[:32]
+                  + forged.SerializeToString()):
+        await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), genuine.rule_id, value)
+        with pytest.raises(SnapshotCorrupt, match=f"entry {genuine.rule_id} of the snapshot is not signed"):
+            await snapshot.load(client, stack_settings)
+
+
+async def test_a_forged_version_offset_or_count_is_rejected_by_readers_and_by_the_writer(
+    client: redis.Redis, stack_settings: Settings
+) -> None:
+    first = rule("db")
+    await snapshot.write_full(client, stack_settings, Snapshot([first], version=3, next_offset=3))
+    version_key, meta_key = (stack_settings.redis_key(name) for name in (snapshot.VERSION_KEY, snapshot.META_KEY))
+    # A version far ahead would make every genuine change after it look old and be skipped.
+    for key, field, value in ((version_key, None, "1000000"), (meta_key, "next_offset", "1000"),
+                              (meta_key, "count", "0")):
+        saved = await client.get(version_key), await client.hgetall(meta_key)
+        if field is None:
+            await client.set(key, value)
+        else:
+            await client.hset(key, field, value)
+        with pytest.raises(SnapshotCorrupt, match="not signed with the rule snapshot key"):
+            await snapshot.load(client, stack_settings)
+        with pytest.raises(SnapshotIncomplete, match="not signed with the rule snapshot key"):
+            await snapshot.apply_changes(client, stack_settings, [(3, upsert(4, rule("web")))], 3, 4)
+        await client.set(version_key, saved[0])
+        await client.hset(meta_key, mapping=saved[1])
+    assert sources(await snapshot.load(client, stack_settings)) == {first.rule_id: "db"}
+
+
+async def test_what_a_batch_leaves_is_signed_and_a_batch_cut_short_before_its_signature_is_distrusted(
+    client: redis.Redis, stack_settings: Settings
+) -> None:
+    await snapshot.write_full(client, stack_settings, Snapshot([], version=0, next_offset=0))
+    added = rule("db")
+    assert await snapshot.apply_changes(client, stack_settings, [(0, upsert(1, added))], 0, 1) == 1
+    loaded = await snapshot.load(client, stack_settings)
+    assert loaded is not None and (sources(loaded), loaded.version, loaded.next_offset) == ({added.rule_id: "db"}, 1, 1)
+    # A writer that died between its script and its signature leaves metadata unsigned.
+    await client.hdel(stack_settings.redis_key(snapshot.META_KEY), "signature")
+    with pytest.raises(SnapshotCorrupt, match="not signed"):
+        await snapshot.load(client, stack_settings)
+
+
+async def test_without_a_key_the_snapshot_is_neither_written_nor_read(
+    client: redis.Redis, stack_settings: Settings
+) -> None:
+    keyless = stack_settings.model_copy(update={"rule_snapshot_key": None})
+    for attempt in (snapshot.write_full(client, keyless, Snapshot([], version=0, next_offset=0)),
+                    snapshot.load(client, keyless)):
+        with pytest.raises(ValueError, match="ALERTING_RULE_SNAPSHOT_KEY"):
+            await attempt

@@ -2,8 +2,8 @@
 platform's ACLs granted again on a test's prefixed topics and groups, so that a test can
 act as a service's principal without writing into the platform's real topics.
 
-Everything comes from the broker itself, over its PLAINTEXT listener, whose principal is a
-super user: a test needs nothing but the broker, in a Pants sandbox as well."""
+Everything comes from the broker itself, asked as the test suite's principal (`admin`, a
+super user), and the principals' passwords from the files `deploy/local-stack up` generated."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from pydantic import SecretStr
 from alerting.common import topics
 from alerting.common.kafka import kafka_client_options
 from alerting.common.settings import Settings
+from alerting.testsupport.stack import local_secret
 
-# The local stack's SCRAM users and their development passwords (deploy/kafka/scram-users.txt).
-PRINCIPALS = ("rule-service", "rule-updater", "evaluator", "aggregator", "sender", "producer")
-DEV_PASSWORDS = {principal: f"{principal}-dev" for principal in PRINCIPALS}
+# The local stack's SCRAM users of the platform (deploy/kafka/scram-users.txt), `admin` aside.
+PRINCIPALS = ("rule-service", "dead-letter-replay", "rule-updater", "evaluator", "aggregator", "sender", "producer")
 
 # The platform's topic and group names, before any prefix: what the stack's ACLs name.
 PLATFORM_TOPICS = (*topics.INPUT_TOPICS, *(topics.dead_letter(topic) for topic in topics.INPUT_TOPICS))
@@ -74,32 +74,47 @@ async def _admin(settings: Settings) -> AsyncIterator[Any]:
         await admin.close()
 
 
-async def sasl_listener(settings: Settings) -> SaslListener:
-    """The broker's SASL_SSL listener and its CA, as the broker's configuration names them."""
+async def broker_config(settings: Settings, *names: str) -> dict[str, str]:
+    """The named configs of the (one) broker, as it runs."""
     async with _admin(settings) as admin:
         node = (await admin.describe_cluster())["brokers"][0]["node_id"]
         [response] = await admin.describe_configs([ConfigResource(
-            ConfigResourceType.BROKER, str(node), {"advertised.listeners": None, "ssl.truststore.location": None})])
+            ConfigResourceType.BROKER, str(node), dict.fromkeys(names))])
     [(error_code, error_message, _, _, entries)] = response.resources
     assert error_code == 0, f"describing broker {node}: {error_message}"
-    configs = {entry[0]: entry[1] for entry in entries}
+    return {entry[0]: entry[1] for entry in entries}
+
+
+async def sasl_listener(settings: Settings) -> SaslListener:
+    """The broker's SASL_SSL listener and its CA, as the broker's configuration names them."""
+    configs = await broker_config(settings, "advertised.listeners", "ssl.truststore.location")
     listeners = dict(listener.split("://", 1) for listener in (configs["advertised.listeners"] or "").split(","))
     assert "SASL_SSL" in listeners and configs["ssl.truststore.location"], (
         f"the broker has no SASL_SSL listener ({configs}): run `deploy/local-stack up`")
     return SaslListener(listeners["SASL_SSL"], configs["ssl.truststore.location"])
 
 
+def principal_password(principal: str) -> str:
+    """The password the local stack generated for `principal`."""
+    return local_secret(f"kafka/{principal}.password")
+
+
 def as_principal(settings: Settings, listener: SaslListener, principal: str, password: str | None = None) -> Settings:
     """`settings` connecting to the SASL_SSL listener as `principal` (by default with its
-    development password)."""
-    return settings.model_copy(update={
+    password); the rule-service also holds the dead-letter replay's login, as the platform
+    gives it."""
+    update: dict[str, Any] = {
         "kafka_bootstrap": listener.bootstrap,
         "kafka_security_protocol": "SASL_SSL",
         "kafka_sasl_mechanism": "SCRAM-SHA-512",
         "kafka_sasl_username": principal,
-        "kafka_sasl_password": SecretStr(DEV_PASSWORDS[principal] if password is None else password),
+        "kafka_sasl_password": SecretStr(principal_password(principal) if password is None else password),
         "kafka_ssl_ca_file": listener.ca_file,
-    })
+    }
+    if principal == "rule-service":
+        update["dead_letter_replay_kafka_sasl_username"] = "dead-letter-replay"
+        update["dead_letter_replay_kafka_sasl_password"] = SecretStr(principal_password("dead-letter-replay"))
+    return settings.model_copy(update=update)
 
 
 async def broker_acls(settings: Settings) -> set[Acl]:

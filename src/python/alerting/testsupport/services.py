@@ -75,16 +75,20 @@ def service_environment(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def kafka_and_redis_logins(settings: Settings) -> dict[str, str]:
-    """The Kafka and Redis security settings as ALERTING_* variables, for a service process."""
+    """The Kafka and Redis security settings and the snapshot's key as ALERTING_* variables,
+    for a service process."""
     return {
         "ALERTING_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
         "ALERTING_KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
         "ALERTING_KAFKA_SASL_USERNAME": settings.kafka_sasl_username,
         "ALERTING_KAFKA_SASL_PASSWORD": secret_value(settings.kafka_sasl_password),
         "ALERTING_KAFKA_SSL_CA_FILE": settings.kafka_ssl_ca_file,
+        "ALERTING_DEAD_LETTER_REPLAY_KAFKA_SASL_USERNAME": settings.dead_letter_replay_kafka_sasl_username,
+        "ALERTING_DEAD_LETTER_REPLAY_KAFKA_SASL_PASSWORD": secret_value(settings.dead_letter_replay_kafka_sasl_password),
         "ALERTING_REDIS_USERNAME": settings.redis_username,
         "ALERTING_REDIS_PASSWORD": secret_value(settings.redis_password),
         "ALERTING_REDIS_CA_FILE": settings.redis_ca_file,
+        "ALERTING_RULE_SNAPSHOT_KEY": secret_value(settings.rule_snapshot_key),
     }
 
 

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -27,6 +28,21 @@ TEST_PARTITIONS = {
     topics.ALERTS_MATCHED: 3,
     topics.NOTIFICATIONS_READY: 3,
 }
+
+
+def local_state() -> Path:
+    """The local stack's folder (.local): its data under stack/, the passwords and keys it
+    generated under secrets/, its CA under tls/. Pants gives tests its place as
+    ALERTING_LOCAL_STATE (pants.toml); run elsewhere, the repository's."""
+    configured = os.environ.get("ALERTING_LOCAL_STATE")
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parents[4] / ".local"
+
+
+def local_secret(name: str) -> str:
+    """A secret `deploy/local-stack up` generated, e.g. `kafka/evaluator.password`."""
+    return (local_state() / "secrets" / name).read_text(encoding="utf-8").strip()
 
 
 def unique_name(stem: str) -> str:
@@ -86,8 +102,9 @@ def migrations_dir() -> str:
 
 
 def migrate_up(database_url: str) -> None:
-    """Apply every migration with the project's one migration runner, as the owner (the URL's
-    user), which also sets the service roles' passwords from the ALERTING_* settings."""
+    """Apply every migration with the project's one migration runner, as the migration role
+    acting as the owner (the URL's user), which also sets the service roles' passwords from
+    the ALERTING_* settings (the stack's own, in tests)."""
     env = dict(os.environ, ALERTING_DATABASE_URL=database_url, ALERTING_MIGRATIONS_DIR=migrations_dir())
     subprocess.run([sys.executable, "-m", "alerting.migrate.main", "up"], env=env, check=True, capture_output=True)
 
