@@ -230,7 +230,7 @@ async def open_dead_letter_log(settings: Settings, dead_letter_topic: str) -> As
 async def publish_once(settings: Settings, messages: Sequence[OutgoingMessage]) -> None:
     """Send each message once, through a producer of its own: idempotent, so the
     producer's own resends cannot duplicate one, and nothing here sends it again."""
-    producer = make_producer(settings)
+    producer = make_producer(settings.dead_letter_replayer())
     try:
         await producer.start()
         await publish_all(producer, messages)
