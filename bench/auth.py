@@ -35,7 +35,7 @@ import grpc.aio
 from pydantic import SecretStr
 from workloads import full_or_smoke
 
-from alerting.common.db import DatabaseRole, create_pool
+from alerting.common.db import DatabaseRole, create_pool, owner_url
 from alerting.common.grpc_client import aio_channel
 from alerting.rule_service.access import ADMIN, Caller, bearer_key, new_key, parse_key
 from alerting.rule_service.auth import KeyStore, as_caller, bootstrap_admin_key
@@ -218,6 +218,7 @@ def report(sizes: Sizes, samples: dict[tuple[str, str], list[float]], method_nam
 async def main(sizes: Sizes) -> None:
     run_started = time.perf_counter()
     base = RuleServiceSettings()
+    base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
     tag = stack.unique_name("auth")
     certificates = make_certificates()
     try:

@@ -30,6 +30,7 @@ import alerting.rule_updater.main  # noqa: F401
 import alerting.sender.main  # noqa: F401
 import alerting.smtp_sink.main  # noqa: F401
 from alerting.common import telemetry, topics
+from alerting.common.db import owner_url
 from alerting.common.grpc_client import aio_channel
 from alerting.common.kafka import OutgoingMessage, make_consumer, make_producer, publish_all
 from alerting.common.settings import Settings
@@ -160,6 +161,7 @@ async def latencies_since(settings: Settings, since: datetime) -> list[float]:
 
 async def main(sizes: Sizes) -> None:
     base = Settings()
+    base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
     tag = stack.unique_name("e2e")
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}.",
                                        "smtp_port": free_port()})

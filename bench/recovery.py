@@ -32,6 +32,7 @@ from pathlib import Path
 
 from end_to_end import CLIENTS, PARTITIONS, WORKERS, create_rules, log, sent_count, service_name, until_sent
 
+from alerting.common.db import owner_url
 from alerting.common.settings import Settings
 from alerting.common.vocabulary import SEVERITIES
 from alerting.producer.alerts import build_alert
@@ -337,6 +338,7 @@ async def main(plan: Plan, kept_logs: Path | None) -> int:
     run_started = time.perf_counter()
     cancel_on_signals()
     base = Settings()
+    base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
     tag = stack.unique_name("recovery")
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}.",
                                        "smtp_port": free_port()})

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from workloads import full_or_smoke, make_rules
 
+from alerting.common.db import owner_url
 from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
 from alerting.evaluator.matcher import IndexedRule, RuleIndex
@@ -64,6 +65,7 @@ async def timed(what: str, operation: Callable[[], Awaitable[RuleIndex]], count:
 
 async def main(count: int, repetitions: int) -> None:
     base = Settings()
+    base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
     tag = stack.unique_name("bench")
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}."})
     rules = make_rules(count)
