@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from pydantic import SecretStr
 import redis.asyncio as redis
 
 from alerting.common.redis_client import redis_client
@@ -93,3 +94,19 @@ async def test_a_snapshot_that_lost_grants_is_refused(client: redis.Redis, stack
         snapshot.signing_key(stack_settings), "garbage", b"\xff\x00not a grant"))
     with pytest.raises(SnapshotCorrupt, match="undecodable grant"):
         await snapshot.load(client, stack_settings)
+
+
+async def test_a_grant_injected_into_redis_is_rejected(client: redis.Redis, stack_settings: Settings) -> None:
+    """Whoever writes Redis but lacks the snapshot's key cannot give a tenant another's source:
+    the entry of a genuine grant, rewritten to grant a prefix of every source, is refused."""
+    genuine = grant("db")
+    await snapshot.write_full(client, stack_settings, Snapshot([], version=1, next_offset=1, grants=[genuine]))
+    forged = grant("d", prefix=True).SerializeToString()
+    field = grant_key(genuine)
+    stored = await client.hget(stack_settings.redis_key(snapshot.GRANTS_KEY), field)
+    assert stored is not None
+    forger = stack_settings.model_copy(update={"rule_snapshot_key": SecretStr("not the platform's key")})
+    for value in (forged, snapshot.signed(snapshot.signing_key(forger), field, forged), stored[:32] + forged):
+        await client.hset(stack_settings.redis_key(snapshot.GRANTS_KEY), field, value)
+        with pytest.raises(SnapshotCorrupt, match=f"entry {field} of the snapshot is not signed"):
+            await snapshot.load(client, stack_settings)
