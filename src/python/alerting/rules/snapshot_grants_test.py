@@ -1,14 +1,14 @@
 """Source grants in the Redis snapshot, on the real stack: written, read back and changed by
-the same Lua script as the rules; a snapshot written before grants existed, or that lost
-grants, is refused and rebuilt from Postgres with them."""
+the same Lua script as the rules; a snapshot written before grants existed, that lost
+grants or holds one not signed with its key, is refused (and rebuilt from Postgres)."""
 
 import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from pydantic import SecretStr
 import redis.asyncio as redis
+from pydantic import SecretStr
 
 from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
