@@ -104,7 +104,7 @@ async def test_a_grant_injected_into_redis_is_rejected(client: redis.Redis, stac
     forged = grant("d", prefix=True).SerializeToString()
     field = grant_key(genuine)
     stored = await client.hget(stack_settings.redis_key(snapshot.GRANTS_KEY), field)
-    assert stored is not None
+    assert isinstance(stored, bytes)
     forger = stack_settings.model_copy(update={"rule_snapshot_key": SecretStr("not the platform's key")})
     for value in (forged, snapshot.signed(snapshot.signing_key(forger), field, forged), stored[:32] + forged):
         await client.hset(stack_settings.redis_key(snapshot.GRANTS_KEY), field, value)
