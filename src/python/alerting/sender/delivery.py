@@ -87,10 +87,13 @@ class EmailSender:
         # Whose leases these are: the instance id survives a restart, so a restarted sender
         # can free what it held; without one, a name no other process has.
         self.owner = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
-        # Notifications whose mail a server accepted and whose outcome is not recorded yet:
-        # what a crash now would send again.
+        # What a crash now would send again: the notifications whose mail a server accepted
+        # and whose outcome is not recorded yet, and those being attempted, whose server's
+        # answer is not read yet (it may have accepted them). At most one per connection.
         self.unrecorded: set[str] = set()
-        failpoints.unfinished(lambda: sorted(self.unrecorded))
+        self.unanswered: set[str] = set()
+        failpoints.unfinished(lambda: [f"accepted {n}" for n in sorted(self.unrecorded)]
+                              + [f"unanswered {n}" for n in sorted(self.unanswered)])
         self.recorder = DecisionRecorder(lambda decided: store.record(self.pool, decided))
 
     async def release_own_leases(self) -> None:
@@ -143,7 +146,9 @@ class EmailSender:
                     notification = queue.get_nowait()
                     parent = contexts.get(notification.notification_id) or telemetry.context_from_traceparent(
                         notification.trace_context)
+                    self.unanswered.add(notification.notification_id)
                     attempt, smtp = await self.attempt(smtp, notification, parent)
+                    self.unanswered.discard(notification.notification_id)
                     if any(outcome.status == RecipientStatus.SENT for outcome in attempt.recipients):
                         self.unrecorded.add(notification.notification_id)
                         failpoint("after_send")  # mail accepted, its outcome not recorded yet

@@ -84,7 +84,8 @@ def kafka_and_redis_logins(settings: Settings) -> dict[str, str]:
         "ALERTING_KAFKA_SASL_PASSWORD": secret_value(settings.kafka_sasl_password),
         "ALERTING_KAFKA_SSL_CA_FILE": settings.kafka_ssl_ca_file,
         "ALERTING_DEAD_LETTER_REPLAY_KAFKA_SASL_USERNAME": settings.dead_letter_replay_kafka_sasl_username,
-        "ALERTING_DEAD_LETTER_REPLAY_KAFKA_SASL_PASSWORD": secret_value(settings.dead_letter_replay_kafka_sasl_password),
+        "ALERTING_DEAD_LETTER_REPLAY_KAFKA_SASL_PASSWORD":
+            secret_value(settings.dead_letter_replay_kafka_sasl_password),
         "ALERTING_REDIS_USERNAME": settings.redis_username,
         "ALERTING_REDIS_PASSWORD": secret_value(settings.redis_password),
         "ALERTING_REDIS_CA_FILE": settings.redis_ca_file,
