@@ -154,6 +154,12 @@ def _meta_signature(key: bytes, version: int, next_offset: int, count: int, gran
     return hmac.digest(key, b"meta\0%d\0%d\0%d\0%d" % (version, next_offset, count, granted), "sha256")
 
 
+async def _read_meta(client: redis.Redis, meta_key: str, version_key: str) -> tuple[dict[bytes, bytes], bytes | None]:
+    """The metadata hash and the version, as stored (the client decodes no responses)."""
+    meta = cast(dict[bytes, bytes], await client.hgetall(meta_key))
+    return meta, cast(bytes | None, await client.get(version_key))
+
+
 def _checked_meta(key: bytes, meta: dict[bytes, bytes], stored_version: bytes | None) -> tuple[int, int, int, int]:
     """The version, next_offset, count and grants, if their signature holds; SnapshotCorrupt if not."""
     if meta and b"grants" not in meta:
@@ -212,8 +218,7 @@ async def _read(
 ) -> Snapshot[R] | None:
     key = signing_key(settings)
     snapshot_key, version_key, meta_key, grants_key = keys(settings)
-    meta = await client.hgetall(meta_key)
-    stored_version = await client.get(version_key)
+    meta, stored_version = await _read_meta(client, meta_key, version_key)
     if not meta and stored_version is None:
         return None
     version, next_offset, count, granted = _checked_meta(key, meta, stored_version)
@@ -275,7 +280,7 @@ async def apply_changes(
     key = signing_key(settings)
     snapshot_keys = keys(settings)
     _, version_key, meta_key, _ = snapshot_keys
-    meta, stored_version = await client.hgetall(meta_key), await client.get(version_key)
+    meta, stored_version = await _read_meta(client, meta_key, version_key)
     checked: list[bytes | str | int] = [b""] * 4
     if meta and stored_version is not None and b"grants" in meta:  # else the script says what is missing
         try:

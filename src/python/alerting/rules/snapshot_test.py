@@ -3,6 +3,7 @@ atomically by seq, and every kind of damage refused rather than patched."""
 
 import uuid
 from collections.abc import AsyncIterator
+from typing import cast
 
 import pytest
 import redis.asyncio as redis
@@ -126,7 +127,7 @@ async def test_a_rule_not_signed_with_the_key_is_rejected(client: redis.Redis, s
     for value in (forged.SerializeToString(),  # unsigned
                   snapshot.signed(snapshot.signing_key(FORGER), forged.rule_id, forged.SerializeToString()),
                   # a genuine signature of another rule's entry
-                  (await client.hget(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), genuine.rule_id))[:32]
+                  cast(bytes, await client.hget(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), genuine.rule_id))[:32]
                   + forged.SerializeToString()):
         await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), genuine.rule_id, value)
         with pytest.raises(SnapshotCorrupt, match=f"entry {genuine.rule_id} of the snapshot is not signed"):
@@ -142,7 +143,7 @@ async def test_a_forged_version_offset_or_count_is_rejected_by_readers_and_by_th
     # A version far ahead would make every genuine change after it look old and be skipped.
     for key, field, value in ((version_key, None, "1000000"), (meta_key, "next_offset", "1000"),
                               (meta_key, "count", "0")):
-        saved = await client.get(version_key), await client.hgetall(meta_key)
+        saved = cast(bytes, await client.get(version_key)), cast(dict[bytes, bytes], await client.hgetall(meta_key))
         if field is None:
             await client.set(key, value)
         else:
@@ -152,7 +153,8 @@ async def test_a_forged_version_offset_or_count_is_rejected_by_readers_and_by_th
         with pytest.raises(SnapshotIncomplete, match="not signed with the rule snapshot key"):
             await snapshot.apply_changes(client, stack_settings, [(3, upsert(4, rule("web")))], 3, 4)
         await client.set(version_key, saved[0])
-        await client.hset(meta_key, mapping=saved[1])
+        for saved_field, saved_value in saved[1].items():
+            await client.hset(meta_key, saved_field, saved_value)
     assert sources(await snapshot.load(client, stack_settings)) == {first.rule_id: "db"}
 
 
