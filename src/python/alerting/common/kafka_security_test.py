@@ -144,7 +144,8 @@ async def test_no_listener_lets_anyone_in_unauthenticated(base_settings: Setting
     answered = []
     for address in [*addresses, OLD_PLAINTEXT_LISTENER]:
         for protocol in ("PLAINTEXT", "SSL"):
-            options = {"bootstrap_servers": address, "security_protocol": protocol, "request_timeout_ms": 5000}
+            options: dict[str, object] = {
+                "bootstrap_servers": address, "security_protocol": protocol, "request_timeout_ms": 5000}
             if protocol == "SSL":
                 options["ssl_context"] = ssl.create_default_context(cafile=listener.ca_file)
             admin = AIOKafkaAdminClient(**options)
