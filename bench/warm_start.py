@@ -1,5 +1,6 @@
-"""Evaluator warm start with 1M rules: from the Redis snapshot versus a Postgres scan of
-the rules table (the fallback when the snapshot is missing), in the same run.
+"""Evaluator warm start with 1M rules of 10k clients (and the clients' 60k source grants):
+from the Redis snapshot versus a Postgres scan of the rules and grants tables (the fallback
+when the snapshot is missing), in the same run.
 
     deploy/local-stack up && ./pants run bench/warm_start.py      (about 4 minutes)
     deploy/local-stack up && ./pants run bench/warm_start.py -- --smoke   (seconds: that it runs)
@@ -16,12 +17,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from workloads import full_or_smoke, make_rules
+from workloads import full_or_smoke, make_grants, make_rules
 
 from alerting.common.db import owner_url
 from alerting.common.redis_client import redis_client
 from alerting.common.settings import Settings
-from alerting.evaluator.matcher import IndexedRule, RuleIndex
+from alerting.evaluator.matcher import Grant, IndexedRule, RuleIndex
 from alerting.evaluator.warm_start import load_index
 from alerting.rules import snapshot
 from alerting.testsupport import stack
@@ -36,12 +37,15 @@ def as_message(rule: IndexedRule) -> rule_pb2.Rule:
                          name=rule.name, emails=rule.emails, enabled=rule.enabled, version=rule.version)
 
 
-async def fill_database(url: str, rules: list[IndexedRule]) -> None:
+async def fill_database(url: str, rules: list[IndexedRule], grants: list[Grant]) -> None:
     connection = await asyncpg.connect(url)
     try:
-        clients = sorted({rule.client_id for rule in rules})
+        clients = sorted({rule.client_id for rule in rules} | {grant.client_id for grant in grants})
         await connection.copy_records_to_table(
             "clients", records=[(uuid.UUID(c), "bench") for c in clients], columns=["client_id", "name"])
+        await connection.copy_records_to_table(
+            "source_grants", records=[(uuid.UUID(g.client_id), g.source, g.prefix, "bench") for g in grants],
+            columns=["client_id", "source", "prefix", "created_by"])
         await connection.copy_records_to_table(
             "rules",
             records=[(uuid.UUID(r.rule_id), uuid.UUID(r.client_id), r.severity, r.source, r.name, list(r.emails))
@@ -68,15 +72,17 @@ async def main(count: int, repetitions: int) -> None:
     base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
     tag = stack.unique_name("bench")
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}."})
-    rules = make_rules(count)
+    rules, grants = make_rules(count), make_grants()
     client = redis_client(settings)
     database_url = await stack.create_database(base.database_url, tag)
     try:
         stack.migrate_up(database_url)
-        await fill_database(database_url, rules)
+        await fill_database(database_url, rules, grants)
         settings = settings.model_copy(update={"database_url": database_url})
         await stack.create_topics(settings)
-        await snapshot.write_full(client, settings, snapshot.Snapshot([as_message(r) for r in rules], 0, 0))
+        await snapshot.write_full(client, settings, snapshot.Snapshot(
+            [as_message(r) for r in rules], 0, 0,
+            [rule_pb2.SourceGrant(client_id=g.client_id, source=g.source, prefix=g.prefix) for g in grants]))
         del rules
 
         async def from_snapshot() -> RuleIndex:

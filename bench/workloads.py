@@ -9,7 +9,7 @@ import uuid
 from typing import TypeVar
 
 from alerting.common.vocabulary import SEVERITIES, WILDCARD
-from alerting.evaluator.matcher import IndexedRule
+from alerting.evaluator.matcher import Grant, IndexedRule
 
 # (severity, source, name) concrete or wildcard, with how often tenants write each shape.
 # Tenants watch their own sources, so rules without a concrete source are rare; a rule
@@ -31,18 +31,27 @@ def client_sources(client_number: int) -> list[str]:
     return [f"tenant-{client_number}-service-{i}" for i in range(SOURCES_PER_CLIENT)]
 
 
+def quiet_source(client_number: int) -> str:
+    """A source granted to the client that none of its rules names."""
+    return f"tenant-{client_number}-quiet"
+
+
+def client_ids(rng: random.Random, clients: int) -> list[str]:
+    return [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(clients)]
+
+
 def names(count: int = NAMES) -> list[str]:
     return [f"check-{i}" for i in range(count)]
 
 
 def make_rules(count: int, clients: int = 10_000, seed: int = 1) -> list[IndexedRule]:
     rng = random.Random(seed)
-    client_ids = [str(uuid.UUID(int=rng.getrandbits(128))) for _ in range(clients)]
+    owners = client_ids(rng, clients)
     name_pool = names()
     shapes, weights = zip(*SHAPES, strict=True)
     rules = []
     for number, shape in enumerate(rng.choices(shapes, weights, k=count)):
-        client = client_ids[number % clients]
+        client = owners[number % clients]
         rules.append(IndexedRule(
             rule_id=str(uuid.UUID(int=rng.getrandbits(128))),
             client_id=client,
@@ -54,6 +63,14 @@ def make_rules(count: int, clients: int = 10_000, seed: int = 1) -> list[Indexed
             version=1,
         ))
     return rules
+
+
+def make_grants(clients: int = 10_000, seed: int = 1) -> list[Grant]:
+    """What an admin grants the clients of make_rules (same clients and seed): each its own
+    sources, and its quiet one."""
+    owners = client_ids(random.Random(seed), clients)
+    return [Grant(owners[number], source, False)
+            for number in range(clients) for source in [*client_sources(number), quiet_source(number)]]
 
 
 def make_alerts(count: int, clients: int = 10_000, seed: int = 2) -> list[tuple[str, str, str]]:
