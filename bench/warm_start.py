@@ -97,7 +97,7 @@ async def main(count: int, repetitions: int) -> None:
             return warm.index
 
         warm = await timed("from the Redis snapshot", from_snapshot, count, repetitions)
-        scan = await timed("from a Postgres scan (and rewriting the snapshot)", from_postgres, count, repetitions)
+        scan = await timed("from a Postgres scan", from_postgres, count, repetitions)
     finally:
         await stack.delete_redis_keys(settings)
         await client.aclose()
