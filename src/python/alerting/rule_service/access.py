@@ -14,15 +14,15 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from alerting.common.validation import InvalidField, require_no_control, timestamp_text
+from alerting.rule_service.validation import instant
 
 ADMIN = "ADMIN"
 TENANT = "TENANT"
 BOOTSTRAP = "bootstrap"  # created_by of the admin key given at first start
 MAX_KEY_NAME = 200
-LATEST_EXPIRY = datetime(9999, 1, 1, tzinfo=UTC)  # far enough; Postgres and datetime hold it
 _KEY = re.compile(r"ak_([a-z2-7]{12})\.([A-Za-z0-9_-]{43})")
 _KEY_ID = re.compile(r"[a-z2-7]{12}")
 _KEY_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
@@ -105,11 +105,7 @@ def expiry(seconds: int, nanos: int, now: datetime, limit: datetime | None) -> d
     """When a new key stops working, from a Timestamp's fields (checked as integers first: a
     Timestamp may hold what a datetime cannot): after `now`, and not after `limit` (the
     creating key's own expiry, when a TENANT key creates a key)."""
-    if not 0 <= nanos < 1_000_000_000:
-        raise InvalidField("expires_at", f"nanos {nanos} is not in [0, 999999999]")
-    if seconds > LATEST_EXPIRY.timestamp():
-        raise InvalidField("expires_at", f"{timestamp_text(seconds)} is after {LATEST_EXPIRY.date()}")
-    expires_at = datetime.fromtimestamp(max(seconds, 0), UTC) + timedelta(microseconds=nanos // 1000)
+    expires_at = instant(seconds, nanos, "expires_at")
     if expires_at <= now:
         raise InvalidField("expires_at", f"{timestamp_text(seconds)} is not in the future")
     if limit is not None and expires_at > limit:

@@ -1,5 +1,6 @@
 """The rule-service's gRPC server (RuleService, ApiKeyService, NotificationService,
-DeadLetterService, health checking, reflection, server metrics), over TLS unless told
+DeadLetterService, NotificationPolicyService, SilenceService, health checking, reflection,
+server metrics), over TLS unless told
 otherwise, every API call authenticated, and the outbox relay beside it, served until the
 service is asked to stop."""
 
@@ -30,17 +31,27 @@ from alerting.rule_service.grpc_metrics import ServerMetricsInterceptor
 from alerting.rule_service.keys import DEFAULT_MAX_KEYS_PER_CLIENT, ApiKeyService
 from alerting.rule_service.notifications import NotificationService
 from alerting.rule_service.outbox import OutboxRelay
+from alerting.rule_service.policies import NotificationPolicyService
 from alerting.rule_service.quotas import RateLimiter
 from alerting.rule_service.servicer import DEFAULT_MAX_RECIPIENTS_PER_CLIENT, RuleService
+from alerting.rule_service.silences import (
+    DEFAULT_MAX_SILENCE_SECONDS,
+    DEFAULT_MAX_SILENCES_PER_CLIENT,
+    SilenceService,
+)
 from alerting.v1 import (
     api_key_service_pb2,
     api_key_service_pb2_grpc,
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
+    notification_policy_service_pb2,
+    notification_policy_service_pb2_grpc,
     notification_service_pb2,
     notification_service_pb2_grpc,
     rule_service_pb2,
     rule_service_pb2_grpc,
+    silence_service_pb2,
+    silence_service_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -49,6 +60,8 @@ SERVICE_NAMES = (
     api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"].full_name,
     notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
     dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
+    notification_policy_service_pb2.DESCRIPTOR.services_by_name["NotificationPolicyService"].full_name,
+    silence_service_pb2.DESCRIPTOR.services_by_name["SilenceService"].full_name,
 )
 
 
@@ -82,6 +95,10 @@ class RuleServiceSettings(Settings):
     max_rules_per_client: int = 1000
     max_recipients_per_client: int = DEFAULT_MAX_RECIPIENTS_PER_CLIENT
     max_keys_per_client: int = DEFAULT_MAX_KEYS_PER_CLIENT
+    # Silences: the longest one may last (from its creation), and how many not yet ended a
+    # client may have (the sender checks each notification against them).
+    max_silence_seconds: float = DEFAULT_MAX_SILENCE_SECONDS
+    max_silences_per_client: int = DEFAULT_MAX_SILENCES_PER_CLIENT
     max_request_bytes: int = 1024 * 1024
     rate_limit_per_second: float = 50.0
     rate_limit_burst: int = 100
@@ -137,6 +154,10 @@ async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_cha
     notification_service_pb2_grpc.add_NotificationServiceServicer_to_server(
         NotificationService(notification_pool), server)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(DeadLetterService(settings), server)
+    notification_policy_service_pb2_grpc.add_NotificationPolicyServiceServicer_to_server(
+        NotificationPolicyService(pool), server)
+    silence_service_pb2_grpc.add_SilenceServiceServicer_to_server(
+        SilenceService(pool, settings.max_silence_seconds, settings.max_silences_per_client), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
-from alerting.common.validation import InvalidField, require_no_control
+from alerting.common.validation import InvalidField, require_no_control, timestamp_text
 
 MAX_CLIENT_NAME = 200
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+LATEST_TIME = datetime(9999, 1, 1, tzinfo=UTC)  # far enough; Postgres and datetime hold it
 
 
 def client_name(name: str) -> str:
@@ -91,3 +92,24 @@ def decode_cursor(token: str) -> tuple[datetime, str] | None:
         return datetime.fromisoformat(created_at), str(uuid.UUID(last_id))
     except (ValueError, UnicodeDecodeError) as error:
         raise InvalidField("page_token", "not a token this service issued") from error
+
+
+def instant(seconds: int, nanos: int, field: str) -> datetime:
+    """The time a Timestamp's fields say, checked as integers first (a Timestamp may hold what a
+    datetime cannot): nanos in range, not after LATEST_TIME. A time before 1970 is taken as
+    1970's start, which every caller refuses or replaces as past."""
+    if not 0 <= nanos < 1_000_000_000:
+        raise InvalidField(field, f"nanos {nanos} is not in [0, 999999999]")
+    if seconds > LATEST_TIME.timestamp():
+        raise InvalidField(field, f"{timestamp_text(seconds)} is after {LATEST_TIME.date()}")
+    return datetime.fromtimestamp(max(seconds, 0), UTC) + timedelta(microseconds=nanos // 1000)
+
+
+def span(seconds: int, nanos: int, field: str) -> timedelta:
+    """The length a Duration's fields say, checked as integers first: nanos in range and of the
+    seconds' sign, and no longer than the times the platform holds."""
+    if not -1_000_000_000 < nanos < 1_000_000_000 or seconds * nanos < 0:
+        raise InvalidField(field, f"nanos {nanos} does not go with seconds {seconds}")
+    if abs(seconds) > LATEST_TIME.timestamp():
+        raise InvalidField(field, f"{seconds} s is out of range")
+    return timedelta(seconds=seconds, microseconds=nanos // 1000)

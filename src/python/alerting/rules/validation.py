@@ -16,12 +16,19 @@ from alerting.common.vocabulary import SEVERITIES, WILDCARD
 from alerting.v1 import rule_pb2
 
 
-def rule_fields(severity: str, source: str, name: str, emails: list[str]) -> tuple[str, str, str, list[str]]:
-    """The rule's patterns and endpoints, checked; emails normalized and de-duplicated, in order."""
+def patterns(severity: str, source: str, name: str) -> tuple[str, str, str]:
+    """What a rule or a silence matches, checked: a severity name or "*", and a source and a
+    name that an alert could carry, or "*"."""
     if severity not in (*SEVERITIES, WILDCARD):
         raise InvalidField("severity", f"unknown severity {severity!r} (expected LOW, MEDIUM, HIGH, CRITICAL or *)")
     text(source, "source", MAX_FIELD, missing="missing (use * to match any value)")
     text(name, "name", MAX_FIELD, missing="missing (use * to match any value)")
+    return severity, source, name
+
+
+def rule_fields(severity: str, source: str, name: str, emails: list[str]) -> tuple[str, str, str, list[str]]:
+    """The rule's patterns and endpoints, checked; emails normalized and de-duplicated, in order."""
+    patterns(severity, source, name)
     if severity == source == name == WILDCARD:
         raise InvalidField("rule", "at least one of severity, source and name must not be *")
     return severity, source, name, email_addresses(emails)

@@ -1,0 +1,2 @@
+DROP TABLE silences;
+DROP TABLE notification_policies;
