@@ -14,7 +14,8 @@ from alerting.common.settings import Settings
 from alerting.migrate.main import cli
 from alerting.testsupport import stack
 
-TABLES = {"clients", "rules", "rule_outbox", "api_keys", "source_grants", "notifications", "notification_recipients"}
+TABLES = {"clients", "rules", "rule_outbox", "api_keys", "source_grants", "notification_policies", "silences",
+          "notifications", "notification_recipients"}
 
 
 @pytest.fixture
@@ -183,11 +184,24 @@ async def test_up_waits_for_a_database_that_is_not_there_yet(base_settings: Sett
         await stack.drop_database(base_settings.database_url, name)
 
 
+def since(migration: str) -> list[str]:
+    """`migration` and every migration applied after it (yoyo applies them in file-name order)."""
+    return sorted(name.removesuffix(".sql") for name in os.listdir(stack.migrations_dir())
+                  if name.endswith(".sql") and not name.endswith(".rollback.sql") and name >= migration)
+
+
+def roll_back_to_before(url: str, migration: str) -> None:
+    """Roll back `migration` and every one applied after it."""
+    later = since(migration)
+    assert run(url, "down", "--steps", str(len(later))) == (
+        f"rolled back {len(later)} migration(s)" + "".join(f"\n  {name}" for name in reversed(later)) + "\n")
+
+
 async def test_000011_grants_each_existing_client_the_sources_its_rules_name(empty_database: str) -> None:
     """Existing clients keep what their rules with a concrete source received; a rule with
     source '*' gets no grant of its own, so it matches only those sources from then on."""
     run(empty_database, "up")
-    assert "rolled back 1 migration(s)\n  000011_source_grants" in run(empty_database, "down")
+    roll_back_to_before(empty_database, "000011_source_grants")
     connection = await asyncpg.connect(empty_database)
     try:
         clients = {}
@@ -203,7 +217,9 @@ async def test_000011_grants_each_existing_client_the_sources_its_rules_name(emp
                     clients[name], severity, source, rule_name)
         await connection.execute("INSERT INTO rule_outbox (rule_id, client_id, op, payload)"
                                  " VALUES (gen_random_uuid(), $1, 'UPSERT', '')", clients["a"])
-        assert "applied 1 migration(s)\n  000011_source_grants" in run(empty_database, "up")
+        later = since("000011_source_grants")
+        assert f"applied {len(later)} migration(s)" + "".join(f"\n  {name}" for name in later) in run(
+            empty_database, "up")
         rows = await connection.fetch("SELECT client_id::text, source, prefix, created_by FROM source_grants")
         # Grant changes go through the outbox like rule changes, naming no rule.
         await connection.execute("INSERT INTO rule_outbox (client_id, op, payload) VALUES ($1, 'GRANT', '')",
@@ -211,7 +227,7 @@ async def test_000011_grants_each_existing_client_the_sources_its_rules_name(emp
         with pytest.raises(asyncpg.CheckViolationError):
             await connection.execute("INSERT INTO source_grants (client_id, source, prefix, created_by)"
                                      " VALUES ($1, 'team-*', true, 'x')", clients["c"])
-        run(empty_database, "down")  # the grant change in the outbox goes with the grants
+        roll_back_to_before(empty_database, "000011_source_grants")  # the grant change goes with the grants
         remaining = await connection.fetch("SELECT op FROM rule_outbox")
     finally:
         await connection.close()
@@ -219,3 +235,34 @@ async def test_000011_grants_each_existing_client_the_sources_its_rules_name(emp
         (clients["a"], "db", False, "migration"), (clients["a"], "db.replica", False, "migration"),
         (clients["b"], "payments", False, "migration"), (clients["b"], "db", False, "migration")])
     assert [row["op"] for row in remaining] == ["UPSERT"]
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO notification_policies (client_id, group_by, group_wait_seconds, group_interval_seconds, updated_by)"
+    " VALUES ($1, '{alert_id}', 10, 300, 'x')",
+    "INSERT INTO notification_policies (client_id, group_wait_seconds, group_interval_seconds, updated_by)"
+    " VALUES ($1, 3601, 300, 'x')",
+    "INSERT INTO notification_policies (client_id, group_wait_seconds, group_interval_seconds, updated_by)"
+    " VALUES ($1, 10, 0, 'x')",
+    "INSERT INTO notification_policies (client_id, group_wait_seconds, group_interval_seconds, max_emails_per_hour,"
+    " updated_by) VALUES ($1, 10, 300, 0, 'x')",
+    "INSERT INTO silences (client_id, severity, source, name, starts_at, ends_at, comment, created_by)"
+    " VALUES ($1, '*', 'db', '*', now(), now(), 'why', 'x')",
+    "INSERT INTO silences (client_id, severity, source, name, starts_at, ends_at, comment, created_by)"
+    " VALUES ($1, 'high', 'db', '*', now(), now() + interval '1 hour', 'why', 'x')",
+    "INSERT INTO silences (client_id, severity, source, name, starts_at, ends_at, comment, created_by)"
+    " VALUES ($1, '*', '', '*', now(), now() + interval '1 hour', 'why', 'x')",
+    "INSERT INTO silences (client_id, severity, source, name, starts_at, ends_at, comment, created_by)"
+    " VALUES ($1, '*', 'db', '*', now(), now() + interval '1 hour', '', 'x')",
+    "INSERT INTO silences (client_id, severity, source, name, starts_at, ends_at, comment, created_by, expired_at)"
+    " VALUES ($1, '*', 'db', '*', now(), now() + interval '1 hour', 'why', 'x', now())",
+])
+async def test_000012_refuses_policies_and_silences_the_api_would_refuse(stack_settings: Settings,
+                                                                        statement: str) -> None:
+    connection = await asyncpg.connect(stack_settings.database_url)
+    try:
+        client_id = await connection.fetchval("INSERT INTO clients (name) VALUES ('acme') RETURNING client_id")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await connection.execute(statement, client_id)
+    finally:
+        await connection.close()

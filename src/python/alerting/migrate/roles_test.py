@@ -1,6 +1,6 @@
-"""The roles of migrations 000005, 000009 and 000011, through real logins: each service's role may
-do what its service does and nothing more. (The services' own tests run their real SQL as
-these roles too.)"""
+"""The roles of migrations 000005, 000009, 000011 and 000012, through real logins: each service's
+role may do what its service does and nothing more. (The services' own tests run their real
+SQL as these roles too.)"""
 
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +16,8 @@ from alerting.rules.rebuild import LAST_ISSUED_SEQ
 from alerting.rules.records import GRANT_COLUMNS, RULE_COLUMNS
 
 CONTROL_PLANE_TABLES = ("clients", "rules", "rule_outbox", "api_keys", "source_grants")
+# The control plane's tables that the sender reads (000012): how to deliver, and what to mute.
+DELIVERY_TABLES = ("notification_policies", "silences")
 DATA_PLANE_TABLES = ("notifications", "notification_recipients")
 MIGRATION_TABLES = ("_yoyo_migration", "_yoyo_log", "yoyo_lock")
 
@@ -138,6 +140,42 @@ async def test_the_rule_reader_reads_what_the_rebuild_reads_and_writes_nothing(s
         await assert_denied(connection, "SELECT nextval('rule_outbox_seq_seq')")
         for table in ("clients", "rule_outbox", "api_keys"):
             await assert_denied(connection, f"SELECT * FROM {table}")
+
+
+async def test_the_control_plane_writes_policies_and_silences_and_the_sender_only_reads_them(
+        stack_settings: Settings) -> None:
+    async with logged_in(stack_settings, DatabaseRole.CONTROL_PLANE) as connection:
+        client_id = await connection.fetchval("INSERT INTO clients (name) VALUES ('acme') RETURNING client_id")
+        await connection.execute(
+            "INSERT INTO notification_policies (client_id, group_wait_seconds, group_interval_seconds, updated_by)"
+            " VALUES ($1, 10, 300, 'test')", client_id)
+        await connection.execute("UPDATE notification_policies SET version = version + 1 WHERE client_id = $1",
+                                 client_id)
+        silence_id = await connection.fetchval(
+            "INSERT INTO silences (client_id, severity, source, name, starts_at, ends_at, comment, created_by)"
+            " VALUES ($1, '*', 'db', '*', now(), now() + interval '1 hour', 'maintenance', 'test')"
+            " RETURNING silence_id", client_id)
+        await connection.execute("UPDATE silences SET expired_at = now(), expired_by = 'test' WHERE silence_id = $1",
+                                 silence_id)
+        # Silences are history: expired, never deleted (a deleted client's go with it, by the cascade).
+        await assert_denied(connection, "DELETE FROM silences")
+    async with logged_in(stack_settings, DatabaseRole.DATA_PLANE) as connection:
+        assert await connection.fetchval("SELECT version FROM notification_policies") == 2
+        assert await connection.fetchval("SELECT silence_id FROM silences") == silence_id
+        await assert_denied(connection, "UPDATE notification_policies SET group_wait_seconds = 0")
+        await assert_denied(connection, "DELETE FROM notification_policies")
+        await assert_denied(connection, "INSERT INTO notification_policies (client_id, group_wait_seconds,"
+                                        " group_interval_seconds, updated_by) VALUES ($1, 0, 1, 'x')", uuid.uuid4())
+        await assert_denied(connection, "UPDATE silences SET expired_at = NULL, expired_by = NULL")
+        await assert_denied(connection, "DELETE FROM silences")
+    for role in (DatabaseRole.RULE_READER, DatabaseRole.NOTIFICATION_ADMIN):
+        async with logged_in(stack_settings, role) as connection:
+            for table in DELIVERY_TABLES:
+                await assert_denied(connection, f"SELECT * FROM {table}")
+    async with logged_in(stack_settings, DatabaseRole.CONTROL_PLANE) as connection:
+        await connection.execute("DELETE FROM notification_policies WHERE client_id = $1", client_id)
+        await connection.execute("DELETE FROM clients WHERE client_id = $1", client_id)
+        assert await connection.fetchval("SELECT count(*) FROM silences") == 0
 
 
 async def test_the_data_plane_records_and_sends_notifications_and_deletes_nothing(stack_settings: Settings) -> None:

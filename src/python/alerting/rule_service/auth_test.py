@@ -1,9 +1,9 @@
 """Every RPC of the rule-service's APIs × every kind of credential → the status code it
 must answer, against a real rule-service over TLS with real keys in Postgres.
 
-Each cell of the matrix runs in a world of its own (two tenants, their keys, a rule, a key
-and a FAILED notification of the first tenant), so that a call that changes something
-cannot decide the outcome of another cell.
+Each cell of the matrix runs in a world of its own (two tenants, their keys, a rule, a key,
+a FAILED notification, a notification policy and a silence of the first tenant), so that a
+call that changes something cannot decide the outcome of another cell.
 """
 
 from __future__ import annotations
@@ -26,11 +26,15 @@ from alerting.v1 import (
     api_key_service_pb2_grpc,
     dead_letter_service_pb2,
     dead_letter_service_pb2_grpc,
+    notification_policy_service_pb2,
+    notification_policy_service_pb2_grpc,
     notification_service_pb2,
     notification_service_pb2_grpc,
     rule_pb2,
     rule_service_pb2,
     rule_service_pb2_grpc,
+    silence_service_pb2,
+    silence_service_pb2_grpc,
 )
 from alerting.v1 import rule_service_pb2 as rules_api
 
@@ -50,6 +54,7 @@ class World:
     rule_a: rule_pb2.Rule
     key_id_a: str  # a second TENANT key of A, to list and revoke
     notification_a: str  # FAILED, so that it can be retried
+    silence_a: str  # active, so that it can be expired
     keys: dict[str, str]  # credential kind → the key presented ("" presents none)
 
 
@@ -70,6 +75,9 @@ async def make_world(service: RuleServiceUnderTest) -> World:
         own, other, second, revoked = (await tenant_key(client_a), await tenant_key(client_b),
                                        await tenant_key(client_a), await tenant_key(client_a))
         await keys.RevokeApiKey(api_key_service_pb2.RevokeApiKeyRequest(key_id=revoked.api_key.key_id))
+        await policy_stub(channel).SetNotificationPolicy(notification_policy_service_pb2.SetNotificationPolicyRequest(
+            client_id=client_a, group_wait_seconds=10, group_interval_seconds=300))
+        silence_a = await silence_stub(channel).CreateSilence(silence_request(client_a))
     [row] = await fetch(
         service.settings,
         "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert, status, failure, attempts)"
@@ -77,7 +85,7 @@ async def make_world(service: RuleServiceUnderTest) -> World:
         client_a, uuid.uuid4().hex, [rule_a.rule_id], ["ops@a.io"],
         build_alert("HIGH", "db", "disk").SerializeToString())
     unknown_secret = own.key.rpartition(".")[0] + "." + "A" * 43  # a real key id, a wrong secret
-    return World(client_a, rule_a, second.api_key.key_id, str(row["notification_id"]), {
+    return World(client_a, rule_a, second.api_key.key_id, str(row["notification_id"]), silence_a.silence_id, {
         "none": "", "malformed": "not-a-key", "unknown": unknown_secret, "revoked": revoked.key,
         "own_tenant": own.key, "other_tenant": other.key, "admin": service.admin_key,
     })
@@ -100,6 +108,22 @@ def notification_stub(channel: grpc.aio.Channel) -> notification_service_pb2_grp
 
 def dead_letter_stub(channel: grpc.aio.Channel) -> dead_letter_service_pb2_grpc.DeadLetterServiceAsyncStub:
     return dead_letter_service_pb2_grpc.DeadLetterServiceStub(channel)
+
+
+def policy_stub(channel: grpc.aio.Channel
+                ) -> notification_policy_service_pb2_grpc.NotificationPolicyServiceAsyncStub:
+    return notification_policy_service_pb2_grpc.NotificationPolicyServiceStub(channel)
+
+
+def silence_stub(channel: grpc.aio.Channel) -> silence_service_pb2_grpc.SilenceServiceAsyncStub:
+    return silence_service_pb2_grpc.SilenceServiceStub(channel)
+
+
+def silence_request(client_id: str) -> silence_service_pb2.CreateSilenceRequest:
+    request = silence_service_pb2.CreateSilenceRequest(client_id=client_id, severity="*", source="db", name="*",
+                                                       comment="maintenance")
+    request.duration.FromTimedelta(timedelta(hours=1))
+    return request
 
 
 def rule_request(world: World) -> rules_api.UpdateRuleRequest:
@@ -173,11 +197,33 @@ MATRIX: dict[str, tuple[Call, grpc.StatusCode, grpc.StatusCode, grpc.StatusCode]
         lambda c, w: dead_letter_stub(c).ReplayDeadLetters(
             dead_letter_service_pb2.ReplayDeadLettersRequest(topic="alerts.new", offsets=[0])),
         DENIED, DENIED, grpc.StatusCode.NOT_FOUND),
+    # A tenant shapes and mutes its own notifications; an admin any client's.
+    "NotificationPolicyService/GetNotificationPolicy": (
+        lambda c, w: policy_stub(c).GetNotificationPolicy(
+            notification_policy_service_pb2.GetNotificationPolicyRequest(client_id=w.client_a)), OK, NOT_FOUND, OK),
+    "NotificationPolicyService/SetNotificationPolicy": (
+        lambda c, w: policy_stub(c).SetNotificationPolicy(notification_policy_service_pb2.SetNotificationPolicyRequest(
+            client_id=w.client_a, group_interval_seconds=60, expected_version=1)), OK, NOT_FOUND, OK),
+    "NotificationPolicyService/DeleteNotificationPolicy": (
+        lambda c, w: policy_stub(c).DeleteNotificationPolicy(
+            notification_policy_service_pb2.DeleteNotificationPolicyRequest(client_id=w.client_a)), OK, NOT_FOUND, OK),
+    "SilenceService/CreateSilence": (
+        lambda c, w: silence_stub(c).CreateSilence(silence_request(w.client_a)), OK, NOT_FOUND, OK),
+    "SilenceService/GetSilence": (
+        lambda c, w: silence_stub(c).GetSilence(silence_service_pb2.GetSilenceRequest(silence_id=w.silence_a)),
+        OK, NOT_FOUND, OK),
+    "SilenceService/ListSilences": (
+        lambda c, w: silence_stub(c).ListSilences(silence_service_pb2.ListSilencesRequest(client_id=w.client_a)),
+        OK, NOT_FOUND, OK),
+    "SilenceService/ExpireSilence": (
+        lambda c, w: silence_stub(c).ExpireSilence(silence_service_pb2.ExpireSilenceRequest(silence_id=w.silence_a)),
+        OK, NOT_FOUND, OK),
 }
 
 
 def test_the_matrix_covers_every_rpc_of_every_service() -> None:
-    services = (rule_service_pb2, api_key_service_pb2, notification_service_pb2, dead_letter_service_pb2)
+    services = (rule_service_pb2, api_key_service_pb2, notification_service_pb2, dead_letter_service_pb2,
+                notification_policy_service_pb2, silence_service_pb2)
     rpcs = {f"{service.name}/{method.name}" for module in services
             for service in module.DESCRIPTOR.services_by_name.values() for method in service.methods}
     assert {name.partition("(")[0] for name in MATRIX} == rpcs
@@ -205,22 +251,27 @@ async def test_each_rpc_answers_each_credential_as_its_role_allows(stack_setting
     assert answered == expected
 
 
-async def test_lists_show_a_tenant_only_its_own_client_and_rules(stack_settings: Settings) -> None:
+async def test_lists_show_a_tenant_only_its_own_client_rules_grants_silences_and_keys(stack_settings: Settings) -> None:
     async with rule_service(stack_settings) as service:
         world = await make_world(service)
         async with service.channel(api_key=world.keys["other_tenant"]) as channel:
             clients = await rule_stub(channel).ListClients(rules_api.ListClientsRequest())
             rules = await rule_stub(channel).ListRules(rules_api.ListRulesRequest())
             grants = await rule_stub(channel).ListSourceGrants(rules_api.ListSourceGrantsRequest())
+            silences = await silence_stub(channel).ListSilences(
+                silence_service_pb2.ListSilencesRequest(include_expired=True))
             keys = await key_stub(channel).ListApiKeys(api_key_service_pb2.ListApiKeysRequest(include_revoked=True))
             me = await key_stub(channel).WhoAmI(api_key_service_pb2.WhoAmIRequest())
         async with service.channel(api_key=world.keys["own_tenant"]) as channel:
             own_rules = await rule_stub(channel).ListRules(rules_api.ListRulesRequest())
             own_grants = await rule_stub(channel).ListSourceGrants(rules_api.ListSourceGrantsRequest())
+            own_silences = await silence_stub(channel).ListSilences(silence_service_pb2.ListSilencesRequest())
         async with service.channel() as channel:
             every_client = await rule_stub(channel).ListClients(rules_api.ListClientsRequest())
     assert [client.client_id for client in clients.clients] == [me.client_id]
     assert me.client_id != world.client_a and list(rules.rules) == [] and list(grants.grants) == []
+    assert list(silences.silences) == []
+    assert [silence.silence_id for silence in own_silences.silences] == [world.silence_a]
     assert [(grant.client_id, grant.source, grant.prefix) for grant in own_grants.grants] == [
         (world.client_a, "db", False)]
     assert [key.key_id for key in keys.api_keys] == [me.key_id]

@@ -21,13 +21,17 @@ from alerting.rule_service.errors import grpc_errors
 from alerting.rule_service.keys import ApiKeyService
 from alerting.rule_service.main import instrument_grpc_server
 from alerting.rule_service.notifications import NotificationService
+from alerting.rule_service.policies import NotificationPolicyService
 from alerting.rule_service.servicer import RuleService
+from alerting.rule_service.silences import SilenceService
 from alerting.testsupport.services import RuleServiceUnderTest, rule_service
 from alerting.v1 import (
     api_key_service_pb2,
     dead_letter_service_pb2,
+    notification_policy_service_pb2,
     notification_service_pb2,
     rule_service_pb2,
+    silence_service_pb2,
 )
 
 SECRET = "password=hunter2 at /srv/internal/queries.py"  # what must never reach a caller or a span
@@ -36,6 +40,9 @@ SERVICES = {
     ApiKeyService: api_key_service_pb2.DESCRIPTOR.services_by_name["ApiKeyService"],
     NotificationService: notification_service_pb2.DESCRIPTOR.services_by_name["NotificationService"],
     DeadLetterService: dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"],
+    NotificationPolicyService:
+        notification_policy_service_pb2.DESCRIPTOR.services_by_name["NotificationPolicyService"],
+    SilenceService: silence_service_pb2.DESCRIPTOR.services_by_name["SilenceService"],
 }
 RPCS = [f"/{service.full_name}/{method.name}" for service in SERVICES.values() for method in service.methods]
 
