@@ -21,8 +21,15 @@ DEAD_LETTER_COLUMNS = ("offset", "timestamp", "source", "key", "value_size", "re
 REPLAY_COLUMNS = ("topic", "replayed", "offsets")
 # The name last, as the reason: free text. Never the key itself: it is shown once, by `key create`.
 API_KEY_COLUMNS = ("key_id", "role", "client_id", "created_by", "created_at", "expires_at", "revoked_at", "name")
+POLICY_COLUMNS = ("client_id", "group_by", "group_wait_seconds", "group_interval_seconds", "max_emails_per_hour",
+                  "is_default", "version", "updated_by")
+# Free text last: the matchers and the comment.
+SILENCE_COLUMNS = ("silence_id", "client_id", "state", "severity", "starts_at", "ends_at", "created_by", "expired_by",
+                   "source", "name", "comment")
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Fields whose 0 means something else, as people read them.
+ZERO_CELLS = {("alerting.v1.NotificationPolicy", "max_emails_per_hour"): "default"}
 # Nested messages other than timestamps, as one cell.
 MESSAGE_CELLS: dict[str, Callable[[Message], str]] = {
     "alerting.v1.DeadLetterSource": lambda source: "/".join(
@@ -33,9 +40,12 @@ MESSAGE_CELLS: dict[str, Callable[[Message], str]] = {
 def cell(message: Message, column: str) -> str:
     """A field as people read it: enums by name, times in ISO 8601, lists comma-joined, bytes
     as UTF-8 (other bytes escaped), control characters in text escaped (a key's name may hold
-    them), a dead letter's source as topic/partition/offset."""
+    them), a dead letter's source as topic/partition/offset, a 0 that means a default as
+    `default`."""
     field = message.DESCRIPTOR.fields_by_name[column]
     value = getattr(message, column)
+    if value == 0 and (message.DESCRIPTOR.full_name, column) in ZERO_CELLS:
+        return ZERO_CELLS[message.DESCRIPTOR.full_name, column]
     if field.enum_type is not None:
         prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", field.enum_type.name).upper() + "_"
         return field.enum_type.values_by_number[value].name.removeprefix(prefix)

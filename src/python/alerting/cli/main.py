@@ -1,12 +1,16 @@
 """alertctl: operate the platform through the rule-service's gRPC API: tenants (clients),
-their rules and granted sources, notifications, dead letters, and the API keys every call
-presents.
+their rules and granted sources, how their notifications are delivered (policies) and muted
+(silences), notifications, dead letters, and the API keys every call presents.
 
     alertctl [--address HOST:PORT] [--api-key-file PATH] [--ca-file PATH] [--plaintext]
              [--timeout SECONDS] [--output table|json] COMMAND ...
     alertctl client create NAME | get ID | list | update ID --name N --version V | delete ID
     alertctl rule create --client ID --severity S --source S --name N --email E... | get | list | update | delete
     alertctl grant add --client ID [--prefix] SOURCE | list [--client ID] | remove --client ID [--prefix] SOURCE
+    alertctl policy get --client ID | set --client ID [--group-by F,...] --group-wait D --group-interval D
+                 [--max-emails-per-hour N] [--expected-version V] | delete --client ID [--version V]
+    alertctl silence add --client ID [--severity S] [--source S] [--name N] (--duration D | --ends-at TIME)
+                 [--starts-at TIME] --comment TEXT | get ID | list [--client ID] [--include-expired] | expire ID
     alertctl notification list | show ID | retry ID
     alertctl dlq list TOPIC [--from OFFSET] [--limit N] | replay TOPIC OFFSET...
     alertctl key create --admin | --client ID [--name N] [--expires-in DURATION | --expires-at TIME]
@@ -38,9 +42,11 @@ from alerting.cli.formatting import (
     DEAD_LETTER_COLUMNS,
     GRANT_COLUMNS,
     NOTIFICATION_COLUMNS,
+    POLICY_COLUMNS,
     RECIPIENT_COLUMNS,
     REPLAY_COLUMNS,
     RULE_COLUMNS,
+    SILENCE_COLUMNS,
     as_json,
     table,
 )
@@ -51,12 +57,16 @@ from alerting.v1 import api_key_service_pb2 as keys_api
 from alerting.v1 import (
     api_key_service_pb2_grpc,
     dead_letter_service_pb2_grpc,
+    notification_policy_service_pb2_grpc,
     notification_service_pb2_grpc,
     rule_service_pb2_grpc,
+    silence_service_pb2_grpc,
 )
 from alerting.v1 import dead_letter_service_pb2 as dead_letters_api
+from alerting.v1 import notification_policy_service_pb2 as policies_api
 from alerting.v1 import notification_service_pb2 as notifications_api
 from alerting.v1 import rule_service_pb2 as api
+from alerting.v1 import silence_service_pb2 as silences_api
 
 Response = TypeVar("Response")
 OUTPUTS = ("table", "json")
@@ -74,6 +84,8 @@ class Context:
         self.keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
         self.notifications = notification_service_pb2_grpc.NotificationServiceStub(channel)
         self.dead_letters = dead_letter_service_pb2_grpc.DeadLetterServiceStub(channel)
+        self.policies = notification_policy_service_pb2_grpc.NotificationPolicyServiceStub(channel)
+        self.silences = silence_service_pb2_grpc.SilenceServiceStub(channel)
         self.has_key = has_key
         self.timeout = timeout
         self.output = output
@@ -161,6 +173,60 @@ def version_option(required: bool) -> Callable[[Callable[..., None]], Callable[.
                         help="Only if it is still at this version (exit 5 otherwise); 0 means any version.")
 
 
+DURATION = re.compile(r"(0|[1-9][0-9]{0,8})([smhd])")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+INT32_MAX = 2**31 - 1  # the largest count of seconds a policy's fields hold
+
+
+def duration(allow_zero: bool = False) -> Callable[[click.Context, click.Parameter, str | None], timedelta | None]:
+    """A callback reading an option's length of time: a whole number of seconds, minutes,
+    hours or days (10s, 5m, 2h, 90d); zero only where `allow_zero`."""
+    def parse(context: click.Context, param: click.Parameter, value: str | None) -> timedelta | None:
+        if value is None:
+            return None
+        match = DURATION.fullmatch(value.strip())
+        if match is None:
+            raise click.BadParameter("a whole number and a unit, s, m, h or d (e.g. 90d or 12h)", context, param)
+        span = timedelta(**{UNITS[match[2]]: int(match[1])})
+        if not span and not allow_zero:
+            raise click.BadParameter("more than zero (e.g. 90d or 12h)", context, param)
+        return span
+
+    return parse
+
+
+def seconds(allow_zero: bool = False) -> Callable[[click.Context, click.Parameter, str | None], int | None]:
+    """A callback reading an option's length of time (as `duration`) as whole seconds."""
+    def parse(context: click.Context, param: click.Parameter, value: str | None) -> int | None:
+        span = duration(allow_zero)(context, param, value)
+        if span is None:
+            return None
+        if span.total_seconds() > INT32_MAX:
+            raise click.BadParameter(f"at most {INT32_MAX} s", context, param)
+        return int(span.total_seconds())
+
+    return parse
+
+
+def expires_in(context: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """--expires-in's time from now: a whole number of seconds, minutes, hours or days (90d)."""
+    span = duration()(context, param, value)
+    return None if span is None else datetime.now(UTC) + span
+
+
+def time_option(context: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """An option's time: ISO 8601 with its offset from UTC (2027-01-31T18:00:00Z)."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise click.BadParameter("an ISO 8601 time, e.g. 2027-01-31T18:00:00Z", context, param) from None
+    if at.tzinfo is None:
+        raise click.BadParameter("give the offset from UTC too, e.g. 2027-01-31T18:00:00Z", context, param)
+    return at
+
+
 @click.group(epilog=exit_codes.help_text(), context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--address", metavar="HOST:PORT",
               help="The rule-service's gRPC address (default: ALERTING_RULE_SERVICE_ADDRESS, else 127.0.0.1:50051).")
@@ -183,14 +249,14 @@ def version_option(required: bool) -> Callable[[Callable[..., None]], Callable[.
 def cli(context: click.Context, address: str | None, api_key: str | None, ca_file: str | None, plaintext: bool,
         timeout: float, output: str, json_alias: bool) -> None:
     """Operate the alerting platform through the rule-service's gRPC API: tenants
-    (clients), their rules and granted sources, the notifications sent, dead letters, and
-    API keys.
+    (clients), their rules and granted sources, how their notifications are delivered
+    (policies) and muted (silences), the notifications sent, dead letters, and API keys.
 
     Global options come before the command, e.g. `alertctl --output json rule list`.
     Every call goes over TLS (unless --plaintext) and presents an API key: an ADMIN key
     manages clients, the sources granted to them and every key, a TENANT key one client's
-    rules, notifications and keys. A failed call prints `Error: <gRPC code>: <details>` on stderr and exits with
-    the code below.
+    rules, policy, silences, notifications and keys. A failed call prints
+    `Error: <gRPC code>: <details>` on stderr and exits with the code below.
     """
     if json_alias:
         if context.get_parameter_source("output") == ParameterSource.COMMANDLINE and output != "json":
@@ -429,6 +495,171 @@ def grant_remove(ctx: Context, client_id: str, prefix: bool, source: str) -> Non
     click.echo(f"revoked the {'prefix' if prefix else 'source'} {source!r} from client {client_id}")
 
 
+# ---------------------------------------------------------------------- notification policies
+@cli.group()
+def policy() -> None:
+    """How a client's notifications are delivered: its notification policy.
+
+    Notifications of one client with equal values of the policy's group-by fields and the
+    same recipients form a group. The first of a new group waits --group-wait for others to
+    join, then one email goes out; what joins the group after that goes out together in
+    one digest at the end of each --group-interval. Each recipient gets at most
+    --max-emails-per-hour emails an hour; beyond that notifications wait for the next
+    digest the limit allows, never dropped. A client that never set a policy has the
+    platform's default. An ADMIN key acts on any client, a TENANT key on its own.
+    """
+
+
+def client_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option("--client", "client_id", required=True, metavar="CLIENT_ID",
+                        help="The client whose notifications these are.")(command)
+
+
+@policy.command("get")
+@client_option
+@pass_context
+def policy_get(ctx: Context, client_id: str) -> None:
+    """Show the client's policy, or the platform's default (is_default yes, version 0).
+
+    max_emails_per_hour `default` is the platform's limit (the sender's setting).
+    """
+    ctx.show([ctx.call(ctx.policies.GetNotificationPolicy,
+                       policies_api.GetNotificationPolicyRequest(client_id=client_id))], POLICY_COLUMNS)
+
+
+@policy.command("set")
+@client_option
+@click.option("--group-by", default="", metavar="FIELDS",
+              help="Comma-separated, any of severity, source, name and rule: notifications with equal values of "
+                   "these (and the same recipients) go out together. Empty (the default): by recipients alone.")
+@click.option("--group-wait", required=True, metavar="DURATION", callback=seconds(allow_zero=True),
+              help="How long the first notification of a new group waits for others to join: 0s (at once) to 1h, "
+                   "e.g. 10s.")
+@click.option("--group-interval", required=True, metavar="DURATION", callback=seconds(),
+              help="After a group's email, what joins it goes out together at the end of this interval: 1s to 1d, "
+                   "e.g. 5m.")
+@click.option("--max-emails-per-hour", type=click.IntRange(0, INT32_MAX), default=0, show_default=True,
+              metavar="N", help="At most N emails per recipient and hour (1-100000); 0: the platform's default.")
+@click.option("--expected-version", "--version", "expected_version", type=click.IntRange(min=0), metavar="VERSION",
+              help="The version you read (0: the client has no policy of its own yet); FAILED_PRECONDITION (exit 5) "
+                   "if it has changed since. Without it, the current version is read and replaced.")
+@pass_context
+def policy_set(ctx: Context, client_id: str, group_by: str, group_wait: int, group_interval: int,
+               max_emails_per_hour: int, expected_version: int | None) -> None:
+    """Set the client's policy, replacing what it had, and show it at its new version.
+
+    --group-wait 0s with no --group-by sends each notification alone, at once. Durations
+    are a whole number and a unit: 10s, 5m, 2h, 1d.
+    """
+    if expected_version is None:
+        expected_version = ctx.call(ctx.policies.GetNotificationPolicy,
+                                    policies_api.GetNotificationPolicyRequest(client_id=client_id)).version
+    request = policies_api.SetNotificationPolicyRequest(
+        client_id=client_id, group_by=[field.strip() for field in group_by.split(",") if field.strip()],
+        group_wait_seconds=group_wait, group_interval_seconds=group_interval,
+        max_emails_per_hour=max_emails_per_hour, expected_version=expected_version)
+    ctx.show([ctx.call(ctx.policies.SetNotificationPolicy, request)], POLICY_COLUMNS)
+
+
+@policy.command("delete")
+@client_option
+@version_option(required=False)
+@pass_context
+def policy_delete(ctx: Context, client_id: str, expected_version: int) -> None:
+    """Delete the client's policy: the platform's default applies again.
+
+    A client without a policy of its own is NOT_FOUND (exit 4).
+    """
+    ctx.call(ctx.policies.DeleteNotificationPolicy, policies_api.DeleteNotificationPolicyRequest(
+        client_id=client_id, expected_version=expected_version))
+    click.echo(f"client {client_id} has the platform's default policy again")
+
+
+# ---------------------------------------------------------------------- silences
+@cli.group()
+def silence() -> None:
+    """Silences: mute a client's matching notifications for a while.
+
+    A notification that an active silence matches is recorded as SILENCED and sent to no
+    one. A silence matches on severity, source and name, each exact or '*' (any), and is
+    active from its start until it ends or is expired. An ADMIN key acts on any client's
+    silences, a TENANT key on its own client's.
+    """
+
+
+@silence.command("add")
+@client_option
+@click.option("--severity", default="*", show_default=True, help="LOW, MEDIUM, HIGH, CRITICAL or '*' (any).")
+@click.option("--source", default="*", show_default=True, help="The alerts' exact source, or '*' (any).")
+@click.option("--name", default="*", show_default=True, help="The alerts' exact name, or '*' (any).")
+@click.option("--duration", "lasting", metavar="DURATION", callback=duration(),
+              help="How long it lasts from its start: 2h, 30m, 1d.")
+@click.option("--ends-at", "ends", metavar="TIME", callback=time_option,
+              help="When it ends, ISO 8601 with its offset (2027-01-31T18:00:00Z).")
+@click.option("--starts-at", "starts", metavar="TIME", callback=time_option,
+              help="When it starts, ISO 8601 with its offset (default: now; a past time is now).")
+@click.option("--comment", required=True, help="Why (1-1000 characters): shown to whoever lists silences.")
+@pass_context
+def silence_add(ctx: Context, client_id: str, severity: str, source: str, name: str, lasting: timedelta | None,
+                ends: datetime | None, starts: datetime | None, comment: str) -> None:
+    """Create a silence and show it.
+
+    Give --duration or --ends-at. Without --severity, --source and --name it mutes all of
+    the client's notifications (a maintenance window). Quote '*' so that the shell does not
+    expand it.
+    """
+    if (lasting is None) == (ends is None):
+        raise click.UsageError("give --duration or --ends-at, one of them")
+    request = silences_api.CreateSilenceRequest(client_id=client_id, severity=severity, source=source, name=name,
+                                                comment=comment)
+    if lasting is not None:
+        request.duration.FromTimedelta(lasting)
+    if ends is not None:
+        request.ends_at.FromDatetime(ends)
+    if starts is not None:
+        request.starts_at.FromDatetime(starts)
+    ctx.show([ctx.call(ctx.silences.CreateSilence, request)], SILENCE_COLUMNS)
+
+
+@silence.command("get")
+@click.argument("silence_id")
+@pass_context
+def silence_get(ctx: Context, silence_id: str) -> None:
+    """Show the silence SILENCE_ID (a UUID) and its state."""
+    ctx.show([ctx.call(ctx.silences.GetSilence, silences_api.GetSilenceRequest(silence_id=silence_id))],
+             SILENCE_COLUMNS)
+
+
+@silence.command("list")
+@click.option("--client", "client_id", default="", metavar="CLIENT_ID", help="Only this client's silences.")
+@click.option("--include-expired", is_flag=True,
+              help="Expired and ended silences too; without it only pending and active ones.")
+@page_size_option
+@every_page_option
+@pass_context
+def silence_list(ctx: Context, client_id: str, include_expired: bool, page_size: int, every_page: bool) -> None:
+    """List the silences you may see (a TENANT key: its client's), newest first."""
+    def fetch_page(token: str) -> tuple[Sequence[Message], str]:
+        page = ctx.call(ctx.silences.ListSilences, silences_api.ListSilencesRequest(
+            client_id=client_id, include_expired=include_expired, page_size=page_size, page_token=token))
+        return page.silences, page.next_page_token
+
+    ctx.show_pages(fetch_page, every_page, SILENCE_COLUMNS)
+
+
+@silence.command("expire")
+@click.argument("silence_id")
+@pass_context
+def silence_expire(ctx: Context, silence_id: str) -> None:
+    """End the silence SILENCE_ID now, and show it.
+
+    Whoever expired it is recorded (expired_by). A silence that has ended or was expired
+    already is FAILED_PRECONDITION (exit 5).
+    """
+    ctx.show([ctx.call(ctx.silences.ExpireSilence, silences_api.ExpireSilenceRequest(silence_id=silence_id))],
+             SILENCE_COLUMNS)
+
+
 # ---------------------------------------------------------------------- notifications
 @cli.group()
 def notification() -> None:
@@ -570,33 +801,6 @@ def key() -> None:
     """
 
 
-DURATION = re.compile(r"([1-9][0-9]{0,8})([smhd])")
-UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def expires_in(context: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """--expires-in's time from now: a whole number of seconds, minutes, hours or days (90d)."""
-    if value is None:
-        return None
-    match = DURATION.fullmatch(value.strip())
-    if match is None:
-        raise click.BadParameter("a whole number and a unit, s, m, h or d (e.g. 90d or 12h)", context, param)
-    return datetime.now(UTC) + timedelta(**{UNITS[match[2]]: int(match[1])})
-
-
-def expires_at(context: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    """--expires-at's time: ISO 8601 with its offset from UTC (2027-01-31T18:00:00Z)."""
-    if value is None:
-        return None
-    try:
-        at = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise click.BadParameter("an ISO 8601 time, e.g. 2027-01-31T18:00:00Z", context, param) from None
-    if at.tzinfo is None:
-        raise click.BadParameter("give the offset from UTC too, e.g. 2027-01-31T18:00:00Z", context, param)
-    return at
-
-
 @key.command("create")
 @click.option("--admin", is_flag=True, help="An ADMIN key: it manages clients and every key (needs an ADMIN key).")
 @click.option("--client", "client_id", default="", metavar="CLIENT_ID",
@@ -604,7 +808,7 @@ def expires_at(context: click.Context, param: click.Parameter, value: str | None
 @click.option("--name", default="", help="What the key is for (at most 200 characters).")
 @click.option("--expires-in", "expires_after", metavar="DURATION", callback=expires_in,
               help="The key stops working this long from now: 90d, 12h, 30m or 45s.")
-@click.option("--expires-at", "expires_on", metavar="TIME", callback=expires_at,
+@click.option("--expires-at", "expires_on", metavar="TIME", callback=time_option,
               help="The key stops working at this time, ISO 8601 with its offset (2027-01-31T18:00:00Z).")
 @pass_context
 def key_create(ctx: Context, admin: bool, client_id: str, name: str, expires_after: datetime | None,

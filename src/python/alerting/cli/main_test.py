@@ -196,6 +196,125 @@ async def test_notification_commands_list_show_and_retry(stack_settings: Setting
             5, f"Error: FAILED_PRECONDITION: notification_id: {notification_id} is PENDING, not FAILED\n")
 
 
+async def test_policy_commands_get_set_and_delete_a_clients_policy(stack_settings: Settings) -> None:
+    async with rule_service(stack_settings) as service:
+        client_id = json.loads((await alertctl(service, "--json", "client", "create", "acme")).stdout)[0]["client_id"]
+        other = json.loads((await alertctl(service, "--json", "client", "create", "other")).stdout)[0]["client_id"]
+        made = json.loads((await alertctl(service, "--json", "key", "create", "--client", client_id)).stdout)[0]
+        tenant, tenant_id = made["key"], made["api_key"]["key_id"]
+
+        default = await alertctl(service, "policy", "get", "--client", client_id, key=tenant)
+        header, _, row = default.stdout.splitlines()
+        assert header.split() == ["client_id", "group_by", "group_wait_seconds", "group_interval_seconds",
+                                  "max_emails_per_hour", "is_default", "version", "updated_by"]
+        assert row.split() == [client_id, "10", "300", "default", "yes", "0"]  # no group_by, no updated_by
+
+        # Without --expected-version: the version read (0, none of its own yet) is replaced.
+        first = await alertctl(service, "policy", "set", "--client", client_id, "--group-by", "source, severity",
+                               "--group-wait", "30s", "--group-interval", "5m", "--max-emails-per-hour", "40",
+                               key=tenant)
+        assert first.exit_code == 0, first.output
+        assert first.stdout.splitlines()[2].split() == [client_id, "severity,source", "30", "300", "40", "no", "1",
+                                                        tenant_id]
+        second = await alertctl(service, "--json", "policy", "set", "--client", client_id, "--group-wait", "0s",
+                                "--group-interval", "1h", "--expected-version", "1", key=tenant)
+        [policy] = json.loads(second.stdout)
+        assert {key: value for key, value in policy.items() if key not in ("created_at", "updated_at")} == {
+            "client_id": client_id, "group_by": [], "group_wait_seconds": 0, "group_interval_seconds": 3600,
+            "max_emails_per_hour": 0, "version": "2", "is_default": False, "updated_by": tenant_id}
+
+        stale = await alertctl(service, "policy", "set", "--client", client_id, "--group-wait", "0s",
+                               "--group-interval", "1m", "--version", "1", key=tenant)
+        assert (stale.exit_code, stale.stderr) == (
+            5, "Error: FAILED_PRECONDITION: expected_version: is 1, the current version is 2\n")
+        unknown = await alertctl(service, "policy", "set", "--client", client_id, "--group-by", "alert_id",
+                                 "--group-wait", "0s", "--group-interval", "1m", key=tenant)
+        assert (unknown.exit_code, unknown.stderr) == (
+            3, "Error: INVALID_ARGUMENT: group_by: unknown field 'alert_id' (expected any of severity, source, name,"
+               " rule)\n")
+        too_long = await alertctl(service, "policy", "set", "--client", client_id, "--group-wait", "2h",
+                                  "--group-interval", "1m", key=tenant)
+        assert (too_long.exit_code, too_long.stderr) == (
+            3, "Error: INVALID_ARGUMENT: group_wait_seconds: 7200 is not between 0 and 3600\n")
+        theirs = await alertctl(service, "policy", "get", "--client", other, key=tenant)
+        assert (theirs.exit_code, theirs.stderr) == (4, f"Error: NOT_FOUND: client_id: no client {other}\n")
+
+        deleted = await alertctl(service, "policy", "delete", "--client", client_id, key=tenant)
+        assert (deleted.exit_code, deleted.stdout) == (0, f"client {client_id} has the platform's default policy"
+                                                          " again\n")
+        again = await alertctl(service, "policy", "delete", "--client", client_id, key=tenant)
+        assert (again.exit_code, again.stderr) == (
+            4, f"Error: NOT_FOUND: client_id: client {client_id} has no notification policy of its own\n")
+        back = await alertctl(service, "--json", "policy", "get", "--client", client_id)
+        assert json.loads(back.stdout)[0]["is_default"] is True
+
+
+async def test_silence_commands_add_list_get_and_expire(stack_settings: Settings) -> None:
+    async with rule_service(stack_settings) as service:
+        client_id = json.loads((await alertctl(service, "--json", "client", "create", "acme")).stdout)[0]["client_id"]
+        other = json.loads((await alertctl(service, "--json", "client", "create", "other")).stdout)[0]["client_id"]
+        made = json.loads((await alertctl(service, "--json", "key", "create", "--client", client_id)).stdout)[0]
+        tenant, tenant_id = made["key"], made["api_key"]["key_id"]
+        stranger = json.loads((await alertctl(service, "--json", "key", "create", "--client", other)).stdout)[0]["key"]
+
+        added = await alertctl(service, "--json", "silence", "add", "--client", client_id, "--source", "db",
+                               "--duration", "2h", "--comment", "disk swap, CHG-1234", key=tenant)
+        assert added.exit_code == 0, added.output
+        [active] = json.loads(added.stdout)
+        assert {key: value for key, value in active.items() if key not in ("silence_id", "starts_at", "ends_at",
+                                                                           "created_at")} == {
+            "client_id": client_id, "severity": "*", "source": "db", "name": "*", "comment": "disk swap, CHG-1234",
+            "created_by": tenant_id, "expired_by": "", "state": "SILENCE_STATE_ACTIVE"}
+        starts, ends = (datetime.fromisoformat(active[field]) for field in ("starts_at", "ends_at"))
+        assert ends - starts == timedelta(hours=2)
+
+        later = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+        pending = await alertctl(service, "silence", "add", "--client", client_id, "--severity", "HIGH", "--name",
+                                 "disk_full", "--starts-at", later.isoformat(), "--ends-at",
+                                 (later + timedelta(hours=2)).isoformat(), "--comment", "maintenance", key=tenant)
+        assert pending.exit_code == 0, pending.output
+        header, _, row = pending.stdout.splitlines()
+        assert header.split() == ["silence_id", "client_id", "state", "severity", "starts_at", "ends_at",
+                                  "created_by", "expired_by", "source", "name", "comment"]
+        pending_id = row.split()[0]
+        later_text = later.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert row.split()[1:] == [client_id, "PENDING", "HIGH", later_text,
+                                   (later + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"), tenant_id, "*",
+                                   "disk_full", "maintenance"]
+
+        def listed(result: Result) -> list[tuple[str, str]]:
+            assert result.exit_code == 0, result.output
+            return [(line.split()[0], line.split()[2]) for line in result.stdout.splitlines()[2:]]
+
+        assert listed(await alertctl(service, "silence", "list", key=tenant)) == [
+            (pending_id, "PENDING"), (active["silence_id"], "ACTIVE")]
+        expired = await alertctl(service, "--json", "silence", "expire", active["silence_id"], key=tenant)
+        [shown] = json.loads(expired.stdout)
+        assert (shown["state"], shown["expired_by"], "expired_at" in shown) == ("SILENCE_STATE_EXPIRED", tenant_id,
+                                                                                 True)
+        again = await alertctl(service, "silence", "expire", active["silence_id"], key=tenant)
+        assert (again.exit_code, again.stderr) == (
+            5, f"Error: FAILED_PRECONDITION: silence_id: {active['silence_id']} is EXPIRED, not PENDING or ACTIVE\n")
+        assert listed(await alertctl(service, "silence", "list", "--client", client_id)) == [(pending_id, "PENDING")]
+        assert listed(await alertctl(service, "silence", "list", "--include-expired", key=tenant)) == [
+            (pending_id, "PENDING"), (active["silence_id"], "EXPIRED")]
+        got = await alertctl(service, "silence", "get", active["silence_id"])
+        assert got.stdout.splitlines()[2].split()[2] == "EXPIRED"
+
+        hidden = await alertctl(service, "silence", "get", pending_id, key=stranger)
+        assert (hidden.exit_code, hidden.stderr) == (4, f"Error: NOT_FOUND: silence_id: no silence {pending_id}\n")
+        assert listed(await alertctl(service, "silence", "list", "--include-expired", key=stranger)) == []
+        lowercase = await alertctl(service, "silence", "add", "--client", client_id, "--severity", "high",
+                                   "--duration", "1h", "--comment", "why", key=tenant)
+        assert (lowercase.exit_code, lowercase.stderr) == (
+            3, "Error: INVALID_ARGUMENT: severity: unknown severity 'high' (expected LOW, MEDIUM, HIGH, CRITICAL"
+               " or *)\n")
+        blank = await alertctl(service, "silence", "add", "--client", client_id, "--duration", "1h", "--comment", " ",
+                               key=tenant)
+        assert (blank.exit_code, blank.stderr) == (
+            3, "Error: INVALID_ARGUMENT: comment: missing: say why the notifications are silenced\n")
+
+
 # ---------------------------------------------------------------------- API keys and credentials
 async def test_api_keys_create_list_whoami_and_revoke(stack_settings: Settings, tmp_path: Path) -> None:
     async with rule_service(stack_settings, api_key_cache_seconds=0.1) as service:
@@ -307,6 +426,7 @@ async def test_keys_that_expire_show_when_and_only_admins_create_keys(stack_sett
                              " (e.g. 90d or 12h)"),
     (("--expires-in", "-1d"), "Invalid value for '--expires-in': a whole number and a unit, s, m, h or d"
                               " (e.g. 90d or 12h)"),
+    (("--expires-in", "0d"), "Invalid value for '--expires-in': more than zero (e.g. 90d or 12h)"),
     (("--expires-at", "tomorrow"), "Invalid value for '--expires-at': an ISO 8601 time, e.g. 2027-01-31T18:00:00Z"),
     (("--expires-at", "2027-01-31T18:00:00"),
      "Invalid value for '--expires-at': give the offset from UTC too, e.g. 2027-01-31T18:00:00Z"),
@@ -402,7 +522,9 @@ def test_every_command_and_option_explains_itself() -> None:
         "grant", "grant add", "grant list", "grant remove",
         "key", "key create", "key list", "key revoke",
         "notification", "notification list", "notification retry", "notification show",
+        "policy", "policy delete", "policy get", "policy set",
         "rule", "rule create", "rule delete", "rule get", "rule list", "rule update",
+        "silence", "silence add", "silence expire", "silence get", "silence list",
         "whoami",
     ]
     for path, command in commands:
@@ -534,6 +656,9 @@ async def test_exit_codes_of_statuses_the_rule_service_does_not_send(code: grpc.
         exit_code, "", f"Error: {code.name}: refused by the stand-in\n")
 
 
+CLIENT = str(uuid.uuid4())
+
+
 @pytest.mark.parametrize("args, error", [
     (["rule", "create", "--severity", "HIGH", "--source", "db", "--name", "*", "--email", "a@x.io"],
      "Error: Missing option '--client'."),
@@ -549,6 +674,23 @@ async def test_exit_codes_of_statuses_the_rule_service_does_not_send(code: grpc.
      "Error: Invalid value for '--api-key-file': File '/nonexistent/key' does not exist."),
     (["--ca-file", "/nonexistent/ca.pem", "whoami"],
      "Error: Invalid value for '--ca-file': File '/nonexistent/ca.pem' does not exist."),
+    (["policy", "set", "--client", CLIENT, "--group-interval", "5m"], "Error: Missing option '--group-wait'."),
+    (["policy", "set", "--client", CLIENT, "--group-wait", "10", "--group-interval", "5m"],
+     "Error: Invalid value for '--group-wait': a whole number and a unit, s, m, h or d (e.g. 90d or 12h)"),
+    (["policy", "set", "--client", CLIENT, "--group-wait", "0s", "--group-interval", "0m"],
+     "Error: Invalid value for '--group-interval': more than zero (e.g. 90d or 12h)"),
+    (["policy", "set", "--client", CLIENT, "--group-wait", "0s", "--group-interval", "99999d"],
+     "Error: Invalid value for '--group-interval': at most 2147483647 s"),
+    (["policy", "set", "--client", CLIENT, "--group-wait", "0s", "--group-interval", "1m", "--max-emails-per-hour",
+      "-1"], "Error: Invalid value for '--max-emails-per-hour': -1 is not in the range 0<=x<=2147483647."),
+    (["silence", "add", "--client", CLIENT, "--comment", "why"], "Error: give --duration or --ends-at, one of them"),
+    (["silence", "add", "--client", CLIENT, "--comment", "why", "--duration", "1h", "--ends-at",
+      "2099-01-01T00:00:00Z"], "Error: give --duration or --ends-at, one of them"),
+    (["silence", "add", "--client", CLIENT, "--comment", "why", "--duration", "0h"],
+     "Error: Invalid value for '--duration': more than zero (e.g. 90d or 12h)"),
+    (["silence", "add", "--client", CLIENT, "--comment", "why", "--ends-at", "2099-01-01T00:00:00"],
+     "Error: Invalid value for '--ends-at': give the offset from UTC too, e.g. 2027-01-31T18:00:00Z"),
+    (["silence", "add", "--client", CLIENT, "--duration", "1h"], "Error: Missing option '--comment'."),
 ])
 async def test_usage_errors_exit_2_and_send_nothing(args: list[str], error: str) -> None:
     nobody = f"127.0.0.1:{free_port()}"
