@@ -20,6 +20,7 @@ import pytest
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.rule_service.auth import RecentAnswers
+from alerting.testsupport.calls import answer
 from alerting.testsupport.services import RuleServiceUnderTest, fetch, rule_service
 from alerting.v1 import (
     api_key_service_pb2,
@@ -279,14 +280,6 @@ async def test_lists_show_a_tenant_only_its_own_client_rules_grants_silences_and
     assert {world.client_a, me.client_id} <= {client.client_id for client in every_client.clients}
 
 
-async def details_of(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str | None]:
-    try:
-        await call
-    except grpc.aio.AioRpcError as error:
-        return error.code(), error.details()
-    return OK, None
-
-
 async def test_a_call_with_two_authorization_values_is_refused_whichever_comes_first(
         stack_settings: Settings) -> None:
     two = "2 authorization metadata values; send exactly one, `authorization: Bearer <key>`"
@@ -294,7 +287,7 @@ async def test_a_call_with_two_authorization_values_is_refused_whichever_comes_f
         world = await make_world(service)
         admin, tenant = world.keys["admin"], world.keys["own_tenant"]
         async with service.channel(api_key="") as channel:
-            answers = [await details_of(rule_stub(channel).CreateClient(
+            answers = [await answer(rule_stub(channel).CreateClient(
                 rules_api.CreateClientRequest(name="smuggled"),
                 metadata=(("authorization", f"Bearer {first}"), ("authorization", f"Bearer {second}"))))
                 for first, second in ((admin, tenant), (tenant, admin), (admin, admin))]
@@ -317,8 +310,8 @@ async def test_tenant_self_service_lets_a_tenant_key_create_keys_that_expire_wit
             made = await key_stub(channel).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
                 role=api_key_service_pb2.ROLE_TENANT, client_id=client_id, name="made by a tenant"))
             request.expires_at.FromDatetime(expires + timedelta(seconds=1))
-            longer = await details_of(key_stub(channel).CreateApiKey(request))
-            admin_key = await details_of(key_stub(channel).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
+            longer = await answer(key_stub(channel).CreateApiKey(request))
+            admin_key = await answer(key_stub(channel).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
                 role=api_key_service_pb2.ROLE_ADMIN)))
     assert (made.api_key.created_by, made.api_key.expires_at.ToDatetime(UTC)) == (maker.api_key.key_id, expires)
     assert longer == (grpc.StatusCode.INVALID_ARGUMENT, "expires_at: a key made by a TENANT key expires no later"
@@ -331,10 +324,10 @@ async def test_without_self_service_a_tenant_key_cannot_create_keys(stack_settin
     async with rule_service(stack_settings) as service:
         world = await make_world(service)
         async with service.channel(api_key=world.keys["own_tenant"]) as channel:
-            answer = await details_of(key_stub(channel).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
+            refused = await answer(key_stub(channel).CreateApiKey(api_key_service_pb2.CreateApiKeyRequest(
                 role=api_key_service_pb2.ROLE_TENANT, client_id=world.client_a)))
             me = await key_stub(channel).WhoAmI(api_key_service_pb2.WhoAmIRequest())
-    assert answer == (DENIED, f"creating a key needs an ADMIN key; this is a TENANT key ({me.key_id})")
+    assert refused == (DENIED, f"creating a key needs an ADMIN key; this is a TENANT key ({me.key_id})")
 
 
 def test_recent_answers_last_their_ttl_and_the_least_recently_used_go_first() -> None:

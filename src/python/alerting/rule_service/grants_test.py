@@ -3,7 +3,6 @@ grants, lists and revokes, what each request refuses, and the changes `rule.chan
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any
 
 import grpc
@@ -13,17 +12,10 @@ from alerting.common import topics
 from alerting.common.settings import Settings
 from alerting.rule_service.validation import encode_grant_position
 from alerting.rules.changelog import GRANT, REVOKE, UPSERT
+from alerting.testsupport.calls import answer
 from alerting.testsupport.services import read, rule_service
 from alerting.v1 import api_key_service_pb2, api_key_service_pb2_grpc, events_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
-
-
-async def answer(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str | None]:
-    try:
-        await call
-    except grpc.aio.AioRpcError as error:
-        return error.code(), error.details()
-    return grpc.StatusCode.OK, None
 
 
 def keys_of(response: api.ListSourceGrantsResponse) -> list[tuple[str, str, bool]]:

@@ -18,6 +18,7 @@ from alerting.common.validation import InvalidField
 from alerting.rule_service.access import new_key
 from alerting.rule_service.errors import QuotaExceeded
 from alerting.rule_service.limits import check_recipients, peer_address
+from alerting.testsupport.calls import answer
 from alerting.testsupport.services import RuleServiceUnderTest, fetch, rule_service
 from alerting.v1 import api_key_service_pb2 as keys_api
 from alerting.v1 import api_key_service_pb2_grpc, rule_service_pb2_grpc
@@ -88,14 +89,6 @@ async def test_a_tenant_past_its_rate_limit_is_refused_and_no_one_else_is(stack_
             for _ in range(10):
                 await rule_service_pb2_grpc.RuleServiceStub(channel).ListClients(api.ListClientsRequest())
     assert answers == [grpc.StatusCode.OK] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED] * 2
-
-
-async def answer(call: object) -> tuple[grpc.StatusCode, str | None]:
-    try:
-        await call  # type: ignore[misc]
-    except grpc.aio.AioRpcError as error:
-        return error.code(), error.details()
-    return grpc.StatusCode.OK, None
 
 
 OK = (grpc.StatusCode.OK, None)

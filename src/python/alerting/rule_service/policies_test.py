@@ -5,7 +5,6 @@ kept to their own client."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,46 +15,24 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
 from alerting.common.settings import Settings
-from alerting.testsupport.services import RuleServiceUnderTest, fetch, rule_service
+from alerting.testsupport.calls import answer, new_client, tenant_key
+from alerting.testsupport.services import fetch, rule_service
+from alerting.v1 import notification_policy_service_pb2 as api
 from alerting.v1 import (
-    api_key_service_pb2,
-    api_key_service_pb2_grpc,
     notification_policy_service_pb2_grpc,
     rule_service_pb2,
     rule_service_pb2_grpc,
     silence_service_pb2,
     silence_service_pb2_grpc,
 )
-from alerting.v1 import notification_policy_service_pb2 as api
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 STALE = grpc.StatusCode.FAILED_PRECONDITION
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def answer(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str | None]:
-    try:
-        await call
-    except grpc.aio.AioRpcError as error:
-        return error.code(), error.details()
-    return grpc.StatusCode.OK, None
-
-
 def stub(channel: grpc.aio.Channel) -> notification_policy_service_pb2_grpc.NotificationPolicyServiceAsyncStub:
     return notification_policy_service_pb2_grpc.NotificationPolicyServiceStub(channel)
-
-
-async def new_client(service: RuleServiceUnderTest, name: str = "acme") -> str:
-    async with service.channel() as channel:
-        created = await rule_service_pb2_grpc.RuleServiceStub(channel).CreateClient(
-            rule_service_pb2.CreateClientRequest(name=name))
-    return created.client_id
-
-
-async def tenant_key(service: RuleServiceUnderTest, client_id: str) -> api_key_service_pb2.CreateApiKeyResponse:
-    async with service.channel() as channel:
-        return await api_key_service_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
-            api_key_service_pb2.CreateApiKeyRequest(role=api_key_service_pb2.ROLE_TENANT, client_id=client_id))
 
 
 def fields(policy: api.NotificationPolicy) -> tuple[object, ...]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,10 +16,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from alerting.common.settings import Settings
 from alerting.rule_service.validation import encode_cursor
-from alerting.testsupport.services import RuleServiceUnderTest, fetch, rule_service
+from alerting.testsupport.calls import answer, new_client, tenant_key
+from alerting.testsupport.services import fetch, rule_service
 from alerting.v1 import (
-    api_key_service_pb2,
-    api_key_service_pb2_grpc,
     rule_service_pb2,
     rule_service_pb2_grpc,
     silence_service_pb2_grpc,
@@ -32,14 +30,6 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 PENDING, ACTIVE, EXPIRED = api.SILENCE_STATE_PENDING, api.SILENCE_STATE_ACTIVE, api.SILENCE_STATE_EXPIRED
 SLACK = timedelta(seconds=30)  # between this test's clock readings and the rule-service's
-
-
-async def answer(call: Awaitable[Any]) -> tuple[grpc.StatusCode, str | None]:
-    try:
-        await call
-    except grpc.aio.AioRpcError as error:
-        return error.code(), error.details()
-    return OK, None
 
 
 def stub(channel: grpc.aio.Channel) -> silence_service_pb2_grpc.SilenceServiceAsyncStub:
@@ -65,19 +55,6 @@ def request(client_id: str, **fields: Any) -> api.CreateSilenceRequest:
     if "ends_at" not in fields and "duration" not in fields:
         base["duration"] = hours(1)
     return api.CreateSilenceRequest(**{**base, **{name: value for name, value in fields.items() if value is not None}})
-
-
-async def new_client(service: RuleServiceUnderTest, name: str = "acme") -> str:
-    async with service.channel() as channel:
-        created = await rule_service_pb2_grpc.RuleServiceStub(channel).CreateClient(
-            rule_service_pb2.CreateClientRequest(name=name))
-    return created.client_id
-
-
-async def tenant_key(service: RuleServiceUnderTest, client_id: str) -> api_key_service_pb2.CreateApiKeyResponse:
-    async with service.channel() as channel:
-        return await api_key_service_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
-            api_key_service_pb2.CreateApiKeyRequest(role=api_key_service_pb2.ROLE_TENANT, client_id=client_id))
 
 
 def ids(response: api.ListSilencesResponse) -> list[str]:
