@@ -39,6 +39,7 @@ from alerting.producer.alerts import alert_new, build_alert
 from alerting.producer.load import run_load
 from alerting.testsupport import stack
 from alerting.testsupport.services import (
+    IMMEDIATE_ENVIRONMENT,
     fetch,
     free_port,
     service_environment,
@@ -184,7 +185,8 @@ async def main(sizes: Sizes) -> None:
             processes.append(rule_service.process)
             await create_rules(rule_service.client_settings)
             for module in WORKERS:
-                processes.append(await spawn_service(module, service_environment(settings)))
+                # One email per notification: the rate of delivery itself, not of digests.
+                processes.append(await spawn_service(module, service_environment(settings, **IMMEDIATE_ENVIRONMENT)))
 
             # Warm-up: the first alerts prove every service is up and has the rules.
             await run_load(settings, 200, 200.0, CLIENTS, 50, 0.0, seed=1, progress=False)

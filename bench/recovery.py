@@ -41,6 +41,7 @@ from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.testsupport import stack
 from alerting.testsupport.services import (
+    IMMEDIATE_ENVIRONMENT,
     fetch,
     free_port,
     service_environment,
@@ -361,7 +362,8 @@ async def main(plan: Plan, kept_logs: Path | None) -> int:
             await create_rules(rule_service.client_settings)
             for module in WORKERS:
                 env = service_environment(settings, ALERTING_INSTANCE_ID=f"bench-{service_name(module)}",
-                                          ALERTING_CONSUMER_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS))
+                                          ALERTING_CONSUMER_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
+                                          **IMMEDIATE_ENVIRONMENT)
                 workers.append(Worker(module, env, log_dir))
                 await workers[-1].start()
             by_name = {worker.name: worker for worker in workers}

@@ -70,7 +70,7 @@ STRANDED = """
 UPDATE notifications SET published_at = now()
 WHERE notification_id IN (
     SELECT notification_id FROM notifications
-    WHERE status = 'PENDING' AND attempts = 0 AND lease_until IS NULL AND published_at < $1
+    WHERE status = 'PENDING' AND attempts = 0 AND lease_until IS NULL AND digest_id IS NULL AND published_at < $1
     ORDER BY published_at LIMIT 1000 FOR UPDATE SKIP LOCKED)
 RETURNING notification_id, client_id, alert_id, trace_context
 """

@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     smtp_sender: str = "alerts@alerting.local"
+    # The delivery policy of a client that set none (docs/architecture/ARCHITECTURE.md,
+    # "Delivery policy"): the sender delivers by it, the rule-service shows it. group_wait 0
+    # and no group_by send each notification alone, at once.
+    default_group_by: tuple[str, ...] = ()
+    default_group_wait_seconds: int = 10
+    default_group_interval_seconds: int = 300
+    # Emails per client and recipient in any hour, for a client whose policy sets no limit.
+    max_emails_per_hour: int = 100
 
     # This instance's name in its consumer groups (static membership): a worker restarted
     # under the same name gets its partitions back without a rebalance. Unique per running

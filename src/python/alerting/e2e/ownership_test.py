@@ -18,7 +18,7 @@ from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
-from alerting.testsupport.services import fetch, free_port, rule_service, running, wait_until
+from alerting.testsupport.services import fetch, free_port, immediate_sender, rule_service, running, wait_until
 from alerting.v1 import (
     api_key_service_pb2,
     api_key_service_pb2_grpc,
@@ -75,7 +75,7 @@ async def test_a_tenant_with_rules_for_every_alert_receives_only_its_granted_sou
                 running(alerting.evaluator.main.run, settings),
                 running(alerting.aggregator.main.run,
                         alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
-                running(alerting.sender.main.run, alerting.sender.main.SenderSettings(**settings.model_dump())),
+                running(alerting.sender.main.run, immediate_sender(settings)),
                 AlertPublisher(settings) as publisher,
             ):
                 own = build_alert("HIGH", "nosy-app", "errors", event_ts="2026-11-24T10:00:00Z")

@@ -25,7 +25,7 @@ from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
-from alerting.testsupport.services import fetch, free_port, rule_service_stub, running, wait_until
+from alerting.testsupport.services import fetch, free_port, immediate_sender, rule_service_stub, running, wait_until
 from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
 
 SPANS = InMemorySpanExporter()
@@ -54,7 +54,7 @@ async def start_workers(settings: Settings) -> list[AbstractAsyncContextManager[
         running(alerting.rule_updater.main.run, settings),
         running(alerting.evaluator.main.run, settings),
         running(alerting.aggregator.main.run, alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
-        running(alerting.sender.main.run, alerting.sender.main.SenderSettings(**settings.model_dump())),
+        running(alerting.sender.main.run, immediate_sender(settings)),
     ]
     for worker in workers:
         await worker.__aenter__()

@@ -24,6 +24,7 @@ from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.services import (
     fetch,
     free_port,
+    immediate_sender,
     read,
     rule_service_stub,
     running,
@@ -53,9 +54,8 @@ async def test_thousands_of_alerts_with_poison_tenants(stack_settings: Settings,
         rcpt_replies={"gone@x.io": "550 5.1.1 no such user", "busy@x.io": "450 4.2.1 mailbox busy"},
         data_replies={"filtered@x.io": "554 5.7.1 content rejected"}, smtputf8=False)
     settings = stack_settings.model_copy(update={"smtp_port": smtp_port, "batch_timeout_ms": 20})
-    sender_settings = alerting.sender.main.SenderSettings(**{
-        **settings.model_dump(), "delivery_retry_initial_seconds": 0.5, "delivery_retry_max_seconds": 2,
-        "delivery_max_age_seconds": MAX_AGE_SECONDS, "retry_poll_seconds": 0.2})
+    sender_settings = immediate_sender(settings, delivery_retry_initial_seconds=0.5, delivery_retry_max_seconds=2,
+                                       delivery_max_age_seconds=MAX_AGE_SECONDS, retry_poll_seconds=0.2)
     try:
         async with rule_service_stub(settings) as stub, AsyncExitStack() as workers:
             tenants = {}
@@ -147,7 +147,7 @@ async def test_the_year_10000_alert_and_other_garbage_are_dead_lettered_and_ever
                 running(alerting.evaluator.main.run, settings),
                 running(alerting.aggregator.main.run,
                         alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
-                running(alerting.sender.main.run, alerting.sender.main.SenderSettings(**settings.model_dump())),
+                running(alerting.sender.main.run, immediate_sender(settings)),
             ):
                 await workers.enter_async_context(worker)
             await asyncio.sleep(1)  # the rule travels outbox → rule.changed → evaluator

@@ -27,6 +27,7 @@ from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.resends import read_resends, unexplained_copies
 from alerting.testsupport.services import (
+    IMMEDIATE_ENVIRONMENT,
     fetch,
     free_port,
     rule_service_stub,
@@ -79,7 +80,8 @@ async def test_two_instances_of_every_worker_share_the_work_and_survive_sigkills
     records.mkdir()
     instances = [
         Instance(module, service_environment(settings, ALERTING_INSTANCE_ID=f"replica-{number}",
-                                             ALERTING_RETRY_MAX_SECONDS="1", ALERTING_FAILPOINT_DIR=str(records)))
+                                             ALERTING_RETRY_MAX_SECONDS="1", ALERTING_FAILPOINT_DIR=str(records),
+                                             **IMMEDIATE_ENVIRONMENT))
         for module in WORKERS for number in (1, 2)
     ]
     doomed_sender = next(i for i in instances if i.module == "alerting.sender.main"

@@ -21,7 +21,7 @@ from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.kafka_security import as_principal, platform_acls_granted, sasl_listener
-from alerting.testsupport.services import fetch, free_port, rule_service, running, send, wait_until
+from alerting.testsupport.services import fetch, free_port, immediate_sender, rule_service, running, send, wait_until
 from alerting.v1 import dead_letter_service_pb2 as dead_letter_api
 from alerting.v1 import dead_letter_service_pb2_grpc, rule_service_pb2, rule_service_pb2_grpc
 
@@ -57,7 +57,7 @@ async def test_every_service_works_as_its_own_principal(
                 client_id=client.client_id, severity="HIGH", source="db", name="*", emails=["oncall@acme.io"]))
             aggregator = alerting.aggregator.main.AggregatorSettings(
                 **principal("aggregator").model_dump(), sweep_interval_seconds=0.2)
-            sender = alerting.sender.main.SenderSettings(**principal("sender").model_dump())
+            sender = immediate_sender(principal("sender"))
             async with (
                 running(alerting.rule_updater.main.run, principal("rule-updater")),
                 running(alerting.evaluator.main.run, principal("evaluator")),

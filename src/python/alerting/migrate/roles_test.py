@@ -18,7 +18,7 @@ from alerting.rules.records import GRANT_COLUMNS, RULE_COLUMNS
 CONTROL_PLANE_TABLES = ("clients", "rules", "rule_outbox", "api_keys", "source_grants")
 # The control plane's tables that the sender reads (000012): how to deliver, and what to mute.
 DELIVERY_TABLES = ("notification_policies", "silences")
-DATA_PLANE_TABLES = ("notifications", "notification_recipients")
+DATA_PLANE_TABLES = ("notifications", "notification_recipients", "digests", "digest_recipients", "email_sends")
 MIGRATION_TABLES = ("_yoyo_migration", "_yoyo_log", "yoyo_lock")
 
 
@@ -205,6 +205,26 @@ async def test_the_data_plane_records_and_sends_notifications_and_deletes_nothin
                                          notification_id) == "SENT"
         await assert_denied(connection, "DELETE FROM notification_recipients")
         await assert_denied(connection, "DELETE FROM notifications")
+
+
+async def test_the_data_plane_keeps_digests_and_prunes_only_the_hourly_counts(stack_settings: Settings) -> None:
+    async with logged_in(stack_settings, DatabaseRole.DATA_PLANE) as connection:
+        digest_id = await connection.fetchval(
+            "INSERT INTO digests (client_id, group_key, recipients, next_attempt_at) VALUES ($1, 'k', '{ops@x.io}',"
+            " now()) RETURNING digest_id", uuid.uuid4())
+        await connection.execute("UPDATE digests SET status = 'SENT' WHERE digest_id = $1", digest_id)
+        await connection.execute("INSERT INTO digest_recipients (digest_id, email, status, response, attempts)"
+                                 " VALUES ($1, 'ops@x.io', 'SENT', '250 ok', 1)", digest_id)
+        await connection.execute("INSERT INTO email_sends (client_id, email, sent_at)"
+                                 " VALUES ($1, 'ops@x.io', now() - interval '2 hours')", uuid.uuid4())
+        assert await connection.execute("DELETE FROM email_sends WHERE sent_at < now() - interval '1 hour'") == (
+            "DELETE 1")
+        await assert_denied(connection, "DELETE FROM digests")
+        await assert_denied(connection, "DELETE FROM digest_recipients")
+    async with logged_in(stack_settings, DatabaseRole.NOTIFICATION_ADMIN) as connection:
+        assert await connection.fetchval("SELECT status FROM digests WHERE digest_id = $1", digest_id) == "SENT"
+        await assert_denied(connection, "UPDATE digests SET status = 'PENDING'")
+        await assert_denied(connection, "SELECT * FROM email_sends")
 
 
 async def test_the_notification_admin_inspects_and_retries_but_records_nothing(stack_settings: Settings) -> None:

@@ -1,5 +1,5 @@
-"""The gRPC NotificationService: notifications by tenant and status, each with its
-recipients' outcomes, and a retry of a FAILED one."""
+"""The gRPC NotificationService: notifications by tenant, status and digest, each with its
+recipients' outcomes and the email that delivered it, and a retry of a FAILED one."""
 
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
 
 COLUMNS = ("notification_id, client_id, alert_id, rule_ids, emails, status, failure, last_error, attempts,"
-           " next_attempt_at, created_at, sent_at, trace_context")
+           " next_attempt_at, created_at, sent_at, trace_context, digest_id, silenced_by")
 STATUSES = {
     api.NOTIFICATION_STATUS_PENDING: "PENDING",
     api.NOTIFICATION_STATUS_SENT: "SENT",
     api.NOTIFICATION_STATUS_FAILED: "FAILED",
+    api.NOTIFICATION_STATUS_SILENCED: "SILENCED",
 }
 STATUS_VALUES = {name: value for value, name in STATUSES.items()}
 RECIPIENT_STATUS_VALUES = {
@@ -34,15 +35,17 @@ RECIPIENT_STATUS_VALUES = {
 LIST = f"""
 SELECT {COLUMNS} FROM notifications
 WHERE ($1::uuid IS NULL OR client_id = $1) AND ($2::text IS NULL OR status = $2)
+  AND ($6::uuid IS NULL OR digest_id = $6)
   AND ($3::timestamptz IS NULL OR (created_at, notification_id) < ($3, $4::uuid))
 ORDER BY created_at DESC, notification_id DESC LIMIT $5
 """
 # FAILED back to PENDING and due now, with the recipients that did not receive it open
-# again; its maximum age counts from now.
+# again; its maximum age counts from now. One that failed in a digest is retried alone.
 RETRY = """
 WITH retried AS (
     UPDATE notifications SET status = 'PENDING', failure = NULL, last_error = NULL, next_attempt_at = now(),
-        attempts = greatest(attempts, 1), retried_at = now(), lease_until = NULL, leased_by = NULL, updated_at = now()
+        attempts = greatest(attempts, 1), retried_at = now(), lease_until = NULL, leased_by = NULL,
+        digest_id = NULL, updated_at = now()
     WHERE notification_id = $1 AND status = 'FAILED' AND ($2::uuid IS NULL OR client_id = $2::uuid)
     RETURNING notification_id
 ), reopened AS (
@@ -65,7 +68,10 @@ def notification_message(row: Mapping[str, Any]) -> api.Notification:
         rule_ids=[str(rule_id) for rule_id in row["rule_ids"]], emails=list(row["emails"]),
         status=STATUS_VALUES[row["status"]], failure=row["failure"] or "", last_error=row["last_error"] or "",
         attempts=row["attempts"], trace_id=trace_id(row["trace_context"]),
+        digest_id=str(row["digest_id"] or ""), silenced_by=str(row["silenced_by"] or ""),
     )
+    if row["status"] == "SENT":
+        message.delivered_in = str(row["digest_id"] or row["notification_id"])
     message.next_attempt_at.FromDatetime(row["next_attempt_at"])
     message.created_at.FromDatetime(row["created_at"])
     if row["sent_at"] is not None:
@@ -86,8 +92,9 @@ class NotificationService(notification_service_pb2_grpc.NotificationServiceServi
             raise InvalidField("status", f"unknown value {request.status}")
         size = validation.page_size(request.page_size)
         after = validation.decode_cursor(request.page_token)
+        digest_id = canonical_uuid(request.digest_id, "digest_id") if request.digest_id else None
         rows = await self.pool.fetch(LIST, client_id, STATUSES.get(request.status), after and after[0],
-                                     after and after[1], size + 1)
+                                     after and after[1], size + 1, digest_id)
         page = rows[:size]
         token = (validation.encode_cursor(page[-1]["created_at"], str(page[-1]["notification_id"]))
                  if len(rows) > size else "")
@@ -116,9 +123,12 @@ class NotificationService(notification_service_pb2_grpc.NotificationServiceServi
             raise NotFound(f"notification_id: no notification {notification_id}")
         message = notification_message(row)
         message.alert.CopyFrom(alert_pb2.Alert.FromString(row["alert"]))
+        # Sent in a digest, its recipients' outcomes are the digest's.
+        recipients = (("digest_recipients", "digest_id", row["digest_id"]) if row["digest_id"] is not None
+                      else ("notification_recipients", "notification_id", notification_id))
         for recipient in await self.pool.fetch(
-            "SELECT email, status, response, attempts, updated_at FROM notification_recipients"
-            " WHERE notification_id = $1 ORDER BY email", notification_id,
+            f"SELECT email, status, response, attempts, updated_at FROM {recipients[0]}"
+            f" WHERE {recipients[1]} = $1 ORDER BY email", recipients[2],
         ):
             outcome = message.recipients.add(
                 email=recipient["email"], status=RECIPIENT_STATUS_VALUES[recipient["status"]],

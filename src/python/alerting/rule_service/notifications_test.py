@@ -15,10 +15,9 @@ import pytest
 import alerting.sender.main
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
-from alerting.sender.delivery import SenderSettings
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
-from alerting.testsupport.services import fetch, free_port, rule_service, running, wait_until
+from alerting.testsupport.services import fetch, free_port, immediate_sender, rule_service, running, wait_until
 from alerting.v1 import notification_service_pb2 as api
 from alerting.v1 import notification_service_pb2_grpc
 
@@ -92,7 +91,7 @@ async def test_a_retried_failed_notification_is_sent(stack_settings: Settings, t
     notification = await insert(stack_settings, str(uuid.uuid4()), "PENDING", list(full))
     await fetch(stack_settings, "UPDATE notifications SET attempts = 1 WHERE notification_id = $1",
                 notification)  # as after an attempt: the retry scheduler's
-    sender_settings = SenderSettings(**{**stack_settings.model_dump(), "smtp_port": port, "retry_poll_seconds": 0.1})
+    sender_settings = immediate_sender(stack_settings, smtp_port=port, retry_poll_seconds=0.1)
     try:
         async with notification_stub(stack_settings) as stub, running(alerting.sender.main.run, sender_settings):
             await wait_until(lambda: has_status(stub, notification, FAILED), 30, "FAILED: every mailbox is full")

@@ -15,7 +15,7 @@ import asyncpg
 from alerting.rule_service import validation
 from alerting.rule_service.auth import caller, visible_client_id
 from alerting.rule_service.errors import NotFound, StaleVersion, grpc_errors
-from alerting.rules.policies import DEFAULT_POLICY, policy_fields
+from alerting.rules.policies import Policy, policy_fields
 from alerting.v1 import notification_policy_service_pb2 as api
 from alerting.v1 import notification_policy_service_pb2_grpc
 
@@ -43,18 +43,17 @@ def policy_message(row: asyncpg.Record) -> api.NotificationPolicy:
     return policy
 
 
-def default_message(client_id: str) -> api.NotificationPolicy:
+def default_message(client_id: str, default: Policy) -> api.NotificationPolicy:
     """The platform's default policy, as the policy of a client without one of its own."""
     return api.NotificationPolicy(
-        client_id=client_id, group_by=list(DEFAULT_POLICY.group_by),
-        group_wait_seconds=DEFAULT_POLICY.group_wait_seconds,
-        group_interval_seconds=DEFAULT_POLICY.group_interval_seconds,
-        max_emails_per_hour=DEFAULT_POLICY.max_emails_per_hour or 0, version=0, is_default=True)
+        client_id=client_id, group_by=list(default.group_by), group_wait_seconds=default.group_wait_seconds,
+        group_interval_seconds=default.group_interval_seconds, max_emails_per_hour=0, version=0, is_default=True)
 
 
 class NotificationPolicyService(notification_policy_service_pb2_grpc.NotificationPolicyServiceServicer):
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, default: Policy) -> None:
         self.pool = pool
+        self.default = default  # the platform's, as the sender delivers by it
 
     @grpc_errors
     async def GetNotificationPolicy(self, request: api.GetNotificationPolicyRequest, context: Context
@@ -63,7 +62,7 @@ class NotificationPolicyService(notification_policy_service_pb2_grpc.Notificatio
         row = await self.pool.fetchrow(GET, client_id)
         if row is None:
             raise NotFound(f"client_id: no client {client_id}")
-        return default_message(client_id) if row["version"] is None else policy_message(row)
+        return default_message(client_id, self.default) if row["version"] is None else policy_message(row)
 
     @grpc_errors
     async def SetNotificationPolicy(self, request: api.SetNotificationPolicyRequest, context: Context

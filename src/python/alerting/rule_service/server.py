@@ -39,6 +39,7 @@ from alerting.rule_service.silences import (
     DEFAULT_MAX_SILENCES_PER_CLIENT,
     SilenceService,
 )
+from alerting.rules.policies import default_policy
 from alerting.v1 import (
     api_key_service_pb2,
     api_key_service_pb2_grpc,
@@ -155,7 +156,7 @@ async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_cha
         NotificationService(notification_pool), server)
     dead_letter_service_pb2_grpc.add_DeadLetterServiceServicer_to_server(DeadLetterService(settings), server)
     notification_policy_service_pb2_grpc.add_NotificationPolicyServiceServicer_to_server(
-        NotificationPolicyService(pool), server)
+        NotificationPolicyService(pool, default_policy(settings)), server)
     silence_service_pb2_grpc.add_SilenceServiceServicer_to_server(
         SilenceService(pool, settings.max_silence_seconds, settings.max_silences_per_client), server)
     health_servicer = health.aio.HealthServicer()

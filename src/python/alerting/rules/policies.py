@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from alerting.common.settings import Settings
 from alerting.common.validation import InvalidField
 
 # What may group notifications, in the order a policy stores and shows them.
@@ -26,9 +27,12 @@ class Policy:
     max_emails_per_hour: int | None  # None: the platform's default (a setting of the sender)
 
 
-# A client without a policy of its own: one group per set of recipients, the first email
-# after 10 s, then at most one digest per group every 5 minutes.
-DEFAULT_POLICY = Policy(group_by=(), group_wait_seconds=10, group_interval_seconds=300, max_emails_per_hour=None)
+def default_policy(settings: Settings) -> Policy:
+    """The policy of a client without one of its own, as the platform's settings say (by
+    default one group per set of recipients, the first email after 10 s, then at most one
+    digest per group every 5 minutes), checked as a client's would be."""
+    return policy_fields(settings.default_group_by, settings.default_group_wait_seconds,
+                         settings.default_group_interval_seconds, 0)
 
 
 def policy_fields(group_by: Sequence[str], group_wait_seconds: int, group_interval_seconds: int,

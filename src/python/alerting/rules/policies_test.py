@@ -4,21 +4,26 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alerting.common.settings import Settings
 from alerting.common.validation import InvalidField
 from alerting.rules.policies import (
-    DEFAULT_POLICY,
     GROUP_BY_FIELDS,
     MAX_EMAILS_PER_HOUR,
     MAX_GROUP_INTERVAL_SECONDS,
     MAX_GROUP_WAIT_SECONDS,
     Policy,
+    default_policy,
     policy_fields,
 )
 
 
 def test_the_default_groups_per_recipients_waits_10_s_and_sends_a_digest_every_5_minutes() -> None:
-    assert DEFAULT_POLICY == Policy(group_by=(), group_wait_seconds=10, group_interval_seconds=300,
-                                    max_emails_per_hour=None)
+    assert default_policy(Settings()) == Policy(group_by=(), group_wait_seconds=10, group_interval_seconds=300,
+                                                max_emails_per_hour=None)
+    configured = Settings(default_group_by=("source", "severity"), default_group_wait_seconds=0)
+    assert default_policy(configured) == Policy(("severity", "source"), 0, 300, None)
+    with pytest.raises(InvalidField, match="^group_by: unknown field 'team'"):
+        default_policy(Settings(default_group_by=("team",)))
 
 
 @pytest.mark.parametrize("fields, expected", [

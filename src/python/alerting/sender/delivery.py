@@ -1,36 +1,37 @@
-"""The sender's delivery: every notification attempted on its own, its outcome decided by
-outcomes.py and recorded by store.py, whether it came from `notifications.ready` or is a
-retry that came due.
+"""The sender's delivery of emails, each a notification's or a digest's (dispatch.py decides
+which): every email attempted on its own, its outcome decided by outcomes.py and recorded
+by its store (store.py, digests.py).
 
-A notification is claimed under a lease, so no transaction or row lock is held while mail
-is sent. An exception of any kind while rendering, encoding or sending one notification
-becomes that notification's outcome and touches no other. Mail goes out before its
-outcome is recorded, so a crash in between sends that email again once the lease has
-expired, with the same Message-ID (at least once, never lost).
+What an email stands for is claimed under a lease, so no transaction or row lock is held
+while mail is sent. An exception of any kind while rendering, encoding or sending one
+email becomes its outcome and touches no other. Mail goes out before its outcome is
+recorded, so a crash in between sends that email again once the lease has expired, with
+the same Message-ID (at least once, never lost); each connection waits for its last
+outcome to be recorded before it sends the next, so such a crash sends again at most one
+email per SMTP connection (recorder.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Generic, TypeVar
 
 import aiosmtplib
-import asyncpg
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter
 
-from alerting.common import failpoints, telemetry
+from alerting.common import failpoints
 from alerting.common.failpoints import failpoint
-from alerting.common.kafka import Delivery
 from alerting.common.settings import Settings
-from alerting.sender import answers, store
-from alerting.sender.email_message import render_email, smtp_address
+from alerting.sender import answers
+from alerting.sender.email_message import smtp_address
 from alerting.sender.outcomes import (
     Attempt,
     Decision,
@@ -43,14 +44,13 @@ from alerting.sender.outcomes import (
 )
 from alerting.sender.recorder import DecisionRecorder
 from alerting.sender.smtp_pool import SmtpConnections
-from alerting.sender.store import ClaimedNotification
-from alerting.v1 import alert_pb2, events_pb2
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("sender")
 EMAILS_SENT = Counter("alerting_emails_sent_total", "Emails the SMTP server accepted for at least one recipient.")
 NOTIFICATIONS_DECIDED = Counter(
-    "alerting_notifications_decided_total", "Delivery attempts, by the notification's resulting status.", ["status"])
+    "alerting_notifications_decided_total",
+    "Delivery attempts, by what was attempted (notification or digest) and its resulting status.", ["status", "kind"])
 RECIPIENTS_REFUSED = Counter(
     "alerting_recipients_refused_total", "Recipients refused, for good (FAILED) or for now (DEFERRED).", ["status"])
 NEEDS_SMTPUTF8 = "needs SMTPUTF8 (a non-ASCII local part), which the mail server does not offer"
@@ -68,92 +68,74 @@ class SenderSettings(Settings):
     delivery_retry_initial_seconds: float = 5.0
     delivery_retry_max_seconds: float = 600.0
     delivery_max_age_seconds: float = 24 * 3600.0
-    # The retry scheduler: how often it looks for due retries, and how many it takes at once.
+    # The retry scheduler: how often it looks for due retries and digests, and how many
+    # it takes at once.
     retry_poll_seconds: float = 1.0
     retry_batch: int = 100
+    digest_poll_seconds: float = 0.5
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.delivery_retry_initial_seconds, self.delivery_retry_max_seconds,
                            timedelta(seconds=self.delivery_max_age_seconds))
 
 
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class Outgoing(Generic[C]):
+    """One email to attempt: what it stands for (`claimed`, which its recorder records), the
+    recipients, the earlier attempts, and how to render it and trace it."""
+
+    claimed: C
+    kind: str  # "notification" or "digest", for metrics and logs
+    id: str  # the notification's or digest's: the email's Message-ID
+    emails: tuple[str, ...]
+    done: Mapping[str, RecipientStatus]  # recipients SENT or FAILED by earlier attempts
+    attempts: int  # this attempt included
+    age_from: datetime
+    render: Callable[[], bytes]  # may raise: it cannot be rendered, ever
+    parent: otel_context.Context
+    attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
+    links: Sequence[trace.Link] = ()
+
+
 class EmailSender:
-    def __init__(self, settings: SenderSettings, pool: asyncpg.Pool, smtp: SmtpConnections) -> None:
+    def __init__(self, settings: SenderSettings, smtp: SmtpConnections) -> None:
         self.settings = settings
-        self.pool = pool
         self.smtp = smtp
         self.policy = settings.retry_policy()
         self.rng = random.Random()
-        # Whose leases these are: the instance id survives a restart, so a restarted sender
-        # can free what it held; without one, a name no other process has.
-        self.owner = settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
-        # What a crash now would send again: the notifications whose mail a server accepted
-        # and whose outcome is not recorded yet, and those being attempted, whose server's
-        # answer is not read yet (it may have accepted them). At most one per connection.
+        # What a crash now would send again: the emails a server accepted whose outcome is
+        # not recorded yet, and those being attempted, whose server's answer is not read
+        # yet (it may have accepted them). At most one per connection.
         self.unrecorded: set[str] = set()
         self.unanswered: set[str] = set()
         failpoints.unfinished(lambda: [f"accepted {n}" for n in sorted(self.unrecorded)]
                               + [f"unanswered {n}" for n in sorted(self.unanswered)])
-        self.recorder = DecisionRecorder(lambda decided: store.record(self.pool, decided))
 
-    async def release_own_leases(self) -> None:
-        """At start-up: free the leases this instance held when it last died."""
-        if self.settings.instance_id:
-            released = await store.release_leases(self.pool, self.owner)
-            if released:
-                log.warning("released %d leases of notifications this sender held when it stopped", released)
-
-    async def handle(self, deliveries: list[Delivery[events_pb2.NotificationReady]]) -> None:
-        """The durable step of a `notifications.ready` batch: its notifications claimed,
-        attempted and their outcomes recorded. Those not PENDING, not due or leased by
-        another sender are skipped: a redelivered message finds its notification SENT."""
-        contexts = {d.message.notification_id: d.trace_context for d in deliveries}
-        claimed = await store.claim(self.pool, list(contexts), self.settings.delivery_lease_seconds, self.owner)
-        await self.deliver(claimed, contexts)
-
-    async def retry_due(self, stop: asyncio.Event) -> None:
-        """The retry scheduler: attempts notifications whose next attempt is due, until
-        stopped. A failure (Postgres out of reach) is logged and the next poll tries again."""
-        while not stop.is_set():
-            try:
-                claimed = await store.claim_due(self.pool, self.settings.delivery_lease_seconds,
-                                                self.settings.retry_batch, self.owner)
-                await self.deliver(claimed, {})
-            except Exception as error:
-                log.warning("retrying due notifications failed, trying again: %r", error)
-                claimed = []
-            if len(claimed) < self.settings.retry_batch:
-                try:
-                    await asyncio.wait_for(stop.wait(), self.settings.retry_poll_seconds)
-                except TimeoutError:
-                    pass
-
-    async def deliver(
-        self, claimed: Sequence[ClaimedNotification], contexts: Mapping[str, otel_context.Context]
-    ) -> None:
-        """Attempt every claimed notification over a few SMTP connections, each attempt's
-        decision recorded before its connection sends the next email."""
-        if not claimed:
+    async def deliver(self, outgoing: Sequence[Outgoing[C]], recorder: DecisionRecorder[C]) -> None:
+        """Attempt every email over a few SMTP connections, each attempt's decision recorded
+        before its connection sends the next email."""
+        if not outgoing:
             return
-        queue: asyncio.Queue[ClaimedNotification] = asyncio.Queue()
-        for notification in claimed:
-            queue.put_nowait(notification)
+        queue: asyncio.Queue[Outgoing[C]] = asyncio.Queue()
+        for email in outgoing:
+            queue.put_nowait(email)
 
         async def connection_worker() -> None:
             smtp: aiosmtplib.SMTP | None = None
             try:
                 while not queue.empty():
-                    notification = queue.get_nowait()
-                    parent = contexts.get(notification.notification_id) or telemetry.context_from_traceparent(
-                        notification.trace_context)
-                    self.unanswered.add(notification.notification_id)
-                    attempt, smtp = await self.attempt(smtp, notification, parent)
-                    self.unanswered.discard(notification.notification_id)
+                    email = queue.get_nowait()
+                    self.unanswered.add(email.id)
+                    attempt, smtp = await self.attempt(smtp, email)
+                    self.unanswered.discard(email.id)
                     if any(outcome.status == RecipientStatus.SENT for outcome in attempt.recipients):
-                        self.unrecorded.add(notification.notification_id)
+                        self.unrecorded.add(email.id)
                         failpoint("after_send")  # mail accepted, its outcome not recorded yet
-                    await self.recorder.record(notification, self.decide(notification, attempt))
-                    self.unrecorded.discard(notification.notification_id)
+                    await recorder.record(email.claimed, self.decide(email, attempt))
+                    self.unrecorded.discard(email.id)
             finally:
                 if smtp is not None:
                     self.smtp.release(smtp)
@@ -163,41 +145,38 @@ class EmailSender:
         # once their leases expire.
         try:
             async with asyncio.TaskGroup() as connections:
-                for _ in range(min(self.settings.smtp_connections, len(claimed))):
+                for _ in range(min(self.settings.smtp_connections, len(outgoing))):
                     connections.create_task(connection_worker())
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from failed
 
-    def decide(self, notification: ClaimedNotification, attempt: Attempt) -> Decision:
+    def decide(self, email: Outgoing[C], attempt: Attempt) -> Decision:
         decision = decide(
-            attempt, addressed=open_recipients(notification.emails, notification.done), done=notification.done,
-            attempts=notification.attempts, age_from=notification.age_from, now=datetime.now(UTC),
-            policy=self.policy, rng=self.rng,
+            attempt, addressed=open_recipients(email.emails, email.done), done=email.done,
+            attempts=email.attempts, age_from=email.age_from, now=datetime.now(UTC), policy=self.policy, rng=self.rng,
         )
-        NOTIFICATIONS_DECIDED.labels(decision.status.value).inc()
+        NOTIFICATIONS_DECIDED.labels(decision.status.value, email.kind).inc()
         for outcome in decision.recipients:
             if outcome.status != RecipientStatus.SENT:
                 RECIPIENTS_REFUSED.labels(outcome.status.value).inc()
         if decision.status == Status.FAILED:
-            log.warning("notification %s FAILED: %s", notification.notification_id, decision.failure)
+            log.warning("%s %s FAILED: %s", email.kind, email.id, decision.failure)
         return decision
 
-    async def attempt(
-        self, smtp: aiosmtplib.SMTP | None, notification: ClaimedNotification, parent: otel_context.Context
-    ) -> tuple[Attempt, aiosmtplib.SMTP | None]:
-        """One attempt of one notification, on `smtp` or a new connection; the connection
-        to go on with (None when this one can no longer be trusted)."""
-        addressed = open_recipients(notification.emails, notification.done)
+    async def attempt(self, smtp: aiosmtplib.SMTP | None, email: Outgoing[C]) -> tuple[Attempt, aiosmtplib.SMTP | None]:
+        """One attempt of one email, on `smtp` or a new connection; the connection to go on
+        with (None when this one can no longer be trusted)."""
+        addressed = open_recipients(email.emails, email.done)
         try:
-            alert = alert_pb2.Alert.FromString(notification.alert)
-            message = render_email(notification.notification_id, self.settings.smtp_sender,
-                                   list(notification.emails), alert, list(notification.rule_ids))
-        except Exception as error:  # whatever the data: this notification cannot be rendered, ever
+            message = email.render()
+        except Exception as error:  # whatever the data: this email cannot be rendered, ever
             return Attempt(rejected=f"cannot render the email: {error!r}"), smtp
-        with tracer.start_as_current_span("smtp send", context=parent, kind=trace.SpanKind.CLIENT) as span:
-            span.set_attribute("alerting.notification_id", notification.notification_id)
-            span.set_attribute("alerting.alert_id", alert.alert_id)
-            span.set_attribute("alerting.attempt", notification.attempts)
+        with tracer.start_as_current_span("smtp send", context=email.parent, kind=trace.SpanKind.CLIENT,
+                                          links=email.links) as span:
+            span.set_attribute(f"alerting.{email.kind}_id", email.id)
+            span.set_attribute("alerting.attempt", email.attempts)
+            for name, value in email.attributes.items():
+                span.set_attribute(name, value)
             reused = smtp is not None
             try:
                 smtp = smtp or await self.smtp.acquire()

@@ -17,7 +17,7 @@ from alerting.producer.alerts import build_alert
 from alerting.sender.delivery import NEEDS_SMTPUTF8, SenderSettings
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
-from alerting.testsupport.services import fetch, free_port, running, send, wait_until
+from alerting.testsupport.services import fetch, free_port, immediate_sender, running, send, wait_until
 from alerting.v1 import events_pb2
 
 RCPT_REPLIES = {"gone@x.io": "550 5.1.1 no such user", "busy@x.io": "450 4.2.1 mailbox busy"}
@@ -39,10 +39,8 @@ def ready(notification_id: str) -> bytes:
 
 
 def fast_retries(settings: Settings, port: int, max_age: float = 60) -> SenderSettings:
-    return SenderSettings(**{
-        **settings.model_dump(), "smtp_port": port, "delivery_retry_initial_seconds": 0.2,
-        "delivery_retry_max_seconds": 0.5, "delivery_max_age_seconds": max_age, "retry_poll_seconds": 0.1,
-    })
+    return immediate_sender(settings, smtp_port=port, delivery_retry_initial_seconds=0.2,
+                            delivery_retry_max_seconds=0.5, delivery_max_age_seconds=max_age, retry_poll_seconds=0.1)
 
 
 async def states(settings: Settings, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:

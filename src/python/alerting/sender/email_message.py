@@ -1,4 +1,5 @@
-"""The email of one notification, as the bytes that go over SMTP (pure).
+"""The email of one notification, or of a digest of several, as the bytes that go over
+SMTP (pure).
 
 Rendered from a fixed template rather than through `email.message.EmailMessage`, whose
 header registry cost the sender ~0.4 ms of CPU per email (most of its work). The
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import quopri
 import re
+from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC
 from email.header import Header
 from email.utils import formatdate
@@ -35,9 +38,9 @@ def smtp_address(address: str, smtputf8: bool) -> str | None:
         return None
 
 
-def message_id(notification_id: str) -> str:
-    """Stable per notification, so a receiver can drop a copy sent again after a crash."""
-    return f"<{notification_id}@alerting.local>"
+def message_id(id_: str) -> str:
+    """Stable per notification (or digest), so a receiver can drop a copy sent again after a crash."""
+    return f"<{id_}@alerting.local>"
 
 
 def header_value(value: str) -> str:
@@ -69,17 +72,57 @@ def render_email(
     notification_id: str, sender: str, recipients: list[str], alert: alert_pb2.Alert, rule_ids: list[str]
 ) -> bytes:
     severity = severity_name(alert.severity)
+    return _email(sender, recipients, f"[{severity}] {alert.source}: {alert.name}", notification_id,
+                  body_text(severity, alert, rule_ids), [("X-Alert-Id", header_value(alert.alert_id))])
+
+
+# A digest's email lists this many notifications; the rest are named by a command.
+DIGEST_LISTED = 500
+
+
+def digest_subject(alerts: Sequence[alert_pb2.Alert]) -> str:
+    """`[HIGH] 37 alerts: db/disk_full and 4 others`: the highest severity, how many, the most
+    frequent source/name and how many other source/names."""
+    kinds = Counter(f"{alert.source}/{alert.name}" for alert in alerts)
+    [(first, _)] = kinds.most_common(1)  # among equals, the first in the digest
+    severity = severity_name(max(alert.severity for alert in alerts))
+    others = len(kinds) - 1
+    count = f"{len(alerts)} alert{'s' if len(alerts) != 1 else ''}"
+    return f"[{severity}] {count}: {first}" + (f" and {others} other{'s' if others != 1 else ''}" if others else "")
+
+
+def digest_text(digest_id: str, members: Sequence[tuple[alert_pb2.Alert, Sequence[str]]]) -> str:
+    lines = [f"{len(members)} alerts, in the order they were recorded:", ""]
+    for alert, rule_ids in members[:DIGEST_LISTED]:
+        event_time = alert.event_ts.ToDatetime(tzinfo=UTC).isoformat() if alert.HasField("event_ts") else "unknown"
+        lines.append(f"[{severity_name(alert.severity)}] {alert.source}/{alert.name}  {event_time}"
+                     f"  alert {alert.alert_id}  rules {', '.join(rule_ids)}")
+    if len(members) > DIGEST_LISTED:
+        lines += ["", f"... and {len(members) - DIGEST_LISTED} more: alertctl notification list --digest {digest_id}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_digest(
+    digest_id: str, sender: str, recipients: list[str], members: Sequence[tuple[alert_pb2.Alert, Sequence[str]]]
+) -> bytes:
+    """One email for the notifications of a digest (at least one), its Message-ID the digest's."""
+    alerts = [alert for alert, _ in members]
+    return _email(sender, recipients, digest_subject(alerts), digest_id, digest_text(digest_id, members),
+                  [("X-Digest-Id", digest_id)])
+
+
+def _email(sender: str, recipients: list[str], subject: str, id_: str, text: str,
+           extra: list[tuple[str, str]]) -> bytes:
     headers = [
         ("From", header_value(sender)),
         ("To", header_value(", ".join(recipients))),
-        ("Subject", header_value(f"[{severity}] {alert.source}: {alert.name}")),
+        ("Subject", header_value(subject)),
         ("Date", formatdate(usegmt=True)),
-        ("Message-ID", message_id(notification_id)),
-        ("X-Alert-Id", header_value(alert.alert_id)),
+        ("Message-ID", message_id(id_)),
+        *extra,
         ("MIME-Version", "1.0"),
         ("Content-Type", 'text/plain; charset="utf-8"'),
     ]
-    text = body_text(severity, alert, rule_ids)
     if text.isascii() and max(map(len, text.splitlines())) < 990:
         headers.append(("Content-Transfer-Encoding", "7bit"))  # as is: readable in the raw file
         body = text.encode("ascii")

@@ -3,7 +3,7 @@ import email.policy
 from email.message import EmailMessage
 
 from alerting.producer.alerts import build_alert
-from alerting.sender.email_message import render_email
+from alerting.sender.email_message import DIGEST_LISTED, render_digest, render_email
 
 
 def parsed(raw: bytes) -> EmailMessage:
@@ -45,3 +45,27 @@ def test_long_values_are_cut_and_folded() -> None:
     mail = parsed(raw)
     assert len(mail["Subject"]) <= 400
     assert "x" * 2048 in mail.get_content()
+
+
+def test_a_digest_lists_its_alerts_and_counts_them_in_its_subject() -> None:
+    alerts = ([build_alert("HIGH", "db", "disk_full", event_ts="2026-11-24T10:00:00Z") for _ in range(33)]
+              + [build_alert("CRITICAL", source, "down") for source in ("web", "api", "cache", "queue")])
+    members = [(alert, ("r1",)) for alert in alerts]
+    mail = parsed(render_digest("d1", "alerts@alerting.local", ["a@x.io"], members))
+    assert mail["Subject"] == "[CRITICAL] 37 alerts: db/disk_full and 4 others"
+    assert mail["Message-ID"] == "<d1@alerting.local>"
+    assert mail["X-Digest-Id"] == "d1"
+    body = mail.get_content()
+    assert body.count("[HIGH] db/disk_full  2026-11-24T10:00:00+00:00  alert ") == 33
+    assert "[CRITICAL] queue/down" in body
+
+
+def test_a_digest_of_one_and_a_digest_beyond_the_listed_ones() -> None:
+    one = parsed(render_digest("d1", "s@x.io", ["a@x.io"], [(build_alert("LOW", "db", "disk"), ("r1",))]))
+    assert one["Subject"] == "[LOW] 1 alert: db/disk"
+    many = [(build_alert("LOW", "db", f"check-{n}"), ("r1",)) for n in range(DIGEST_LISTED + 7)]
+    body = parsed(render_digest("d2", "s@x.io", ["a@x.io"], many)).get_content()
+    assert body.count("[LOW] db/check-") == DIGEST_LISTED
+    assert body.rstrip().endswith("... and 7 more: alertctl notification list --digest d2")
+    two = parsed(render_digest("d2", "s@x.io", ["a@x.io"], many[:2]))
+    assert two["Subject"] == "[LOW] 2 alerts: db/check-0 and 1 other"

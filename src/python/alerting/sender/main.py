@@ -1,7 +1,9 @@
-"""sender: `notifications.ready` → the notification's row → email → SENT.
+"""sender: `notifications.ready` → by the tenant's policy, silenced, emailed alone, or put
+in a digest → SENT.
 
-Wiring only: delivery is delivery.py (with the retry scheduler), its decisions
-outcomes.py, its SQL store.py, decoding notifications.py, the email email_message.py.
+Wiring only: routing and the schedulers are dispatch.py (decisions routing.py), sending
+delivery.py, decisions outcomes.py, SQL store.py and digests.py, decoding notifications.py,
+the emails email_message.py.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from alerting.common.kafka import BatchWorker, worker_clients
 from alerting.common.retry import retry_until_done
 from alerting.common.service import Lifecycle, run_service
 from alerting.sender.delivery import EmailSender, SenderSettings
+from alerting.sender.dispatch import Dispatcher
 from alerting.sender.notifications import decode_notification_ready
 from alerting.sender.smtp_pool import SmtpConnections
 from alerting.v1.events_pb2 import NotificationReady
@@ -29,15 +32,16 @@ async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
         async with worker_clients(settings, topics.SENDER_GROUP, topics.NOTIFICATIONS_READY, lifecycle.stop) as (
             consumer, producer  # the producer sends dead letters
         ):
-            sender = EmailSender(settings, pool, smtp)
-            await retry_until_done(sender.release_own_leases, settings, what="releasing leases", stop=lifecycle.stop)
-            await send_until_stopped(lifecycle, sender, BatchWorker(
+            dispatcher = Dispatcher(settings, pool, EmailSender(settings, smtp))
+            await retry_until_done(dispatcher.release_own_leases, settings, what="releasing leases",
+                                   stop=lifecycle.stop)
+            await send_until_stopped(lifecycle, dispatcher, BatchWorker(
                 service="sender",
                 settings=settings,
                 consumer=consumer,
                 producer=producer,
                 decode=decode_notification_ready,
-                handle=sender.handle,
+                handle=dispatcher.handle,
                 stop=lifecycle.stop,
             ))
     finally:
@@ -45,17 +49,20 @@ async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
         await pool.close()
 
 
-async def send_until_stopped(lifecycle: Lifecycle, sender: EmailSender, worker: BatchWorker[NotificationReady]) -> None:
-    """Consume `notifications.ready` until stopped, with the retry scheduler running beside."""
-    retries = asyncio.create_task(sender.retry_due(lifecycle.stop))
-    # A retry scheduler that ended would leave retries waiting forever: unhealthy, not silent.
-    lifecycle.ready = lambda: worker.ready() and not retries.done()
-    lifecycle.alive = lambda: not retries.done()
+async def send_until_stopped(
+    lifecycle: Lifecycle, dispatcher: Dispatcher, worker: BatchWorker[NotificationReady]
+) -> None:
+    """Consume `notifications.ready` until stopped, with the retry and digest schedulers beside."""
+    schedulers = [asyncio.create_task(dispatcher.retry_due(lifecycle.stop)),
+                  asyncio.create_task(dispatcher.send_due_digests(lifecycle.stop))]
+    # A scheduler that ended would leave retries or digests waiting forever: unhealthy, not silent.
+    lifecycle.ready = lambda: worker.ready() and not any(task.done() for task in schedulers)
+    lifecycle.alive = lambda: not any(task.done() for task in schedulers)
     try:
         await worker.run()
     finally:
         lifecycle.stop.set()
-        await retries
+        await asyncio.gather(*schedulers)
 
 
 def main() -> None:

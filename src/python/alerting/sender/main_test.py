@@ -11,7 +11,7 @@ from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
-from alerting.testsupport.services import fetch, free_port, running, send, wait_until
+from alerting.testsupport.services import fetch, free_port, immediate_sender, running, send, wait_until
 from alerting.v1 import events_pb2
 
 
@@ -37,7 +37,7 @@ async def status(settings: Settings, notification_id: str) -> str:
 
 
 def sender_settings(stack_settings: Settings, port: int) -> alerting.sender.main.SenderSettings:
-    return alerting.sender.main.SenderSettings(**{**stack_settings.model_dump(), "smtp_port": port})
+    return immediate_sender(stack_settings, smtp_port=port)
 
 
 async def test_sends_once_with_a_stable_message_id_and_marks_sent(stack_settings: Settings, tmp_path: Path) -> None:

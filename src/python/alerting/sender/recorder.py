@@ -7,20 +7,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from alerting.sender.outcomes import Decision
-from alerting.sender.store import ClaimedNotification
 
-Decided = tuple[ClaimedNotification, Decision]
+C = TypeVar("C")
 
 
-class DecisionRecorder:
-    def __init__(self, write: Callable[[Sequence[Decided]], Awaitable[None]]) -> None:
+class DecisionRecorder(Generic[C]):
+    """Records the decisions about what `C` stands for (a claimed notification or digest)
+    with `write`, many in one call."""
+
+    def __init__(self, write: Callable[[Sequence[tuple[C, Decision]]], Awaitable[None]]) -> None:
         self.write = write
-        self.waiting: list[tuple[Decided, asyncio.Future[None]]] = []
+        self.waiting: list[tuple[tuple[C, Decision], asyncio.Future[None]]] = []
         self.writer: asyncio.Task[None] | None = None
 
-    async def record(self, notification: ClaimedNotification, decision: Decision) -> None:
+    async def record(self, notification: C, decision: Decision) -> None:
         """Returns once the decision is written; raises what the write raised."""
         written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiting.append(((notification, decision), written))

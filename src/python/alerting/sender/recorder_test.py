@@ -5,7 +5,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from alerting.sender.recorder import Decided, DecisionRecorder
+from alerting.sender.outcomes import Decision, Status
+from alerting.sender.recorder import DecisionRecorder
+
+SENT = Decision(Status.SENT)
 
 
 class Writes:
@@ -16,8 +19,8 @@ class Writes:
         self.release = asyncio.Event()
         self.fail_next: Exception | None = None
 
-    async def write(self, decided: Sequence[Decided]) -> None:
-        self.batches.append([notification for notification, _ in decided])  # type: ignore[misc]
+    async def write(self, decided: Sequence[tuple[str, Decision]]) -> None:
+        self.batches.append([notification for notification, _ in decided])
         await self.release.wait()
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
@@ -26,10 +29,10 @@ class Writes:
 
 async def test_decisions_made_during_a_write_go_together_in_the_next() -> None:
     writes = Writes()
-    recorder = DecisionRecorder(writes.write)
-    first = asyncio.create_task(recorder.record("n1", "d"))  # type: ignore[arg-type]
+    recorder: DecisionRecorder[str] = DecisionRecorder(writes.write)
+    first = asyncio.create_task(recorder.record("n1", SENT))
     await asyncio.sleep(0)
-    rest = [asyncio.create_task(recorder.record(f"n{n}", "d")) for n in range(2, 6)]  # type: ignore[arg-type]
+    rest = [asyncio.create_task(recorder.record(f"n{n}", SENT)) for n in range(2, 6)]
     await asyncio.sleep(0)
     assert writes.batches == [["n1"]] and not first.done()
     writes.release.set()
@@ -40,13 +43,13 @@ async def test_decisions_made_during_a_write_go_together_in_the_next() -> None:
 
 async def test_a_failed_write_fails_its_own_decisions_only() -> None:
     writes = Writes()
-    recorder = DecisionRecorder(writes.write)
+    recorder: DecisionRecorder[str] = DecisionRecorder(writes.write)
     writes.fail_next = ConnectionRefusedError("postgres is down")
-    failing = [asyncio.create_task(recorder.record(f"n{n}", "d")) for n in range(2)]  # type: ignore[arg-type]
+    failing = [asyncio.create_task(recorder.record(f"n{n}", SENT)) for n in range(2)]
     await asyncio.sleep(0)
     writes.release.set()
     for task in failing:
         with pytest.raises(ConnectionRefusedError):
             await task
-    await recorder.record("n9", "d")  # type: ignore[arg-type]
+    await recorder.record("n9", SENT)
     assert writes.batches == [["n0", "n1"], ["n9"]]

@@ -1,6 +1,7 @@
-"""The sender's reads and writes of `notifications`: claiming notifications under a lease
-(a short statement, no lock held while mail is sent), then recording each one's decision
-and its recipients' outcomes, only while the lease is still its own."""
+"""The sender's reads and writes of `notifications` sent alone: claiming them under a lease
+(a short statement, no lock held while mail is sent), then recording each one's decision,
+its recipients' outcomes and its emails, only while the lease is still its own. Digests
+are digests.py's."""
 
 from __future__ import annotations
 
@@ -12,25 +13,32 @@ import asyncpg
 
 from alerting.sender.outcomes import Decision, RecipientStatus
 
-_CLAIMED = ("notification_id, alert, rule_ids, emails, trace_context, attempts,"
+_CLAIMED = ("notification_id, client_id, alert, rule_ids, emails, trace_context, attempts,"
             " coalesce(retried_at, created_at) AS age_from, lease_until")
-# PENDING, due, and not leased by another sender: leased and counted as one more attempt.
+# PENDING, due, not in a digest and not leased by another sender: leased and counted as one
+# more attempt.
 CLAIM = f"""
 UPDATE notifications SET lease_until = now() + make_interval(secs => $2), leased_by = $3,
                          attempts = attempts + 1, updated_at = now()
-WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING' AND next_attempt_at <= now()
+WHERE notification_id = ANY($1::uuid[]) AND status = 'PENDING' AND digest_id IS NULL AND next_attempt_at <= now()
   AND (lease_until IS NULL OR lease_until < now())
 RETURNING {_CLAIMED}
 """
 # Retries that are due: rows an attempt left PENDING, or whose sender died holding the lease.
+# Fair: each client's most overdue first, then each one's second, and so on; the outer
+# conditions are checked again on the locked rows, so two senders never both win one.
 CLAIM_DUE = f"""
 UPDATE notifications SET lease_until = now() + make_interval(secs => $1), leased_by = $3,
                          attempts = attempts + 1, updated_at = now()
 WHERE notification_id IN (
-    SELECT notification_id FROM notifications
-    WHERE status = 'PENDING' AND attempts > 0 AND next_attempt_at <= now()
-      AND (lease_until IS NULL OR lease_until < now())
-    ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+    SELECT notification_id FROM (
+        SELECT notification_id, next_attempt_at,
+               row_number() OVER (PARTITION BY client_id ORDER BY next_attempt_at) AS turn
+        FROM notifications
+        WHERE status = 'PENDING' AND attempts > 0 AND digest_id IS NULL AND next_attempt_at <= now()
+          AND (lease_until IS NULL OR lease_until < now())
+    ) AS due ORDER BY turn, next_attempt_at LIMIT $2)
+  AND status = 'PENDING' AND next_attempt_at <= now() AND (lease_until IS NULL OR lease_until < now())
 RETURNING {_CLAIMED}
 """
 # A restarted sender's own leases: the attempts they stood for died with it.
@@ -52,12 +60,17 @@ WITH decided AS (
         sent_at = CASE WHEN d.status = 'SENT' THEN now() END, updated_at = now()
     FROM decided AS d
     WHERE n.notification_id = d.notification_id AND n.lease_until = d.lease_until AND n.status = 'PENDING'
-    RETURNING n.notification_id, n.attempts
+    RETURNING n.notification_id, n.client_id, n.attempts
+), outcomes AS (
+    SELECT * FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[]) AS o(notification_id, email, status, response)
+), sends AS (
+    -- For the per-hour limit of each client and recipient.
+    INSERT INTO email_sends (client_id, email)
+    SELECT r.client_id, o.email FROM outcomes AS o JOIN recorded AS r USING (notification_id) WHERE o.status = 'SENT'
 )
 INSERT INTO notification_recipients AS r (notification_id, email, status, response, attempts)
 SELECT o.notification_id, o.email, o.status, o.response, recorded.attempts
-FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[]) AS o(notification_id, email, status, response)
-JOIN recorded USING (notification_id)
+FROM outcomes AS o JOIN recorded USING (notification_id)
 ON CONFLICT (notification_id, email) DO UPDATE
 SET status = excluded.status, response = excluded.response, attempts = excluded.attempts, updated_at = now()
 """
@@ -68,6 +81,7 @@ class ClaimedNotification:
     """A notification this sender holds the lease of, with what its email is made of."""
 
     notification_id: str
+    client_id: str
     alert: bytes
     rule_ids: tuple[str, ...]
     emails: tuple[str, ...]
@@ -106,6 +120,7 @@ async def _claimed(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[Claim
     return [
         ClaimedNotification(
             notification_id=str(row["notification_id"]),
+            client_id=str(row["client_id"]),
             alert=row["alert"],
             rule_ids=tuple(str(rule_id) for rule_id in row["rule_ids"]),
             emails=tuple(row["emails"]),

@@ -25,6 +25,7 @@ from alerting.common.service import Lifecycle
 from alerting.common.settings import Settings, secret_value
 from alerting.rule_service.access import new_key
 from alerting.rule_service.server import RuleServiceSettings
+from alerting.sender.delivery import SenderSettings
 from alerting.testsupport.tls import certificates
 from alerting.v1 import rule_service_pb2_grpc
 
@@ -102,6 +103,23 @@ def database_logins(settings: Settings) -> dict[str, str]:
         env[f"ALERTING_{role.value.upper()}_DATABASE_USER"] = user or ""
         env[f"ALERTING_{role.value.upper()}_DATABASE_PASSWORD"] = password or ""
     return env
+
+
+# For tests of delivery itself (and not of policies): every client's default policy sends
+# each notification alone, at once, and no hourly limit holds any back.
+UNLIMITED_EMAILS_PER_HOUR = 1_000_000
+
+
+def immediate_sender(settings: Settings, **overrides: Any) -> SenderSettings:
+    """A sender's settings on `settings`' slice of the stack, with the immediate policy and
+    no limit for every client."""
+    return SenderSettings(**{**settings.model_dump(), "default_group_wait_seconds": 0,
+                             "max_emails_per_hour": UNLIMITED_EMAILS_PER_HOUR, **overrides})
+
+
+# The same for a spawned sender, as its environment.
+IMMEDIATE_ENVIRONMENT = {"ALERTING_DEFAULT_GROUP_WAIT_SECONDS": "0",
+                         "ALERTING_MAX_EMAILS_PER_HOUR": str(UNLIMITED_EMAILS_PER_HOUR)}
 
 
 async def spawn_service(module: str, env: dict[str, str], quiet: bool = True) -> asyncio.subprocess.Process:
