@@ -14,7 +14,9 @@ CLIENT_COLUMNS = ("client_id", "name", "version", "updated_by")
 RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version", "updated_by")
 # The source last: free text, as the reason and the name below.
 GRANT_COLUMNS = ("client_id", "prefix", "created_by", "created_at", "source")
-NOTIFICATION_COLUMNS = ("notification_id", "client_id", "alert_id", "status", "attempts", "created_at", "sent_at")
+# delivered_in: the id of the email that told the recipients (its digest's, or its own when sent alone).
+NOTIFICATION_COLUMNS = ("notification_id", "client_id", "alert_id", "status", "attempts", "created_at", "sent_at",
+                        "digest_id", "delivered_in", "silenced_by")
 RECIPIENT_COLUMNS = ("email", "status", "attempts", "response")
 # The reason last: it is free text, and the columns before it stay aligned.
 DEAD_LETTER_COLUMNS = ("offset", "timestamp", "source", "key", "value_size", "replay_of", "reason")

@@ -11,7 +11,7 @@ their rules and granted sources, how their notifications are delivered (policies
                  [--max-emails-per-hour N] [--expected-version V] | delete --client ID [--version V]
     alertctl silence add --client ID [--severity S] [--source S] [--name N] (--duration D | --ends-at TIME)
                  [--starts-at TIME] --comment TEXT | get ID | list [--client ID] [--include-expired] | expire ID
-    alertctl notification list | show ID | retry ID
+    alertctl notification list [--client ID] [--status S] [--digest ID] | show ID | retry ID
     alertctl dlq list TOPIC [--from OFFSET] [--limit N] | replay TOPIC OFFSET...
     alertctl key create --admin | --client ID [--name N] [--expires-in DURATION | --expires-at TIME]
                  | list [--client ID] [--include-revoked] | revoke KEY_ID
@@ -663,25 +663,28 @@ def silence_expire(ctx: Context, silence_id: str) -> None:
 # ---------------------------------------------------------------------- notifications
 @cli.group()
 def notification() -> None:
-    """Notifications: what was sent to whom, what failed and why."""
+    """Notifications: what was sent to whom and in which email, what was silenced, what failed and why."""
 
 
-STATUS_CHOICES = ("PENDING", "SENT", "FAILED")
+STATUS_CHOICES = ("PENDING", "SENT", "FAILED", "SILENCED")
 
 
 @notification.command("list")
 @click.option("--client", "client_id", default="", metavar="CLIENT_ID", help="Only this client's notifications.")
 @click.option("--status", type=click.Choice(STATUS_CHOICES, case_sensitive=False), help="Only this status.")
+@click.option("--digest", "digest_id", default="", metavar="DIGEST_ID",
+              help="Only the notifications of this digest: those waiting in it, or delivered in its email.")
 @page_size_option
 @every_page_option
 @pass_context
-def notification_list(ctx: Context, client_id: str, status: str | None, page_size: int, every_page: bool) -> None:
+def notification_list(ctx: Context, client_id: str, status: str | None, digest_id: str, page_size: int,
+                      every_page: bool) -> None:
     """List notifications, newest first."""
     status_value = (notifications_api.NotificationStatus.Value(f"NOTIFICATION_STATUS_{status.upper()}") if status
                     else notifications_api.NOTIFICATION_STATUS_UNSPECIFIED)
     def fetch_page(token: str) -> tuple[Sequence[Message], str]:
         page = ctx.call(ctx.notifications.ListNotifications, notifications_api.ListNotificationsRequest(
-            client_id=client_id, status=status_value, page_size=page_size, page_token=token))
+            client_id=client_id, status=status_value, digest_id=digest_id, page_size=page_size, page_token=token))
         return page.notifications, page.next_page_token
 
     ctx.show_pages(fetch_page, every_page, NOTIFICATION_COLUMNS)
@@ -691,10 +694,14 @@ def notification_list(ctx: Context, client_id: str, status: str | None, page_siz
 @click.argument("notification_id")
 @pass_context
 def notification_show(ctx: Context, notification_id: str) -> None:
-    """Show a notification, its failure and recipients.
+    """Show a notification, the email that delivered it, its failure and recipients.
 
-    Shows the notification NOTIFICATION_ID, why it failed (if it did), and every
-    recipient's outcome: SENT, FAILED for good, or DEFERRED (refused for now, tried again).
+    Shows the notification NOTIFICATION_ID: the digest it waits in or was delivered in
+    (digest_id), which email told its recipients (delivered_in: the digest's id, or its own
+    when it was sent alone; the id in the email's Message-ID), the silence that muted it
+    (silenced_by), why it failed (if it did), and every recipient's outcome (its digest's,
+    when it was sent in one): SENT, FAILED for good, or DEFERRED (refused for now, tried
+    again).
     """
     shown = ctx.call(ctx.notifications.GetNotification,
                      notifications_api.GetNotificationRequest(notification_id=notification_id))
@@ -885,7 +892,8 @@ def whoami(ctx: Context) -> None:
 
 
 def main() -> None:
-    cli()
+    # Named as people call it: click would otherwise name the module the PEX runs (python -m ...).
+    cli(prog_name="alertctl")
 
 
 if __name__ == "__main__":
