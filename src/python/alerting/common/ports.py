@@ -1,7 +1,7 @@
 """Every port the platform listens on by default, in one place.
 
-deploy/platform, docker-compose.yml and deploy/prometheus/prometheus.yml use the same
-numbers; deploy_checks/compose_test.py keeps them in agreement.
+deploy/local-stack, deploy/platform, docker-compose.yml and deploy/prometheus/prometheus.yml
+use the same numbers; deploy_checks/compose_test.py keeps them in agreement.
 """
 
 METRICS_PORTS = {
@@ -16,6 +16,9 @@ METRICS_PORTS = {
 
 RULE_SERVICE_GRPC_PORT = 50051
 SMTP_SINK_PORT = 2525
-KAFKA_PORT = 9092
+# Kafka's SASL_SSL listener for clients on the host: the local stack's only one, and the one
+# Docker Compose publishes; containers reach compose's broker on its own listener.
+KAFKA_PORT = 9094
+COMPOSE_KAFKA_PORT = 9092
 POSTGRES_PORT = 5432
-REDIS_PORT = 6379
+REDIS_PORT = 6380  # TLS; there is no plaintext port

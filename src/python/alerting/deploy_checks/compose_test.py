@@ -1,5 +1,5 @@
-"""docker-compose.yml, Prometheus' scrape list, deploy/platform and deploy/topics.txt must
-agree with the ports, topics and topic configs the code uses (src/python/alerting/common);
+"""docker-compose.yml, Prometheus' scrape list, deploy/platform, deploy/local-stack and deploy/topics.txt
+must agree with the ports, topics and topic configs the code uses (src/python/alerting/common);
 and compose must hold the controls of docs/security.md: each container only its own
 secrets (deploy/compose/credentials.txt), the CA's key in none that runs, Kafka SASL_SSL only
 with the local stack's principals, ACLs and authorizer, no owner login in a service, Redis
@@ -61,9 +61,9 @@ def test_every_service_runs_its_pex_from_the_one_image_with_its_ports() -> None:
     assert ports.RULE_SERVICE_GRPC_PORT in published_ports(services["rule-service"])
     assert ports.SMTP_SINK_PORT in published_ports(services["smtp-sink"])
     # The host reaches the stores where the settings' defaults (the local stack's) point.
-    assert published_ports(services["kafka"]) == {default_port("kafka_bootstrap")}
+    assert published_ports(services["kafka"]) == {ports.KAFKA_PORT} == {default_port("kafka_bootstrap")}
     assert published_ports(services["postgres"]) == {ports.POSTGRES_PORT} == {default_port("database_url")}
-    assert published_ports(services["redis"]) == {default_port("redis_url")}
+    assert published_ports(services["redis"]) == {ports.REDIS_PORT} == {default_port("redis_url")}
     assert services["migrate"]["command"] == [pex_of("migrate"), "up"]
 
 
@@ -77,7 +77,7 @@ def test_the_tools_run_on_demand_from_the_same_image() -> None:
 
 def test_services_reach_each_other_by_compose_names_and_ports() -> None:
     services = load_compose()["services"]
-    assert services["evaluator"]["environment"]["ALERTING_KAFKA_BOOTSTRAP"] == f"kafka:{ports.KAFKA_PORT}"
+    assert services["evaluator"]["environment"]["ALERTING_KAFKA_BOOTSTRAP"] == f"kafka:{ports.COMPOSE_KAFKA_PORT}"
     assert services["evaluator"]["environment"]["ALERTING_LISTEN_HOST"] == "0.0.0.0"
     for name in ("demo", "alertctl"):
         address = services[name]["environment"]["ALERTING_RULE_SERVICE_ADDRESS"]
@@ -142,6 +142,13 @@ def test_local_platform_script_uses_the_same_services_and_ports() -> None:
     assert {name: int(port) for name, port in entries.items()} == {
         name: ports.METRICS_PORTS[name] for name in APP_SERVICES
     }
+
+
+def test_the_local_stack_listens_on_the_same_ports() -> None:
+    script = Path("deploy/local-stack").read_text()
+    defaults = dict(re.findall(r'^(\w+_port)="\$\{ALERTING_\w+:-(\d+)\}"$', script, flags=re.M))
+    assert (defaults["kafka_sasl_port"], defaults["pg_port"], defaults["redis_tls_port"]) == (
+        str(ports.KAFKA_PORT), str(ports.POSTGRES_PORT), str(ports.REDIS_PORT))
 
 
 def topic_list() -> dict[str, list[str]]:
@@ -376,7 +383,8 @@ def test_every_kafka_client_logs_in_as_its_own_principal_over_sasl_ssl() -> None
         settings, files = services[name]["environment"], own_files(services[name])
         assert principal in users, name
         assert (settings["ALERTING_KAFKA_BOOTSTRAP"], settings["ALERTING_KAFKA_SECURITY_PROTOCOL"],
-                settings["ALERTING_KAFKA_SASL_USERNAME"]) == (f"kafka:{ports.KAFKA_PORT}", "SASL_SSL", principal), name
+                settings["ALERTING_KAFKA_SASL_USERNAME"]) == (
+            f"kafka:{ports.COMPOSE_KAFKA_PORT}", "SASL_SSL", principal), name
         assert files[settings["ALERTING_KAFKA_SASL_PASSWORD_FILE"]] == f"kafka/{principal}.password", name
         assert files[settings["ALERTING_KAFKA_SSL_CA_FILE"]] == "ca.pem", name
     replay = services["rule-service"]["environment"]
