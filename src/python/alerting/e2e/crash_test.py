@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 import signal
 from collections import Counter
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.resends import read_resends, unexplained_copies
 from alerting.testsupport.services import (
     IMMEDIATE_ENVIRONMENT,
+    UNLIMITED_EMAILS_PER_HOUR,
     fetch,
     free_port,
     rule_service_stub,
@@ -41,6 +43,8 @@ from alerting.testsupport.services import (
 )
 from alerting.v1 import alert_pb2, rule_pb2, rule_service_pb2, rule_service_pb2_grpc
 
+# An alert's line in a digest's email (email_message.digest_text).
+DIGEST_ALERT_ID = re.compile(r"  alert (\S+)  rules ")
 STEPS = {
     "alerting.rule_updater.main": ["after_consume", "after_db_write", "before_commit"],
     "alerting.evaluator.main": ["after_consume", "after_publish", "before_commit"],
@@ -49,6 +53,7 @@ STEPS = {
 }
 ALERTS = 2500
 SMTP_CONNECTIONS = 4
+LIFE_SECONDS = 25  # a life that has not reached its failpoint by then ends cleanly
 SOURCES = [f"src-{i}" for i in range(6)]
 NAMES = [f"name-{i}" for i in range(6)]
 
@@ -66,12 +71,13 @@ class Supervisor:
         self.process = await spawn_service(self.module, env)
         return self.process
 
-    async def crash_at_every_step(self, rng: random.Random) -> None:
-        """One life per step, each ended by SIGKILL at that step; then a clean life."""
-        for step in STEPS[self.module]:
+    async def crash_at_every_step(self, rng: random.Random, steps: list[str] | None = None) -> None:
+        """One life per step (the module's, or `steps`), each ended by SIGKILL at that step;
+        then a clean life."""
+        for step in steps or STEPS[self.module]:
             process = await self.start(f"{step}:{rng.randint(2, 4)}")
             try:
-                code = await asyncio.wait_for(process.wait(), 25)
+                code = await asyncio.wait_for(process.wait(), LIFE_SECONDS)
             except TimeoutError:  # the step was not reached often enough: end this life cleanly
                 await stop_process(process)
                 continue
@@ -203,3 +209,74 @@ async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every
     for supervisor in supervisors:
         assert len(supervisor.kills) >= len(STEPS[supervisor.module]) - 1, (supervisor.module, supervisor.kills)
     assert len(kills) >= 10
+
+
+async def test_digests_go_out_once_each_and_list_their_notifications_despite_sigkills_of_the_sender(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    """The sender, sending digests (groups by source, flushed every few seconds), killed
+    after a server accepted a digest and before recording it, and before a commit: no
+    notification lost, none in two digests, a digest sent again only as itself."""
+    rng = random.Random(14)
+    smtp_port = free_port()
+    sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
+    settings = stack_settings.model_copy(update={"smtp_port": smtp_port, "batch_max_records": 50})
+    records = tmp_path / "kills"
+    records.mkdir()
+    env = service_environment(
+        settings, ALERTING_RETRY_MAX_SECONDS="1", ALERTING_INSTANCE_ID="digest-crash-test",
+        ALERTING_FAILPOINT_DIR=str(records), ALERTING_SMTP_CONNECTIONS=str(SMTP_CONNECTIONS),
+        ALERTING_DEFAULT_GROUP_BY='["source"]', ALERTING_DEFAULT_GROUP_WAIT_SECONDS="1",
+        ALERTING_DEFAULT_GROUP_INTERVAL_SECONDS="2", ALERTING_DIGEST_POLL_SECONDS="0.2",
+        ALERTING_MAX_EMAILS_PER_HOUR=str(UNLIMITED_EMAILS_PER_HOUR))
+    others = [Supervisor(module, env, records) for module in STEPS if module != "alerting.sender.main"]
+    sender = Supervisor("alerting.sender.main", env, records)
+    async with rule_service_stub(settings) as stub:
+        rules = await create_rules(stub, rng)
+        alerts = [build_alert(rng.choice(SEVERITIES), rng.choice(SOURCES), rng.choice(NAMES),
+                              event_ts=f"2026-11-24T11:{i // 60 % 60:02d}:{i % 60:02d}Z") for i in range(1200)]
+        for supervisor in others:
+            await supervisor.start()
+        crashing = asyncio.create_task(sender.crash_at_every_step(rng, ["after_send"] * 4 + ["before_commit"]))
+        try:
+            async with AlertPublisher(settings) as publisher:
+                for start in range(0, len(alerts), 40):
+                    await publisher.publish(alerts[start:start + 40])
+                    await asyncio.sleep(0.5)
+            await crashing
+            expected = {(client, alert.alert_id) for alert in alerts for client in reference_matches(rules, alert)}
+
+            async def all_sent() -> bool:
+                rows = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'")
+                return rows[0]["n"] >= len(expected)
+
+            await wait_until(all_sent, 180, f"{len(expected)} SENT notifications")
+            await asyncio.sleep(2)  # anything unexpected still in flight lands now
+            rows = await fetch(settings, "SELECT client_id::text, alert_id, status, digest_id::text FROM notifications")
+            digests = await fetch(settings, "SELECT digest_id::text, status FROM digests")
+        finally:
+            crashing.cancel()
+            await asyncio.gather(*(s.stop() for s in [*others, sender]), return_exceptions=True)
+            sink.close()
+
+    assert {(row["client_id"], row["alert_id"]) for row in rows} == expected
+    assert len(rows) == len(expected)
+    assert {row["status"] for row in rows} == {"SENT"}
+    assert all(row["digest_id"] is not None for row in rows)
+    # Each notification is listed in exactly one digest's email: its own.
+    received = mailbox.read_all(tmp_path / "mail")
+    listed_in: dict[tuple[str, str], set[str]] = {}
+    for mail in received:
+        for alert_id in DIGEST_ALERT_ID.findall(mail.get_content()):
+            listed_in.setdefault((str(mail["To"]), alert_id), set()).add(mail["Message-ID"])
+    address = {client: f"oncall@tenant-{number}.io" for number, client in enumerate(
+        dict.fromkeys(rule.client_id for rule in rules))}
+    assert listed_in == {(address[row["client_id"]], row["alert_id"]): {f"<{row['digest_id']}@alerting.local>"}
+                         for row in rows}
+    # A copy of a digest's email only where a kill left it accepted (or on the wire) unrecorded.
+    resends = read_resends(records)
+    assert resends.largest <= SMTP_CONNECTIONS
+    sent = [digest["digest_id"] for digest in digests if digest["status"] == "SENT"]
+    assert {digest["status"] for digest in digests} == {"SENT"}
+    assert unexplained_copies(Counter(mail["Message-ID"] for mail in received), sent, resends) == {}
+    assert sender.kills.count("after_send") >= 3, sender.kills

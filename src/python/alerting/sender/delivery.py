@@ -27,7 +27,6 @@ from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter
 
-from alerting.common import failpoints
 from alerting.common.failpoints import failpoint
 from alerting.common.settings import Settings
 from alerting.sender import answers
@@ -111,8 +110,6 @@ class EmailSender:
         # yet (it may have accepted them). At most one per connection.
         self.unrecorded: set[str] = set()
         self.unanswered: set[str] = set()
-        failpoints.unfinished(lambda: [f"accepted {n}" for n in sorted(self.unrecorded)]
-                              + [f"unanswered {n}" for n in sorted(self.unanswered)])
 
     async def deliver(self, outgoing: Sequence[Outgoing[C]], recorder: DecisionRecorder[C]) -> None:
         """Attempt every email over a few SMTP connections, each attempt's decision recorded

@@ -21,7 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from prometheus_client import Counter as Metric
 
-from alerting.common import telemetry
+from alerting.common import failpoints, telemetry
 from alerting.common.kafka import Delivery
 from alerting.common.vocabulary import severity_name
 from alerting.rules.policies import Policy, default_policy
@@ -66,9 +66,21 @@ class Dispatcher:
         # Emails decided but not recorded yet, per (client, recipient): the hourly limit
         # counts them, so that this sender's own concurrent decisions do not overshoot it.
         self.reserved: Counter[tuple[str, str]] = Counter()
-        self.notifications: DecisionRecorder[ClaimedNotification] = DecisionRecorder(self.record_notifications)
-        self.digests: DecisionRecorder[ClaimedDigest] = DecisionRecorder(self.record_digests)
+        self.notifications: DecisionRecorder[ClaimedNotification] = DecisionRecorder(
+            self.record_notifications, lambda notification: notification.notification_id)
+        self.digests: DecisionRecorder[ClaimedDigest] = DecisionRecorder(
+            self.record_digests, lambda digest: digest.digest_id)
         self.pruned_at = 0.0
+        failpoints.unfinished(self.unfinished)
+
+    def unfinished(self) -> list[str]:
+        """For the record of a kill at a failpoint: the emails a restart sends again for
+        sure (accepted, their record not begun) and those it may (on the wire, or their
+        record under way)."""
+        writing = self.notifications.writing | self.digests.writing
+        unrecorded = self.sender.unrecorded
+        return ([f"accepted {id_}" for id_ in sorted(unrecorded - writing)]
+                + [f"unsure {id_}" for id_ in sorted(self.sender.unanswered | (unrecorded & writing))])
 
     async def release_own_leases(self) -> None:
         """At start-up: free the leases this instance held when it last died."""

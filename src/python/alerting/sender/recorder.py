@@ -15,13 +15,17 @@ C = TypeVar("C")
 
 
 class DecisionRecorder(Generic[C]):
-    """Records the decisions about what `C` stands for (a claimed notification or digest)
-    with `write`, many in one call."""
+    """Records the decisions about what `C` stands for (a claimed notification or digest,
+    named by `key`) with `write`, many in one call."""
 
-    def __init__(self, write: Callable[[Sequence[tuple[C, Decision]]], Awaitable[None]]) -> None:
+    def __init__(self, write: Callable[[Sequence[tuple[C, Decision]]], Awaitable[None]], key: Callable[[C], str]
+                 ) -> None:
         self.write = write
+        self.key = key
         self.waiting: list[tuple[tuple[C, Decision], asyncio.Future[None]]] = []
         self.writer: asyncio.Task[None] | None = None
+        # What the write under way records: a crash now may or may not have recorded it.
+        self.writing: set[str] = set()
 
     async def record(self, notification: C, decision: Decision) -> None:
         """Returns once the decision is written; raises what the write raised."""
@@ -35,6 +39,7 @@ class DecisionRecorder(Generic[C]):
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
+                self.writing = {self.key(claimed) for (claimed, _), _ in batch}
                 try:
                     await self.write([decided for decided, _ in batch])
                 except Exception as error:
@@ -51,3 +56,4 @@ class DecisionRecorder(Generic[C]):
                             written.set_result(None)
         finally:
             self.writer = None
+            self.writing = set()

@@ -29,12 +29,13 @@ class Writes:
 
 async def test_decisions_made_during_a_write_go_together_in_the_next() -> None:
     writes = Writes()
-    recorder: DecisionRecorder[str] = DecisionRecorder(writes.write)
+    recorder: DecisionRecorder[str] = DecisionRecorder(writes.write, str)
     first = asyncio.create_task(recorder.record("n1", SENT))
     await asyncio.sleep(0)
     rest = [asyncio.create_task(recorder.record(f"n{n}", SENT)) for n in range(2, 6)]
     await asyncio.sleep(0)
     assert writes.batches == [["n1"]] and not first.done()
+    assert recorder.writing == {"n1"}  # what a crash now may or may not have recorded
     writes.release.set()
     await asyncio.gather(first, *rest)
     assert writes.batches == [["n1"], ["n2", "n3", "n4", "n5"]]
@@ -43,7 +44,7 @@ async def test_decisions_made_during_a_write_go_together_in_the_next() -> None:
 
 async def test_a_failed_write_fails_its_own_decisions_only() -> None:
     writes = Writes()
-    recorder: DecisionRecorder[str] = DecisionRecorder(writes.write)
+    recorder: DecisionRecorder[str] = DecisionRecorder(writes.write, str)
     writes.fail_next = ConnectionRefusedError("postgres is down")
     failing = [asyncio.create_task(recorder.record(f"n{n}", SENT)) for n in range(2)]
     await asyncio.sleep(0)

@@ -10,8 +10,8 @@ def mailbox(**copies: int) -> Counter[str]:
     return Counter({f"<{notification_id}@alerting.local>": count for notification_id, count in copies.items()})
 
 
-def test_copies_are_explained_by_accepted_and_at_most_by_unanswered_sends(tmp_path: Path) -> None:
-    (tmp_path / "41.after_send").write_text("accepted a\nunanswered b\nunanswered c\n")
+def test_copies_are_explained_by_accepted_and_at_most_by_unsure_sends(tmp_path: Path) -> None:
+    (tmp_path / "41.after_send").write_text("accepted a\nunsure b\nunsure c\n")
     resends = read_resends(tmp_path)
     assert resends.largest == 3
     assert unexplained_copies(mailbox(a=2, b=2, c=1, d=1), "abcd", resends) == {}
