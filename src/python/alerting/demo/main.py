@@ -1,6 +1,7 @@
 """The demo `deploy/platform up` ends with: a client and a TENANT key for it (made with the
-admin key), two overlapping rules (made with the tenant key), three alerts (one of them
-twice), followed through the running platform to SENT as the tenant sees them."""
+admin key), two overlapping rules (made with the tenant key), a few alerts (one of them
+twice, one of another source, a burst of one kind), followed through the running platform
+to SENT as the tenant sees them: under the default delivery policy, as two digests."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ from alerting.common.vocabulary import WILDCARD, severity_name
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.v1 import api_key_service_pb2 as keys_api
-from alerting.v1 import api_key_service_pb2_grpc, notification_service_pb2_grpc, rule_service_pb2_grpc
+from alerting.v1 import (
+    api_key_service_pb2_grpc,
+    notification_policy_service_pb2_grpc,
+    notification_service_pb2_grpc,
+    rule_service_pb2_grpc,
+)
+from alerting.v1 import notification_policy_service_pb2 as policies_api
 from alerting.v1 import notification_service_pb2 as notifications_api
 from alerting.v1 import rule_service_pb2 as api
 
@@ -51,42 +58,66 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
             say(f"rule     {rule.rule_id}  severity={severity} source={source} name={name} -> {email}")
     await asyncio.sleep(1.0)  # the rules travel outbox → rule.changed → evaluator
 
+    async with aio_channel(settings, api_key=tenant.key) as channel:
+        policies = notification_policy_service_pb2_grpc.NotificationPolicyServiceStub(channel)
+        policy = await policies.GetNotificationPolicy(policies_api.GetNotificationPolicyRequest(
+            client_id=client.client_id))
+    say(f"policy   {'the default' if policy.is_default else 'its own'}: group by "
+        f"{', '.join(policy.group_by) or 'nothing'} (one group per set of recipients), first email "
+        f"{policy.group_wait_seconds} s after a group's first notification, then at most one every "
+        f"{policy.group_interval_seconds} s")
+
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     both_rules = build_alert("HIGH", "db", "disk_full", event_ts=now, context={"host": "db-1", "demo": tag})
     one_rule = build_alert("LOW", "db", "disk_full", event_ts=now, context={"host": "db-2", "demo": tag})
     no_rule = build_alert("HIGH", "web", "latency", event_ts=now, context={"demo": tag})
-    alerts = [both_rules, one_rule, no_rule, both_rules]
+    # A burst: the same check failing again and again (each a new alert: a later event time).
+    burst = [build_alert("HIGH", "db", "disk_full", context={"host": "db-1", "demo": tag},
+                         event_ts=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - n)))
+             for n in range(1, 5)]
+    alerts = [both_rules, one_rule, no_rule, both_rules, *burst]
     async with AlertPublisher(settings) as publisher:
         trace_ids = await publisher.publish(alerts)
     for alert, trace_id in zip(alerts, trace_ids, strict=True):
         severity = severity_name(alert.severity)
         say(f"alert    {alert.alert_id}  {alert.source}/{alert.name} {severity}  trace {trace_id}")
-    say("         (the first alert is published twice; web/latency matches no rule, and web is not granted)")
+    say("         (the first alert is published twice; web/latency matches no rule, and web is not granted;")
+    say("         the HIGH disk_full alerts go to both addresses, the LOW one to the dba alone: two groups,")
+    say("         so two digests once the policy's group_wait has passed)")
+    expected = 2 + len(burst)
 
     # What the tenant sees of its notifications, through the API with its own key.
     async with aio_channel(settings, api_key=tenant.key) as channel:
         notifications = notification_service_pb2_grpc.NotificationServiceStub(channel)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout + policy.group_wait_seconds
         while True:
             listed = (await notifications.ListNotifications(
                 notifications_api.ListNotificationsRequest(client_id=client.client_id))).notifications
-            if len(listed) == 2 and all(n.status == notifications_api.NOTIFICATION_STATUS_SENT for n in listed):
+            if len(listed) == expected and all(n.status == notifications_api.NOTIFICATION_STATUS_SENT
+                                               for n in listed):
                 break
             if time.monotonic() > deadline:
                 say(f"NOT DONE after {timeout:.0f} s: {[str(n) for n in listed]}")
                 return 1
             await asyncio.sleep(0.2)
     mailpit = os.environ.get("ALERTING_MAILPIT_UI", "").rstrip("/")
-    for notification in sorted(listed, key=lambda n: n.created_at.ToDatetime()):
-        say(f"notified {notification.notification_id}  alert {notification.alert_id[:12]}…  SENT  "
-            f"rules={len(notification.rule_ids)}  to {', '.join(notification.emails)}  "
-            f"trace {notification.trace_id or '-'}")
-        if notification.trace_id and (link := trace_link(notification.trace_id)):
-            say(f"         {link}")
+    emails: dict[str, list[notifications_api.Notification]] = {}
+    # In a digest's order (the first one's trace holds the email's send).
+    for notification in sorted(listed, key=lambda n: (n.created_at.ToDatetime(), n.notification_id)):
+        emails.setdefault(notification.delivered_in, []).append(notification)
+    for delivered_in, delivered in emails.items():
+        kind = "digest" if delivered[0].digest_id else "email"
+        say(f"{kind:<8} {delivered_in}  {len(delivered)} notification{'s' if len(delivered) > 1 else ''}  "
+            f"to {', '.join(delivered[0].emails)}")
+        for notification in delivered:
+            say(f"           notified {notification.notification_id}  alert {notification.alert_id[:12]}…  SENT  "
+                f"rules={len(notification.rule_ids)}  trace {notification.trace_id or '-'}")
+        if delivered[0].trace_id and (link := trace_link(delivered[0].trace_id)):
+            say(f"           {link}")
         if mailpit:
-            say(f"         email in Mailpit: {mail_link(mailpit, notification.alert_id)}")
-    say("demo done: 2 notifications SENT for 4 alerts published (one duplicate, one unmatched); "
-        + (f"mail in Mailpit: {mailpit}/" if mailpit else "mail in .local/mail/"))
+            say(f"           email in Mailpit: {mail_link(mailpit, delivered[0].alert_id)}")
+    say(f"demo done: {expected} notifications SENT in {len(emails)} emails for {len(alerts)} alerts published "
+        "(one duplicate, one unmatched); " + (f"mail in Mailpit: {mailpit}/" if mailpit else "mail in .local/mail/"))
     if os.environ.get("ALERTING_ZIPKIN_UI"):
         say("         (the services send their spans in batches: a trace is whole a few seconds after this)")
     return 0

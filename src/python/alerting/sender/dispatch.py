@@ -253,14 +253,15 @@ class Dispatcher:
             return render_digest(digest.digest_id, self.settings.smtp_sender, list(digest.recipients),
                                  [(member.alert, member.rule_ids) for member in digest.members])
 
-        # A digest joins many traces: its span starts a trace of its own and links to theirs.
-        links = [trace.Link(span_context) for member in digest.members[:LINKED_TRACES]
-                 if (span_context := trace.get_current_span(
-                     telemetry.context_from_traceparent(member.trace_context)).get_span_context()).is_valid]
+        # A digest joins many traces: its send continues its first notification's, and links
+        # to the others'.
+        traced = [context for member in digest.members[:LINKED_TRACES + 1]
+                  if trace.get_current_span(context := telemetry.context_from_traceparent(
+                      member.trace_context)).get_span_context().is_valid]
+        parent = traced[0] if traced else otel_context.Context()
+        links = [trace.Link(trace.get_current_span(context).get_span_context()) for context in traced[1:]]
         return Outgoing(digest, "digest", digest.digest_id, digest.recipients, digest.done, digest.attempts,
-                        digest.age_from, render, otel_context.Context(),
-                        {"alerting.notifications": len(digest.members)},
-                        links)
+                        digest.age_from, render, parent, {"alerting.notifications": len(digest.members)}, links)
 
     # ------------------------------------------------------------ the hourly limit
     def limit(self, policy: Policy) -> int:
