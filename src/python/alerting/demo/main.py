@@ -38,21 +38,23 @@ def say(line: str = "") -> None:
 
 async def demo(settings: Settings, timeout: float = 60) -> int:
     tag = uuid.uuid4().hex[:6]
+    # This run's own source: alerts of an earlier run's tenant (granted its own) never match this one's.
+    db = f"db-{tag}"
     async with aio_channel(settings) as channel:  # the admin key: it makes tenants and their keys
         await asyncio.wait_for(channel.channel_ready(), 30)
         admin = rule_service_pb2_grpc.RuleServiceStub(channel)
         client = await admin.CreateClient(api.CreateClientRequest(name=f"demo-{tag}"))
         # Alerts have owners: the tenant's rules match only the sources an admin granted it.
-        grant = await admin.CreateSourceGrant(api.CreateSourceGrantRequest(client_id=client.client_id, source="db"))
+        grant = await admin.CreateSourceGrant(api.CreateSourceGrantRequest(client_id=client.client_id, source=db))
         tenant = await api_key_service_pb2_grpc.ApiKeyServiceStub(channel).CreateApiKey(
             keys_api.CreateApiKeyRequest(role=keys_api.ROLE_TENANT, client_id=client.client_id, name="demo"))
     say(f"client   {client.client_id}  {client.name}  (made by admin key {client.updated_by})")
-    say(f"grant    source {grant.source!r} to {client.name}: its rules match the alerts of db only")
+    say(f"grant    source {grant.source!r} to {client.name}: its rules match the alerts of {db} only")
     say(f"key      {tenant.api_key.key_id}  TENANT of {client.name}: the rules below are made with it")
     async with aio_channel(settings, api_key=tenant.key) as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
-        for severity, source, name, email in (("HIGH", "db", WILDCARD, "oncall@demo.example"),
-                                              (WILDCARD, "db", "disk_full", "dba@demo.example")):
+        for severity, source, name, email in (("HIGH", db, WILDCARD, "oncall@demo.example"),
+                                              (WILDCARD, db, "disk_full", "dba@demo.example")):
             rule = await stub.CreateRule(api.CreateRuleRequest(
                 client_id=client.client_id, severity=severity, source=source, name=name, emails=[email]))
             say(f"rule     {rule.rule_id}  severity={severity} source={source} name={name} -> {email}")
@@ -68,11 +70,11 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
         f"{policy.group_interval_seconds} s")
 
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    both_rules = build_alert("HIGH", "db", "disk_full", event_ts=now, context={"host": "db-1", "demo": tag})
-    one_rule = build_alert("LOW", "db", "disk_full", event_ts=now, context={"host": "db-2", "demo": tag})
+    both_rules = build_alert("HIGH", db, "disk_full", event_ts=now, context={"host": "db-1", "demo": tag})
+    one_rule = build_alert("LOW", db, "disk_full", event_ts=now, context={"host": "db-2", "demo": tag})
     no_rule = build_alert("HIGH", "web", "latency", event_ts=now, context={"demo": tag})
     # A burst: the same check failing again and again (each a new alert: a later event time).
-    burst = [build_alert("HIGH", "db", "disk_full", context={"host": "db-1", "demo": tag},
+    burst = [build_alert("HIGH", db, "disk_full", context={"host": "db-1", "demo": tag},
                          event_ts=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - n)))
              for n in range(1, 5)]
     alerts = [both_rules, one_rule, no_rule, both_rules, *burst]

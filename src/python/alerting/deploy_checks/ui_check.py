@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,7 @@ CHROMIUM_FLAGS = [
 ]
 DEMO_DOMAIN = "@demo.example"  # where the demo's rules send
 PRODUCER_SPAN = "alerts.new publish"
+DIGEST_SUBJECT = re.compile(r"^\[\w+\] \d+ alerts?: ")  # sender/email_message.py's digest_subject
 WORKERS = ("evaluator", "aggregator", "sender")
 
 
@@ -154,11 +156,12 @@ def newest_demo_email(mailpit: str) -> dict[str, Any]:
                       "(deploy/platform up says where the sender sends)")
 
 
-def trace_of(zipkin: str, notification_id: str) -> list[dict[str, Any]]:
-    """The spans of the trace whose sender span names the notification, once every worker's
-    spans have arrived (the services export in batches, seconds apart)."""
+def trace_of(zipkin: str, tag: str, email_id: str) -> list[dict[str, Any]]:
+    """The spans of the trace whose sender span names the email (`tag`: its notification's
+    or its digest's id), once every worker's spans have arrived (the services export in
+    batches, seconds apart)."""
     query = urllib.parse.urlencode({"serviceName": "sender", "lookback": 7 * 24 * 3600 * 1000, "limit": 10,
-                                    "annotationQuery": f"alerting.notification_id={notification_id}"})
+                                    "annotationQuery": f"{tag}={email_id}"})
 
     def complete() -> list[dict[str, Any]] | None:
         try:
@@ -170,8 +173,8 @@ def trace_of(zipkin: str, notification_id: str) -> list[dict[str, Any]]:
                 return list(spans)
         return None
 
-    return list(eventually(f"Zipkin has the trace of notification {notification_id} from the producer to "
-                           "the sender (are the services' spans going to Zipkin?)", complete, 30))
+    return list(eventually(f"Zipkin has the trace of email {email_id} from the producer to the sender (are the"
+                           " services' spans going to Zipkin?)", complete, 30))
 
 
 def services(spans: list[dict[str, Any]]) -> set[str]:
@@ -183,13 +186,18 @@ def check(mailpit: str, zipkin: str, out: Path) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     email = newest_demo_email(mailpit)
     subject, recipient = email["Subject"], email["To"][0]["Address"]
-    notification_id = email["MessageID"].strip("<>").split("@")[0]
-    spans = trace_of(zipkin, notification_id)
+    email_id = email["MessageID"].strip("<>").split("@")[0]
+    # A digest's email ("[HIGH] 5 alerts: db/disk_full") lists its alerts; a notification's
+    # own email shows its one alert.
+    digest = DIGEST_SUBJECT.match(subject) is not None
+    spans = trace_of(zipkin, "alerting.digest_id" if digest else "alerting.notification_id", email_id)
     trace_id = spans[0]["traceId"]
     producer = next(span["localEndpoint"]["serviceName"] for span in spans if span.get("name") == PRODUCER_SPAN)
     with chromium() as browser:
         browser.shows(f"{mailpit}/", [subject, recipient], out / "mailpit-inbox.png")
-        browser.shows(f"{mailpit}/view/{email['ID']}", [subject, "Alert id:"], out / "mailpit-message.png")
+        browser.shows(f"{mailpit}/view/{email['ID']}",
+                      [subject, "in the order they were recorded" if digest else "Alert id:"],
+                      out / "mailpit-message.png")
         browser.shows(f"{zipkin}/zipkin/traces/{trace_id}", [producer, *WORKERS, PRODUCER_SPAN, "smtp send"],
                       out / "zipkin-trace.png")
     return [
