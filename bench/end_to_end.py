@@ -18,6 +18,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -160,64 +162,88 @@ async def latencies_since(settings: Settings, since: datetime) -> list[float]:
     return latencies
 
 
-async def main(sizes: Sizes) -> None:
+@asynccontextmanager
+async def stack_slice(stem: str) -> AsyncIterator[Settings]:
+    """Settings naming this run's own database (migrated), topics (production partition
+    counts), Redis keys and SMTP port, all removed on exit; with the owner's login, which
+    creates and drops them."""
     base = Settings()
-    base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
-    tag = stack.unique_name("e2e")
+    base = base.model_copy(update={"database_url": owner_url(base)})
+    tag = stack.unique_name(stem)
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}.",
                                        "smtp_port": free_port()})
-    processes = []
     database_url = await stack.create_database(base.database_url, tag)
     try:
         stack.migrate_up(database_url)
         settings = settings.model_copy(update={"database_url": database_url})
         await stack.create_topics(settings, PARTITIONS)
+        yield settings
+    finally:
+        await stack.delete_redis_keys(settings)
+        await stack.delete_topics(settings)
+        await stack.drop_database(base.database_url, tag)
+
+
+async def start_mail_and_rules(settings: Settings, scratch: str) -> tuple[list[asyncio.subprocess.Process], Settings]:
+    """The SMTP sink (its mail in `scratch`) and the rule-service (TLS, an admin key in
+    `scratch`), as processes; and the settings of the rule-service's admin."""
+    sink = await spawn_service("alerting.smtp_sink.main", service_environment(
+        settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=scratch))
+    rule_service = await spawn_rule_service(settings, scratch)
+    return [sink, rule_service.process], rule_service.client_settings
+
+
+async def throughput(settings: Settings, sizes: Sizes, processes: list[asyncio.subprocess.Process],
+                     names: list[str]) -> tuple[float, dict[str, float]]:
+    """The sustained rate, after a warm-up, and each process's CPU per notification meanwhile."""
+    # Warm-up: the first alerts prove every service is up and has the rules.
+    await run_load(settings, 200, 200.0, CLIENTS, 50, 0.0, seed=1, progress=False)
+    await until_sent(settings, 200, 120)
+    log(f"throughput: {sizes.throughput_alerts:,} alerts as fast as they can be published")
+    cpu_before = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
+    started = time.perf_counter()
+    load = await run_load(settings, sizes.throughput_alerts, 1e9, CLIENTS, 50, 0.0, seed=2, progress=False)
+    finished = await until_sent(settings, 200 + sizes.throughput_alerts, 600)
+    sustained = sizes.throughput_alerts / (finished - started)
+    cpu_after = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
+    cpu_per_alert = {name: (after - before) / sizes.throughput_alerts * 1e6 for name, before, after in
+                     zip([*names, "producer (this script)", "whole machine"], cpu_before, cpu_after, strict=True)}
+    log(f"  published at {load.rate:,.0f}/s, all SENT after {finished - started:.1f} s: "
+        f"{sustained:,.0f} notifications/s")
+    return sustained, cpu_per_alert
+
+
+async def latency(settings: Settings, sizes: Sizes, sustained: float) -> list[float]:
+    """Alert → SENT latencies, sorted, at half the sustained rate."""
+    half = sustained / 2
+    count = int(half * sizes.latency_seconds)
+    log(f"latency: {count:,} alerts at {half:,.0f}/s")
+    since = (await fetch(settings, "SELECT now() AS t"))[0]["t"]
+    already = await sent_count(settings)
+    await run_load(settings, count, half, CLIENTS, 50, 0.0, seed=3, progress=False)
+    await until_sent(settings, already + count, 600)
+    return sorted(await latencies_since(settings, since))
+
+
+async def main(sizes: Sizes) -> None:
+    async with stack_slice("e2e") as settings:
         raw = await raw_broker_rate(settings, sizes.raw_messages)
         log(f"raw broker: {raw:,.0f} messages/s produced and consumed")
         # After the raw rate, which is measured without instrumentation: as the producer's CLI does.
         telemetry.setup_tracing("alert-producer", settings)
-
         with tempfile.TemporaryDirectory() as scratch:
-            names = ["smtp-sink", "rule-service", *(service_name(module) for module in WORKERS)]
-            processes.append(await spawn_service("alerting.smtp_sink.main", service_environment(
-                settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=scratch)))
-            rule_service = await spawn_rule_service(settings, scratch)
-            processes.append(rule_service.process)
-            await create_rules(rule_service.client_settings)
-            for module in WORKERS:
-                # One email per notification: the rate of delivery itself, not of digests.
-                processes.append(await spawn_service(module, service_environment(settings, **IMMEDIATE_ENVIRONMENT)))
-
-            # Warm-up: the first alerts prove every service is up and has the rules.
-            await run_load(settings, 200, 200.0, CLIENTS, 50, 0.0, seed=1, progress=False)
-            await until_sent(settings, 200, 120)
-
-            log(f"throughput: {sizes.throughput_alerts:,} alerts as fast as they can be published")
-            cpu_before = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
-            started = time.perf_counter()
-            load = await run_load(settings, sizes.throughput_alerts, 1e9, CLIENTS, 50, 0.0, seed=2, progress=False)
-            finished = await until_sent(settings, 200 + sizes.throughput_alerts, 600)
-            sustained = sizes.throughput_alerts / (finished - started)
-            cpu_after = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
-            cpu_per_alert = {name: (after - before) / sizes.throughput_alerts * 1e6 for name, before, after in
-                             zip([*names, "producer (this script)", "whole machine"], cpu_before, cpu_after,
-                                 strict=True)}
-            log(f"  published at {load.rate:,.0f}/s, all SENT after {finished - started:.1f} s: "
-                f"{sustained:,.0f} notifications/s")
-
-            half = sustained / 2
-            count = int(half * sizes.latency_seconds)
-            log(f"latency: {count:,} alerts at {half:,.0f}/s")
-            since = (await fetch(settings, "SELECT now() AS t"))[0]["t"]
-            already = await sent_count(settings)
-            await run_load(settings, count, half, CLIENTS, 50, 0.0, seed=3, progress=False)
-            await until_sent(settings, already + count, 600)
-            latencies = sorted(await latencies_since(settings, since))
-    finally:
-        await asyncio.gather(*(stop_process(process) for process in reversed(processes)))
-        await stack.delete_redis_keys(settings)
-        await stack.delete_topics(settings)
-        await stack.drop_database(base.database_url, tag)
+            processes, admin = await start_mail_and_rules(settings, scratch)
+            try:
+                names = ["smtp-sink", "rule-service", *(service_name(module) for module in WORKERS)]
+                await create_rules(admin)
+                for module in WORKERS:
+                    # One email per notification: the rate of delivery itself, not of digests.
+                    processes.append(await spawn_service(module, service_environment(settings,
+                                                                                     **IMMEDIATE_ENVIRONMENT)))
+                sustained, cpu_per_alert = await throughput(settings, sizes, processes, names)
+                latencies = await latency(settings, sizes, sustained)
+            finally:
+                await asyncio.gather(*(stop_process(process) for process in reversed(processes)))
 
     p50 = statistics.median(latencies)
     p99 = latencies[int(len(latencies) * 0.99) - 1]

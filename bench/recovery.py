@@ -30,23 +30,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from end_to_end import CLIENTS, PARTITIONS, WORKERS, create_rules, log, sent_count, service_name, until_sent
+from end_to_end import (
+    CLIENTS,
+    WORKERS,
+    create_rules,
+    log,
+    sent_count,
+    service_name,
+    stack_slice,
+    start_mail_and_rules,
+    until_sent,
+)
 
-from alerting.common.db import owner_url
 from alerting.common.settings import Settings
 from alerting.common.vocabulary import SEVERITIES
 from alerting.producer.alerts import build_alert
 from alerting.producer.load import run_load
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
-from alerting.testsupport import stack
 from alerting.testsupport.services import (
     IMMEDIATE_ENVIRONMENT,
     fetch,
-    free_port,
     service_environment,
-    spawn_rule_service,
-    spawn_service,
     stop_process,
 )
 
@@ -338,28 +343,17 @@ def cancel_on_signals() -> None:
 async def main(plan: Plan, kept_logs: Path | None) -> int:
     run_started = time.perf_counter()
     cancel_on_signals()
-    base = Settings()
-    base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
-    tag = stack.unique_name("recovery")
-    settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}.",
-                                       "smtp_port": free_port()})
     helpers: list[asyncio.subprocess.Process] = []
     workers: list[Worker] = []
     scratch = Path(tempfile.mkdtemp(prefix="recovery-"))
     log_dir = kept_logs or scratch / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        async with asyncio.timeout(DEADLINE_SECONDS):
-            database_url = await stack.create_database(base.database_url, tag)
-            stack.migrate_up(database_url)
-            settings = settings.model_copy(update={"database_url": database_url})
-            await stack.create_topics(settings, PARTITIONS)
+        async with asyncio.timeout(DEADLINE_SECONDS), stack_slice("recovery") as settings:
             mail_dir = scratch / "mail"
-            helpers.append(await spawn_service("alerting.smtp_sink.main", service_environment(
-                settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=str(mail_dir))))
-            rule_service = await spawn_rule_service(settings, str(scratch))
-            helpers.append(rule_service.process)
-            await create_rules(rule_service.client_settings)
+            mail_dir.mkdir()
+            helpers, admin = await start_mail_and_rules(settings, str(mail_dir))
+            await create_rules(admin)
             for module in WORKERS:
                 env = service_environment(settings, ALERTING_INSTANCE_ID=f"bench-{service_name(module)}",
                                           ALERTING_CONSUMER_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
@@ -394,12 +388,12 @@ async def main(plan: Plan, kept_logs: Path | None) -> int:
             explain(windows)
             good, verdict = report(plan, baseline, killed, windows, phase_start, totals["n"], totals["retried"],
                                    mail_dir)
+            # Stopped before their database and topics go.
+            await asyncio.gather(*(worker.stop() for worker in workers), return_exceptions=True)
+            await asyncio.gather(*(stop_process(process) for process in reversed(helpers)), return_exceptions=True)
     finally:
         await asyncio.gather(*(worker.stop() for worker in workers), return_exceptions=True)
         await asyncio.gather(*(stop_process(process) for process in reversed(helpers)), return_exceptions=True)
-        await stack.delete_redis_keys(settings)
-        await stack.delete_topics(settings)
-        await stack.drop_database(base.database_url, tag)
         shutil.rmtree(scratch, ignore_errors=True)
         log(f"run time {time.perf_counter() - run_started:.0f} s, cleanup included"
             + (f"; the workers' logs are in {kept_logs}" if kept_logs else ""))

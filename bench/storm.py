@@ -23,22 +23,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from end_to_end import PARTITIONS, WORKERS, log
+from end_to_end import WORKERS, log, stack_slice, start_mail_and_rules
 from workloads import full_or_smoke
 
-from alerting.common.db import owner_url
 from alerting.common.grpc_client import aio_channel
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
-from alerting.testsupport import stack
 from alerting.testsupport.services import (
     IMMEDIATE_ENVIRONMENT,
     fetch,
-    free_port,
     service_environment,
-    spawn_rule_service,
     spawn_service,
     stop_process,
     wait_until,
@@ -124,59 +120,44 @@ async def publish_window(settings: Settings, sizes: Sizes, rng: random.Random) -
 
 
 async def run(sizes: Sizes, baseline: bool) -> Outcome:
-    base = Settings()
-    base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
-    tag = stack.unique_name("storm")
-    settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}.",
-                                       "smtp_port": free_port()})
-    processes = []
-    database_url = await stack.create_database(base.database_url, tag)
-    try:
-        stack.migrate_up(database_url)
-        settings = settings.model_copy(update={"database_url": database_url})
-        await stack.create_topics(settings, PARTITIONS)
+    async with stack_slice("storm") as settings:
         with tempfile.TemporaryDirectory() as scratch:
-            processes.append(await spawn_service("alerting.smtp_sink.main", service_environment(
-                settings, ALERTING_SMTP_SINK_PORT=str(settings.smtp_port), ALERTING_MAIL_DIR=scratch)))
-            rule_service = await spawn_rule_service(settings, scratch)
-            processes.append(rule_service.process)
-            clients = await create_tenants(rule_service.client_settings, sizes)
-            policy = IMMEDIATE_ENVIRONMENT if baseline else {}
-            for module in WORKERS:
-                processes.append(await spawn_service(module, service_environment(settings, **policy)))
-            await asyncio.sleep(3)  # the rules travel to the evaluator, the consumers join
-            published = await publish_window(settings, sizes, random.Random(7))
-            names = {client_id: name for name, client_id in clients.items()}
-            expected = Counter({name: len(alerts) for name, alerts in published.items()})
-            quiet = [name for name in published if name != "storm"]
-            firsts = {name: published[name][0][0] for name in quiet}
+            processes, admin = await start_mail_and_rules(settings, scratch)
+            try:
+                clients = await create_tenants(admin, sizes)
+                policy = IMMEDIATE_ENVIRONMENT if baseline else {}
+                for module in WORKERS:
+                    processes.append(await spawn_service(module, service_environment(settings, **policy)))
+                await asyncio.sleep(3)  # the rules travel to the evaluator, the consumers join
+                published = await publish_window(settings, sizes, random.Random(7))
+                names = {client_id: name for name, client_id in clients.items()}
+                expected = Counter({name: len(alerts) for name, alerts in published.items()})
+                quiet = [name for name in published if name != "storm"]
+                firsts = {name: published[name][0][0] for name in quiet}
 
-            async def quiet_firsts_sent() -> bool:
-                rows = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE alert_id = ANY($1)"
-                                             " AND status = 'SENT'", list(firsts.values()))
-                return rows[0]["n"] == len(firsts)
+                async def quiet_firsts_sent() -> bool:
+                    rows = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE alert_id = ANY($1)"
+                                                 " AND status = 'SENT'", list(firsts.values()))
+                    return rows[0]["n"] == len(firsts)
 
-            await wait_until(quiet_firsts_sent, 600, "every quiet tenant's first email")
-            # The storm, too, has had its first digest (or, in the baseline, all its emails).
-            storm_id = clients["storm"]
+                await wait_until(quiet_firsts_sent, 600, "every quiet tenant's first email")
+                # The storm, too, has had its first digest (or, in the baseline, all its emails).
+                storm_id = clients["storm"]
 
-            async def storm_settled() -> bool:
-                rows = await fetch(settings, "SELECT count(*) AS recorded, count(*) FILTER (WHERE status = 'SENT')"
-                                             " AS sent FROM notifications WHERE client_id = $1", storm_id)
-                recorded, sent = rows[0]["recorded"], rows[0]["sent"]
-                return recorded == expected["storm"] and (sent == recorded if baseline else sent > 0)
+                async def storm_settled() -> bool:
+                    rows = await fetch(settings, "SELECT count(*) AS recorded, count(*) FILTER (WHERE status = 'SENT')"
+                                                 " AS sent FROM notifications WHERE client_id = $1", storm_id)
+                    recorded, sent = rows[0]["recorded"], rows[0]["sent"]
+                    return recorded == expected["storm"] and (sent == recorded if baseline else sent > 0)
 
-            await wait_until(storm_settled, 900, "the storm recorded and its first email sent")
-            rows = await fetch(settings, "SELECT client_id::text, alert_id, status, sent_at, digest_id::text"
-                                         " FROM notifications")
-            # Each tenant's one address is oncall@<tenant>.example.
-            emails = Counter(str(mail["To"]).split("@")[1].removesuffix(".example")
-                             for mail in mailbox.read_all(Path(scratch)))
-    finally:
-        await asyncio.gather(*(stop_process(process) for process in reversed(processes)))
-        await stack.delete_redis_keys(settings)
-        await stack.delete_topics(settings)
-        await stack.drop_database(base.database_url, tag)
+                await wait_until(storm_settled, 900, "the storm recorded and its first email sent")
+                rows = await fetch(settings, "SELECT client_id::text, alert_id, status, sent_at, digest_id::text"
+                                             " FROM notifications")
+                # Each tenant's one address is oncall@<tenant>.example.
+                emails = Counter(str(mail["To"]).split("@")[1].removesuffix(".example")
+                                 for mail in mailbox.read_all(Path(scratch)))
+            finally:
+                await asyncio.gather(*(stop_process(process) for process in reversed(processes)))
 
     recorded = Counter(names[row["client_id"]] for row in rows)
     sent_at = {row["alert_id"]: row["sent_at"] for row in rows if row["client_id"] != clients["storm"]}
