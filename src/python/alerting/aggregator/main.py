@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import Field
 
 from alerting.aggregator.batch import decode_alert_matched
 from alerting.aggregator.recorder import NotificationRecorder, SenderProgress, sweep_forever
@@ -21,10 +22,13 @@ from alerting.common.settings import Settings
 
 
 class AggregatorSettings(Settings):
-    # Rows never attempted, published this long before a point the sender has read past,
-    # are published again (their message was lost).
-    sweep_after_seconds: float = 60.0
-    sweep_interval_seconds: float = 15.0
+    """The aggregator's own."""
+
+    sweep_after_seconds: float = Field(default=60.0, description=(
+        "A notification never attempted, published this long before a point the sender has read past,"
+        " is published again (its message was lost)."))
+    sweep_interval_seconds: float = Field(default=15.0, description=(
+        "How often the sweeper runs and counts `PENDING` and `FAILED` notifications."))
 
 
 async def record_and_sweep(

@@ -11,116 +11,138 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
 
 class Settings(BaseSettings):
+    """Every service reads these; each uses the ones it needs."""
+
     model_config = SettingsConfigDict(env_prefix="ALERTING_", extra="ignore")
 
     # The local stack's defaults: its SASL_SSL listener, its Postgres and its Redis over TLS.
     # No credential has a default (docs/security.md): each is given, best as a file
     # (ALERTING_<NAME>_FILE); deploy/local-stack generates them into .local/secrets/.
-    kafka_bootstrap: str = "127.0.0.1:9094"
-    # Prepended to every topic name and consumer group, so that tests can share one broker.
-    topic_prefix: str = ""
-    database_url: str = "postgresql://alerting@127.0.0.1:5432/alerting"
-    database_pool_size: int = 10
+    kafka_bootstrap: str = Field(default="127.0.0.1:9094", description="Kafka bootstrap servers, comma-separated.")
+    topic_prefix: str = Field(default="", description=(
+        "Put before every topic name and consumer group id, so that tests can share one broker."))
+    database_url: str = Field(default="postgresql://alerting@127.0.0.1:5432/alerting", description=(
+        "Postgres' address and database; its user is the owner role, which tools and tests log in as."
+        " Each service logs in as its own role instead (the `*_DATABASE_USER` settings)."))
+    database_pool_size: int = Field(default=10, description=(
+        "The most connections of a service's pool (the fewest is 1)."))
     # Who logs in to database_url's database (migrations/MIGRATION_STRATEGY.md, "Roles").
-    # database_url's user is the owner role: it owns the schema; tools and tests connect as
-    # it. database_password, when set, is its password instead of one written in the URL.
     # Migrations run as the migration role, which alone may create roles and set their
     # passwords, and acts as the owner for everything else (db.migration_url). Each service
-    # logs in as its own role, with the user and password below in place of the URL's,
-    # granted only what it needs; `migrate up` sets these roles' passwords from the same
-    # settings (not the ones left unset).
-    database_password: SecretStr | None = None
-    migration_database_user: str = "alerting_migrator"  # `migrate`
-    migration_database_password: SecretStr | None = None
-    control_plane_database_user: str = "alerting_control_plane"  # rule-service
-    control_plane_database_password: SecretStr | None = None
-    rule_reader_database_user: str = "alerting_rule_reader"  # rule-updater, evaluator: the snapshot rebuild
-    rule_reader_database_password: SecretStr | None = None
-    data_plane_database_user: str = "alerting_data_plane"  # aggregator, sender
-    data_plane_database_password: SecretStr | None = None
-    notification_admin_database_user: str = "alerting_notification_admin"  # rule-service: NotificationService
-    notification_admin_database_password: SecretStr | None = None
-    redis_url: str = "rediss://127.0.0.1:6380/0"
-    # Prepended to every Redis key, for the same reason as topic_prefix.
-    redis_key_prefix: str = ""
-    # Kafka security, applied to every client (common.kafka.kafka_client_options). SASL_*
-    # authenticate as kafka_sasl_username with SCRAM (a client refuses to start without
-    # them); SSL/SASL_SSL verify the broker against kafka_ssl_ca_file (empty: the system's
-    # CAs). PLAINTEXT is for a broker of your own: the local stack has no such listener.
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "SASL_SSL"
-    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_ca_file: str = ""
+    # logs in as its own role, granted only what it needs; `migrate up` sets these roles'
+    # passwords from the same settings (not the ones left unset).
+    database_password: SecretStr | None = Field(default=None, description=(
+        "The owner role's password, instead of one written in the URL."))
+    migration_database_user: str = Field(default="alerting_migrator", description=(
+        "The role `migrate` logs in as: it creates the service roles and acts as the owner."))
+    migration_database_password: SecretStr | None = Field(default=None, description="The migration role's password.")
+    control_plane_database_user: str = Field(default="alerting_control_plane", description="The rule-service's role.")
+    control_plane_database_password: SecretStr | None = Field(default=None, description=(
+        "The rule-service role's password."))
+    rule_reader_database_user: str = Field(default="alerting_rule_reader", description=(
+        "The role the rule-updater and the evaluator rebuild the rule snapshot as."))
+    rule_reader_database_password: SecretStr | None = Field(default=None, description=(
+        "The rule reader role's password."))
+    data_plane_database_user: str = Field(default="alerting_data_plane", description=(
+        "The aggregator's and the sender's role."))
+    data_plane_database_password: SecretStr | None = Field(default=None, description="The data plane role's password.")
+    notification_admin_database_user: str = Field(default="alerting_notification_admin", description=(
+        "The role the rule-service's NotificationService reads and retries notifications as."))
+    notification_admin_database_password: SecretStr | None = Field(default=None, description=(
+        "The notification admin role's password."))
+    redis_url: str = Field(default="rediss://127.0.0.1:6380/0", description=(
+        "Redis, which holds the rule snapshot; `rediss://` is TLS. Credentials written in it win over"
+        " `ALERTING_REDIS_USERNAME` and `ALERTING_REDIS_PASSWORD`."))
+    redis_key_prefix: str = Field(default="", description=(
+        "Put before every Redis key, for the same reason as the topic prefix."))
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="SASL_SSL", description=(
+            "How every Kafka client connects. SASL_* authenticate with SCRAM (a client refuses to start"
+            " without a username and password); PLAINTEXT is for a broker of your own: the local stack has"
+            " no such listener."))
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(default="SCRAM-SHA-512", description=(
+        "The SCRAM mechanism."))
+    kafka_sasl_username: str = Field(default="", description="The Kafka principal this program logs in as.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="That principal's password.")
+    kafka_ssl_ca_file: str = Field(default="", description=(
+        "The CA (PEM) that the broker's certificate is verified against; empty: the system's CAs."))
     # The rule-service's dead-letter replay writes to the input topics as a principal of its
     # own, so that the rule-service's principal may write rule.changed alone.
-    dead_letter_replay_kafka_sasl_username: str = ""
-    dead_letter_replay_kafka_sasl_password: SecretStr | None = None
-    # Redis authentication (common.redis_client): AUTH as redis_username (empty: the default
-    # user) with redis_password (unset: no AUTH). A rediss:// redis_url is TLS, verified
-    # against redis_ca_file (empty: the system's CAs). Credentials written into redis_url
-    # win over these.
-    redis_username: str = ""
-    redis_password: SecretStr | None = None
-    redis_ca_file: str = ""
-    # The HMAC key that signs the Redis rule snapshot (alerting.rules.snapshot): the
-    # rule-updater signs what it writes, the evaluator checks before it trusts a rule.
-    rule_snapshot_key: SecretStr | None = None
+    dead_letter_replay_kafka_sasl_username: str = Field(default="", description=(
+        "rule-service: the principal that dead-letter replay publishes as (empty: the service's own)."))
+    dead_letter_replay_kafka_sasl_password: SecretStr | None = Field(default=None, description=(
+        "The dead-letter replay principal's password."))
+    redis_username: str = Field(default="", description="The Redis ACL user to log in as; empty: the default user.")
+    redis_password: SecretStr | None = Field(default=None, description="That user's password; unset: no AUTH.")
+    redis_ca_file: str = Field(default="", description=(
+        "The CA (PEM) that a `rediss://` server is verified against; empty: the system's CAs."))
+    rule_snapshot_key: SecretStr | None = Field(default=None, description=(
+        "The HMAC key that signs the Redis rule snapshot: the rule-updater signs what it writes, the"
+        " evaluator checks every entry before it trusts one."))
 
-    rule_service_address: str = "127.0.0.1:50051"
-    # Clients of the rule-service (alertctl, the demo, the tests) connect over TLS unless
-    # this is false, verifying its certificate against tls_ca_file (empty: the system's CAs).
-    rule_service_tls: bool = True
-    tls_ca_file: str = ""
-    # The API key a client of the rule-service presents (`authorization: Bearer <key>`).
-    api_key: SecretStr | None = None
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 2525
-    smtp_sender: str = "alerts@alerting.local"
+    rule_service_address: str = Field(default="127.0.0.1:50051", description=(
+        "Where alertctl (the default of `--address`), the demo and the tests find the rule-service."))
+    rule_service_tls: bool = Field(default=True, description=(
+        "Clients connect to the rule-service over TLS; the rule-service serves TLS. false: plaintext on"
+        " purpose (behind a proxy that terminates TLS)."))
+    tls_ca_file: str = Field(default="", description=(
+        "The CA (PEM) that clients verify the rule-service's certificate against; empty: the system's CAs."))
+    api_key: SecretStr | None = Field(default=None, description=(
+        "The API key a client of the rule-service presents (`authorization: Bearer <key>`)."))
+    smtp_host: str = Field(default="127.0.0.1", description="The SMTP server the sender sends to.")
+    smtp_port: int = Field(default=2525, description="The SMTP server's port.")
+    smtp_sender: str = Field(default="alerts@alerting.local", description="`From:` of every email.")
     # The delivery policy of a client that set none (docs/architecture/ARCHITECTURE.md,
-    # "Delivery policy"): the sender delivers by it, the rule-service shows it. group_wait 0
-    # and no group_by send each notification alone, at once.
-    default_group_by: tuple[str, ...] = ()
-    default_group_wait_seconds: int = 10
-    default_group_interval_seconds: int = 300
-    # Emails per client and recipient in any hour, for a client whose policy sets no limit.
-    max_emails_per_hour: int = 100
+    # "Delivery policy"): the sender delivers by it, the rule-service shows it.
+    default_group_by: tuple[str, ...] = Field(default=(), description=(
+        "The default policy's grouping: which of `severity`, `source`, `name`, `rule` split a client's"
+        ' notifications into groups, as a JSON list (`["severity","source"]`).'))
+    default_group_wait_seconds: int = Field(default=10, description=(
+        "The default policy's group_wait; 0 with no group_by sends each notification alone, at once."))
+    default_group_interval_seconds: int = Field(default=300, description="The default policy's group_interval.")
+    max_emails_per_hour: int = Field(default=100, description=(
+        "Emails per client and recipient in any hour, for a client whose policy sets no limit."))
 
-    # This instance's name in its consumer groups (static membership): a worker restarted
-    # under the same name gets its partitions back without a rebalance. Unique per running
-    # instance of a service; empty means dynamic membership.
-    instance_id: str = ""
-    # A consumer that stops heartbeating loses its partitions after this long.
-    consumer_session_timeout_ms: int = 10_000
-    consumer_heartbeat_interval_ms: int = 1_000
-    # How often each worker measures its consumer lag (and drops the partitions it lost).
-    consumer_lag_interval_seconds: float = 5.0
+    instance_id: str = Field(default="", description=(
+        "This instance's name in its consumer groups (static membership): a worker restarted under the"
+        " same name within the session timeout gets its partitions back without a rebalance, and a sender"
+        " frees its own leases. Unique per running instance; empty: a dynamic member."))
+    consumer_session_timeout_ms: int = Field(default=10_000, description=(
+        "A consumer that stops heartbeating loses its partitions after this long."))
+    consumer_heartbeat_interval_ms: int = Field(default=1_000, description="The consumers' heartbeat interval.")
+    consumer_lag_interval_seconds: float = Field(default=5.0, description=(
+        "How often each Kafka worker measures the lag of the partitions it owns (which also tells"
+        " `/readyz` whether the broker answers)."))
 
-    # Consumer batches: as many as batch_max_records, waiting at most batch_timeout_ms.
-    batch_max_records: int = 1000
-    batch_timeout_ms: int = 50
-    retry_initial_seconds: float = 0.2
-    retry_max_seconds: float = 10.0
+    batch_max_records: int = Field(default=1000, description="The most records of one consumer batch.")
+    batch_timeout_ms: int = Field(default=50, description="The longest wait for a batch.")
+    retry_initial_seconds: float = Field(default=0.2, description=(
+        "Backoff of a failing durable step: attempt n waits initial × 2^(n-1) plus up to 1 s of jitter."))
+    retry_max_seconds: float = Field(default=10.0, description="The longest of those waits.")
 
-    # The address every server of a service binds (metrics, gRPC, SMTP); containers use 0.0.0.0.
-    listen_host: str = "127.0.0.1"
-    # Port of /metrics and /healthz; 0 means the service's port in common.ports.
-    metrics_port: int = 0
-    # zipkin: to OTEL_EXPORTER_ZIPKIN_ENDPOINT (the exporter reads it), else localhost:9411.
-    otel_exporter: Literal["otlp", "zipkin", "console", "none"] = "none"
-    otel_endpoint: str = "http://127.0.0.1:4317"  # OTLP/gRPC
-    # Fraction of new traces recorded (alerts started by the producer); the rest propagate unsampled.
-    otel_sample_ratio: float = 1.0
-    log_level: str = "INFO"
-    # "json": one JSON object per line (time, level, logger, message, service, trace_id, span_id).
-    log_format: Literal["text", "json"] = "text"
+    listen_host: str = Field(default="127.0.0.1", description=(
+        "The address every server of a service binds (metrics, gRPC, SMTP); containers use 0.0.0.0."))
+    metrics_port: int = Field(default=0, description=(
+        "Port of `/metrics`, `/livez`, `/readyz` and `/healthz`; 0: the service's port in"
+        " `alerting/common/ports.py`."))
+    otel_exporter: Literal["otlp", "zipkin", "console", "none"] = Field(default="none", description=(
+        "Where spans go: `zipkin` to `OTEL_EXPORTER_ZIPKIN_ENDPOINT` (default localhost:9411)."
+        " `OTEL_TRACES_EXPORTER` takes precedence."))
+    otel_endpoint: str = Field(default="http://127.0.0.1:4317", description=(
+        "The OTLP/gRPC endpoint, plaintext. `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT` takes precedence."))
+    otel_sample_ratio: float = Field(default=1.0, description=(
+        "Fraction of new traces recorded (they start at the producer); later services follow the"
+        " parent's decision. `OTEL_TRACES_SAMPLER_ARG` takes precedence."))
+    log_level: str = Field(default="INFO", description="The Python logging level.")
+    log_format: Literal["text", "json"] = Field(default="text", description=(
+        "`json`: one JSON object per line (time, level, logger, message, service, trace_id, span_id)."))
 
     @model_validator(mode="before")
     @classmethod

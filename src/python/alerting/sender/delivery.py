@@ -26,6 +26,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter
+from pydantic import Field
 
 from alerting.common.failpoints import failpoint
 from alerting.common.settings import Settings
@@ -56,22 +57,25 @@ NEEDS_SMTPUTF8 = "needs SMTPUTF8 (a non-ASCII local part), which the mail server
 
 
 class SenderSettings(Settings):
-    smtp_connections: int = 8
-    smtp_timeout_seconds: float = 30.0
-    smtp_username: str = ""
-    smtp_password: str = ""
-    smtp_starttls: bool = False
-    # How long a claimed notification is this sender's: longer than any one attempt takes.
-    delivery_lease_seconds: float = 120.0
-    # Backoff between attempts of one notification, and the age at which it is FAILED.
-    delivery_retry_initial_seconds: float = 5.0
-    delivery_retry_max_seconds: float = 600.0
-    delivery_max_age_seconds: float = 24 * 3600.0
-    # The retry scheduler: how often it looks for due retries and digests, and how many
-    # it takes at once.
-    retry_poll_seconds: float = 1.0
-    retry_batch: int = 100
-    digest_poll_seconds: float = 0.5
+    """The sender's own."""
+
+    smtp_connections: int = Field(default=8, description=(
+        "SMTP connections kept open, each sending one email at a time."))
+    smtp_timeout_seconds: float = Field(default=30.0, description="The timeout of each SMTP step.")
+    smtp_username: str = Field(default="", description="Log in to the SMTP server as this user, when set.")
+    smtp_password: str = Field(default="", description="That user's password.")
+    smtp_starttls: bool = Field(default=False, description="Use STARTTLS.")
+    delivery_lease_seconds: float = Field(default=120.0, description=(
+        "How long a claimed notification or digest is this sender's: longer than any one attempt takes."))
+    delivery_retry_initial_seconds: float = Field(default=5.0, description=(
+        "Backoff between attempts of one email: initial × 2^(n-1), capped, then half to all of it (jitter)."))
+    delivery_retry_max_seconds: float = Field(default=600.0, description="The cap of that backoff.")
+    delivery_max_age_seconds: float = Field(default=24 * 3600.0, description=(
+        "A notification still undeliverable this long after its creation (or its retry) is `FAILED`."))
+    retry_poll_seconds: float = Field(default=1.0, description="How often the retry scheduler looks for due retries.")
+    retry_batch: int = Field(default=100, description=(
+        "How many notifications (or digests) the retry and digest schedulers take at once."))
+    digest_poll_seconds: float = Field(default=0.5, description="How often the digest scheduler looks for due digests.")
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.delivery_retry_initial_seconds, self.delivery_retry_max_seconds,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import Counter
+from pydantic import Field
 
 from alerting.common import ports
 from alerting.common.service import Lifecycle, run_service
@@ -21,15 +22,19 @@ RECEIVED = Counter("alerting_smtp_sink_messages_total", "Messages the SMTP sink 
 
 
 class SinkSettings(Settings):
-    mail_dir: Path = Path(".local/mail")
-    smtp_sink_port: int = ports.SMTP_SINK_PORT
-    # Answers to give instead of accepting, for trying out refusals: recipient address ->
-    # the reply to its RCPT (e.g. "550 5.1.1 no such user"), and -> the reply to DATA for
-    # a message addressed to it (e.g. "554 5.6.0 content rejected").
-    smtp_sink_rcpt_replies: dict[str, str] = {}
-    smtp_sink_data_replies: dict[str, str] = {}
-    # Offer SMTPUTF8 (non-ASCII addresses).
-    smtp_sink_smtputf8: bool = True
+    """The smtp-sink's own."""
+
+    mail_dir: Path = Field(default=Path(".local/mail"), description=(
+        "Where received mail is kept, one `.eml` file per message (relative to the working directory)."))
+    smtp_sink_port: int = Field(default=ports.SMTP_SINK_PORT, description="The SMTP port it listens on.")
+    # For trying out refusals.
+    smtp_sink_rcpt_replies: dict[str, str] = Field(default={}, description=(
+        'A JSON object, recipient address → the reply to its RCPT instead of accepting'
+        ' (`{"gone@x.io": "550 5.1.1 no such user"}`).'))
+    smtp_sink_data_replies: dict[str, str] = Field(default={}, description=(
+        "A JSON object, recipient address → the reply at DATA to a message addressed to it"
+        ' (`{"x@y.io": "554 5.6.0 content rejected"}`).'))
+    smtp_sink_smtputf8: bool = Field(default=True, description="Offer SMTPUTF8 (non-ASCII addresses).")
 
 
 class MailboxHandler:
