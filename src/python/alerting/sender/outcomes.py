@@ -1,8 +1,10 @@
 """What one delivery attempt means for its notification (pure): which recipients are done,
 whether the notification is SENT, FAILED or tried again, and when.
 
-An attempt ends in one of three ways. The server answered per recipient (`recipients`):
-2xx is SENT, 5xx FAILED for good, 4xx DEFERRED and tried again. The message itself was
+An attempt ends in one of three ways. The servers answered per recipient (`recipients`):
+for an email address, 2xx is SENT, 5xx FAILED for good, 4xx DEFERRED and tried again; a
+receiver's answers are read the same way by notify/outbound.py, and a DEFERRED one may say
+when it may be tried again (Retry-After). The message itself was
 refused for good (`rejected`: a 5xx to its content, or an email that cannot be rendered
 or encoded): every recipient still open is FAILED. Or the attempt failed before any
 answer (`error`: no connection, a timeout, a 4xx to the message, anything unforeseen): it
@@ -39,6 +41,7 @@ class RecipientOutcome:
     email: str
     status: RecipientStatus
     response: str  # the server's answer, or why the address was never tried
+    retry_at: datetime | None = None  # DEFERRED: not tried again before this (an HTTP Retry-After)
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,9 @@ def decide(
         outcomes = [RecipientOutcome(o.email, RecipientStatus.FAILED, gave_up + o.response)
                     if o.status == RecipientStatus.DEFERRED else o for o in outcomes]
         return _final(outcomes, done, gave_up + reason)
-    return Decision(Status.PENDING, outcomes, last_error=reason, next_attempt_at=now + policy.delay(attempts, rng))
+    asked = [o.retry_at for o in deferred if o.retry_at is not None]
+    return Decision(Status.PENDING, outcomes, last_error=reason,
+                    next_attempt_at=max([now + policy.delay(attempts, rng), *asked]))
 
 
 def _final(outcomes: Sequence[RecipientOutcome], done: Mapping[str, RecipientStatus], reason: str) -> Decision:
