@@ -86,6 +86,15 @@ class Settings(BaseSettings):
     rule_snapshot_key: SecretStr | None = Field(default=None, description=(
         "The HMAC key that signs the Redis rule snapshot: the rule-updater signs what it writes, the"
         " evaluator checks every entry before it trusts one."))
+    receiver_secret_key: SecretStr | None = Field(default=None, description=(
+        "rule-service and sender: the key (32+ characters) that seals webhook signing secrets in"
+        " Postgres; the rule-service seals new ones, the sender unseals them to sign."))
+    outbound_allow_http: bool = Field(default=False, description=(
+        "rule-service and sender: receivers' URLs may be plain http:// (the local stack's own receiver);"
+        " false: HTTPS only."))
+    outbound_allowed_networks: tuple[str, ...] = Field(default=(), description=(
+        "rule-service and sender: networks (CIDR, JSON list) that receivers may reach although they are"
+        " not public (loopback, private, link-local): none by default."))
 
     rule_service_address: str = Field(default="127.0.0.1:50051", description=(
         "Where alertctl (the default of `--address`), the demo and the tests find the rule-service."))
