@@ -49,7 +49,7 @@ def test_no_package_imports_what_it_may_not() -> None:
     allowed = {**LIBRARIES, **{name: set(LIBRARIES) | extra for name, extra in PROGRAMS.items()}}
     violations = []
     for package, may_import in allowed.items():
-        for path in sorted((HERE / package).glob("*.py")):
+        for path in sorted((HERE / package).rglob("*.py")):
             if path.name.endswith("_test.py"):
                 continue
             for imported in first_party_imports(path) - may_import - {package}:

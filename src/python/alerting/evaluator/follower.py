@@ -12,9 +12,9 @@ from aiokafka import ConsumerRecord
 from aiokafka.errors import ConsumerStoppedError, OffsetOutOfRangeError
 
 from alerting.common.kafka import MAX_PARTITION_FETCH_BYTES, kafka_client_options, start_clients
+from alerting.common.kafka.unreadable import find_unreadable
 from alerting.common.retry import Stopping, retry_until_done
 from alerting.common.settings import Settings
-from alerting.common.unreadable import find_unreadable
 from alerting.evaluator.alerts import indexed_grant, indexed_rule
 from alerting.evaluator.matcher import RuleIndex
 from alerting.rules.changelog import (

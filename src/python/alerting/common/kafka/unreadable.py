@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CorruptRecordException
 
-from alerting.common.outages import is_outage
+from alerting.common.kafka.outages import is_outage
 
 FETCH_WAIT_MS = 2000
 

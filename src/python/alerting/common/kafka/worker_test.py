@@ -1,7 +1,9 @@
+"""The batch loop on the real broker: dead letters, retries, commits, lag and readiness."""
+
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 from prometheus_client import REGISTRY
 
 from alerting.common import topics
@@ -19,7 +21,7 @@ from alerting.common.kafka import (
 from alerting.common.service import Lifecycle
 from alerting.common.settings import Settings
 from alerting.common.telemetry import serve_metrics_and_health
-from alerting.testsupport.services import forward_port, free_port, http_get, wait_until
+from alerting.testsupport.services import free_port, http_get, wait_until
 from alerting.v1 import alert_pb2, events_pb2
 
 
@@ -37,42 +39,6 @@ async def committed_offset(settings: Settings, group: str, topic: str) -> int:
         return await consumer.committed(TopicPartition(settings.topic(topic), 0)) or 0
     finally:
         await consumer.stop()
-
-
-async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits(stack_settings: Settings) -> None:
-    topic = stack_settings.topic(topics.RULE_CHANGED)  # one partition: order is total
-    producer = make_producer(stack_settings)
-    await producer.start()
-    try:
-        await publish_all(
-            producer,
-            [OutgoingMessage(topic, alert_new(f"a{i}").SerializeToString(), key=b"k") for i in range(4)],
-        )
-    finally:
-        await producer.stop()
-
-    first = make_consumer(stack_settings, "round-trip", topics.RULE_CHANGED)
-    await first.start()
-    try:
-        batch = await first.getmany(timeout_ms=10000, max_records=2)
-        records = [record for records in batch.values() for record in records]
-        assert [events_pb2.AlertNew.FromString(r.value).alert.alert_id for r in records] == ["a0", "a1"]
-        await first.commit({TopicPartition(topic, 0): records[-1].offset + 1})
-    finally:
-        await stop_consumer(first)
-
-    # The group resumes after the committed offset: nothing before it, nothing skipped.
-    second = make_consumer(stack_settings, "round-trip", topics.RULE_CHANGED)
-    await second.start()
-    try:
-        seen: list[str] = []
-        while len(seen) < 2:
-            batch = await second.getmany(timeout_ms=10000)
-            assert batch, "no message after the committed offset"
-            seen += [events_pb2.AlertNew.FromString(r.value).alert.alert_id for rs in batch.values() for r in rs]
-        assert seen == ["a2", "a3"]
-    finally:
-        await second.stop()
 
 
 def decode_alert(record: ConsumerRecord) -> events_pb2.AlertNew:
@@ -179,52 +145,6 @@ async def test_worker_retries_a_failing_batch_and_commits_nothing_until_it_succe
     assert attempts == 3
     assert offsets_seen_while_failing == [0, 0]
     assert await committed_offset(stack_settings, "retry-test", topics.RULE_CHANGED) == 1
-
-
-async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_settings: Settings) -> None:
-    """A service that starts during a Kafka outage retries instead of dying: here the
-    bootstrap address only starts forwarding to the broker after a while."""
-    listen_port = free_port()
-    settings = stack_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{listen_port}"})
-    producer = make_producer(settings, request_timeout_ms=2000)
-    starting = asyncio.create_task(start_clients(settings, producer))
-    await asyncio.sleep(1.5)
-    assert not starting.done(), "start_clients gave up (or connected to nothing)"
-
-    proxy = await forward_port(listen_port, stack_settings.kafka_bootstrap)
-    try:
-        await asyncio.wait_for(starting, 30)
-        message = OutgoingMessage(settings.topic(topics.RULE_CHANGED), b"after the outage", key=b"k")
-        await publish_all(producer, [message])
-    finally:
-        await producer.stop()
-        proxy.close()
-
-
-async def poll_until(consumers: list[AIOKafkaConsumer], condition: Callable[[], bool], timeout: float) -> float:
-    """Seconds until `condition` holds, polling every consumer meanwhile (which keeps it in its group)."""
-    started = asyncio.get_running_loop().time()
-    while not condition():
-        elapsed = asyncio.get_running_loop().time() - started
-        assert elapsed < timeout, f"{[sorted(c.assignment()) for c in consumers]} after {timeout} s"
-        await asyncio.gather(*(consumer.getmany(timeout_ms=100) for consumer in consumers))
-    return asyncio.get_running_loop().time() - started
-
-
-async def test_a_static_member_that_stops_hands_its_partitions_over_at_once(stack_settings: Settings) -> None:
-    """Without leaving, its partitions would wait out the session timeout (30 s here)."""
-    settings = stack_settings.model_copy(update={"consumer_session_timeout_ms": 30_000})
-    first = make_consumer(settings.model_copy(update={"instance_id": "a"}), "static", topics.ALERTS_NEW)
-    second = make_consumer(settings.model_copy(update={"instance_id": "b"}), "static", topics.ALERTS_NEW)
-    await first.start()
-    await second.start()
-    try:
-        await poll_until([first, second], lambda: bool(first.assignment()) and bool(second.assignment())
-                         and len(first.assignment() | second.assignment()) == 3, 30)
-        await stop_consumer(first)
-        assert await poll_until([second], lambda: len(second.assignment()) == 3, 30) < 8
-    finally:
-        await second.stop()
 
 
 def lag_series(service: str, topic: str) -> dict[int, float]:

@@ -8,7 +8,7 @@ import pytest
 import redis.exceptions
 from aiokafka import errors as kafka
 
-from alerting.common.outages import is_outage, poison_reason
+from alerting.common.kafka.outages import is_outage, poison_reason
 
 
 @pytest.mark.parametrize("error", [

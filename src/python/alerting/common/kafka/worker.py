@@ -1,4 +1,4 @@
-"""Kafka producers and the batch consume → durable step → commit loop every worker runs."""
+"""The batch consume → durable step → commit loop every worker runs."""
 
 from __future__ import annotations
 
@@ -6,166 +6,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar, cast
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.client import ConnectionGroup
-from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError, KafkaError
-from aiokafka.helpers import create_ssl_context
-from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import Array, Int16, Int32, Schema, String
-from google.protobuf.message import DecodeError, Message
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalStateError
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from alerting.common import telemetry
 from alerting.common.failpoints import failpoint
-from alerting.common.outages import is_outage, poison_reason
+from alerting.common.kafka.clients import MAX_PARTITION_FETCH_BYTES, kafka_client_options
+from alerting.common.kafka.dead_letters import dead_letter_message
+from alerting.common.kafka.decoding import InvalidEvent
+from alerting.common.kafka.outages import is_outage, poison_reason
+from alerting.common.kafka.publishing import OutgoingMessage, publish_all
+from alerting.common.kafka.unreadable import find_unreadable
 from alerting.common.retry import Stopping, retry_until_done
-from alerting.common.settings import Settings, secret_value
-from alerting.common.topics import SCHEMA_VERSION, dead_letter
-from alerting.common.unreadable import find_unreadable
-from alerting.common.validation import MAX_EVENT_BYTES
+from alerting.common.settings import Settings
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")
-E = TypeVar("E", bound=Message)
-# What one fetch of a worker's consumer may bring of a partition.
-MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
-
-
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """Where the broker is and how to reach it: the bootstrap servers and the security
-    options, for every aiokafka producer, consumer and admin client. SSL and SASL_SSL verify
-    the broker's certificate and name; SASL_* authenticate with SCRAM."""
-    protocol = settings.kafka_security_protocol
-    options: dict[str, Any] = dict(bootstrap_servers=settings.kafka_bootstrap, security_protocol=protocol)
-    if protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(cafile=settings.kafka_ssl_ca_file or None)
-    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        password = secret_value(settings.kafka_sasl_password)
-        if not settings.kafka_sasl_username or not password:
-            # Refused here, at start-up, rather than by the broker after every retry.
-            raise ValueError(f"ALERTING_KAFKA_SECURITY_PROTOCOL={protocol} needs ALERTING_KAFKA_SASL_USERNAME "
-                             "and ALERTING_KAFKA_SASL_PASSWORD (or ALERTING_KAFKA_SASL_PASSWORD_FILE)")
-        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
-                       sasl_plain_username=settings.kafka_sasl_username, sasl_plain_password=password)
-    return options
-
-
-def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
-    """An idempotent producer that waits for every in-sync replica."""
-    options: dict[str, Any] = dict(
-        **kafka_client_options(settings),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_batch_size=512 * 1024,
-        request_timeout_ms=30000,
-    )
-    options.update(overrides)
-    return AIOKafkaProducer(**options)
-
-
-def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
-    """A group consumer that never commits on its own: the loop commits after durable progress.
-
-    Consumer groups are broker-wide, so the group id carries the topic prefix too. With an
-    instance id the consumer is a static member: killed and restarted within the session
-    timeout, it resumes its own partitions without a rebalance of the group."""
-    options: dict[str, Any] = dict(
-        **kafka_client_options(settings),
-        group_id=settings.topic(group_id),
-        group_instance_id=f"{group_id}-{settings.instance_id}" if settings.instance_id else None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
-        session_timeout_ms=settings.consumer_session_timeout_ms,
-        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
-        # A batch that waits out a long outage must not get the consumer thrown out of the group.
-        max_poll_interval_ms=30 * 60 * 1000,
-    )
-    options.update(overrides)
-    return AIOKafkaConsumer(*[settings.topic(topic) for topic in topics], **options)
-
-
-async def start_clients(settings: Settings, *clients: AIOKafkaProducer | AIOKafkaConsumer,
-                        stop: asyncio.Event | None = None) -> None:
-    """Start each Kafka client, retrying with backoff while the broker cannot be reached,
-    so a service started before Kafka (or during an outage) waits instead of dying."""
-    for client in clients:
-        await retry_until_done(client.start, settings, what=f"starting a Kafka {type(client).__name__}", stop=stop)
-
-
-@asynccontextmanager
-async def worker_clients(
-    settings: Settings, group_id: str, topic: str, stop: asyncio.Event
-) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer]]:
-    """A worker's Kafka clients, started (waiting for the broker): a group consumer of
-    `topic`, and a producer for its outputs and dead letters. On exit both stop, the
-    consumer leaving its group."""
-    consumer = make_consumer(settings, group_id, topic)
-    producer = make_producer(settings)
-    try:
-        await start_clients(settings, producer, consumer, stop=stop)
-        yield consumer, producer
-    finally:
-        await stop_consumer(consumer)
-        await producer.stop()
-
-
-@dataclass(frozen=True)
-class OutgoingMessage:
-    topic: str
-    value: bytes
-    key: bytes | None = None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-    # The trace context the message continues; the aiokafka instrumentation injects it.
-    trace_context: otel_context.Context | None = None
-
-
-async def publish_all(producer: AIOKafkaProducer, messages: Sequence[OutgoingMessage]) -> None:
-    """Send every message and wait until the broker has acknowledged all of them."""
-    deliveries = []
-    for message in messages:
-        token = otel_context.attach(message.trace_context) if message.trace_context is not None else None
-        try:
-            deliveries.append(
-                await producer.send(message.topic, message.value, key=message.key, headers=list(message.headers))
-            )
-        finally:
-            if token is not None:
-                otel_context.detach(token)
-    if deliveries:
-        await asyncio.gather(*deliveries)
-
-
-class InvalidEvent(Exception):
-    """A message that can never be processed; it goes to the dead-letter topic with this reason."""
-
-
-class VersionedEvent(Protocol):
-    """Every event of alerting.v1 that travels over Kafka carries its schema version."""
-
-    schema_version: int
-
-
-def decode(record: ConsumerRecord, message_type: type[E]) -> E:
-    """The record's value as a `message_type` event of the schema version this code reads;
-    InvalidEvent when it is neither. Callers check the event's own fields after this."""
-    if len(record.value or b"") > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"value: {len(record.value or b'')} bytes, more than {MAX_EVENT_BYTES}")
-    try:
-        event = message_type.FromString(record.value or b"")
-    except DecodeError as error:
-        raise InvalidEvent(f"undecodable {message_type.__name__}: {error}") from error
-    version = cast(VersionedEvent, event).schema_version
-    if version != SCHEMA_VERSION:
-        raise InvalidEvent(f"schema_version: unsupported {version} (expected {SCHEMA_VERSION})")
-    return event
 
 
 @dataclass(frozen=True)
@@ -181,26 +43,6 @@ class Delivery(Generic[M]):
     def trace_context(self) -> otel_context.Context:
         """The context whose parent is this message's processing: what its outputs continue."""
         return trace.set_span_in_context(self.span)
-
-
-def dead_letter_message(record: ConsumerRecord, reason: str) -> OutgoingMessage:
-    """The record for `<topic>.dlq`: key, value and headers kept, the reason and source
-    added. Its trace goes on: the trace headers are continued, not copied (the Kafka
-    instrumentation injects the context of the dead letter's send, in the same trace)."""
-    headers = [(key, value) for key, value in record.headers or ()
-               if key not in ("dlq.reason", "dlq.source") and key not in telemetry.TRACE_HEADERS]
-    headers += [
-        # Bounded, and valid UTF-8 whatever the reason holds (a lone surrogate is escaped).
-        ("dlq.reason", reason.encode("utf-8", "backslashreplace")[:2000].decode("utf-8", "ignore").encode()),
-        ("dlq.source", f"{record.topic}/{record.partition}/{record.offset}".encode()),
-    ]
-    return OutgoingMessage(
-        topic=dead_letter(record.topic),
-        value=record.value or b"",
-        key=record.key,
-        headers=headers,
-        trace_context=telemetry.context_from_headers(record.headers),
-    )
 
 
 class BatchWorker(Generic[M]):
@@ -450,59 +292,3 @@ class BatchWorker(Generic[M]):
             highwater = self.consumer.highwater(tp) if tp in owned else None
             if highwater is not None:
                 self.set_lag(tp, highwater - offset)
-
-
-class _LeaveGroupResponse_v3(Response):
-    API_KEY = 13
-    API_VERSION = 3
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        ("error_code", Int16),
-        ("members", Array(("member_id", String("utf-8")), ("group_instance_id", String("utf-8")),
-                          ("error_code", Int16))),
-    )
-
-
-class _LeaveGroupRequest_v3(RequestStruct):
-    API_KEY = 13
-    API_VERSION = 3
-    RESPONSE_TYPE = _LeaveGroupResponse_v3
-    SCHEMA = Schema(
-        ("group_id", String("utf-8")),
-        ("members", Array(("member_id", String("utf-8")), ("group_instance_id", String("utf-8")))),
-    )
-
-
-class _StaticMemberLeave(Request[_LeaveGroupRequest_v3]):
-    """LeaveGroup v3 (KIP-345), which names a static member by its instance id: aiokafka
-    only sends the older versions, which cannot, and skips leaving for static members."""
-
-    API_KEY = 13
-
-    def __init__(self, group_id: str, member_id: str, instance_id: str) -> None:
-        self.group_id = group_id
-        self.member_id = member_id
-        self.instance_id = instance_id
-
-    def build(self, request_struct_class: type[_LeaveGroupRequest_v3]) -> _LeaveGroupRequest_v3:
-        return request_struct_class(self.group_id, [(self.member_id, self.instance_id)])
-
-
-async def stop_consumer(consumer: AIOKafkaConsumer) -> None:
-    """Stop a group consumer, leaving the group first so its partitions are handed over at
-    once rather than after the session timeout: aiokafka leaves only as a dynamic member,
-    so a static member (one with an instance id) leaves here. Best effort: a failed leave
-    costs the session timeout, nothing more."""
-    coordinator = consumer._coordinator  # no public API reaches the group coordinator
-    instance_id = consumer._group_instance_id
-    joined = coordinator is not None and coordinator.generation > 0 and coordinator.coordinator_id is not None
-    if instance_id and joined:
-        request = _StaticMemberLeave(coordinator.group_id, coordinator.member_id, instance_id)
-        try:
-            response = await consumer._client.send(coordinator.coordinator_id, request,
-                                                   group=ConnectionGroup.COORDINATION)
-            if response.error_code:
-                log.warning("leaving the group as %s failed: error %d", instance_id, response.error_code)
-        except KafkaError as error:
-            log.warning("leaving the group as %s failed: %r", instance_id, error)
-    await consumer.stop()
