@@ -1,14 +1,18 @@
-"""The sender's delivery of emails, each a notification's or a digest's (dispatch.py decides
-which): every email attempted on its own, its outcome decided by outcomes.py and recorded
-by its store (store.py, digests.py).
+"""The sender's deliveries, each a notification's or a digest's (dispatch.py decides which):
+an email to its addresses and a request to each of its receivers (webhook, Slack), every
+delivery attempted on its own, its outcome per recipient decided by outcomes.py and
+recorded by its store (store.py, digests.py).
 
-What an email stands for is claimed under a lease, so no transaction or row lock is held
-while mail is sent. An exception of any kind while rendering, encoding or sending one
-email becomes its outcome and touches no other. Mail goes out before its outcome is
-recorded, so a crash in between sends that email again once the lease has expired, with
-the same Message-ID (at least once, never lost); each connection waits for its last
-outcome to be recorded before it sends the next, so such a crash sends again at most one
-email per SMTP connection (recorder.py).
+What a delivery stands for is claimed under a lease, so no transaction or row lock is held
+while it is sent. An exception of any kind while rendering, encoding or sending one
+delivery becomes its outcome and touches no other. It goes out before its outcome is
+recorded, so a crash in between sends it again once the lease has expired, with the same
+Message-ID and Idempotency-Key (at least once, never lost); each SMTP connection waits for
+its last outcome to be recorded before it sends the next, so such a crash sends again at
+most one email-only delivery per SMTP connection (recorder.py), and those with receivers
+under way. Deliveries with receivers do not queue for the SMTP connections: each is a task
+of its own, so that a slow receiver holds up only its own deliveries (notify/outbound.py
+bounds each host's).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
@@ -30,8 +35,12 @@ from pydantic import Field
 
 from alerting.common.failpoints import failpoint
 from alerting.common.settings import Settings
+from alerting.rules.receivers import OutboundPolicy, receiver_of, signature
 from alerting.sender import answers
 from alerting.sender.email_message import smtp_address
+from alerting.sender.notify.documents import Delivered, slack_body, webhook_body
+from alerting.sender.notify.outbound import Outbound, OutboundLimits
+from alerting.sender.notify.targets import Target, Unusable
 from alerting.sender.outcomes import (
     Attempt,
     Decision,
@@ -53,6 +62,11 @@ NOTIFICATIONS_DECIDED = Counter(
     "Delivery attempts, by what was attempted (notification or digest) and its resulting status.", ["status", "kind"])
 RECIPIENTS_REFUSED = Counter(
     "alerting_recipients_refused_total", "Recipients refused, for good (FAILED) or for now (DEFERRED).", ["status"])
+REQUESTS_SENT = Counter("alerting_receiver_requests_sent_total", "Requests a receiver accepted (2xx), by kind.",
+                        ["kind"])
+USER_AGENT = "alerting-platform-webhooks/1"
+TIMESTAMP_HEADER = "x-alerting-timestamp"
+SIGNATURE_HEADER = "x-alerting-signature"
 NEEDS_SMTPUTF8 = "needs SMTPUTF8 (a non-ASCII local part), which the mail server does not offer"
 
 
@@ -76,10 +90,37 @@ class SenderSettings(Settings):
     retry_batch: int = Field(default=100, description=(
         "How many notifications (or digests) the retry and digest schedulers take at once."))
     digest_poll_seconds: float = Field(default=0.5, description="How often the digest scheduler looks for due digests.")
+    webhook_timeout_seconds: float = Field(default=10.0, description=(
+        "How long a receiver has to answer one request (a redirect's included, each)."))
+    webhook_connect_timeout_seconds: float = Field(default=5.0, description=(
+        "How long connecting to a receiver may take."))
+    webhook_requests_per_host: int = Field(default=4, description=(
+        "Requests in flight to one host at most; more wait their turn, briefly."))
+    webhook_host_wait_seconds: float = Field(default=5.0, description=(
+        "How long a request waits for its host's turn before it is tried again later (DEFERRED)."))
+    webhook_max_response_bytes: int = Field(default=64 * 1024, description="How much of a receiver's answer is read.")
+    webhook_max_redirects: int = Field(default=3, description="307 and 308 redirects followed per request, at most.")
+    outbound_ca_file: str = Field(default="", description=(
+        "The CA (PEM) that receivers' HTTPS certificates are verified against; empty: the system's CAs."))
+    notification_link: str = Field(default="", description=(
+        "Where a person looks a notification up, `{id}` replaced by its id (or a digest's), shown in Slack"
+        " messages; empty: the alertctl command that shows it."))
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.delivery_retry_initial_seconds, self.delivery_retry_max_seconds,
                            timedelta(seconds=self.delivery_max_age_seconds))
+
+    def outbound(self) -> Outbound:
+        limits = OutboundLimits(self.webhook_timeout_seconds, self.webhook_connect_timeout_seconds,
+                                self.webhook_requests_per_host, self.webhook_host_wait_seconds,
+                                self.webhook_max_response_bytes, self.webhook_max_redirects)
+        return Outbound(OutboundPolicy.of(self.outbound_allow_http, self.outbound_allowed_networks), limits,
+                        self.outbound_ca_file or None)
+
+    def link(self, kind: str, id_: str) -> str:
+        if self.notification_link:
+            return self.notification_link.replace("{id}", id_)
+        return f"alertctl notification {'list --digest' if kind == 'digest' else 'show'} {id_}"
 
 
 C = TypeVar("C")
@@ -97,10 +138,17 @@ class Outgoing(Generic[C]):
     done: Mapping[str, RecipientStatus]  # recipients SENT or FAILED by earlier attempts
     attempts: int  # this attempt included
     age_from: datetime
-    render: Callable[[], bytes]  # may raise: it cannot be rendered, ever
+    render: Callable[[], bytes]  # the email to its addresses; may raise: it cannot be rendered, ever
     parent: otel_context.Context
     attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
     links: Sequence[trace.Link] = ()
+    # For receivers among the recipients: whose it is, what it tells, and the receivers.
+    client_id: str = ""
+    delivered: Callable[[], Sequence[Delivered]] = tuple
+    targets: Mapping[str, Target | Unusable] = field(default_factory=dict)
+
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(recipient for recipient in self.emails if receiver_of(recipient) is None)
 
 
 class EmailSender:
@@ -114,14 +162,32 @@ class EmailSender:
         # yet (it may have accepted them). At most one per connection.
         self.unrecorded: set[str] = set()
         self.unanswered: set[str] = set()
+        self.outbound = settings.outbound()
+        # Deliveries with receivers, each attempted on its own beside the SMTP connections.
+        self.with_receivers: set[asyncio.Task[None]] = set()
+
+    async def aclose(self) -> None:
+        """Waits for deliveries with receivers under way (their requests are bounded in
+        time), then closes the HTTP client."""
+        if self.with_receivers:
+            await asyncio.wait(self.with_receivers)
+        await self.outbound.aclose()
 
     async def deliver(self, outgoing: Sequence[Outgoing[C]], recorder: DecisionRecorder[C]) -> None:
         """Attempt every email over a few SMTP connections, each attempt's decision recorded
         before its connection sends the next email."""
-        if not outgoing:
+        by_smtp: list[Outgoing[C]] = []
+        for email in outgoing:
+            if any(receiver_of(recipient) is not None for recipient in open_recipients(email.emails, email.done)):
+                task = asyncio.create_task(self.deliver_with_receivers(email, recorder))
+                self.with_receivers.add(task)
+                task.add_done_callback(self.with_receivers.discard)
+            else:
+                by_smtp.append(email)
+        if not by_smtp:
             return
         queue: asyncio.Queue[Outgoing[C]] = asyncio.Queue()
-        for email in outgoing:
+        for email in by_smtp:
             queue.put_nowait(email)
 
         async def connection_worker() -> None:
@@ -146,10 +212,77 @@ class EmailSender:
         # once their leases expire.
         try:
             async with asyncio.TaskGroup() as connections:
-                for _ in range(min(self.settings.smtp_connections, len(outgoing))):
+                for _ in range(min(self.settings.smtp_connections, len(by_smtp))):
                     connections.create_task(connection_worker())
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from failed
+
+    async def deliver_with_receivers(self, email: Outgoing[C], recorder: DecisionRecorder[C]) -> None:
+        """One delivery whose recipients include receivers, on its own: each receiver's
+        request and the email to its addresses (on a connection of its own) at once, their
+        outcomes decided and recorded together. It does not wait for the SMTP connections'
+        queue, nor they for a slow receiver. A failed record (Postgres out of reach) leaves it
+        leased: it is attempted again when the lease expires."""
+        recipients = open_recipients(email.emails, email.done)
+        addresses = [recipient for recipient in recipients if receiver_of(recipient) is None]
+        parts = [self.request(email, recipient) for recipient in recipients if receiver_of(recipient) is not None]
+        if addresses:
+            parts.append(self.email_to(email, addresses))
+        self.unanswered.add(email.id)
+        try:
+            outcomes = [outcome for part in await asyncio.gather(*parts) for outcome in part]
+        finally:
+            self.unanswered.discard(email.id)
+        if any(outcome.status == RecipientStatus.SENT for outcome in outcomes):
+            self.unrecorded.add(email.id)
+            failpoint("after_send")
+        try:
+            await recorder.record(email.claimed, self.decide(email, Attempt(recipients=outcomes)))
+        except Exception as error:
+            log.warning("recording %s %s failed; it is attempted again when its lease expires: %r",
+                        email.kind, email.id, error)
+        finally:
+            self.unrecorded.discard(email.id)
+
+    async def email_to(self, email: Outgoing[C], addresses: Sequence[str]) -> Sequence[RecipientOutcome]:
+        """The email part of a delivery with receivers: an outcome per address."""
+        attempt, smtp = await self.attempt(None, replace(email, emails=tuple(addresses)))
+        if smtp is not None:
+            self.smtp.release(smtp)
+        if attempt.rejected is not None:
+            return [RecipientOutcome(address, RecipientStatus.FAILED, attempt.rejected) for address in addresses]
+        if attempt.error is not None:
+            return [RecipientOutcome(address, RecipientStatus.DEFERRED, attempt.error) for address in addresses]
+        return attempt.recipients
+
+    async def request(self, email: Outgoing[C], recipient: str) -> Sequence[RecipientOutcome]:
+        """One receiver's request, signed if it is a webhook, traced as the email's send is."""
+        receiver_id = receiver_of(recipient)
+        target = email.targets.get(receiver_id or "")
+        if target is None or (isinstance(target, Target) and target.client_id != email.client_id):
+            return [RecipientOutcome(recipient, RecipientStatus.FAILED, "the receiver no longer exists")]
+        if isinstance(target, Unusable):
+            return [RecipientOutcome(recipient, RecipientStatus.DEFERRED, target.reason)]
+        try:
+            delivered = email.delivered()
+            body = (slack_body(email.kind, delivered, self.settings.link(email.kind, email.id))
+                    if target.kind == "slack" else webhook_body(email.kind, email.id, email.client_id, delivered))
+        except Exception as error:  # whatever the data: this body cannot be made, ever
+            return [RecipientOutcome(recipient, RecipientStatus.FAILED, f"cannot render the request: {error!r}")]
+        headers = {"content-type": "application/json", "user-agent": USER_AGENT, "idempotency-key": email.id}
+        if target.secret is not None:
+            timestamp = int(time.time())
+            headers |= {TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: signature(target.secret, timestamp, body)}
+        with tracer.start_as_current_span(f"{target.kind} post", context=email.parent, kind=trace.SpanKind.CLIENT,
+                                          links=email.links) as span:
+            span.set_attribute(f"alerting.{email.kind}_id", email.id)
+            span.set_attribute("alerting.receiver_id", target.receiver_id)
+            span.set_attribute("alerting.attempt", email.attempts)
+            outcome = await self.outbound.post(target.url, body, headers, recipient)
+            span.set_attribute("alerting.outcome", outcome.status.value)
+        if outcome.status == RecipientStatus.SENT:
+            REQUESTS_SENT.labels(target.kind).inc()
+        return [outcome]
 
     def decide(self, email: Outgoing[C], attempt: Attempt) -> Decision:
         decision = decide(

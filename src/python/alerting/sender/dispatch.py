@@ -23,12 +23,16 @@ from prometheus_client import Counter as Metric
 
 from alerting.common import failpoints, telemetry
 from alerting.common.kafka import Delivery
+from alerting.common.settings import secret_value
 from alerting.common.vocabulary import severity_name
 from alerting.rules.policies import Policy, default_policy
+from alerting.rules.receivers import Sealer, receiver_of
 from alerting.sender import digests, store
 from alerting.sender.delivery import EmailSender, Outgoing, SenderSettings
 from alerting.sender.digests import ClaimedDigest
 from alerting.sender.email_message import render_digest, render_email
+from alerting.sender.notify.documents import Delivered
+from alerting.sender.notify.targets import Target, Unusable, targets
 from alerting.sender.outcomes import Decision
 from alerting.sender.recorder import DecisionRecorder
 from alerting.sender.routing import Route, Way, allowed_at, due_at, is_immediate, route, silencing, take_budget
@@ -71,6 +75,8 @@ class Dispatcher:
         self.digests: DecisionRecorder[ClaimedDigest] = DecisionRecorder(
             self.record_digests, lambda digest: digest.digest_id)
         self.pruned_at = 0.0
+        key = secret_value(settings.receiver_secret_key)
+        self.sealer = Sealer(key) if key else None
         failpoints.unfinished(self.unfinished)
 
     def unfinished(self) -> list[str]:
@@ -144,22 +150,40 @@ class Dispatcher:
         await digests.join(self.pool, joining, opened)
         claimed = await store.claim(self.pool, alone, self.settings.delivery_lease_seconds, self.owner)
         self.release_unclaimed(new, alone, claimed)
-        await self.sender.deliver([self.alone(notification, contexts) for notification in claimed],
+        await self.deliver_alone(claimed, contexts)
+
+    async def deliver_alone(self, claimed: Sequence[ClaimedNotification],
+                            contexts: Mapping[str, otel_context.Context]) -> None:
+        found = await self.receivers_of(notification.emails for notification in claimed)
+        await self.sender.deliver([self.alone(notification, contexts, found) for notification in claimed],
                                   self.notifications)
 
-    def alone(self, notification: ClaimedNotification, contexts: Mapping[str, otel_context.Context]
-              ) -> Outgoing[ClaimedNotification]:
-        alert = alert_pb2.Alert()
+    async def receivers_of(self, recipients: Iterable[Sequence[str]]) -> dict[str, Target | Unusable]:
+        """The receivers among these recipients, read now."""
+        ids = {receiver_id for each in recipients for recipient in each
+               if (receiver_id := receiver_of(recipient)) is not None}
+        return await targets(self.pool, ids, self.sealer)
+
+    def alone(self, notification: ClaimedNotification, contexts: Mapping[str, otel_context.Context],
+              found: Mapping[str, Target | Unusable]) -> Outgoing[ClaimedNotification]:
+        def parsed() -> alert_pb2.Alert:
+            alert = alert_pb2.Alert()
+            alert.ParseFromString(notification.alert)
+            return alert
 
         def render() -> bytes:
-            alert.ParseFromString(notification.alert)
-            return render_email(notification.notification_id, self.settings.smtp_sender, list(notification.emails),
-                                alert, list(notification.rule_ids))
+            return render_email(notification.notification_id, self.settings.smtp_sender, list(outgoing.addresses()),
+                                parsed(), list(notification.rule_ids))
+
+        def delivered() -> list[Delivered]:
+            return [Delivered(notification.notification_id, parsed(), notification.rule_ids)]
 
         parent = contexts.get(notification.notification_id) or telemetry.context_from_traceparent(
             notification.trace_context)
-        return Outgoing(notification, "notification", notification.notification_id, notification.emails,
-                        notification.done, notification.attempts, notification.age_from, render, parent)
+        outgoing = Outgoing(notification, "notification", notification.notification_id, notification.emails,
+                            notification.done, notification.attempts, notification.age_from, render, parent,
+                            client_id=notification.client_id, delivered=delivered, targets=found)
+        return outgoing
 
     async def retry_due(self, stop: asyncio.Event) -> None:
         """The retry scheduler of notifications sent alone: attempts those whose next attempt
@@ -173,7 +197,7 @@ class Dispatcher:
                                         self.owner)
         for notification in claimed:
             self.reserve(notification.client_id, notification.emails)
-        await self.sender.deliver([self.alone(notification, {}) for notification in claimed], self.notifications)
+        await self.deliver_alone(claimed, {})
         return len(claimed)
 
     # ------------------------------------------------------------ digests
@@ -190,7 +214,7 @@ class Dispatcher:
         allowed = await self.hold_back_over_limit()
         claimed = await digests.claim(self.pool, self.settings.delivery_lease_seconds, self.settings.retry_batch,
                                       self.owner, allowed)
-        outgoing = []
+        due = []
         for digest in await self.silence_members(claimed):
             if not digest.members:
                 await digests.silence_digest(self.pool, digest)
@@ -198,8 +222,9 @@ class Dispatcher:
             if digest.attempts == 1:
                 DIGESTS.labels(size_bucket(len(digest.members))).inc()
             self.reserve(digest.client_id, digest.recipients)
-            outgoing.append(self.digest(digest))
-        await self.sender.deliver(outgoing, self.digests)
+            due.append(digest)
+        found = await self.receivers_of(digest.recipients for digest in due)
+        await self.sender.deliver([self.digest(digest, found) for digest in due], self.digests)
         return len(claimed)
 
     async def hold_back_over_limit(self) -> list[str]:
@@ -248,10 +273,13 @@ class Dispatcher:
         await digests.silence(self.pool, muted)
         return [digest if digest.attempts > 1 else digest.without(muted) for digest in claimed]
 
-    def digest(self, digest: ClaimedDigest) -> Outgoing[ClaimedDigest]:
+    def digest(self, digest: ClaimedDigest, found: Mapping[str, Target | Unusable]) -> Outgoing[ClaimedDigest]:
         def render() -> bytes:
-            return render_digest(digest.digest_id, self.settings.smtp_sender, list(digest.recipients),
+            return render_digest(digest.digest_id, self.settings.smtp_sender, list(outgoing.addresses()),
                                  [(member.alert, member.rule_ids) for member in digest.members])
+
+        def delivered() -> list[Delivered]:
+            return [Delivered(member.notification_id, member.alert, member.rule_ids) for member in digest.members]
 
         # A digest joins many traces: its send continues its first notification's, and links
         # to the others'.
@@ -260,8 +288,10 @@ class Dispatcher:
                       member.trace_context)).get_span_context().is_valid]
         parent = traced[0] if traced else otel_context.Context()
         links = [trace.Link(trace.get_current_span(context).get_span_context()) for context in traced[1:]]
-        return Outgoing(digest, "digest", digest.digest_id, digest.recipients, digest.done, digest.attempts,
-                        digest.age_from, render, parent, {"alerting.notifications": len(digest.members)}, links)
+        outgoing = Outgoing(digest, "digest", digest.digest_id, digest.recipients, digest.done, digest.attempts,
+                            digest.age_from, render, parent, {"alerting.notifications": len(digest.members)}, links,
+                            client_id=digest.client_id, delivered=delivered, targets=found)
+        return outgoing
 
     # ------------------------------------------------------------ the hourly limit
     def limit(self, policy: Policy) -> int:
