@@ -9,26 +9,6 @@ from collections.abc import Callable, Iterable, Sequence
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-# updated_by: the id of the API key that made the last change.
-CLIENT_COLUMNS = ("client_id", "name", "version", "updated_by")
-RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version", "updated_by")
-# The source last: free text, as the reason and the name below.
-GRANT_COLUMNS = ("client_id", "prefix", "created_by", "created_at", "source")
-# delivered_in: the id of the email that told the recipients (its digest's, or its own when sent alone).
-NOTIFICATION_COLUMNS = ("notification_id", "client_id", "alert_id", "status", "attempts", "created_at", "sent_at",
-                        "digest_id", "delivered_in", "silenced_by")
-RECIPIENT_COLUMNS = ("email", "status", "attempts", "response")
-# The reason last: it is free text, and the columns before it stay aligned.
-DEAD_LETTER_COLUMNS = ("offset", "timestamp", "source", "key", "value_size", "replay_of", "reason")
-REPLAY_COLUMNS = ("topic", "replayed", "offsets")
-# The name last, as the reason: free text. Never the key itself: it is shown once, by `key create`.
-API_KEY_COLUMNS = ("key_id", "role", "client_id", "created_by", "created_at", "expires_at", "revoked_at", "name")
-POLICY_COLUMNS = ("client_id", "group_by", "group_wait_seconds", "group_interval_seconds", "max_emails_per_hour",
-                  "is_default", "version", "updated_by")
-# Free text last: the matchers and the comment.
-SILENCE_COLUMNS = ("silence_id", "client_id", "state", "severity", "starts_at", "ends_at", "created_by", "expired_by",
-                   "source", "name", "comment")
-
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Fields whose 0 means something else, as people read them.
 ZERO_CELLS = {("alerting.v1.NotificationPolicy", "max_emails_per_hour"): "default"}
