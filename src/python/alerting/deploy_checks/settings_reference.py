@@ -43,6 +43,12 @@ by the variable with `_FILE` after it (`ALERTING_KAFKA_SASL_PASSWORD_FILE`), whi
 out of the environment; credentials have no defaults (`docs/security.md`). The standard
 `OTEL_*` variables take precedence over the `ALERTING_OTEL_*` ones
 (`docs/architecture/ARCHITECTURE.md`, "Tracing").
+
+Read elsewhere: `ALERTING_MIGRATIONS_DIR` (the default of `migrate --dir`),
+`ALERTING_FAILPOINT` and `ALERTING_FAILPOINT_DIR` (the tests' crash injection,
+ARCHITECTURE.md), the demo's links to the UIs (`ALERTING_ZIPKIN_UI`, `ALERTING_JAEGER_UI`,
+`ALERTING_MAILPIT_UI`, set by `deploy/platform` and Docker Compose), and the local stack's
+and `./pants`' own (`docs/architecture/INFRASTRUCTURE.md`).
 """
 
 SIMPLE_TYPES = {str: "string", int: "integer", float: "number", bool: "`true` or `false`", Path: "path",
