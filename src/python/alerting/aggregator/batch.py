@@ -9,6 +9,7 @@ from aiokafka import ConsumerRecord
 
 from alerting.common.kafka import InvalidEvent, decode
 from alerting.common.validation import InvalidField, check_alert, email_address, require_canonical_uuid
+from alerting.rules.receivers import receiver_of
 from alerting.v1 import events_pb2
 
 
@@ -27,7 +28,10 @@ def decode_alert_matched(record: ConsumerRecord) -> events_pb2.AlertMatched:
             raise InvalidField("emails", "empty")
         for position, email in enumerate(event.emails):
             field = f"emails[{position}]"
-            if email_address(email, field) != email:
+            receiver_id = receiver_of(email)
+            if receiver_id is not None:
+                require_canonical_uuid(receiver_id, field)
+            elif email_address(email, field) != email:
                 raise InvalidField(field, f"not normalized as the rule-service stores addresses: {email!r}")
             if "," in email:
                 raise InvalidField(field, "contains a comma, which the insert joins addresses with")

@@ -37,6 +37,8 @@ def reason_of(record_: ConsumerRecord) -> str:
 
 def test_a_valid_match_decodes() -> None:
     assert decode_alert_matched(record("a-1", ("ops@x.io", "dba@x.io"))).emails == ["ops@x.io", "dba@x.io"]
+    receiver = "receiver:0b7e7dbe-8c4c-4b57-9b1a-8d2b4c3f2a10"
+    assert decode_alert_matched(record("a-1", ("ops@x.io", receiver))).emails == ["ops@x.io", receiver]
 
 
 def test_nul_in_the_alert_id_is_rejected_naming_the_field() -> None:
@@ -60,6 +62,7 @@ def test_an_alert_id_too_long_for_the_unique_index_is_rejected() -> None:
     ({"emails": ("not an address",)}, "emails[0]: malformed email address"),
     ({"emails": ("Ops@EXAMPLE.com",)}, "emails[0]: not normalized"),
     ({"emails": ()}, "emails: empty"),
+    ({"emails": ("receiver:r-1",)}, "emails[0]: not a UUID: 'r-1'"),
 ])
 def test_what_the_rule_service_never_writes_is_rejected(fields: dict[str, Any], reason: str) -> None:
     assert reason_of(record(**fields)).startswith(reason)

@@ -10,6 +10,7 @@ from alerting.common.kafka import InvalidEvent, decode
 from alerting.common.topics import SCHEMA_VERSION
 from alerting.common.validation import InvalidField, check_alert
 from alerting.evaluator.matcher import ClientMatch, Grant, IndexedRule, RuleFields
+from alerting.rules.receivers import endpoint
 from alerting.v1 import alert_pb2, events_pb2, rule_pb2
 
 
@@ -24,8 +25,12 @@ def decode_alert_new(record: ConsumerRecord) -> events_pb2.AlertNew:
 
 def rule_fields(rule: rule_pb2.Rule) -> RuleFields:
     """IndexedRule's fields in order, as a plain tuple: what RuleIndex.load takes, and
-    cheaper to build than the IndexedRule it makes of them."""
-    return (rule.rule_id, rule.client_id, rule.severity, rule.source, rule.name, tuple(rule.emails), rule.enabled,
+    cheaper to build than the IndexedRule it makes of them. Its endpoints are its emails
+    and its receivers (`receiver:<id>`): a notification goes to each."""
+    endpoints = tuple(rule.emails)
+    if rule.receiver_ids:
+        endpoints += tuple(endpoint(receiver_id) for receiver_id in rule.receiver_ids)
+    return (rule.rule_id, rule.client_id, rule.severity, rule.source, rule.name, endpoints, rule.enabled,
             rule.version)
 
 

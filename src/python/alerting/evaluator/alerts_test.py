@@ -8,11 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerting.common.kafka import InvalidEvent
-from alerting.evaluator.alerts import decode_alert_new, matched_event
+from alerting.evaluator.alerts import decode_alert_new, indexed_rule, matched_event
 from alerting.evaluator.matcher import ClientMatch
 from alerting.sender.email_message import render_email
 from alerting.testsupport.strategies import YEAR_10000, alert_new, any_alert_new, records, valid_alerts, values_of
-from alerting.v1 import alert_pb2
+from alerting.v1 import alert_pb2, rule_pb2
 
 MATCH = ClientMatch("6f1c2e8a-0b7d-4c1e-9a55-0d6f5b1e2c3a", ("1b4e28ba-2fa1-41d2-883f-0016d3cca427",),
                     ("ops@x.io",))
@@ -55,3 +55,12 @@ def test_the_year_10000_alert_is_refused_with_its_reason() -> None:
     with pytest.raises(InvalidEvent) as refused:
         decode_alert_new(record(alert_new(alert).SerializeToString()))
     assert str(refused.value) == "alert.event_ts: 253402387200 seconds since the epoch is out of range"
+
+
+def test_a_rules_endpoints_are_its_emails_and_its_receivers() -> None:
+    receiver = "0b7e7dbe-8c4c-4b57-9b1a-8d2b4c3f2a10"
+    rule = rule_pb2.Rule(rule_id="r", client_id="c", severity="HIGH", source="db", name="*", emails=["ops@x.io"],
+                         receiver_ids=[receiver], enabled=True, version=3)
+    assert indexed_rule(rule).emails == ("ops@x.io", f"receiver:{receiver}")
+    rule.ClearField("emails")
+    assert indexed_rule(rule).emails == (f"receiver:{receiver}",)

@@ -10,7 +10,8 @@ from typing import Any
 from alerting.v1 import rule_pb2
 
 RULE_COLUMNS = (
-    "rule_id, client_id, severity, source, name, emails, enabled, version, created_at, updated_at, updated_by"
+    "rule_id, client_id, severity, source, name, emails, receiver_ids, enabled, version, created_at, updated_at,"
+    " updated_by"
 )
 
 
@@ -23,6 +24,7 @@ def rule_from_row(row: Mapping[str, Any]) -> rule_pb2.Rule:
         source=row["source"],
         name=row["name"],
         emails=list(row["emails"]),
+        receiver_ids=sorted(str(receiver_id) for receiver_id in row["receiver_ids"]),
         enabled=row["enabled"],
         version=row["version"],
         updated_by=row["updated_by"],

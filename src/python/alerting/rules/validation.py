@@ -5,6 +5,8 @@ index or the snapshot."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from alerting.common.validation import (
     MAX_FIELD,
     InvalidField,
@@ -13,6 +15,7 @@ from alerting.common.validation import (
     text,
 )
 from alerting.common.vocabulary import SEVERITIES, WILDCARD
+from alerting.rules.receivers import receiver_ids
 from alerting.v1 import rule_pb2
 
 
@@ -26,12 +29,26 @@ def patterns(severity: str, source: str, name: str) -> tuple[str, str, str]:
     return severity, source, name
 
 
-def rule_fields(severity: str, source: str, name: str, emails: list[str]) -> tuple[str, str, str, list[str]]:
-    """The rule's patterns and endpoints, checked; emails normalized and de-duplicated, in order."""
+def rule_patterns(severity: str, source: str, name: str) -> None:
+    """A rule's patterns: a silence's, and not all three "*"."""
     patterns(severity, source, name)
     if severity == source == name == WILDCARD:
         raise InvalidField("rule", "at least one of severity, source and name must not be *")
+
+
+def rule_fields(severity: str, source: str, name: str, emails: list[str]) -> tuple[str, str, str, list[str]]:
+    """The rule's patterns and endpoints, checked; emails normalized and de-duplicated, in order."""
+    rule_patterns(severity, source, name)
     return severity, source, name, email_addresses(emails)
+
+
+def rule_endpoints(emails: list[str], receiver_id_values: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Where a rule's notifications go, checked: its emails normalized and de-duplicated, in
+    order, and its receivers' ids canonical and sorted; at least one of either."""
+    ids = receiver_ids(receiver_id_values)
+    if not emails and not ids:
+        raise InvalidField("emails", "at least one email address or receiver is required")
+    return (email_addresses(emails) if emails else []), ids
 
 
 def check_rule(rule: rule_pb2.Rule, field: str = "rule") -> None:
@@ -40,11 +57,14 @@ def check_rule(rule: rule_pb2.Rule, field: str = "rule") -> None:
     require_canonical_uuid(rule.rule_id, f"{field}.rule_id")
     require_canonical_uuid(rule.client_id, f"{field}.client_id")
     try:
-        _, _, _, emails = rule_fields(rule.severity, rule.source, rule.name, list(rule.emails))
+        rule_patterns(rule.severity, rule.source, rule.name)
+        emails, ids = rule_endpoints(list(rule.emails), list(rule.receiver_ids))
     except InvalidField as error:
         raise InvalidField(f"{field}.{error.field}", str(error).partition(": ")[2]) from error
     if emails != list(rule.emails):
         raise InvalidField(f"{field}.emails", "not normalized and unique as the rule-service stores them")
+    if ids != list(rule.receiver_ids):
+        raise InvalidField(f"{field}.receiver_ids", "not canonical, unique and sorted as the rule-service stores them")
     if rule.version < 1:
         raise InvalidField(f"{field}.version", "must be positive")
 

@@ -86,6 +86,10 @@ def stored_rule(**fields: object) -> rule_pb2.Rule:
             assert isinstance(value, list)
             rule.ClearField("emails")
             rule.emails.extend(value)
+        elif name == "receiver_ids":
+            assert isinstance(value, list)
+            rule.ClearField("receiver_ids")
+            rule.receiver_ids.extend(value)
         else:
             setattr(rule, name, value)
     return rule
@@ -93,6 +97,9 @@ def stored_rule(**fields: object) -> rule_pb2.Rule:
 
 def test_a_stored_rule_as_the_rule_service_writes_it_is_valid() -> None:
     check_rule(stored_rule())
+    receivers = sorted(str(uuid.uuid4()) for _ in range(2))
+    check_rule(stored_rule(emails=[], receiver_ids=receivers))
+    check_rule(stored_rule(receiver_ids=receivers))
 
 
 @pytest.mark.parametrize("fields, problem", [
@@ -100,7 +107,10 @@ def test_a_stored_rule_as_the_rule_service_writes_it_is_valid() -> None:
     ({"client_id": str(uuid.uuid4()).upper()}, "rule.client_id: not a canonical UUID"),
     ({"severity": "*", "source": "*"}, "rule.rule: at least one of severity, source and name must not be *"),
     ({"source": "x" * 300}, "rule.source: at most 256 characters"),
-    ({"emails": []}, "rule.emails: at least one email address is required"),
+    ({"emails": []}, "rule.emails: at least one email address or receiver is required"),
+    ({"receiver_ids": ["r-1"]}, "rule.receiver_ids[0]: not a UUID"),
+    ({"receiver_ids": ["6d1c8f7e-1111-4d3c-8f2a-2b9d3c4e5f60", "0b4a4d2e-54f5-4f9a-9a57-6f0f5f8b2f11"]},
+     "rule.receiver_ids: not canonical, unique and sorted"),
     ({"emails": ["not an address"]}, "rule.emails[0]: malformed email address"),
     ({"emails": ["a@x.io", "a@x.io"]}, "rule.emails: not normalized and unique"),
     ({"version": 0}, "rule.version: must be positive"),
