@@ -24,6 +24,7 @@ PROGRAMS = {
     "cli": set(),
     "migrate": set(),
     "smtp_sink": set(),
+    "webhook_sink": set(),
     "demo": {"producer"},  # the alert-producer is a library as well as a CLI
 }
 # Test code: may import anything.

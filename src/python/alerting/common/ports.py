@@ -16,6 +16,9 @@ METRICS_PORTS = {
 
 RULE_SERVICE_GRPC_PORT = 50051
 SMTP_SINK_PORT = 2525
+# The local webhook receiver (deploy/platform; not in compose, where tenants bring their own).
+WEBHOOK_SINK_PORT = 8091
+WEBHOOK_SINK_METRICS_PORT = 9108
 # Kafka's SASL_SSL listener for clients on the host: the local stack's only one, and the one
 # Docker Compose publishes; containers reach compose's broker on its own listener.
 KAFKA_PORT = 9094
