@@ -1,24 +1,22 @@
 """aggregator: `alerts.matched` → one row per (client, alert) in `notifications` →
-`notifications.ready`.
-
-Wiring only: the durable step and the sweeper are recorder.py, decoding and the shape
-of a batch's insert batch.py.
-"""
+`notifications.ready`. Wiring only: the durable step and the sweeper are recorder.py,
+decoding and the shape of a batch's insert batch.py."""
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from pydantic import Field
 
 from alerting.aggregator.batch import decode_alert_matched
 from alerting.aggregator.recorder import NotificationRecorder, SenderProgress, sweep_forever
 from alerting.common import topics
 from alerting.common.db import DatabaseRole, create_pool
-from alerting.common.kafka import BatchWorker, worker_clients
+from alerting.common.kafka import Companion, Wiring, run_worker
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
+from alerting.v1.events_pb2 import AlertMatched
 
 
 class AggregatorSettings(Settings):
@@ -31,49 +29,19 @@ class AggregatorSettings(Settings):
         "How often the sweeper runs and counts `PENDING` and `FAILED` notifications."))
 
 
-async def record_and_sweep(
-    settings: AggregatorSettings,
-    lifecycle: Lifecycle,
-    consumer: AIOKafkaConsumer,
-    producer: AIOKafkaProducer,
-    recorder: NotificationRecorder,
-) -> None:
-    """Consume `alerts.matched` until stopped, with the sweeper running beside the worker."""
-    sweeper = asyncio.create_task(sweep_forever(
-        recorder, lifecycle.stop,
-        interval_seconds=settings.sweep_interval_seconds, after_seconds=settings.sweep_after_seconds,
-    ))
-    worker = BatchWorker(
-        service="aggregator",
-        settings=settings,
-        consumer=consumer,
-        producer=producer,
-        decode=decode_alert_matched,
-        handle=recorder.handle,
-        stop=lifecycle.stop,
-    )
-    # A sweeper that ended would leave stranded rows PENDING: that is unhealthy, not silent.
-    lifecycle.ready = lambda: worker.ready() and not sweeper.done()
-    lifecycle.alive = lambda: not sweeper.done()
-    try:
-        await worker.run()
-    finally:
-        lifecycle.stop.set()
-        await sweeper
-
-
 async def run(settings: AggregatorSettings, lifecycle: Lifecycle) -> None:
     pool = await create_pool(settings, DatabaseRole.DATA_PLANE, stop=lifecycle.stop)
     progress = SenderProgress(settings)
-    try:
-        async with worker_clients(settings, topics.AGGREGATOR_GROUP, topics.ALERTS_MATCHED, lifecycle.stop) as (
-            consumer, producer
-        ):
-            recorder = NotificationRecorder(settings, pool, producer, progress)
-            await record_and_sweep(settings, lifecycle, consumer, producer, recorder)
-    finally:
-        await progress.stop()
-        await pool.close()
+
+    def wire(producer: AIOKafkaProducer) -> Wiring[AlertMatched]:
+        recorder = NotificationRecorder(settings, pool, producer, progress)
+        # The sweeper publishes again what was recorded but never reached the sender.
+        sweeping = partial(sweep_forever, recorder, interval_seconds=settings.sweep_interval_seconds,
+                           after_seconds=settings.sweep_after_seconds)
+        return Wiring(recorder.handle, [Companion(sweeping)])
+
+    await run_worker(settings, lifecycle, topics.AGGREGATOR, decode_alert_matched, wire,
+                     closing=[progress.stop, pool.close])
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
 """Kafka topic names (before Settings.topic_prefix) and the configs topics are created with.
 deploy/topics.txt creates them; deploy_checks/compose_test.py checks that the two agree."""
 
+from dataclasses import dataclass
+
 ALERTS_NEW = "alerts.new"
 RULE_CHANGED = "rule.changed"
 ALERTS_MATCHED = "alerts.matched"
@@ -13,6 +15,22 @@ RULE_UPDATER_GROUP = "rule-updater"
 EVALUATOR_GROUP = "evaluator"
 AGGREGATOR_GROUP = "aggregator"
 SENDER_GROUP = "sender"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a worker service consumes: its name (in metrics, spans and logs), its consumer
+    group and the topic."""
+
+    service: str
+    group: str
+    topic: str
+
+
+RULE_UPDATER = Subscription("rule-updater", RULE_UPDATER_GROUP, RULE_CHANGED)
+EVALUATOR = Subscription("evaluator", EVALUATOR_GROUP, ALERTS_NEW)
+AGGREGATOR = Subscription("aggregator", AGGREGATOR_GROUP, ALERTS_MATCHED)
+SENDER = Subscription("sender", SENDER_GROUP, NOTIFICATIONS_READY)
 
 # Topic configs that differ from the broker's defaults.
 # rule.changed is compacted instead of deleted after the retention time: a snapshot's

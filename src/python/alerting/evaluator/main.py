@@ -6,12 +6,8 @@ matching step (evaluation.py) and the index (matcher.py) live beside it.
 
 from __future__ import annotations
 
-import asyncio
-
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from alerting.common import topics
-from alerting.common.kafka import BatchWorker, worker_clients
+from alerting.common.kafka import Companion, Wiring, run_worker
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
 from alerting.evaluator.alerts import decode_alert_new
@@ -23,44 +19,11 @@ from alerting.evaluator.warm_start import warm_index
 async def run(settings: Settings, lifecycle: Lifecycle) -> None:
     warm = await warm_index(settings, lifecycle.stop)
     follower = RuleFollower(settings, warm.index, warm.next_offset, warm.version)
-    try:
-        async with worker_clients(settings, topics.EVALUATOR_GROUP, topics.ALERTS_NEW, lifecycle.stop) as (
-            consumer, producer
-        ):
-            await follower.start(lifecycle.stop)
-            await evaluate(settings, lifecycle, follower, consumer, producer)
-    finally:
-        await follower.stop()
-
-
-async def evaluate(
-    settings: Settings,
-    lifecycle: Lifecycle,
-    follower: RuleFollower,
-    consumer: AIOKafkaConsumer,
-    producer: AIOKafkaProducer,
-) -> None:
-    """Match alerts until stopped, with the follower keeping the index current beside."""
-    following = asyncio.create_task(follower.follow(lifecycle.stop))
-    # follow() ends early only on RuleOffsetLost. The evaluator then stops, rather than
-    # match with an index that no longer follows, and exits with that error: a restart
-    # warms again, from a snapshot the log holds (rebuilt if need be).
-    following.add_done_callback(lambda _: lifecycle.stop.set())
-    try:
-        worker = BatchWorker(
-            service="evaluator",
-            settings=settings,
-            consumer=consumer,
-            producer=producer,
-            decode=decode_alert_new,
-            handle=AlertEvaluator(settings, follower.index, producer).handle,
-            stop=lifecycle.stop,
-        )
-        lifecycle.ready = lambda: worker.ready() and not follower.failing
-        await worker.run()
-    finally:
-        lifecycle.stop.set()
-        await following
+    # follow() ends early only on RuleOffsetLost: the evaluator then stops, rather than match
+    # with an index that no longer follows, and exits with that error; a restart warms again.
+    following = Companion(follower.follow, start=follower.start, ready=lambda: not follower.failing, stops_worker=True)
+    await run_worker(settings, lifecycle, topics.EVALUATOR, decode_alert_new, lambda producer: Wiring(
+        AlertEvaluator(settings, follower.index, producer).handle, [following]), closing=[follower.stop])
 
 
 def main() -> None:

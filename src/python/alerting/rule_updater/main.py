@@ -6,9 +6,10 @@ are the rule path's library, alerting.rules."""
 from __future__ import annotations
 
 import logging
+from contextlib import aclosing
 
 from alerting.common import topics
-from alerting.common.kafka import BatchWorker, worker_clients
+from alerting.common.kafka import Wiring, run_worker
 from alerting.common.redis_client import redis_client
 from alerting.common.service import Lifecycle, run_service
 from alerting.common.settings import Settings
@@ -20,27 +21,11 @@ log = logging.getLogger(__name__)
 
 
 async def run(settings: Settings, lifecycle: Lifecycle) -> None:
-    client = redis_client(settings)
-    try:
+    async with aclosing(redis_client(settings)) as client:
         loaded, rebuilt = await load_or_rebuild(client, settings, unconverted, stop=lifecycle.stop)
         log.info("rule snapshot %s", "rebuilt from Postgres" if rebuilt else "present")
-        async with worker_clients(settings, topics.RULE_UPDATER_GROUP, topics.RULE_CHANGED, lifecycle.stop) as (
-            consumer, producer
-        ):
-            writer = SnapshotWriter(client, settings, lifecycle.stop, loaded.version)
-            worker = BatchWorker(
-                service="rule-updater",
-                settings=settings,
-                consumer=consumer,
-                producer=producer,
-                decode=writer.decode,
-                handle=writer.handle,
-                stop=lifecycle.stop,
-            )
-            lifecycle.ready = worker.ready
-            await worker.run()
-    finally:
-        await client.aclose()
+        writer = SnapshotWriter(client, settings, lifecycle.stop, loaded.version)
+        await run_worker(settings, lifecycle, topics.RULE_UPDATER, writer.decode, lambda _: Wiring(writer.handle))
 
 
 def main() -> None:

@@ -7,21 +7,17 @@ import asyncio
 import itertools
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
 from alerting.common import topics
-from alerting.common.kafka import (
-    BatchWorker,
-    Delivery,
-    InvalidEvent,
-    OutgoingMessage,
-    make_producer,
-    publish_all,
-    worker_clients,
-)
+from alerting.common.kafka import InvalidEvent, OutgoingMessage, make_producer, publish_all
+from alerting.common.kafka.clients import worker_clients
+from alerting.common.kafka.middleware import worker_middlewares
+from alerting.common.kafka.worker import BatchWorker, Delivery
 from alerting.common.settings import Settings
 from alerting.sender.notifications import decode_notification_ready
 from alerting.testsupport import stack
@@ -67,6 +63,28 @@ class Fates:
         self.processed.update(ids)
 
 
+async def run_until(settings: Settings, fated: Fates, service: str,
+                    committed: Callable[[AIOKafkaConsumer], Awaitable[bool]]) -> None:
+    """The worker loop over TOPIC with the fates' decoder and handler, until `committed`
+    holds of its consumer; the loop must not end before."""
+    stop = asyncio.Event()
+    async with worker_clients(settings, service, TOPIC, stop) as (consumer, producer):
+        worker = BatchWorker(settings=settings, consumer=consumer, producer=producer, handle=fated.handle,
+                             middlewares=worker_middlewares(service, settings, consumer, fated.decode), stop=stop,
+                             service=service)
+        running = asyncio.create_task(worker.run())
+
+        async def committed_past_everything() -> bool:
+            assert not running.done(), "the worker loop ended"
+            return await committed(consumer)
+
+        try:
+            await wait_until(committed_past_everything, 60, "every record committed")
+        finally:
+            stop.set()
+            await running
+
+
 @on_the_stack()
 @given(batch=st.lists(st.one_of(
     st.tuples(st.sampled_from(FATES), st.uuids().map(str), headers).map(lambda t: (valid(t[1]), t[2], t[0], t[1])),
@@ -93,27 +111,16 @@ async def test_every_record_is_processed_or_dead_lettered_with_a_reason_and_the_
     finally:
         await producer.stop()
 
+    async def committed_past_everything(consumer: AIOKafkaConsumer) -> bool:
+        partitions = consumer.assignment()
+        if not partitions:
+            return False
+        ends = await consumer.end_offsets(list(partitions))
+        return sum(ends.values()) == len(batch) and all(
+            [(await consumer.committed(tp) or 0) == end for tp, end in ends.items()])
+
     fated = Fates(fates)
-    stop = asyncio.Event()
-    async with worker_clients(settings, "poison-test", TOPIC, stop) as (consumer, dlq_producer):
-        worker = BatchWorker(service="poison-test", settings=settings, consumer=consumer, producer=dlq_producer,
-                             decode=fated.decode, handle=fated.handle, stop=stop)
-        running = asyncio.create_task(worker.run())
-
-        async def committed_past_everything() -> bool:
-            assert not running.done(), "the worker loop ended"
-            partitions = consumer.assignment()
-            if not partitions:
-                return False
-            ends = await consumer.end_offsets(list(partitions))
-            return sum(ends.values()) == len(batch) and all(
-                [(await consumer.committed(tp) or 0) == end for tp, end in ends.items()])
-
-        try:
-            await wait_until(committed_past_everything, 60, "every record committed")
-        finally:
-            stop.set()
-            await running
+    await run_until(settings, fated, "poison-test", committed_past_everything)
 
     # Each record's one outcome, as the fates and the real decoder say: processed (its id),
     # or dead-lettered with its reason (keyed by its position in the batch).
@@ -150,24 +157,14 @@ async def test_records_the_client_cannot_parse_are_dead_lettered_and_hide_no_oth
     ids = [str(uuid.uuid4()) for _ in range(8)]
     await send_unparsable(settings, TOPIC, [valid(i) for i in ids[:5]], unparsable={2, 4}, partition=0)
     await send_unparsable(settings, TOPIC, [valid(i) for i in ids[5:]], unparsable={1}, partition=1)
+
+    async def committed_past_everything(consumer: AIOKafkaConsumer) -> bool:
+        partitions = {TopicPartition(settings.topic(TOPIC), p): end for p, end in ((0, 5), (1, 3))}
+        return partitions.keys() <= consumer.assignment() and all(
+            [await consumer.committed(tp) == end for tp, end in partitions.items()])
+
     fated = Fates({})
-    stop = asyncio.Event()
-    async with worker_clients(settings, "unparsable-test", TOPIC, stop) as (consumer, producer):
-        worker = BatchWorker(service="unparsable-test", settings=settings, consumer=consumer, producer=producer,
-                             decode=fated.decode, handle=fated.handle, stop=stop)
-        running = asyncio.create_task(worker.run())
-
-        async def committed_past_everything() -> bool:
-            assert not running.done(), "the worker loop ended"
-            partitions = {TopicPartition(settings.topic(TOPIC), p): end for p, end in ((0, 5), (1, 3))}
-            return partitions.keys() <= consumer.assignment() and all(
-                [await consumer.committed(tp) == end for tp, end in partitions.items()])
-
-        try:
-            await wait_until(committed_past_everything, 60, "every record committed")
-        finally:
-            stop.set()
-            await running
+    await run_until(settings, fated, "unparsable-test", committed_past_everything)
     assert fated.processed == Counter({ids[n]: 1 for n in (0, 1, 3, 5, 7)})
     dead = await read(settings, topics.dead_letter(TOPIC), 3)
     assert sorted(dict(record.headers)["dlq.source"].decode() for record in dead) == [
