@@ -28,8 +28,6 @@ from prometheus_client import Counter
 
 from alerting.common.validation import canonical_uuid
 from alerting.rule_service.access import (
-    ADMIN,
-    BOOTSTRAP,
     Caller,
     MalformedKey,
     parse_key,
@@ -40,6 +38,7 @@ from alerting.rule_service.access import (
 from alerting.rule_service.errors import NotFound
 from alerting.rule_service.limits import peer_address
 from alerting.rule_service.quotas import RateLimiter
+from alerting.rule_service.store import keys as key_store
 
 log = logging.getLogger(__name__)
 CALLER: ContextVar[Caller] = ContextVar("caller")
@@ -122,9 +121,7 @@ class KeyStore:
         known = self._known.get(key_id)
         if known is not None or self._unknown.get(key_id):
             return known
-        row = await self.pool.fetchrow(
-            "SELECT secret_hash, role, client_id, revoked_at IS NOT NULL AS revoked, expires_at"
-            " FROM api_keys WHERE key_id = $1", key_id)
+        row = await key_store.stored_key(self.pool, key_id)
         KEY_LOOKUPS.labels("unknown" if row is None else "found").inc()
         if row is None:
             self._known.forget(key_id)
@@ -152,12 +149,7 @@ async def bootstrap_admin_key(pool: asyncpg.Pool, key: str) -> bool:
     """Store the admin key given at first start, unless its id is known already (a key revoked
     since stays revoked). True when it was stored now."""
     key_id, secret = parse_key(key)
-    stored = await pool.fetchval(
-        "INSERT INTO api_keys (key_id, secret_hash, role, name, created_by)"
-        " VALUES ($1, $2, $3, 'bootstrap admin key', $4) ON CONFLICT (key_id) DO NOTHING RETURNING key_id",
-        key_id, secret_hash(secret), ADMIN, BOOTSTRAP,
-    )
-    return stored is not None
+    return await key_store.add_bootstrap_key(pool, key_id, secret_hash(secret))
 
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]]

@@ -31,6 +31,8 @@ from alerting.v1 import (
     notification_policy_service_pb2_grpc,
     notification_service_pb2,
     notification_service_pb2_grpc,
+    receiver_service_pb2,
+    receiver_service_pb2_grpc,
     rule_pb2,
     rule_service_pb2,
     rule_service_pb2_grpc,
@@ -56,6 +58,7 @@ class World:
     key_id_a: str  # a second TENANT key of A, to list and revoke
     notification_a: str  # FAILED, so that it can be retried
     silence_a: str  # active, so that it can be expired
+    receiver_a: str  # a webhook no rule names, so that it can be deleted
     keys: dict[str, str]  # credential kind → the key presented ("" presents none)
 
 
@@ -79,6 +82,7 @@ async def make_world(service: RuleServiceUnderTest) -> World:
         await policy_stub(channel).SetNotificationPolicy(notification_policy_service_pb2.SetNotificationPolicyRequest(
             client_id=client_a, group_wait_seconds=10, group_interval_seconds=300))
         silence_a = await silence_stub(channel).CreateSilence(silence_request(client_a))
+        receiver_a = await receiver_stub(channel).CreateReceiver(receiver_request(client_a))
     [row] = await fetch(
         service.settings,
         "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert, status, failure, attempts)"
@@ -86,7 +90,8 @@ async def make_world(service: RuleServiceUnderTest) -> World:
         client_a, uuid.uuid4().hex, [rule_a.rule_id], ["ops@a.io"],
         build_alert("HIGH", "db", "disk").SerializeToString())
     unknown_secret = own.key.rpartition(".")[0] + "." + "A" * 43  # a real key id, a wrong secret
-    return World(client_a, rule_a, second.api_key.key_id, str(row["notification_id"]), silence_a.silence_id, {
+    return World(client_a, rule_a, second.api_key.key_id, str(row["notification_id"]), silence_a.silence_id,
+                 receiver_a.receiver.receiver_id, {
         "none": "", "malformed": "not-a-key", "unknown": unknown_secret, "revoked": revoked.key,
         "own_tenant": own.key, "other_tenant": other.key, "admin": service.admin_key,
     })
@@ -118,6 +123,16 @@ def policy_stub(channel: grpc.aio.Channel
 
 def silence_stub(channel: grpc.aio.Channel) -> silence_service_pb2_grpc.SilenceServiceAsyncStub:
     return silence_service_pb2_grpc.SilenceServiceStub(channel)
+
+
+def receiver_stub(channel: grpc.aio.Channel) -> receiver_service_pb2_grpc.ReceiverServiceAsyncStub:
+    return receiver_service_pb2_grpc.ReceiverServiceStub(channel)
+
+
+def receiver_request(client_id: str) -> receiver_service_pb2.CreateReceiverRequest:
+    return receiver_service_pb2.CreateReceiverRequest(client_id=client_id, name=f"hook {uuid.uuid4()}",
+                                                      kind=receiver_service_pb2.RECEIVER_KIND_WEBHOOK,
+                                                      url="http://127.0.0.1:9/hook")
 
 
 def silence_request(client_id: str) -> silence_service_pb2.CreateSilenceRequest:
@@ -219,12 +234,26 @@ MATRIX: dict[str, tuple[Call, grpc.StatusCode, grpc.StatusCode, grpc.StatusCode]
     "SilenceService/ExpireSilence": (
         lambda c, w: silence_stub(c).ExpireSilence(silence_service_pb2.ExpireSilenceRequest(silence_id=w.silence_a)),
         OK, NOT_FOUND, OK),
+    "ReceiverService/CreateReceiver": (
+        lambda c, w: receiver_stub(c).CreateReceiver(receiver_request(w.client_a)), OK, NOT_FOUND, OK),
+    "ReceiverService/GetReceiver": (
+        lambda c, w: receiver_stub(c).GetReceiver(receiver_service_pb2.GetReceiverRequest(receiver_id=w.receiver_a)),
+        OK, NOT_FOUND, OK),
+    "ReceiverService/ListReceivers": (
+        lambda c, w: receiver_stub(c).ListReceivers(receiver_service_pb2.ListReceiversRequest(client_id=w.client_a)),
+        OK, NOT_FOUND, OK),
+    "ReceiverService/RotateReceiverSecret": (
+        lambda c, w: receiver_stub(c).RotateReceiverSecret(
+            receiver_service_pb2.RotateReceiverSecretRequest(receiver_id=w.receiver_a)), OK, NOT_FOUND, OK),
+    "ReceiverService/DeleteReceiver": (
+        lambda c, w: receiver_stub(c).DeleteReceiver(
+            receiver_service_pb2.DeleteReceiverRequest(receiver_id=w.receiver_a)), OK, NOT_FOUND, OK),
 }
 
 
 def test_the_matrix_covers_every_rpc_of_every_service() -> None:
     services = (rule_service_pb2, api_key_service_pb2, notification_service_pb2, dead_letter_service_pb2,
-                notification_policy_service_pb2, silence_service_pb2)
+                notification_policy_service_pb2, silence_service_pb2, receiver_service_pb2)
     rpcs = {f"{service.name}/{method.name}" for module in services
             for service in module.DESCRIPTOR.services_by_name.values() for method in service.methods}
     assert {name.partition("(")[0] for name in MATRIX} == rpcs

@@ -1,7 +1,8 @@
 """The gRPC DeadLetterService: a platform topic's dead letters (`<topic>.dlq`) listed, and
 chosen ones replayed to the topic they came from.
 
-Pure functions decide what to read, what a dead letter says and what to publish again.
+Pure functions decide what to read and what a dead letter says; the format of a dead
+letter and of its replay is alerting.common.kafka.dead_letters.
 The Kafka I/O around them is a thin shell: `DeadLetterLog`, a consumer outside any
 consumer group that reads the dead-letter topic's one partition from explicit offsets,
 and `publish_once`, one idempotent producer per replay that sends each chosen record once.
@@ -20,8 +21,17 @@ import grpc
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
-from alerting.common import telemetry, topics
+from alerting.common import topics
 from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
+from alerting.common.kafka.dead_letters import (
+    REASON_HEADER,
+    REPLAY_HEADER,
+    SOURCE_HEADER,
+    header,
+    header_text,
+    parse_position,
+    replay_message,
+)
 from alerting.common.settings import Settings
 from alerting.common.validation import InvalidField
 from alerting.rule_service.auth import caller
@@ -32,12 +42,6 @@ from alerting.v1 import dead_letter_service_pb2_grpc
 if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
 
-# The headers BatchWorker adds to a dead letter (alerting.common.kafka.dead_letter_message),
-# and the one a replay adds instead.
-DLQ_HEADER_PREFIX = "dlq."
-REASON_HEADER = "dlq.reason"
-SOURCE_HEADER = "dlq.source"
-REPLAY_HEADER = "dlq.replay_of"
 DEFAULT_MAX_COUNT = 100
 MAX_COUNT = 1000
 MAX_REPLAY = 1000
@@ -93,32 +97,6 @@ def fetch_windows(offsets: Sequence[int], size: int = FETCH_RECORDS) -> list[tup
 
 
 # ---------------------------------------------------------------- pure: records
-def header(record: ConsumerRecord, name: str) -> bytes | None:
-    """The record's last header called `name`, None without one."""
-    values = [value for key, value in record.headers or () if key == name]
-    return values[-1] if values else None
-
-
-def header_text(record: ConsumerRecord, name: str) -> str:
-    value = header(record, name)
-    return "" if value is None else value.decode("utf-8", "replace")
-
-
-def position(record: ConsumerRecord) -> str:
-    """`<topic>/<partition>/<offset>`, as the dlq.source and dlq.replay_of headers write it."""
-    return f"{record.topic}/{record.partition}/{record.offset}"
-
-
-def parse_source(value: bytes | None) -> api.DeadLetterSource | None:
-    """A `dlq.source` header's `<topic>/<partition>/<offset>`; None if it is not one."""
-    try:
-        topic, partition, offset = (value or b"").decode("utf-8").rsplit("/", 2)
-        source = api.DeadLetterSource(topic=topic, partition=int(partition), offset=int(offset))
-    except ValueError:  # UnicodeDecodeError, too few parts, not numbers, out of range
-        return None
-    return source if topic and source.partition >= 0 and source.offset >= 0 else None
-
-
 def describe(record: ConsumerRecord) -> api.DeadLetter:
     """A dead-letter record as the API lists it."""
     dead_letter = api.DeadLetter(
@@ -128,9 +106,10 @@ def describe(record: ConsumerRecord) -> api.DeadLetter:
         value_size=len(record.value or b""),
         replay_of=header_text(record, REPLAY_HEADER),
     )
-    source = parse_source(header(record, SOURCE_HEADER))
+    source = parse_position(header(record, SOURCE_HEADER))
     if source is not None:
-        dead_letter.source.CopyFrom(source)
+        dead_letter.source.CopyFrom(
+            api.DeadLetterSource(topic=source.topic, partition=source.partition, offset=source.offset))
     dead_letter.timestamp.FromMilliseconds(record.timestamp)
     return dead_letter
 
@@ -154,18 +133,6 @@ def choose(found: Mapping[int, ConsumerRecord], offsets: Sequence[int], dead_let
         held = f"offsets {log_start} to {log_end - 1}" if log_end > log_start else "no dead letters"
         raise NotFound(f"offsets: {dead_letter_topic} has no dead letter at offset {named} (it holds {held})")
     return [found[offset] for offset in offsets]
-
-
-def replay_message(record: ConsumerRecord, topic: str) -> OutgoingMessage:
-    """The dead letter as it is published again to `topic`: its key, value and headers
-    without the dlq.* ones, plus dlq.replay_of naming the dead letter. Its trace goes on:
-    the trace headers are not copied but continued (the Kafka instrumentation injects the
-    context of the replay's send, in the same trace)."""
-    headers = [(key, value) for key, value in record.headers or ()
-               if not key.startswith(DLQ_HEADER_PREFIX) and key not in telemetry.TRACE_HEADERS]
-    headers.append((REPLAY_HEADER, position(record).encode()))
-    return OutgoingMessage(topic=topic, value=record.value or b"", key=record.key, headers=headers,
-                           trace_context=telemetry.context_from_headers(record.headers))
 
 
 # ---------------------------------------------------------------- Kafka I/O

@@ -238,25 +238,5 @@ def test_fetch_windows_cover_the_offsets_in_reads_of_bounded_size() -> None:
     assert dead_letters.fetch_windows([]) == []
 
 
-@pytest.mark.parametrize("header, source", [
-    (b"p.alerts.new/3/42", api.DeadLetterSource(topic="p.alerts.new", partition=3, offset=42)),
-    (b"alerts.new/3", None),
-    (b"/3/42", None),
-    (b"alerts.new/x/42", None),
-    (b"alerts.new/3/-1", None),
-    (b"alerts.new/99999999999/1", None),
-    (b"\xff/1/2", None),
-    (None, None),
-])
-def test_parse_source(header: bytes | None, source: api.DeadLetterSource | None) -> None:
-    assert dead_letters.parse_source(header) == source
-
-
-def test_a_replay_keeps_key_value_and_headers_but_the_dlq_ones() -> None:
-    record = ConsumerRecord("p.alerts.new.dlq", 0, 12, 1_700_000_000_000, 0, b"k", b"v", None, 1, 1,
-                            [("a", b"1"), ("dlq.reason", b"bad"), ("b", b"2"), ("dlq.source", b"p.alerts.new/1/5"),
-                             ("dlq.replay_of", b"p.alerts.new.dlq/0/3")])
-    message = dead_letters.replay_message(record, "p.alerts.new")
-    assert (message.topic, message.key, message.value, message.headers) == (
-        "p.alerts.new", b"k", b"v", [("a", b"1"), ("b", b"2"), ("dlq.replay_of", b"p.alerts.new.dlq/0/12")])
+def test_a_replay_publishes_each_offset_asked_for_once_in_order() -> None:
     assert dead_letters.replay_offsets([5, 1, 5, 0]) == [0, 1, 5]

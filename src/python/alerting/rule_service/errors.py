@@ -45,6 +45,10 @@ class QuotaExceeded(Exception):
     """RESOURCE_EXHAUSTED: the change would take the caller past one of its quotas."""
 
 
+class AlreadyExists(Exception):
+    """ALREADY_EXISTS: something of that name exists already."""
+
+
 def grpc_errors(method: Handler[Request, Response]) -> Handler[Request, Response]:
     """Domain errors → gRPC status codes, the message naming the field or the id."""
 
@@ -62,6 +66,8 @@ def grpc_errors(method: Handler[Request, Response]) -> Handler[Request, Response
             code, details = grpc.StatusCode.PERMISSION_DENIED, str(error)
         except QuotaExceeded as error:
             code, details = grpc.StatusCode.RESOURCE_EXHAUSTED, str(error)
+        except AlreadyExists as error:
+            code, details = grpc.StatusCode.ALREADY_EXISTS, str(error)
         except asyncpg.ForeignKeyViolationError:
             code, details = grpc.StatusCode.NOT_FOUND, "client_id: no such client"
         # Aborted outside the except blocks: no exception is chained to the abort, so the

@@ -22,6 +22,7 @@ from alerting.rule_service.keys import ApiKeyService
 from alerting.rule_service.main import instrument_grpc_server
 from alerting.rule_service.notifications import NotificationService
 from alerting.rule_service.policies import NotificationPolicyService
+from alerting.rule_service.receivers import ReceiverService
 from alerting.rule_service.servicer import RuleService
 from alerting.rule_service.silences import SilenceService
 from alerting.testsupport.services import RuleServiceUnderTest, rule_service
@@ -30,6 +31,7 @@ from alerting.v1 import (
     dead_letter_service_pb2,
     notification_policy_service_pb2,
     notification_service_pb2,
+    receiver_service_pb2,
     rule_service_pb2,
     silence_service_pb2,
 )
@@ -43,6 +45,7 @@ SERVICES = {
     NotificationPolicyService:
         notification_policy_service_pb2.DESCRIPTOR.services_by_name["NotificationPolicyService"],
     SilenceService: silence_service_pb2.DESCRIPTOR.services_by_name["SilenceService"],
+    ReceiverService: receiver_service_pb2.DESCRIPTOR.services_by_name["ReceiverService"],
 }
 RPCS = [f"/{service.full_name}/{method.name}" for service in SERVICES.values() for method in service.methods]
 

@@ -1,82 +1,23 @@
 """The gRPC NotificationService: notifications by tenant, status and digest, each with its
-recipients' outcomes and the email that delivered it, and a retry of a FAILED one."""
+recipients' outcomes and the email that delivered it, and a retry of a FAILED one. The SQL
+is store/notifications.py's."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from alerting.common.validation import InvalidField, canonical_uuid
 from alerting.rule_service import validation
 from alerting.rule_service.auth import caller, visible_client_id
-from alerting.rule_service.errors import FailedPrecondition, NotFound, grpc_errors
-from alerting.v1 import alert_pb2, notification_service_pb2_grpc
+from alerting.rule_service.errors import grpc_errors
+from alerting.rule_service.store import notifications as notification_store
 from alerting.v1 import notification_service_pb2 as api
+from alerting.v1 import notification_service_pb2_grpc
 
 if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
-
-COLUMNS = ("notification_id, client_id, alert_id, rule_ids, emails, status, failure, last_error, attempts,"
-           " next_attempt_at, created_at, sent_at, trace_context, digest_id, silenced_by")
-STATUSES = {
-    api.NOTIFICATION_STATUS_PENDING: "PENDING",
-    api.NOTIFICATION_STATUS_SENT: "SENT",
-    api.NOTIFICATION_STATUS_FAILED: "FAILED",
-    api.NOTIFICATION_STATUS_SILENCED: "SILENCED",
-}
-STATUS_VALUES = {name: value for value, name in STATUSES.items()}
-RECIPIENT_STATUS_VALUES = {
-    "SENT": api.RECIPIENT_STATUS_SENT,
-    "FAILED": api.RECIPIENT_STATUS_FAILED,
-    "DEFERRED": api.RECIPIENT_STATUS_DEFERRED,
-}
-LIST = f"""
-SELECT {COLUMNS} FROM notifications
-WHERE ($1::uuid IS NULL OR client_id = $1) AND ($2::text IS NULL OR status = $2)
-  AND ($6::uuid IS NULL OR digest_id = $6)
-  AND ($3::timestamptz IS NULL OR (created_at, notification_id) < ($3, $4::uuid))
-ORDER BY created_at DESC, notification_id DESC LIMIT $5
-"""
-# FAILED back to PENDING and due now, with the recipients that did not receive it open
-# again; its maximum age counts from now. One that failed in a digest is retried alone.
-RETRY = """
-WITH retried AS (
-    UPDATE notifications SET status = 'PENDING', failure = NULL, last_error = NULL, next_attempt_at = now(),
-        attempts = greatest(attempts, 1), retried_at = now(), lease_until = NULL, leased_by = NULL,
-        digest_id = NULL, updated_at = now()
-    WHERE notification_id = $1 AND status = 'FAILED' AND ($2::uuid IS NULL OR client_id = $2::uuid)
-    RETURNING notification_id
-), reopened AS (
-    DELETE FROM notification_recipients
-    WHERE notification_id IN (SELECT notification_id FROM retried) AND status <> 'SENT'
-)
-SELECT notification_id FROM retried
-"""
-
-
-def trace_id(trace_context: str | None) -> str:
-    """The trace id of a W3C traceparent (version-traceid-spanid-flags); empty without one."""
-    parts = (trace_context or "").split("-")
-    return parts[1] if len(parts) == 4 else ""
-
-
-def notification_message(row: Mapping[str, Any]) -> api.Notification:
-    message = api.Notification(
-        notification_id=str(row["notification_id"]), client_id=str(row["client_id"]), alert_id=row["alert_id"],
-        rule_ids=[str(rule_id) for rule_id in row["rule_ids"]], emails=list(row["emails"]),
-        status=STATUS_VALUES[row["status"]], failure=row["failure"] or "", last_error=row["last_error"] or "",
-        attempts=row["attempts"], trace_id=trace_id(row["trace_context"]),
-        digest_id=str(row["digest_id"] or ""), silenced_by=str(row["silenced_by"] or ""),
-    )
-    if row["status"] == "SENT":
-        message.delivered_in = str(row["digest_id"] or row["notification_id"])
-    message.next_attempt_at.FromDatetime(row["next_attempt_at"])
-    message.created_at.FromDatetime(row["created_at"])
-    if row["sent_at"] is not None:
-        message.sent_at.FromDatetime(row["sent_at"])
-    return message
 
 
 class NotificationService(notification_service_pb2_grpc.NotificationServiceServicer):
@@ -88,50 +29,22 @@ class NotificationService(notification_service_pb2_grpc.NotificationServiceServi
         self, request: api.ListNotificationsRequest, context: Context
     ) -> api.ListNotificationsResponse:
         client_id = visible_client_id(request.client_id) if request.client_id else caller().visible_client()
-        if request.status not in (api.NOTIFICATION_STATUS_UNSPECIFIED, *STATUSES):
+        if request.status not in (api.NOTIFICATION_STATUS_UNSPECIFIED, *notification_store.STATUSES):
             raise InvalidField("status", f"unknown value {request.status}")
         size = validation.page_size(request.page_size)
         after = validation.decode_cursor(request.page_token)
         digest_id = canonical_uuid(request.digest_id, "digest_id") if request.digest_id else None
-        rows = await self.pool.fetch(LIST, client_id, STATUSES.get(request.status), after and after[0],
-                                     after and after[1], size + 1, digest_id)
-        page = rows[:size]
-        token = (validation.encode_cursor(page[-1]["created_at"], str(page[-1]["notification_id"]))
-                 if len(rows) > size else "")
-        return api.ListNotificationsResponse(notifications=[notification_message(row) for row in page],
-                                             next_page_token=token)
+        notifications, last = await notification_store.list_page(
+            self.pool, client_id, notification_store.STATUSES.get(request.status), digest_id, after, size)
+        return api.ListNotificationsResponse(notifications=notifications,
+                                             next_page_token=validation.encode_cursor(*last) if last else "")
 
     @grpc_errors
     async def GetNotification(self, request: api.GetNotificationRequest, context: Context) -> api.Notification:
-        return await self._full(canonical_uuid(request.notification_id, "notification_id"))
+        notification_id = canonical_uuid(request.notification_id, "notification_id")
+        return await notification_store.get(self.pool, notification_id, caller().visible_client())
 
     @grpc_errors
     async def RetryNotification(self, request: api.RetryNotificationRequest, context: Context) -> api.Notification:
         notification_id = canonical_uuid(request.notification_id, "notification_id")
-        if await self.pool.fetchval(RETRY, notification_id, caller().visible_client()) is None:
-            current = await self._full(notification_id)  # NotFound when there is none
-            status = STATUSES[current.status]
-            raise FailedPrecondition(f"notification_id: {notification_id} is {status}, not FAILED")
-        return await self._full(notification_id)
-
-    async def _full(self, notification_id: str) -> api.Notification:
-        """The notification with its alert and recipients; NotFound when there is none (that the caller may see)."""
-        row = await self.pool.fetchrow(
-            f"SELECT {COLUMNS}, alert FROM notifications WHERE notification_id = $1"
-            " AND ($2::uuid IS NULL OR client_id = $2::uuid)", notification_id, caller().visible_client())
-        if row is None:
-            raise NotFound(f"notification_id: no notification {notification_id}")
-        message = notification_message(row)
-        message.alert.CopyFrom(alert_pb2.Alert.FromString(row["alert"]))
-        # Sent in a digest, its recipients' outcomes are the digest's.
-        recipients = (("digest_recipients", "digest_id", row["digest_id"]) if row["digest_id"] is not None
-                      else ("notification_recipients", "notification_id", notification_id))
-        for recipient in await self.pool.fetch(
-            f"SELECT email, status, response, attempts, updated_at FROM {recipients[0]}"
-            f" WHERE {recipients[1]} = $1 ORDER BY email", recipients[2],
-        ):
-            outcome = message.recipients.add(
-                email=recipient["email"], status=RECIPIENT_STATUS_VALUES[recipient["status"]],
-                response=recipient["response"], attempts=recipient["attempts"])
-            outcome.updated_at.FromDatetime(recipient["updated_at"])
-        return message
+        return await notification_store.retry(self.pool, notification_id, caller().visible_client())

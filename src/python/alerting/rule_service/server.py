@@ -1,5 +1,5 @@
 """The rule-service's gRPC server (RuleService, ApiKeyService, NotificationService,
-DeadLetterService, NotificationPolicyService, SilenceService, health checking, reflection,
+DeadLetterService, NotificationPolicyService, SilenceService, ReceiverService, health checking, reflection,
 server metrics), over TLS unless told
 otherwise, every API call authenticated, and the outbox relay beside it, served until the
 service is asked to stop."""
@@ -33,6 +33,7 @@ from alerting.rule_service.notifications import NotificationService
 from alerting.rule_service.outbox import OutboxRelay
 from alerting.rule_service.policies import NotificationPolicyService
 from alerting.rule_service.quotas import RateLimiter
+from alerting.rule_service.receivers import DEFAULT_MAX_RECEIVERS_PER_CLIENT, ReceiverService
 from alerting.rule_service.servicer import DEFAULT_MAX_RECIPIENTS_PER_CLIENT, RuleService
 from alerting.rule_service.silences import (
     DEFAULT_MAX_SILENCE_SECONDS,
@@ -40,6 +41,7 @@ from alerting.rule_service.silences import (
     SilenceService,
 )
 from alerting.rules.policies import default_policy
+from alerting.rules.receivers import OutboundPolicy, Sealer
 from alerting.v1 import (
     api_key_service_pb2,
     api_key_service_pb2_grpc,
@@ -49,6 +51,8 @@ from alerting.v1 import (
     notification_policy_service_pb2_grpc,
     notification_service_pb2,
     notification_service_pb2_grpc,
+    receiver_service_pb2,
+    receiver_service_pb2_grpc,
     rule_service_pb2,
     rule_service_pb2_grpc,
     silence_service_pb2,
@@ -63,6 +67,7 @@ SERVICE_NAMES = (
     dead_letter_service_pb2.DESCRIPTOR.services_by_name["DeadLetterService"].full_name,
     notification_policy_service_pb2.DESCRIPTOR.services_by_name["NotificationPolicyService"].full_name,
     silence_service_pb2.DESCRIPTOR.services_by_name["SilenceService"].full_name,
+    receiver_service_pb2.DESCRIPTOR.services_by_name["ReceiverService"].full_name,
 )
 
 
@@ -98,6 +103,8 @@ class RuleServiceSettings(Settings):
         "The latest a new silence may end, from now."))
     max_silences_per_client: int = Field(default=DEFAULT_MAX_SILENCES_PER_CLIENT, description=(
         "Silences not yet ended a client may have (the sender checks each notification against them)."))
+    max_receivers_per_client: int = Field(default=DEFAULT_MAX_RECEIVERS_PER_CLIENT, description=(
+        "Webhook and Slack receivers a client may have."))
     max_request_bytes: int = Field(default=1024 * 1024, description="The largest request accepted, in bytes.")
     rate_limit_per_second: float = Field(default=50.0, description=(
         "Requests per second per client on each instance, all of a tenant's keys together (ADMIN keys"
@@ -159,6 +166,11 @@ async def start_server(settings: RuleServiceSettings, pool: asyncpg.Pool, on_cha
         NotificationPolicyService(pool, default_policy(settings)), server)
     silence_service_pb2_grpc.add_SilenceServiceServicer_to_server(
         SilenceService(pool, settings.max_silence_seconds, settings.max_silences_per_client), server)
+    receiver_key = secret_value(settings.receiver_secret_key)
+    receiver_service_pb2_grpc.add_ReceiverServiceServicer_to_server(ReceiverService(
+        pool, Sealer(receiver_key) if receiver_key else None,
+        OutboundPolicy.of(settings.outbound_allow_http, settings.outbound_allowed_networks),
+        settings.max_receivers_per_client), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -36,10 +36,11 @@ def rule_patterns(severity: str, source: str, name: str) -> None:
         raise InvalidField("rule", "at least one of severity, source and name must not be *")
 
 
-def rule_fields(severity: str, source: str, name: str, emails: list[str]) -> tuple[str, str, str, list[str]]:
-    """The rule's patterns and endpoints, checked; emails normalized and de-duplicated, in order."""
+def rule_fields(severity: str, source: str, name: str, emails: list[str], receiver_id_values: Sequence[str]
+                ) -> tuple[str, str, str, list[str], list[str]]:
+    """The rule's patterns and endpoints, checked (rule_endpoints)."""
     rule_patterns(severity, source, name)
-    return severity, source, name, email_addresses(emails)
+    return severity, source, name, *rule_endpoints(emails, receiver_id_values)
 
 
 def rule_endpoints(emails: list[str], receiver_id_values: Sequence[str]) -> tuple[list[str], list[str]]:

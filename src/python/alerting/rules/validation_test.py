@@ -18,28 +18,30 @@ def field_of(call: Callable[[], object]) -> tuple[str, str]:
 
 
 def test_valid_rule_keeps_its_fields_and_dedupes_emails() -> None:
-    assert rule_fields("HIGH", "db", "*", ["a@x.io", "a@x.io", "b@x.io"]) == (
-        "HIGH", "db", "*", ["a@x.io", "b@x.io"])
+    assert rule_fields("HIGH", "db", "*", ["a@x.io", "a@x.io", "b@x.io"], ()) == (
+        "HIGH", "db", "*", ["a@x.io", "b@x.io"], [])
+    receiver = "0b7e7dbe-8c4c-4b57-9b1a-8d2b4c3f2a10"
+    assert rule_fields("HIGH", "db", "*", [], [receiver.upper()]) == ("HIGH", "db", "*", [], [receiver])
 
 
 def test_unknown_severity_names_the_field() -> None:
-    field, message = field_of(lambda: rule_fields("URGENT", "db", "disk", ["a@x.io"]))
+    field, message = field_of(lambda: rule_fields("URGENT", "db", "disk", ["a@x.io"], ()))
     assert field == "severity" and "URGENT" in message
 
 
 def test_all_wildcard_rule_is_rejected() -> None:
-    assert field_of(lambda: rule_fields("*", "*", "*", ["a@x.io"]))[0] == "rule"
+    assert field_of(lambda: rule_fields("*", "*", "*", ["a@x.io"], ()))[0] == "rule"
 
 
 @pytest.mark.parametrize("emails, field", [([], "emails"), (["ok@x.io", "not-an-email"], "emails[1]"),
                                            (["a b@x.io"], "emails[0]"), (["a,b@x.io"], "emails[0]")])
 def test_bad_emails_name_the_field(emails: list[str], field: str) -> None:
-    assert field_of(lambda: rule_fields("HIGH", "db", "disk", emails))[0] == field
+    assert field_of(lambda: rule_fields("HIGH", "db", "disk", emails, ()))[0] == field
 
 
 def test_oversized_and_empty_patterns() -> None:
-    assert field_of(lambda: rule_fields("HIGH", "x" * 257, "disk", ["a@x.io"]))[0] == "source"
-    assert field_of(lambda: rule_fields("HIGH", "db", "", ["a@x.io"]))[0] == "name"
+    assert field_of(lambda: rule_fields("HIGH", "x" * 257, "disk", ["a@x.io"], ()))[0] == "source"
+    assert field_of(lambda: rule_fields("HIGH", "db", "", ["a@x.io"], ()))[0] == "name"
 
 
 @pytest.mark.parametrize("source, name, emails, problem", [
@@ -55,7 +57,7 @@ def test_oversized_and_empty_patterns() -> None:
 def test_control_characters_in_patterns_and_emails_are_rejected_naming_the_field(
     source: str, name: str, emails: list[str], problem: str
 ) -> None:
-    assert field_of(lambda: rule_fields("HIGH", source, name, emails))[1] == problem
+    assert field_of(lambda: rule_fields("HIGH", source, name, emails, ()))[1] == problem
 
 
 FORMAT_CHARACTERS = st.characters(categories=["Cf"])
@@ -68,13 +70,13 @@ def test_a_format_character_anywhere_in_a_pattern_is_refused_naming_the_pattern(
 ) -> None:
     pattern = before + hidden + after
     source, name = (pattern, "disk") if in_source else ("db", pattern)
-    field, message = field_of(lambda: rule_fields("HIGH", source, name, ["a@x.io"]))
+    field, message = field_of(lambda: rule_fields("HIGH", source, name, ["a@x.io"], ()))
     assert (field, message.partition(": ")[2]) == (
         "source" if in_source else "name", f"contains the format character U+{ord(hidden):04X}")
 
 
 def test_emails_are_normalized_as_stored() -> None:
-    assert rule_fields("HIGH", "db", "*", ["Ops@Example.COM", "ops@example.com"])[3] == ["Ops@example.com",
+    assert rule_fields("HIGH", "db", "*", ["Ops@Example.COM", "ops@example.com"], ())[3] == ["Ops@example.com",
                                                                                         "ops@example.com"]
 
 

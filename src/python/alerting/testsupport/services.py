@@ -70,9 +70,18 @@ def service_environment(settings: Settings, **extra: str) -> dict[str, str]:
         "ALERTING_METRICS_PORT": str(free_port()),
         **database_logins(settings),
         **kafka_and_redis_logins(settings),
+        **RECEIVERS_ENVIRONMENT,
     })
     env.update(extra)
     return env
+
+
+# Tests' receivers are real HTTP servers on loopback, which an operator setting must allow.
+RECEIVER_SECRET_KEY = "receiver secrets of the test suite, 32+ characters"
+RECEIVERS_SETTINGS = {"receiver_secret_key": SecretStr(RECEIVER_SECRET_KEY), "outbound_allow_http": True,
+                      "outbound_allowed_networks": ("127.0.0.0/8",)}
+RECEIVERS_ENVIRONMENT = {"ALERTING_RECEIVER_SECRET_KEY": RECEIVER_SECRET_KEY, "ALERTING_OUTBOUND_ALLOW_HTTP": "true",
+                         "ALERTING_OUTBOUND_ALLOWED_NETWORKS": '["127.0.0.0/8"]'}
 
 
 def kafka_and_redis_logins(settings: Settings) -> dict[str, str]:
@@ -198,7 +207,8 @@ async def rule_service(settings: Settings, **overrides: Any) -> AsyncIterator[Ru
     port = free_port()
     service_settings = RuleServiceSettings(**{
         **settings.model_dump(), "grpc_port": port, "rule_service_tls": True, "tls_cert_file": tls.cert,
-        "tls_key_file": tls.key, "tls_ca_file": tls.ca, "bootstrap_admin_key": SecretStr(admin_key), **overrides})
+        "tls_key_file": tls.key, "tls_ca_file": tls.ca, "bootstrap_admin_key": SecretStr(admin_key),
+        **RECEIVERS_SETTINGS, **overrides})
     client_settings = settings.model_copy(update={
         "rule_service_address": f"127.0.0.1:{port}", "rule_service_tls": service_settings.rule_service_tls,
         "tls_ca_file": tls.ca, "api_key": SecretStr(admin_key)})
