@@ -65,7 +65,8 @@ class SaslListener:
 
 
 @asynccontextmanager
-async def _admin(settings: Settings) -> AsyncIterator[Any]:
+async def admin_client(settings: Settings) -> AsyncIterator[Any]:
+    """A started admin client of the broker(s) `settings` name, closed on exit."""
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
@@ -76,7 +77,7 @@ async def _admin(settings: Settings) -> AsyncIterator[Any]:
 
 async def broker_config(settings: Settings, *names: str) -> dict[str, str]:
     """The named configs of the (one) broker, as it runs."""
-    async with _admin(settings) as admin:
+    async with admin_client(settings) as admin:
         node = (await admin.describe_cluster())["brokers"][0]["node_id"]
         [response] = await admin.describe_configs([ConfigResource(
             ConfigResourceType.BROKER, str(node), dict.fromkeys(names))])
@@ -119,7 +120,7 @@ def as_principal(settings: Settings, listener: SaslListener, principal: str, pas
 
 async def broker_acls(settings: Settings) -> set[Acl]:
     """Every ACL binding the broker holds."""
-    async with _admin(settings) as admin:
+    async with admin_client(settings) as admin:
         # aiokafka sends the request but has no public method for it.
         response = await admin._send_request(DescribeAclsRequest(ANY, None, ANY, None, None, ANY, ANY))
     assert response.error_code == 0, response.error_message
@@ -157,7 +158,7 @@ async def platform_acls_granted(settings: Settings) -> AsyncIterator[set[Acl]]:
         if acl.name in platform_names and acl.pattern_type == "LITERAL" and acl.permission == "ALLOW"
     }
     assert granted, "the broker holds no ACLs for the platform: run `deploy/local-stack up`"
-    async with _admin(settings) as admin:
+    async with admin_client(settings) as admin:
         try:
             for acl in sorted(granted):
                 await _create(admin, acl)

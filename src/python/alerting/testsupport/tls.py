@@ -19,7 +19,7 @@ class Certificates:
     key: str
 
 
-def _local_stack_script() -> str:
+def local_stack_script() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     for candidate in ("deploy/local-stack", os.path.join(here, "..", "..", "..", "..", "deploy", "local-stack")):
         if os.path.isfile(candidate):
@@ -31,7 +31,7 @@ def make_certificates() -> Certificates:
     """A new CA, and a server certificate it signed, in a new folder."""
     folder = tempfile.mkdtemp(prefix="alerting-tls-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    subprocess.run(["bash", _local_stack_script(), "certificates", folder], check=True, capture_output=True)
+    subprocess.run(["bash", local_stack_script(), "certificates", folder], check=True, capture_output=True)
     return Certificates(os.path.join(folder, "ca.pem"), os.path.join(folder, "server.pem"),
                         os.path.join(folder, "server.key"))
 
