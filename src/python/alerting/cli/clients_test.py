@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from alerting.common.settings import Settings
-from alerting.testsupport.alertctl import alertctl, create_client, key_id
+from alerting.testsupport.alertctl import alertctl, key_id
+from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import rule_service
 
 
@@ -18,7 +19,7 @@ async def test_client_commands_create_get_list_rename_and_delete(stack_settings:
         client_id = row.split()[0]
         assert (header.split(), row.split()) == (["client_id", "name", "version", "updated_by"],
                                                  [client_id, "acme", "1", admin_id])
-        other = await create_client(service, "other")
+        other = await new_client(service, "other")
 
         renamed = await alertctl(service, "client", "update", client_id, "--name", "acme corp", "--version", "1")
         assert renamed.exit_code == 0, renamed.output

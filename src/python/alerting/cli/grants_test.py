@@ -8,15 +8,16 @@ import grpc
 
 from alerting.cli import exit_codes
 from alerting.common.settings import Settings
-from alerting.testsupport.alertctl import alertctl, create_client, create_tenant_key, key_id
+from alerting.testsupport.alertctl import alertctl, key_id
+from alerting.testsupport.calls import new_client, tenant_key
 from alerting.testsupport.services import rule_service
 
 
 async def test_grant_commands_add_list_and_remove_and_only_admins_grant(stack_settings: Settings) -> None:
     async with rule_service(stack_settings) as service:
         admin_id = key_id(service.admin_key)
-        client_id = await create_client(service, "acme")
-        tenant = await create_tenant_key(service, client_id)
+        client_id = await new_client(service)
+        tenant = await tenant_key(service, client_id)
         exact = await alertctl(service, "grant", "add", "--client", client_id, "db")
         prefix = await alertctl(service, "--json", "grant", "add", "--client", client_id, "--prefix", "team-a.")
         assert (exact.exit_code, prefix.exit_code) == (0, 0), exact.output + prefix.output
@@ -27,12 +28,12 @@ async def test_grant_commands_add_list_and_remove_and_only_admins_grant(stack_se
         assert {key: value for key, value in granted.items() if key != "created_at"} == {
             "client_id": client_id, "source": "team-a.", "prefix": True, "created_by": admin_id}
 
-        by_tenant = await alertctl(service, "grant", "add", "--client", client_id, "web", key=tenant["key"])
+        by_tenant = await alertctl(service, "grant", "add", "--client", client_id, "web", key=tenant.key)
         assert (by_tenant.exit_code, by_tenant.stderr) == (
             exit_codes.EXIT_CODES[grpc.StatusCode.PERMISSION_DENIED],
             f"Error: PERMISSION_DENIED: granting a source needs an ADMIN key; this is a TENANT key"
-            f" ({tenant['api_key']['key_id']})\n")
-        own = await alertctl(service, "grant", "list", key=tenant["key"])
+            f" ({tenant.api_key.key_id})\n")
+        own = await alertctl(service, "grant", "list", key=tenant.key)
         assert [(line.split()[1], line.split()[-1]) for line in own.stdout.splitlines()[2:]] == [
             ("no", "db"), ("yes", "team-a.")]
         starred = await alertctl(service, "grant", "add", "--client", client_id, "team-*")

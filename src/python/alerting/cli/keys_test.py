@@ -13,7 +13,8 @@ from click.testing import Result
 
 from alerting.cli import exit_codes
 from alerting.common.settings import Settings
-from alerting.testsupport.alertctl import alertctl, create_client, key_id, usage_error
+from alerting.testsupport.alertctl import alertctl, key_id, usage_error
+from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import rule_service, wait_until
 
 REFUSED_KEY_HINT = ("Hint: the API key given was refused; give another with"
@@ -23,7 +24,7 @@ REFUSED_KEY_HINT = ("Hint: the API key given was refused; give another with"
 async def test_api_keys_create_list_whoami_and_revoke(stack_settings: Settings, tmp_path: Path) -> None:
     async with rule_service(stack_settings, api_key_cache_seconds=0.1) as service:
         admin_id = key_id(service.admin_key)
-        client_id = await create_client(service, "acme")
+        client_id = await new_client(service)
 
         made = await alertctl(service, "key", "create", "--client", client_id, "--name", "ci")
         assert (made.exit_code, made.stderr) == (0, "Store the key now: it is not shown again.\n"), made.output
@@ -96,7 +97,7 @@ async def test_api_keys_create_list_whoami_and_revoke(stack_settings: Settings, 
 
 async def test_keys_that_expire_show_when_and_only_admins_create_keys(stack_settings: Settings) -> None:
     async with rule_service(stack_settings) as service:
-        client_id = await create_client(service, "acme")
+        client_id = await new_client(service)
         before = datetime.now(UTC)
         within = await alertctl(service, "--json", "key", "create", "--client", client_id, "--expires-in", "90d")
         after = datetime.now(UTC)

@@ -8,7 +8,8 @@ import uuid
 
 from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
-from alerting.testsupport.alertctl import alertctl, create_client, usage_error
+from alerting.testsupport.alertctl import alertctl, usage_error
+from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import fetch, rule_service
 
 
@@ -73,7 +74,7 @@ async def insert_digest(settings: Settings, client_id: str, status: str) -> str:
 
 async def test_notification_commands_show_digests_deliveries_and_silences(stack_settings: Settings) -> None:
     async with rule_service(stack_settings) as service:
-        client_id = await create_client(service, "acme")
+        client_id = await new_client(service)
         muted = await alertctl(service, "--json", "silence", "add", "--client", client_id, "--duration", "1h",
                                "--comment", "maintenance")
         silence_id = json.loads(muted.stdout)[0]["silence_id"]

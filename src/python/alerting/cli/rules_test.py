@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 from alerting.common.settings import Settings
-from alerting.testsupport.alertctl import alertctl, create_client, key_id, usage_error
+from alerting.testsupport.alertctl import alertctl, key_id, usage_error
+from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import rule_service
 
 
 async def test_rule_commands_create_list_and_refuse_an_unknown_severity(stack_settings: Settings) -> None:
     async with rule_service(stack_settings) as service:
-        client_id = await create_client(service, "acme")
+        client_id = await new_client(service)
 
         rule = await alertctl(service, "rule", "create", "--client", client_id, "--severity", "HIGH",
                               "--source", "db", "--name", "*", "--email", "ops@acme.io")
@@ -37,7 +38,7 @@ async def test_a_rule_needs_its_client() -> None:
 
 async def test_rule_commands_get_update_and_delete_at_a_version(stack_settings: Settings) -> None:
     async with rule_service(stack_settings) as service:
-        client_id = await create_client(service, "acme")
+        client_id = await new_client(service)
         created = await alertctl(service, "--json", "rule", "create", "--client", client_id, "--severity", "HIGH",
                                  "--source", "db", "--name", "*", "--email", "ops@acme.io")
         rule_id = json.loads(created.stdout)[0]["rule_id"]

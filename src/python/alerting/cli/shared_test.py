@@ -17,7 +17,8 @@ import pytest
 
 from alerting.cli import exit_codes
 from alerting.common.settings import Settings
-from alerting.testsupport.alertctl import alertctl, create_client, key_id, run_alertctl, usage_error
+from alerting.testsupport.alertctl import alertctl, key_id, run_alertctl, usage_error
+from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import fetch, free_port, rule_service
 from alerting.v1 import rule_service_pb2 as api
 
@@ -45,7 +46,7 @@ async def test_output_json_and_its_alias(stack_settings: Settings) -> None:
         assert {key: value for key, value in created_rule.items() if key not in ("rule_id", "created_at",
                                                                                   "updated_at")} == {
             "client_id": client["client_id"], "severity": "LOW", "source": "db", "name": "*",
-            "emails": ["ops@acme.io"], "enabled": False, "version": "1", "updated_by": admin_id}
+            "emails": ["ops@acme.io"], "receiver_ids": [], "enabled": False, "version": "1", "updated_by": admin_id}
 
         table = await alertctl(service, "--output", "table", "client", "get", client["client_id"])
         assert table.stdout.splitlines() == [
@@ -118,7 +119,7 @@ async def test_an_empty_key_file_is_a_usage_error(tmp_path: Path) -> None:
 
 async def test_exit_codes_of_a_real_rule_service(stack_settings: Settings) -> None:
     async with rule_service(stack_settings) as service:
-        client_id = await create_client(service, "acme")
+        client_id = await new_client(service)
 
         invalid = await alertctl(service, "client", "get", "nope")
         assert (invalid.exit_code, invalid.stdout, invalid.stderr) == (

@@ -10,7 +10,8 @@ import pytest
 from click.testing import Result
 
 from alerting.common.settings import Settings
-from alerting.testsupport.alertctl import alertctl, create_tenant_key, tenant_beside_another, usage_error
+from alerting.testsupport.alertctl import alertctl, tenant_beside_another, usage_error
+from alerting.testsupport.calls import tenant_key
 from alerting.testsupport.services import rule_service
 
 CLIENT = str(uuid.uuid4())
@@ -19,7 +20,7 @@ CLIENT = str(uuid.uuid4())
 async def test_silence_commands_add_list_get_and_expire(stack_settings: Settings) -> None:
     async with rule_service(stack_settings) as service:
         client_id, other, tenant, tenant_id = await tenant_beside_another(service)
-        stranger = (await create_tenant_key(service, other))["key"]
+        stranger = (await tenant_key(service, other)).key
 
         added = await alertctl(service, "--json", "silence", "add", "--client", client_id, "--source", "db",
                                "--duration", "2h", "--comment", "disk swap, CHG-1234", key=tenant)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from alerting.common.settings import Settings
-from alerting.testsupport.alertctl import alertctl, create_client, create_tenant_key, key_id
+from alerting.testsupport.alertctl import alertctl, key_id
+from alerting.testsupport.calls import new_client, tenant_key
 from alerting.testsupport.services import rule_service
 
 
@@ -18,7 +19,8 @@ async def test_whoami_shows_the_key_the_calls_present(stack_settings: Settings) 
         assert (header.split(), row.split()[:3]) == (
             ["key_id", "role", "client_id", "created_by", "created_at", "expires_at", "revoked_at", "name"],
             [key_id(service.admin_key), "ADMIN", "bootstrap"])
-        client_id = await create_client(service, "acme")
-        made = await create_tenant_key(service, client_id)
-        [tenant] = json.loads((await alertctl(service, "--json", "whoami", key=made["key"])).stdout)
-        assert tenant == made["api_key"]
+        client_id = await new_client(service)
+        made = await tenant_key(service, client_id)
+        [tenant] = json.loads((await alertctl(service, "--json", "whoami", key=made.key)).stdout)
+        assert (tenant["key_id"], tenant["role"], tenant["client_id"]) == (made.api_key.key_id, "ROLE_TENANT",
+                                                                           client_id)

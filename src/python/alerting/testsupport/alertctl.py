@@ -4,12 +4,12 @@ under test, with none of the caller's ALERTING_* client settings."""
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from click.testing import CliRunner, Result
 
 from alerting.cli import main
+from alerting.testsupport.calls import new_client, tenant_key
 from alerting.testsupport.services import RuleServiceUnderTest, free_port
 
 # The client-side settings alertctl reads from the environment, unset: only what a test gives counts.
@@ -38,21 +38,6 @@ async def usage_error(*args: str) -> tuple[int, str, str]:
     return refused.exit_code, refused.stdout, refused.stderr.splitlines()[-1]
 
 
-async def create_client(service: RuleServiceUnderTest, name: str) -> str:
-    """A new client's id, created by the admin."""
-    created = await alertctl(service, "--json", "client", "create", name)
-    assert created.exit_code == 0, created.output
-    return str(json.loads(created.stdout)[0]["client_id"])
-
-
-async def create_tenant_key(service: RuleServiceUnderTest, client_id: str) -> dict[str, Any]:
-    """A new TENANT key of the client, as `key create --json` answers: `key` and `api_key`."""
-    created = await alertctl(service, "--json", "key", "create", "--client", client_id)
-    assert created.exit_code == 0, created.output
-    made: dict[str, Any] = json.loads(created.stdout)[0]
-    return made
-
-
 class Tenant(NamedTuple):
     """A client with a TENANT key, and another client."""
 
@@ -63,9 +48,8 @@ class Tenant(NamedTuple):
 
 
 async def tenant_beside_another(service: RuleServiceUnderTest) -> Tenant:
-    made = await create_tenant_key(service, await create_client(service, "acme"))
-    other = await create_client(service, "other")
-    return Tenant(made["api_key"]["client_id"], other, made["key"], made["api_key"]["key_id"])
+    made = await tenant_key(service, await new_client(service))
+    return Tenant(made.api_key.client_id, await new_client(service, "other"), made.key, made.api_key.key_id)
 
 
 def key_id(key: str) -> str:
