@@ -114,6 +114,7 @@ async def test_a_broker_sigkilled_while_alerts_flow_and_restarted_loses_and_dupl
     records.mkdir()
     workers: list[asyncio.subprocess.Process] = []
     publishing: asyncio.Task[None] | None = None
+    restarting: asyncio.Task[None] | None = None
     alerts: list[alert_pb2.Alert] = []  # every alert the brokers acknowledged
     numbers = itertools.count()  # each alert's name, and so its id, is its own
     stop_publishing = asyncio.Event()
@@ -171,18 +172,23 @@ async def test_a_broker_sigkilled_while_alerts_flow_and_restarted_loses_and_dupl
             await wait_until(fenced, 60, f"broker {victim} out of every partition's in-sync replicas")
             await wait_until(lambda: all_sent(settings, before_kill), 90,
                              f"the {len(before_kill)} alerts acknowledged before the kill SENT")
-            await asyncio.to_thread(cluster.up)
-            assert cluster.broker_pid(victim) != victim_pid
+            # `up` starts the broker again, then checks the cluster's topics, users and ACLs (admin
+            # tools, a JVM each) while alerts flow through the restarted broker.
+            restarting = asyncio.create_task(asyncio.to_thread(cluster.up))
 
             async def caught_up() -> bool:
+                if restarting.done():
+                    restarting.result()  # a failed `up` fails the test with its output
                 described = await partitions(settings, *FLOW_TOPICS, "__consumer_offsets")
                 return all(len(p["isr"]) == BROKERS for p in described.values())
 
-            await wait_until(caught_up, 60, f"broker {victim} back in every partition's in-sync replicas")
+            await wait_until(caught_up, 120, f"broker {victim} back in every partition's in-sync replicas")
             await asyncio.sleep(2)  # alerts keep flowing through the restarted broker
             stop_publishing.set()
             await publishing
             publishing = None
+            await restarting
+            assert cluster.broker_pid(victim) != victim_pid
 
             await wait_until(lambda: all_sent(settings, alerts), 120, f"{len(alerts)} SENT notifications")
             await asyncio.sleep(2)  # anything unexpected still in flight lands now
@@ -192,6 +198,8 @@ async def test_a_broker_sigkilled_while_alerts_flow_and_restarted_loses_and_dupl
     finally:
         if publishing:
             publishing.cancel()
+        if restarting:  # a thread: it ends when the script does, before the cluster goes down
+            await asyncio.gather(restarting, return_exceptions=True)
         await asyncio.gather(*(stop_process(process) for process in workers), return_exceptions=True)
         sink.close()
 
