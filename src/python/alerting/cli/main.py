@@ -5,7 +5,10 @@ their rules and granted sources, how their notifications are delivered (policies
     alertctl [--address HOST:PORT] [--api-key-file PATH] [--ca-file PATH] [--plaintext]
              [--timeout SECONDS] [--output table|json] COMMAND ...
     alertctl client create NAME | get ID | list | update ID --name N --version V | delete ID
-    alertctl rule create --client ID --severity S --source S --name N --email E... | get | list | update | delete
+    alertctl rule create --client ID --severity S --source S --name N (--email E | --receiver ID)... | get | list
+                 | update | delete
+    alertctl receiver add --client ID --name N (--webhook URL | --slack URL) | get ID | list [--client ID]
+                 | rotate-secret ID | remove ID
     alertctl grant add --client ID [--prefix] SOURCE | list [--client ID] | remove --client ID [--prefix] SOURCE
     alertctl policy get --client ID | set --client ID [--group-by F,...] --group-wait D --group-interval D
                  [--max-emails-per-hour N] [--expected-version V] | delete --client ID [--version V]
@@ -26,13 +29,25 @@ from __future__ import annotations
 
 import click
 
-from alerting.cli import clients, dead_letters, grants, keys, notifications, policies, rules, silences, whoami
+from alerting.cli import (
+    clients,
+    dead_letters,
+    grants,
+    keys,
+    notifications,
+    policies,
+    receivers,
+    rules,
+    silences,
+    whoami,
+)
 from alerting.cli.exit_codes import help_text
 from alerting.cli.shared import connect, global_options
 
 COMMANDS: tuple[click.Command, ...] = (
     clients.client,
     rules.rule,
+    receivers.receiver,
     grants.grant,
     policies.policy,
     silences.silence,

@@ -10,15 +10,16 @@ from alerting.cli.shared import Context, client_filter, paging_options, pass_con
 from alerting.v1 import rule_service_pb2 as api
 from alerting.v1.rule_service_pb2_grpc import RuleServiceStub
 
-RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version", "updated_by")
+RULE_COLUMNS = ("rule_id", "client_id", "severity", "source", "name", "emails", "receiver_ids", "enabled", "version",
+                "updated_by")
 
 
 @click.group()
 def rule() -> None:
     """A client's rules.
 
-    A rule names which alerts notify which emails: a severity, a source and a name,
-    where '*' matches any value.
+    A rule names which alerts notify whom: a severity, a source and a name, where '*'
+    matches any value, and email addresses and receivers (alertctl receiver).
     """
 
 
@@ -27,8 +28,11 @@ def rule_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option("--severity", required=True, help="LOW, MEDIUM, HIGH, CRITICAL or '*'."),
         click.option("--source", required=True, help="The alert's exact source, or '*'."),
         click.option("--name", required=True, help="The alert's exact name, or '*'."),
-        click.option("--email", "emails", multiple=True, required=True, metavar="ADDRESS",
-                     help="Who is notified; repeat it for each address (1-20)."),
+        click.option("--email", "emails", multiple=True, metavar="ADDRESS",
+                     help="Who is notified; repeat it for each address (up to 20)."),
+        click.option("--receiver", "receiver_ids", multiple=True, metavar="RECEIVER_ID",
+                     help="A webhook or Slack receiver of the client; repeat it for each (up to 20). A rule has"
+                          " at least one --email or --receiver."),
     ]):
         command = option(command)
     return command
@@ -40,7 +44,8 @@ def rule_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--disabled", is_flag=True, help="Create it disabled: it matches nothing until enabled.")
 @pass_context
 def rule_create(
-    ctx: Context, client_id: str, severity: str, source: str, name: str, emails: tuple[str, ...], disabled: bool
+    ctx: Context, client_id: str, severity: str, source: str, name: str, emails: tuple[str, ...],
+    receiver_ids: tuple[str, ...], disabled: bool
 ) -> None:
     """Create a rule and show it.
 
@@ -48,7 +53,7 @@ def rule_create(
     shell does not expand it).
     """
     request = api.CreateRuleRequest(client_id=client_id, severity=severity, source=source, name=name,
-                                    emails=list(emails), disabled=disabled)
+                                    emails=list(emails), receiver_ids=list(receiver_ids), disabled=disabled)
     ctx.show([ctx.call(ctx.stub(RuleServiceStub).CreateRule, request)], RULE_COLUMNS)
 
 
@@ -84,16 +89,18 @@ def rule_update(
     source: str,
     name: str,
     emails: tuple[str, ...],
+    receiver_ids: tuple[str, ...],
     enabled: bool,
     expected_version: int,
 ) -> None:
-    """Replace a rule's patterns, emails and flag.
+    """Replace a rule's patterns, endpoints and flag.
 
-    Replaces the patterns, the emails and the enabled flag of the rule RULE_ID, and
+    Replaces the patterns, the emails, the receivers and the enabled flag of the rule RULE_ID, and
     shows it at its new version. Without --disabled the rule is enabled.
     """
     request = api.UpdateRuleRequest(rule_id=rule_id, severity=severity, source=source, name=name,
-                                    emails=list(emails), enabled=enabled, expected_version=expected_version)
+                                    emails=list(emails), receiver_ids=list(receiver_ids), enabled=enabled,
+                                    expected_version=expected_version)
     ctx.show([ctx.call(ctx.stub(RuleServiceStub).UpdateRule, request)], RULE_COLUMNS)
 
 

@@ -20,8 +20,8 @@ async def test_rule_commands_create_list_and_refuse_an_unknown_severity(stack_se
         listed = await alertctl(service, "rule", "list", "--client", client_id)
         assert listed.exit_code == 0
         header, rule_line = listed.stdout.splitlines()[0], listed.stdout.splitlines()[2]
-        assert header.split() == ["rule_id", "client_id", "severity", "source", "name", "emails", "enabled", "version",
-                                  "updated_by"]
+        assert header.split() == ["rule_id", "client_id", "severity", "source", "name", "emails", "receiver_ids",
+                                  "enabled", "version", "updated_by"]
         assert rule_line.split()[2:] == ["HIGH", "db", "*", "ops@acme.io", "yes", "1", key_id(service.admin_key)]
 
         bad = await alertctl(service, "rule", "create", "--client", client_id, "--severity", "URGENT",

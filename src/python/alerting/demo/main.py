@@ -1,7 +1,9 @@
 """The demo `deploy/platform up` ends with: a client and a TENANT key for it (made with the
 admin key), two overlapping rules (made with the tenant key), a few alerts (one of them
 twice, one of another source, a burst of one kind), followed through the running platform
-to SENT as the tenant sees them: under the default delivery policy, as two digests."""
+to SENT as the tenant sees them: under the default delivery policy, as two digests. With a
+local webhook-sink (deploy/platform's), one rule also names a webhook receiver, and its
+signed request is shown beside the email."""
 
 from __future__ import annotations
 
@@ -25,10 +27,12 @@ from alerting.v1 import (
     api_key_service_pb2_grpc,
     notification_policy_service_pb2_grpc,
     notification_service_pb2_grpc,
+    receiver_service_pb2_grpc,
     rule_service_pb2_grpc,
 )
 from alerting.v1 import notification_policy_service_pb2 as policies_api
 from alerting.v1 import notification_service_pb2 as notifications_api
+from alerting.v1 import receiver_service_pb2 as receivers_api
 from alerting.v1 import rule_service_pb2 as api
 
 
@@ -51,13 +55,30 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
     say(f"client   {client.client_id}  {client.name}  (made by admin key {client.updated_by})")
     say(f"grant    source {grant.source!r} to {client.name}: its rules match the alerts of {db} only")
     say(f"key      {tenant.api_key.key_id}  TENANT of {client.name}: the rules below are made with it")
+    sink = os.environ.get("ALERTING_DEMO_WEBHOOK_SINK", "").rstrip("/")
+    hook = f"demo-{tag}"
     async with aio_channel(settings, api_key=tenant.key) as channel:
+        receiver_ids = []
+        if sink:
+            created = await receiver_service_pb2_grpc.ReceiverServiceStub(channel).CreateReceiver(
+                receivers_api.CreateReceiverRequest(client_id=client.client_id, name=hook, url=f"{sink}/hooks/{hook}",
+                                                    kind=receivers_api.RECEIVER_KIND_WEBHOOK))
+            # Where the sink finds the secret to verify with, as a tenant's endpoint would keep it.
+            secrets = os.environ["ALERTING_DEMO_WEBHOOK_SECRETS_DIR"]
+            os.makedirs(secrets, mode=0o700, exist_ok=True)
+            with open(os.open(os.path.join(secrets, hook), os.O_WRONLY | os.O_CREAT, 0o600), "w") as kept:
+                kept.write(created.signing_secret)
+            receiver_ids.append(created.receiver.receiver_id)
+            say(f"receiver {created.receiver.receiver_id}  webhook {created.receiver.url}  (its signing secret,"
+                " shown once, kept for the webhook-sink)")
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
-        for severity, source, name, email in (("HIGH", db, WILDCARD, "oncall@demo.example"),
-                                              (WILDCARD, db, "disk_full", "dba@demo.example")):
+        for severity, source, name, email, receivers in (("HIGH", db, WILDCARD, "oncall@demo.example", []),
+                                                         (WILDCARD, db, "disk_full", "dba@demo.example", receiver_ids)):
             rule = await stub.CreateRule(api.CreateRuleRequest(
-                client_id=client.client_id, severity=severity, source=source, name=name, emails=[email]))
-            say(f"rule     {rule.rule_id}  severity={severity} source={source} name={name} -> {email}")
+                client_id=client.client_id, severity=severity, source=source, name=name, emails=[email],
+                receiver_ids=receivers))
+            say(f"rule     {rule.rule_id}  severity={severity} source={source} name={name} -> {email}"
+                + (" and the webhook" if receivers else ""))
     await asyncio.sleep(1.0)  # the rules travel outbox → rule.changed → evaluator
 
     async with aio_channel(settings, api_key=tenant.key) as channel:
@@ -118,6 +139,16 @@ async def demo(settings: Settings, timeout: float = 60) -> int:
             say(f"           {link}")
         if mailpit:
             say(f"           email in Mailpit: {mail_link(mailpit, delivered[0].alert_id)}")
+    if sink:
+        with urllib.request.urlopen(f"{sink}/deliveries", timeout=5) as response:
+            received = [item for item in json.load(response) if item["receiver"] == f"hooks/{hook}"]
+        for item in received:
+            say(f"webhook  {item['idempotency_key']}  {item['body']['kind']} of {len(item['body']['notifications'])}"
+                f"  signature {'verified' if item['verified'] else 'REFUSED: ' + str(item['refused'])}"
+                f"  ({sink}/)")
+        if not received or not all(item["verified"] for item in received):
+            say("NOT DONE: the webhook-sink has no verified request of this demo's webhook")
+            return 1
     say(f"demo done: {expected} notifications SENT in {len(emails)} emails for {len(alerts)} alerts published "
         "(one duplicate, one unmatched); " + (f"mail in Mailpit: {mailpit}/" if mailpit else "mail in .local/mail/"))
     if os.environ.get("ALERTING_ZIPKIN_UI"):

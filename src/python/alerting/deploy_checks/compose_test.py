@@ -139,8 +139,9 @@ def test_grafana_dashboard_queries_metrics_the_services_export() -> None:
 def test_local_platform_script_uses_the_same_services_and_ports() -> None:
     script = Path("deploy/platform").read_text()
     entries = dict(re.findall(r'^\s+"([a-z-]+)\|[^|]+\|(\d+)"$', script, flags=re.M))
+    # The webhook-sink stands for a tenant's endpoint: the local platform runs one, compose does not.
     assert {name: int(port) for name, port in entries.items()} == {
-        name: ports.METRICS_PORTS[name] for name in APP_SERVICES
+        **{name: ports.METRICS_PORTS[name] for name in APP_SERVICES}, "webhook-sink": ports.WEBHOOK_SINK_METRICS_PORT
     }
 
 

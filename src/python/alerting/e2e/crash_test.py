@@ -29,19 +29,28 @@ from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
+from alerting.testsupport.http_endpoints import Answer, serving
 from alerting.testsupport.resends import read_resends, unexplained_copies
 from alerting.testsupport.services import (
     IMMEDIATE_ENVIRONMENT,
     UNLIMITED_EMAILS_PER_HOUR,
     fetch,
     free_port,
+    rule_service,
     rule_service_stub,
     service_environment,
     spawn_service,
     stop_process,
     wait_until,
 )
-from alerting.v1 import alert_pb2, rule_pb2, rule_service_pb2, rule_service_pb2_grpc
+from alerting.v1 import (
+    alert_pb2,
+    receiver_service_pb2,
+    receiver_service_pb2_grpc,
+    rule_pb2,
+    rule_service_pb2,
+    rule_service_pb2_grpc,
+)
 
 # An alert's line in a digest's email (email_message.digest_text).
 DIGEST_ALERT_ID = re.compile(r"  alert (\S+)  rules ")
@@ -279,4 +288,72 @@ async def test_digests_go_out_once_each_and_list_their_notifications_despite_sig
     sent = [digest["digest_id"] for digest in digests if digest["status"] == "SENT"]
     assert {digest["status"] for digest in digests} == {"SENT"}
     assert unexplained_copies(Counter(mail["Message-ID"] for mail in received), sent, resends) == {}
+    assert sender.kills.count("after_send") >= 3, sender.kills
+
+
+async def test_webhooks_get_every_notification_despite_sigkills_of_the_sender_and_copies_share_its_key(
+    stack_settings: Settings, tmp_path: Path
+) -> None:
+    """The sender, delivering to webhooks, killed after a receiver accepted a request and
+    before recording it, and before a commit: every notification reaches its tenant's
+    webhook, and a request comes again only with the same Idempotency-Key, where a kill left
+    it accepted or unsure."""
+    rng = random.Random(15)
+    records = tmp_path / "kills"
+    records.mkdir()
+    settings = stack_settings.model_copy(update={"batch_max_records": 50})
+    env = service_environment(settings, **IMMEDIATE_ENVIRONMENT, ALERTING_RETRY_MAX_SECONDS="1",
+                              ALERTING_INSTANCE_ID="webhook-crash-test", ALERTING_FAILPOINT_DIR=str(records))
+    others = [Supervisor(module, env, records) for module in STEPS if module != "alerting.sender.main"]
+    sender = Supervisor("alerting.sender.main", env, records)
+    with serving({f"/tenant-{n}": [Answer(200)] for n in range(4)}) as endpoints:
+        async with rule_service(settings) as service, service.channel() as channel:
+            rules = rule_service_pb2_grpc.RuleServiceStub(channel)
+            hooks = receiver_service_pb2_grpc.ReceiverServiceStub(channel)
+            path_of: dict[str, str] = {}
+            for number in range(4):
+                client = await rules.CreateClient(rule_service_pb2.CreateClientRequest(name=f"tenant-{number}"))
+                await rules.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(
+                    client_id=client.client_id, source=SOURCES[number]))
+                hook = await hooks.CreateReceiver(receiver_service_pb2.CreateReceiverRequest(
+                    client_id=client.client_id, name="hook", kind=receiver_service_pb2.RECEIVER_KIND_WEBHOOK,
+                    url=endpoints.url(f"/tenant-{number}")))
+                await rules.CreateRule(rule_service_pb2.CreateRuleRequest(
+                    client_id=client.client_id, severity=WILDCARD, source=SOURCES[number], name=WILDCARD,
+                    receiver_ids=[hook.receiver.receiver_id]))
+                path_of[client.client_id] = f"/tenant-{number}"
+            alerts = [build_alert(rng.choice(SEVERITIES), SOURCES[i % 4], rng.choice(NAMES),
+                                  event_ts=f"2026-11-25T11:{i // 60 % 60:02d}:{i % 60:02d}Z") for i in range(600)]
+            for supervisor in others:
+                await supervisor.start()
+            crashing = asyncio.create_task(sender.crash_at_every_step(rng, ["after_send"] * 4 + ["before_commit"]))
+            try:
+                async with AlertPublisher(settings) as publisher:
+                    for start in range(0, len(alerts), 30):
+                        await publisher.publish(alerts[start:start + 30])
+                        await asyncio.sleep(0.5)
+                await crashing
+
+                async def all_sent() -> bool:
+                    rows = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'")
+                    return rows[0]["n"] >= len(alerts)
+
+                await wait_until(all_sent, 180, f"{len(alerts)} SENT notifications")
+                await asyncio.sleep(2)  # anything unexpected still in flight lands now
+                rows = await fetch(settings, "SELECT client_id::text, notification_id::text, status FROM notifications")
+            finally:
+                crashing.cancel()
+                await asyncio.gather(*(s.stop() for s in [*others, sender]), return_exceptions=True)
+
+    assert len(rows) == len(alerts) and {row["status"] for row in rows} == {"SENT"}
+    keys_by_path = {path: Counter(request.headers["idempotency-key"] for request in endpoints.requests_to(path))
+                    for path in path_of.values()}
+    # Every notification reached its own tenant's webhook, and nothing else did.
+    assert {path: set(keys) for path, keys in keys_by_path.items()} == {
+        path: {row["notification_id"] for row in rows if path_of[row["client_id"]] == path}
+        for path in path_of.values()}
+    # Copies as a Message-ID would be counted: the Idempotency-Key is the same id.
+    received = Counter({f"<{key}@alerting.local>": copies for keys in keys_by_path.values()
+                        for key, copies in keys.items()})
+    assert unexplained_copies(received, [row["notification_id"] for row in rows], read_resends(records)) == {}
     assert sender.kills.count("after_send") >= 3, sender.kills

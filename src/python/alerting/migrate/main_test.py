@@ -15,7 +15,7 @@ from alerting.migrate.main import cli
 from alerting.testsupport import stack
 
 TABLES = {"clients", "rules", "rule_outbox", "api_keys", "source_grants", "notification_policies", "silences",
-          "notifications", "notification_recipients", "digests", "digest_recipients", "email_sends"}
+          "receivers", "notifications", "notification_recipients", "digests", "digest_recipients", "email_sends"}
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from alerting.rules import receivers
 from alerting.rules.receivers import OutboundPolicy
@@ -77,6 +78,8 @@ class Outbound:
             timeout=httpx.Timeout(limits.timeout_seconds, connect=limits.connect_timeout_seconds),
             follow_redirects=False, trust_env=False, verify=verify,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+        # A span per request, and `traceparent` sent: the trace goes on into the receiver.
+        HTTPXClientInstrumentor.instrument_client(self.client)
         self.hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(limits.per_host))
 
     async def aclose(self) -> None:

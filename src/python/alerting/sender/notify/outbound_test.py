@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from alerting.rules.receivers import OutboundPolicy
 from alerting.sender.notify.outbound import Outbound, OutboundLimits, retry_at
@@ -141,3 +142,17 @@ async def test_a_refused_connection_is_tried_again() -> None:
 def test_retry_after_is_seconds_or_an_http_date(value: str | None, seconds: int | None) -> None:
     now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
     assert retry_at(value, now) == (None if seconds is None else now + timedelta(seconds=seconds))
+
+
+async def test_a_request_carries_the_trace_it_is_part_of() -> None:
+    provider = TracerProvider()
+    outbound = Outbound(LOOPBACK, QUICK)
+    try:
+        with (serving({"/ok": [Answer(200)]}) as server,
+              provider.get_tracer("test").start_as_current_span("send") as span):
+            await post(outbound, server.url("/ok"))
+            [request] = server.requests_to("/ok")
+        trace_id = format(span.get_span_context().trace_id, "032x")
+        assert request.headers["traceparent"].split("-")[1] == trace_id
+    finally:
+        await outbound.aclose()

@@ -1,0 +1,50 @@
+"""alertctl receiver, and rules that name receivers, against a real rule-service."""
+
+from __future__ import annotations
+
+import json
+
+from alerting.common.settings import Settings
+from alerting.testsupport.alertctl import alertctl, tenant_beside_another
+from alerting.testsupport.calls import tenant_key
+from alerting.testsupport.services import rule_service
+
+
+async def test_receiver_commands_add_list_rotate_name_in_a_rule_and_remove(stack_settings: Settings) -> None:
+    async with rule_service(stack_settings) as service:
+        client_id, other, tenant, _ = await tenant_beside_another(service)
+        stranger = (await tenant_key(service, other)).key
+
+        added = await alertctl(service, "receiver", "add", "--client", client_id, "--name", "ops",
+                               "--webhook", "http://127.0.0.1:8091/hooks/ops", key=tenant)
+        assert added.exit_code == 0, added.output
+        secret_line = added.stdout.splitlines()[-1]
+        assert secret_line.startswith("signing secret: whsec_")
+        assert "it is not shown again" in added.stderr
+        receiver_id = added.stdout.splitlines()[2].split()[0]
+
+        chat = await alertctl(service, "--json", "receiver", "add", "--client", client_id, "--name", "chat",
+                              "--slack", "https://hooks.slack.com/services/T0/B0/x", key=tenant)
+        [created] = json.loads(chat.stdout)
+        assert (created["receiver"]["kind"], created["signing_secret"]) == ("RECEIVER_KIND_SLACK", "")
+
+        rotated = await alertctl(service, "receiver", "rotate-secret", receiver_id, key=tenant)
+        assert rotated.exit_code == 0 and rotated.stdout.splitlines()[-1] != secret_line
+
+        listed = await alertctl(service, "--json", "receiver", "list", key=tenant)
+        assert sorted(item["name"] for item in json.loads(listed.stdout)) == ["chat", "ops"]
+        assert (await alertctl(service, "receiver", "get", receiver_id, key=stranger)).exit_code == 4  # NOT_FOUND
+
+        both = await alertctl(service, "receiver", "add", "--client", client_id, "--name", "x", key=tenant)
+        assert both.exit_code == 2 and "give --webhook URL or --slack URL" in both.stderr
+
+        rule = await alertctl(service, "--json", "rule", "create", "--client", client_id, "--severity", "HIGH",
+                              "--source", "db", "--name", "*", "--receiver", receiver_id, key=tenant)
+        assert rule.exit_code == 0, rule.output
+        [made] = json.loads(rule.stdout)
+        assert made["receiver_ids"] == [receiver_id] and made.get("emails", []) == []
+        refused = await alertctl(service, "receiver", "remove", receiver_id, key=tenant)
+        assert refused.exit_code == 5 and f"rules name {receiver_id}: {made['rule_id']}" in refused.stderr
+        assert (await alertctl(service, "rule", "delete", made["rule_id"], key=tenant)).exit_code == 0
+        removed = await alertctl(service, "receiver", "remove", receiver_id, key=tenant)
+        assert (removed.exit_code, removed.stdout) == (0, f"deleted receiver {receiver_id}\n")
