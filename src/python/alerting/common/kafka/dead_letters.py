@@ -62,6 +62,12 @@ def header_text(record: ConsumerRecord, name: str) -> str:
     return "" if value is None else value.decode("utf-8", "replace")
 
 
+def reason_header(reason: str) -> bytes:
+    """The reason as its header holds it: bounded, and valid UTF-8 whatever the reason holds
+    (a lone surrogate is escaped)."""
+    return reason.encode("utf-8", "backslashreplace")[:MAX_REASON_BYTES].decode("utf-8", "ignore").encode()
+
+
 def dead_letter_message(record: ConsumerRecord, reason: str) -> OutgoingMessage:
     """The record for `<topic>.dlq`: key, value and headers kept, the reason and source
     added (replacing any the record had). Its trace goes on: the trace headers are
@@ -70,9 +76,7 @@ def dead_letter_message(record: ConsumerRecord, reason: str) -> OutgoingMessage:
     headers = [(key, value) for key, value in record.headers or ()
                if key not in (REASON_HEADER, SOURCE_HEADER) and key not in telemetry.TRACE_HEADERS]
     headers += [
-        # Bounded, and valid UTF-8 whatever the reason holds (a lone surrogate is escaped).
-        (REASON_HEADER,
-         reason.encode("utf-8", "backslashreplace")[:MAX_REASON_BYTES].decode("utf-8", "ignore").encode()),
+        (REASON_HEADER, reason_header(reason)),
         (SOURCE_HEADER, str(Position.of(record)).encode()),
     ]
     return OutgoingMessage(
