@@ -41,9 +41,10 @@ from alerting.rule_service.access import ADMIN, Caller, bearer_key, new_key, par
 from alerting.rule_service.auth import KeyStore, as_caller, bootstrap_admin_key
 from alerting.rule_service.grpc_metrics import ServerMetricsInterceptor
 from alerting.rule_service.keys import ApiKeyService
-from alerting.rule_service.server import RuleServiceSettings, listen, start_server
+from alerting.rule_service.server import listen, start_server
 from alerting.rule_service.servicer import RuleService
 from alerting.testsupport import stack
+from alerting.testsupport.stack import StackSettings
 from alerting.testsupport.tls import make_certificates
 from alerting.v1 import api_key_service_pb2, api_key_service_pb2_grpc, rule_service_pb2, rule_service_pb2_grpc
 
@@ -101,7 +102,7 @@ class AdminCaller(grpc.aio.ServerInterceptor):
         return None if handler is None else as_caller(handler, self.who)
 
 
-async def start_baseline(settings: RuleServiceSettings, pool: asyncpg.Pool, who: Caller) -> tuple[grpc.aio.Server, int]:
+async def start_baseline(settings: StackSettings, pool: asyncpg.Pool, who: Caller) -> tuple[grpc.aio.Server, int]:
     """A server as start_server builds it (the metrics interceptor, the request size limit, the
     transport), serving the two services measured here, with AdminCaller for AuthInterceptor."""
     server = grpc.aio.server(
@@ -117,7 +118,7 @@ async def start_baseline(settings: RuleServiceSettings, pool: asyncpg.Pool, who:
 
 
 @asynccontextmanager
-async def serving(variant: Variant, settings: RuleServiceSettings, pool: asyncpg.Pool,
+async def serving(variant: Variant, settings: StackSettings, pool: asyncpg.Pool,
                   notification_pool: asyncpg.Pool, who: Caller) -> AsyncIterator[grpc.aio.Channel]:
     """The variant's server, and a client channel to it presenting the admin key."""
     settings = settings.model_copy(update={"rule_service_tls": variant.tls,
@@ -138,7 +139,7 @@ async def serving(variant: Variant, settings: RuleServiceSettings, pool: asyncpg
         await server.stop(None)
 
 
-async def refuses_without_key(settings: RuleServiceSettings, address: str) -> bool:
+async def refuses_without_key(settings: StackSettings, address: str) -> bool:
     """Whether the server at `address` answers UNAUTHENTICATED to a call without a key: that
     it really checks keys."""
     async with aio_channel(settings, address, api_key="") as channel:
@@ -217,7 +218,7 @@ def report(sizes: Sizes, samples: dict[tuple[str, str], list[float]], method_nam
 
 async def main(sizes: Sizes) -> None:
     run_started = time.perf_counter()
-    base = RuleServiceSettings()
+    base = StackSettings()
     base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
     tag = stack.unique_name("auth")
     certificates = make_certificates()

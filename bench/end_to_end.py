@@ -35,7 +35,6 @@ from alerting.common import telemetry, topics
 from alerting.common.db import owner_url
 from alerting.common.grpc_client import aio_channel
 from alerting.common.kafka import OutgoingMessage, make_consumer, make_producer, publish_all
-from alerting.common.settings import Settings
 from alerting.common.vocabulary import WILDCARD
 from alerting.producer.alerts import alert_new, build_alert
 from alerting.producer.load import run_load
@@ -50,6 +49,7 @@ from alerting.testsupport.services import (
     stop_process,
     wait_until,
 )
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import alert_pb2, rule_service_pb2, rule_service_pb2_grpc
 
 # As deploy/topics.txt creates them.
@@ -91,7 +91,7 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + sum(rest[:3])) / os.sysconf("SC_CLK_TCK")
 
 
-async def raw_broker_rate(settings: Settings, messages: int) -> float:
+async def raw_broker_rate(settings: StackSettings, messages: int) -> float:
     """Messages/s produced and consumed concurrently through one topic, no processing."""
     value = alert_new(build_alert("HIGH", "src-1", "name-1")).SerializeToString()
     topic = settings.topic("raw")
@@ -123,7 +123,7 @@ async def raw_broker_rate(settings: Settings, messages: int) -> float:
         await consumer.stop()
 
 
-async def create_rules(client_settings: Settings) -> None:
+async def create_rules(client_settings: StackSettings) -> None:
     """Client n, granted the source src-<n>: every alert of it, and HIGH alerts of it again
     (an overlap); as the admin, over TLS."""
     async with aio_channel(client_settings) as channel:
@@ -138,11 +138,11 @@ async def create_rules(client_settings: Settings) -> None:
                     emails=[f"oncall@tenant-{number}.example"]))
 
 
-async def sent_count(settings: Settings) -> int:
+async def sent_count(settings: StackSettings) -> int:
     return (await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'"))[0]["n"]
 
 
-async def until_sent(settings: Settings, total: int, timeout: float) -> float:
+async def until_sent(settings: StackSettings, total: int, timeout: float) -> float:
     """Wait until `total` notifications are SENT; the perf_counter time it was seen."""
 
     async def reached() -> bool:
@@ -152,7 +152,7 @@ async def until_sent(settings: Settings, total: int, timeout: float) -> float:
     return time.perf_counter()
 
 
-async def latencies_since(settings: Settings, since: datetime) -> list[float]:
+async def latencies_since(settings: StackSettings, since: datetime) -> list[float]:
     """Seconds from each alert's event time (its publication) to SENT."""
     rows = await fetch(settings, "SELECT alert, sent_at FROM notifications WHERE created_at >= $1", since)
     latencies = []
@@ -163,11 +163,11 @@ async def latencies_since(settings: Settings, since: datetime) -> list[float]:
 
 
 @asynccontextmanager
-async def stack_slice(stem: str) -> AsyncIterator[Settings]:
+async def stack_slice(stem: str) -> AsyncIterator[StackSettings]:
     """Settings naming this run's own database (migrated), topics (production partition
     counts), Redis keys and SMTP port, all removed on exit; with the owner's login, which
     creates and drops them."""
-    base = Settings()
+    base = StackSettings()
     base = base.model_copy(update={"database_url": owner_url(base)})
     tag = stack.unique_name(stem)
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}.",
@@ -184,7 +184,9 @@ async def stack_slice(stem: str) -> AsyncIterator[Settings]:
         await stack.drop_database(base.database_url, tag)
 
 
-async def start_mail_and_rules(settings: Settings, scratch: str) -> tuple[list[asyncio.subprocess.Process], Settings]:
+async def start_mail_and_rules(
+    settings: StackSettings, scratch: str,
+) -> tuple[list[asyncio.subprocess.Process], StackSettings]:
     """The SMTP sink (its mail in `scratch`) and the rule-service (TLS, an admin key in
     `scratch`), as processes; and the settings of the rule-service's admin."""
     sink = await spawn_service("alerting.smtp_sink.main", service_environment(
@@ -193,7 +195,7 @@ async def start_mail_and_rules(settings: Settings, scratch: str) -> tuple[list[a
     return [sink, rule_service.process], rule_service.client_settings
 
 
-async def throughput(settings: Settings, sizes: Sizes, processes: list[asyncio.subprocess.Process],
+async def throughput(settings: StackSettings, sizes: Sizes, processes: list[asyncio.subprocess.Process],
                      names: list[str]) -> tuple[float, dict[str, float]]:
     """The sustained rate, after a warm-up, and each process's CPU per notification meanwhile."""
     # Warm-up: the first alerts prove every service is up and has the rules.
@@ -213,7 +215,7 @@ async def throughput(settings: Settings, sizes: Sizes, processes: list[asyncio.s
     return sustained, cpu_per_alert
 
 
-async def latency(settings: Settings, sizes: Sizes, sustained: float) -> list[float]:
+async def latency(settings: StackSettings, sizes: Sizes, sustained: float) -> list[float]:
     """Alert → SENT latencies, sorted, at half the sustained rate."""
     half = sustained / 2
     count = int(half * sizes.latency_seconds)

@@ -42,7 +42,6 @@ from end_to_end import (
     until_sent,
 )
 
-from alerting.common.settings import Settings
 from alerting.common.vocabulary import SEVERITIES
 from alerting.producer.alerts import build_alert
 from alerting.producer.load import run_load
@@ -54,6 +53,7 @@ from alerting.testsupport.services import (
     service_environment,
     stop_process,
 )
+from alerting.testsupport.stack import StackSettings
 
 WARM_UP = 200  # alerts, before the baseline
 RATE = 100.0  # alerts/s, in both phases
@@ -150,7 +150,7 @@ class Outcome:
         return (self.sent_at - self.published_at).total_seconds() if self.sent_at else None
 
 
-async def steady_flow(settings: Settings, seconds: float, started: float, seed: int) -> dict[str, datetime]:
+async def steady_flow(settings: StackSettings, seconds: float, started: float, seed: int) -> dict[str, datetime]:
     """Alerts at RATE for `seconds` from perf_counter `started`, each matching one client;
     the publication time of each (its event_ts, taken as it is published) by alert id."""
     rng = random.Random(seed)
@@ -187,7 +187,7 @@ async def kill_in_turn(workers: dict[str, Worker], started: float, plan: Plan) -
     return kills
 
 
-async def wait_all_sent(settings: Settings, total: int, timeout: float) -> None:
+async def wait_all_sent(settings: StackSettings, total: int, timeout: float) -> None:
     """Until `total` notifications are SENT, or `timeout`: the report says what is missing."""
     try:
         await until_sent(settings, total, timeout)
@@ -195,7 +195,7 @@ async def wait_all_sent(settings: Settings, total: int, timeout: float) -> None:
         log(f"  {error}; {await sent_count(settings)} SENT")
 
 
-async def outcomes(settings: Settings, published: dict[str, datetime]) -> dict[str, Outcome]:
+async def outcomes(settings: StackSettings, published: dict[str, datetime]) -> dict[str, Outcome]:
     rows = await fetch(settings, """
         SELECT alert_id, count(*) AS notifications, count(*) FILTER (WHERE status = 'SENT') AS sent,
                min(created_at) AS created_at, max(sent_at) AS sent_at, max(attempts) AS attempts

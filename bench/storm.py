@@ -27,7 +27,6 @@ from end_to_end import WORKERS, log, stack_slice, start_mail_and_rules
 from workloads import full_or_smoke
 
 from alerting.common.grpc_client import aio_channel
-from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
@@ -39,6 +38,7 @@ from alerting.testsupport.services import (
     stop_process,
     wait_until,
 )
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
 
 STORM_RULES = 20
@@ -67,7 +67,7 @@ class Outcome:
     first_email_seconds: list[float]  # per quiet tenant
 
 
-async def create_tenants(client_settings: Settings, sizes: Sizes) -> dict[str, str]:
+async def create_tenants(client_settings: StackSettings, sizes: Sizes) -> dict[str, str]:
     """Tenant name → client id: `quiet-<n>` watching its source, and `storm` with its rules."""
     clients = {}
     async with aio_channel(client_settings) as channel:
@@ -87,7 +87,9 @@ async def create_tenants(client_settings: Settings, sizes: Sizes) -> dict[str, s
     return clients
 
 
-async def publish_window(settings: Settings, sizes: Sizes, rng: random.Random) -> dict[str, list[tuple[str, datetime]]]:
+async def publish_window(
+    settings: StackSettings, sizes: Sizes, rng: random.Random,
+) -> dict[str, list[tuple[str, datetime]]]:
     """The storm and the quiet traffic, side by side for the window; tenant → [(alert id,
     published at)] in publication order."""
     published: dict[str, list[tuple[str, datetime]]] = {}

@@ -21,11 +21,11 @@ from workloads import full_or_smoke, make_grants, make_rules
 
 from alerting.common.db import owner_url
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
 from alerting.evaluator.matcher import Grant, IndexedRule, RuleIndex
 from alerting.evaluator.warm_start import load_index
 from alerting.rules import snapshot
 from alerting.testsupport import stack
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import rule_pb2
 
 FULL = (1_000_000, 3)  # rules, repetitions
@@ -68,7 +68,7 @@ async def timed(what: str, operation: Callable[[], Awaitable[RuleIndex]], count:
 
 
 async def main(count: int, repetitions: int) -> None:
-    base = Settings()
+    base = StackSettings()
     base = base.model_copy(update={"database_url": owner_url(base)})  # creates and drops databases
     tag = stack.unique_name("bench")
     settings = base.model_copy(update={"redis_key_prefix": f"{tag}:", "topic_prefix": f"{tag}."})

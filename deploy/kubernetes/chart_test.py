@@ -16,19 +16,24 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from alerting.aggregator.main import AggregatorSettings
 from alerting.common import ports
-from alerting.common.settings import Settings
-from alerting.rule_service.server import RuleServiceSettings
-from alerting.sender.delivery import SenderSettings
+from alerting.common.settings import (
+    AggregatorSettings,
+    AlertingSettings,
+    EvaluatorSettings,
+    MigrateSettings,
+    RuleServiceSettings,
+    RuleUpdaterSettings,
+    SenderSettings,
+)
 
 TOOLS = Path("deploy/kubernetes/tools")
 CHART = "deploy/kubernetes/alerting"
 WORKERS = ("rule-updater", "evaluator", "aggregator", "sender")
 SERVICES = ("rule-service", *WORKERS)
-SETTINGS: dict[str, type[Settings]] = {
-    "rule-service": RuleServiceSettings, "rule-updater": Settings, "evaluator": Settings,
-    "aggregator": AggregatorSettings, "sender": SenderSettings, "migrate": Settings,
+SETTINGS: dict[str, type[AlertingSettings]] = {
+    "rule-service": RuleServiceSettings, "rule-updater": RuleUpdaterSettings, "evaluator": EvaluatorSettings,
+    "aggregator": AggregatorSettings, "sender": SenderSettings, "migrate": MigrateSettings,
 }
 
 
@@ -190,7 +195,7 @@ PATH_SETTINGS = {
 }
 
 
-def is_secret(settings: type[Settings], field: str) -> bool:
+def is_secret(settings: type[AlertingSettings], field: str) -> bool:
     return SecretStr in (settings.model_fields[field].annotation, *getattr(
         settings.model_fields[field].annotation, "__args__", ()))
 

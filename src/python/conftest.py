@@ -14,8 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from alerting.common.db import owner_url
-from alerting.common.settings import Settings
 from alerting.testsupport import profiles, stack
+from alerting.testsupport.stack import StackSettings
 
 profiles.load()
 
@@ -28,10 +28,10 @@ def _require(host: str, port: int, what: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def base_settings() -> Settings:
+def base_settings() -> StackSettings:
     try:
         # The stack's generated passwords and keys, through ALERTING_*_FILE (pants.toml).
-        settings = Settings()
+        settings = StackSettings()
     except ValidationError as error:
         pytest.fail(f"the local stack's secrets are missing ({error}); run `deploy/local-stack up` first")
     kafka_host, kafka_port = settings.kafka_bootstrap.split(",")[0].rsplit(":", 1)
@@ -45,7 +45,7 @@ def base_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def template_database(base_settings: Settings) -> Iterator[str]:
+def template_database(base_settings: StackSettings) -> Iterator[str]:
     """One migrated database per test process; each test gets a copy of it."""
     name = stack.unique_name("alerting_tpl")
     url = asyncio.run(stack.create_database(base_settings.database_url, name))
@@ -55,7 +55,7 @@ def template_database(base_settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-async def stack_settings(base_settings: Settings, template_database: str) -> AsyncIterator[Settings]:
+async def stack_settings(base_settings: StackSettings, template_database: str) -> AsyncIterator[StackSettings]:
     """Settings naming this test's own topics, database and Redis keys."""
     tag = stack.unique_name("t")
     database_url = await stack.create_database(base_settings.database_url, tag, template=template_database)

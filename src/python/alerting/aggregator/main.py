@@ -1,13 +1,11 @@
-"""aggregator: `alerts.matched` → one row per (client, alert) in `notifications` →
-`notifications.ready`. Wiring only: the durable step and the sweeper are recorder.py,
-decoding and the shape of a batch's insert batch.py."""
+"""aggregator: `alerts.matched` → one row per (client, alert) in `notifications` → `notifications.ready`.
+Wiring only: the durable step and the sweeper are recorder.py, decoding and a batch's insert batch.py."""
 
 from __future__ import annotations
 
 from functools import partial
 
 from aiokafka import AIOKafkaProducer
-from pydantic import Field
 
 from alerting.aggregator.batch import decode_alert_matched
 from alerting.aggregator.recorder import NotificationRecorder, SenderProgress, sweep_forever
@@ -15,18 +13,8 @@ from alerting.common import topics
 from alerting.common.db import DatabaseRole, create_pool
 from alerting.common.kafka import Companion, Wiring, run_worker
 from alerting.common.service import Lifecycle, run_service
-from alerting.common.settings import Settings
+from alerting.common.settings import AggregatorSettings
 from alerting.v1.events_pb2 import AlertMatched
-
-
-class AggregatorSettings(Settings):
-    """The aggregator's own."""
-
-    sweep_after_seconds: float = Field(default=60.0, description=(
-        "A notification never attempted, published this long before a point the sender has read past,"
-        " is published again (its message was lost)."))
-    sweep_interval_seconds: float = Field(default=15.0, description=(
-        "How often the sweeper runs and counts `PENDING` and `FAILED` notifications."))
 
 
 async def run(settings: AggregatorSettings, lifecycle: Lifecycle) -> None:

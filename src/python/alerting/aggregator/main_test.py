@@ -13,10 +13,11 @@ from alerting.aggregator.recorder import sweep_forever
 from alerting.common import topics
 from alerting.common.retry import Stopping
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings
+from alerting.common.settings import AggregatorSettings
 from alerting.producer.alerts import build_alert
 from alerting.testsupport import stack
 from alerting.testsupport.services import fetch, free_port, read, running, send, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import alert_pb2, events_pb2
 
 
@@ -25,26 +26,26 @@ def matched(client_id: str, alert: alert_pb2.Alert, rule_ids: list[str] | None =
                                    rule_ids=rule_ids or [str(uuid.uuid4())], emails=["ops@x.io"]).SerializeToString()
 
 
-def settings_of(stack_settings: Settings, **overrides: Any) -> alerting.aggregator.main.AggregatorSettings:
-    return alerting.aggregator.main.AggregatorSettings(**{**stack_settings.model_dump(), **overrides})
+def settings_of(stack_settings: StackSettings, **overrides: Any) -> alerting.aggregator.main.AggregatorSettings:
+    return AggregatorSettings(**{**stack_settings.model_dump(), **overrides})
 
 
-async def rows(settings: Settings) -> list[asyncpg.Record]:
+async def rows(settings: StackSettings) -> list[asyncpg.Record]:
     return await fetch(settings, "SELECT notification_id::text, client_id::text, alert_id, status FROM notifications")
 
 
-async def single_partition(settings: Settings) -> Settings:
+async def single_partition(settings: StackSettings) -> StackSettings:
     """The same slice of the stack with one-partition topics: records are consumed in the order sent."""
     settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}single."})
     await stack.create_topics(settings, {topics.ALERTS_MATCHED: 1, topics.NOTIFICATIONS_READY: 1})
     return settings
 
 
-async def has_rows(settings: Settings, count: int) -> bool:
+async def has_rows(settings: StackSettings, count: int) -> bool:
     return len(await rows(settings)) >= count
 
 
-async def test_duplicate_alerts_and_redeliveries_make_one_notification(stack_settings: Settings) -> None:
+async def test_duplicate_alerts_and_redeliveries_make_one_notification(stack_settings: StackSettings) -> None:
     client_id, alert = str(uuid.uuid4()), build_alert("HIGH", "db", "disk")
     other_client = str(uuid.uuid4())
     async with running(alerting.aggregator.main.run, settings_of(stack_settings)):
@@ -63,7 +64,9 @@ async def test_duplicate_alerts_and_redeliveries_make_one_notification(stack_set
     assert ids == {r["notification_id"] for r in found}
 
 
-async def test_a_redelivered_batch_publishes_pending_rows_again_but_not_sent_ones(stack_settings: Settings) -> None:
+async def test_a_redelivered_batch_publishes_pending_rows_again_but_not_sent_ones(
+    stack_settings: StackSettings,
+) -> None:
     pending_alert, sent_alert, client_id = build_alert("LOW", "a", "b"), build_alert("LOW", "c", "d"), str(uuid.uuid4())
     async with running(alerting.aggregator.main.run, settings_of(stack_settings)):
         both = [matched(client_id, pending_alert), matched(client_id, sent_alert)]
@@ -78,7 +81,7 @@ async def test_a_redelivered_batch_publishes_pending_rows_again_but_not_sent_one
     assert sorted(alert_ids) == sorted([pending_alert.alert_id, sent_alert.alert_id, pending_alert.alert_id])
 
 
-async def test_the_sweeper_republishes_a_stranded_pending_row(stack_settings: Settings) -> None:
+async def test_the_sweeper_republishes_a_stranded_pending_row(stack_settings: StackSettings) -> None:
     client_id = str(uuid.uuid4())
     await fetch(stack_settings,
                 "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert, published_at)"
@@ -114,7 +117,7 @@ async def test_the_sweeper_survives_any_failed_sweep_and_tries_again() -> None:
     assert recorder.sweeps == 3
 
 
-async def test_an_aggregator_started_while_kafka_is_unreachable_waits_for_it(stack_settings: Settings) -> None:
+async def test_an_aggregator_started_while_kafka_is_unreachable_waits_for_it(stack_settings: StackSettings) -> None:
     lifecycle = Lifecycle()
     settings = settings_of(stack_settings, kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens
     starting = asyncio.create_task(alerting.aggregator.main.run(settings, lifecycle))
@@ -138,7 +141,7 @@ def with_alert_id(alert: alert_pb2.Alert, alert_id: str) -> alert_pb2.Alert:
      b"alert.alert_id: contains the control character U+0000"),
 ])
 async def test_invalid_matches_are_dead_lettered_and_the_aggregator_keeps_going(
-    stack_settings: Settings, bad: bytes, reason: bytes
+    stack_settings: StackSettings, bad: bytes, reason: bytes
 ) -> None:
     settings = await single_partition(stack_settings)  # the valid match comes after the bad one
     good = matched(str(uuid.uuid4()), build_alert("HIGH", "x", "y"))
@@ -150,5 +153,5 @@ async def test_invalid_matches_are_dead_lettered_and_the_aggregator_keeps_going(
     assert dead.value == bad
 
 
-async def _one_row(settings: Settings) -> bool:
+async def _one_row(settings: StackSettings) -> bool:
     return len(await rows(settings)) == 1

@@ -26,7 +26,7 @@ from alerting.aggregator.batch import NotificationRow, insert_arguments, unique_
 from alerting.common import telemetry, topics
 from alerting.common.failpoints import failpoint
 from alerting.common.kafka import Delivery, OutgoingMessage, kafka_client_options, publish_all
-from alerting.common.settings import Settings
+from alerting.common.settings import KafkaSettings
 from alerting.v1 import events_pb2
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class SenderProgress:
     attempted although the sender has read past every message published before it is
     stuck; one behind the group's position is only queued."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: KafkaSettings) -> None:
         self.topic = settings.topic(topics.NOTIFICATIONS_READY)
         self.group = settings.topic(topics.SENDER_GROUP)
         self.reader = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False)
@@ -117,7 +117,7 @@ class SenderProgress:
 
 
 def ready_message(
-    settings: Settings, notification_id: object, client_id: object, alert_id: str, context: otel_context.Context
+    settings: KafkaSettings, notification_id: object, client_id: object, alert_id: str, context: otel_context.Context
 ) -> OutgoingMessage:
     event = events_pb2.NotificationReady(
         schema_version=topics.SCHEMA_VERSION,
@@ -135,7 +135,7 @@ def ready_message(
 
 class NotificationRecorder:
     def __init__(
-        self, settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer, progress: SenderProgress
+        self, settings: KafkaSettings, pool: asyncpg.Pool, producer: AIOKafkaProducer, progress: SenderProgress
     ) -> None:
         self.settings = settings
         self.pool = pool

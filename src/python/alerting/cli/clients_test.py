@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, key_id
 from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import rule_service
+from alerting.testsupport.stack import StackSettings
 
 
-async def test_client_commands_create_get_list_rename_and_delete(stack_settings: Settings) -> None:
+async def test_client_commands_create_get_list_rename_and_delete(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         admin_id = key_id(service.admin_key)
         created = await alertctl(service, "client", "create", "acme")

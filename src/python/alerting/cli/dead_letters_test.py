@@ -10,14 +10,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from alerting.common import topics
 from alerting.common.kafka import dead_letter_message, make_producer, publish_all
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, usage_error
 from alerting.testsupport.services import read, rule_service, send
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import dead_letter_service_pb2 as dead_letters_api
 from alerting.v1 import events_pb2
 
 
-async def test_dlq_list_and_replay(stack_settings: Settings) -> None:
+async def test_dlq_list_and_replay(stack_settings: StackSettings) -> None:
     matched_topic = stack_settings.topic(topics.ALERTS_MATCHED)
     dlq = stack_settings.topic(topics.dead_letter(topics.ALERTS_MATCHED))
     bad = [events_pb2.AlertMatched(schema_version=2).SerializeToString(), b"\xff not protobuf"]

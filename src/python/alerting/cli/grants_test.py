@@ -7,13 +7,13 @@ import json
 import grpc
 
 from alerting.cli import exit_codes
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, key_id
 from alerting.testsupport.calls import new_client, tenant_key
 from alerting.testsupport.services import rule_service
+from alerting.testsupport.stack import StackSettings
 
 
-async def test_grant_commands_add_list_and_remove_and_only_admins_grant(stack_settings: Settings) -> None:
+async def test_grant_commands_add_list_and_remove_and_only_admins_grant(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         admin_id = key_id(service.admin_key)
         client_id = await new_client(service)

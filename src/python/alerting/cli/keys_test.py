@@ -12,16 +12,16 @@ import pytest
 from click.testing import Result
 
 from alerting.cli import exit_codes
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, key_id, usage_error
 from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import rule_service, wait_until
+from alerting.testsupport.stack import StackSettings
 
 REFUSED_KEY_HINT = ("Hint: the API key given was refused; give another with"
                     " --api-key-file PATH or ALERTING_API_KEY_FILE (or ALERTING_API_KEY)")
 
 
-async def test_api_keys_create_list_whoami_and_revoke(stack_settings: Settings, tmp_path: Path) -> None:
+async def test_api_keys_create_list_whoami_and_revoke(stack_settings: StackSettings, tmp_path: Path) -> None:
     async with rule_service(stack_settings, api_key_cache_seconds=0.1) as service:
         admin_id = key_id(service.admin_key)
         client_id = await new_client(service)
@@ -95,7 +95,7 @@ async def test_api_keys_create_list_whoami_and_revoke(stack_settings: Settings, 
             f"Error: UNAUTHENTICATED: unknown or revoked API key\n{REFUSED_KEY_HINT}\n")
 
 
-async def test_keys_that_expire_show_when_and_only_admins_create_keys(stack_settings: Settings) -> None:
+async def test_keys_that_expire_show_when_and_only_admins_create_keys(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         before = datetime.now(UTC)

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import uuid
 
-from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.testsupport.alertctl import alertctl, usage_error
 from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import fetch, rule_service
+from alerting.testsupport.stack import StackSettings
 
 
-async def test_notification_commands_list_show_and_retry(stack_settings: Settings) -> None:
+async def test_notification_commands_list_show_and_retry(stack_settings: StackSettings) -> None:
     tenant = str(uuid.uuid4())
     [row] = await fetch(
         stack_settings,
@@ -48,7 +48,7 @@ NOTIFICATION_HEADER = ("notification_id", "client_id", "alert_id", "status", "at
                        "digest_id", "delivered_in", "silenced_by")
 
 
-async def insert_notification(settings: Settings, client_id: str, alert_id: str, status: str,
+async def insert_notification(settings: StackSettings, client_id: str, alert_id: str, status: str,
                               digest_id: str | None = None, silenced_by: str | None = None) -> str:
     """A notification row as the sender leaves it: SENT ones with their sent_at, in a digest or alone."""
     [row] = await fetch(
@@ -62,7 +62,7 @@ async def insert_notification(settings: Settings, client_id: str, alert_id: str,
     return str(row["notification_id"])
 
 
-async def insert_digest(settings: Settings, client_id: str, status: str) -> str:
+async def insert_digest(settings: StackSettings, client_id: str, status: str) -> str:
     [row] = await fetch(
         settings,
         "INSERT INTO digests (client_id, group_key, recipients, status, next_attempt_at, attempts, flushed_at,"
@@ -72,7 +72,7 @@ async def insert_digest(settings: Settings, client_id: str, status: str) -> str:
     return str(row["digest_id"])
 
 
-async def test_notification_commands_show_digests_deliveries_and_silences(stack_settings: Settings) -> None:
+async def test_notification_commands_show_digests_deliveries_and_silences(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         muted = await alertctl(service, "--json", "silence", "add", "--client", client_id, "--duration", "1h",

@@ -7,14 +7,14 @@ import uuid
 
 import pytest
 
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, tenant_beside_another, usage_error
 from alerting.testsupport.services import rule_service
+from alerting.testsupport.stack import StackSettings
 
 CLIENT = str(uuid.uuid4())
 
 
-async def test_policy_commands_get_set_and_delete_a_clients_policy(stack_settings: Settings) -> None:
+async def test_policy_commands_get_set_and_delete_a_clients_policy(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id, other, tenant, tenant_id = await tenant_beside_another(service)
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, tenant_beside_another
 from alerting.testsupport.calls import tenant_key
 from alerting.testsupport.services import rule_service
+from alerting.testsupport.stack import StackSettings
 
 
-async def test_receiver_commands_add_list_rotate_name_in_a_rule_and_remove(stack_settings: Settings) -> None:
+async def test_receiver_commands_add_list_rotate_name_in_a_rule_and_remove(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id, other, tenant, _ = await tenant_beside_another(service)
         stranger = (await tenant_key(service, other)).key

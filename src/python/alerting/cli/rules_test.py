@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, key_id, usage_error
 from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import rule_service
+from alerting.testsupport.stack import StackSettings
 
 
-async def test_rule_commands_create_list_and_refuse_an_unknown_severity(stack_settings: Settings) -> None:
+async def test_rule_commands_create_list_and_refuse_an_unknown_severity(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
 
@@ -36,7 +36,7 @@ async def test_a_rule_needs_its_client() -> None:
                              "a@x.io") == (2, "", "Error: Missing option '--client'.")
 
 
-async def test_rule_commands_get_update_and_delete_at_a_version(stack_settings: Settings) -> None:
+async def test_rule_commands_get_update_and_delete_at_a_version(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         created = await alertctl(service, "--json", "rule", "create", "--client", client_id, "--severity", "HIGH",

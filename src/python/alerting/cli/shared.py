@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from alerting.cli import exit_codes
 from alerting.cli.formatting import as_json, table
 from alerting.common.grpc_client import blocking_channel
-from alerting.common.settings import Settings, secret_value
+from alerting.common.settings import RuleServiceClientSettings, secret_value
 
 Response = TypeVar("Response")
 Stub = TypeVar("Stub")
@@ -136,13 +136,15 @@ def global_options(command: Command) -> Command:
     return command
 
 
-def client_settings(address: str | None, api_key: str | None, ca_file: str | None, plaintext: bool) -> Settings:
+def client_settings(
+    address: str | None, api_key: str | None, ca_file: str | None, plaintext: bool,
+) -> RuleServiceClientSettings:
     """The ALERTING_* settings with the global options over them. A bad setting is a usage
     error that names the variable but not its value: values include secrets."""
     given: dict[str, Any] = {"rule_service_address": address, "api_key": api_key, "tls_ca_file": ca_file,
                              "rule_service_tls": False if plaintext else None}
     try:
-        return Settings(**{name: value for name, value in given.items() if value is not None})
+        return RuleServiceClientSettings(**{name: value for name, value in given.items() if value is not None})
     except ValidationError as error:
         raise click.UsageError("; ".join(
             (f"ALERTING_{'_'.join(str(part) for part in problem['loc']).upper()}: " if problem["loc"] else "")

@@ -16,17 +16,17 @@ import grpc
 import pytest
 
 from alerting.cli import exit_codes
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, key_id, run_alertctl, usage_error
 from alerting.testsupport.calls import new_client
 from alerting.testsupport.services import fetch, free_port, rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import rule_service_pb2 as api
 
 NO_KEY_HINT = ("Hint: no API key was given; give one with"
                " --api-key-file PATH or ALERTING_API_KEY_FILE (or ALERTING_API_KEY)")
 
 
-async def test_output_json_and_its_alias(stack_settings: Settings) -> None:
+async def test_output_json_and_its_alias(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         admin_id = key_id(service.admin_key)
         created = await alertctl(service, "--output", "json", "client", "create", "acme")
@@ -59,7 +59,7 @@ async def test_output_json_and_its_alias(stack_settings: Settings) -> None:
             2, "Error: --json is --output json: give one of them")
 
 
-async def test_without_a_key_a_call_is_unauthenticated_with_a_hint(stack_settings: Settings) -> None:
+async def test_without_a_key_a_call_is_unauthenticated_with_a_hint(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         refused = await alertctl(service, "client", "list", key="")
     assert (refused.exit_code, refused.stdout, refused.stderr) == (
@@ -67,7 +67,7 @@ async def test_without_a_key_a_call_is_unauthenticated_with_a_hint(stack_setting
         f"Error: UNAUTHENTICATED: no API key: send the metadata `authorization: Bearer <key>`\n{NO_KEY_HINT}\n")
 
 
-async def test_tls_and_keys_from_the_environment(stack_settings: Settings, tmp_path: Path) -> None:
+async def test_tls_and_keys_from_the_environment(stack_settings: StackSettings, tmp_path: Path) -> None:
     async with rule_service(stack_settings) as service:
         address = service.client_settings.rule_service_address
         key_file = tmp_path / "admin.key"
@@ -117,7 +117,7 @@ async def test_an_empty_key_file_is_a_usage_error(tmp_path: Path) -> None:
         2, "", f"Error: Invalid value for '--api-key-file': {empty} is empty")
 
 
-async def test_exit_codes_of_a_real_rule_service(stack_settings: Settings) -> None:
+async def test_exit_codes_of_a_real_rule_service(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
 

@@ -9,15 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import Result
 
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, tenant_beside_another, usage_error
 from alerting.testsupport.calls import tenant_key
 from alerting.testsupport.services import rule_service
+from alerting.testsupport.stack import StackSettings
 
 CLIENT = str(uuid.uuid4())
 
 
-async def test_silence_commands_add_list_get_and_expire(stack_settings: Settings) -> None:
+async def test_silence_commands_add_list_get_and_expire(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id, other, tenant, tenant_id = await tenant_beside_another(service)
         stranger = (await tenant_key(service, other)).key

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from alerting.common.settings import Settings
 from alerting.testsupport.alertctl import alertctl, key_id
 from alerting.testsupport.calls import new_client, tenant_key
 from alerting.testsupport.services import rule_service
+from alerting.testsupport.stack import StackSettings
 
 
-async def test_whoami_shows_the_key_the_calls_present(stack_settings: Settings) -> None:
+async def test_whoami_shows_the_key_the_calls_present(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         admin = await alertctl(service, "whoami")
         assert (admin.exit_code, admin.stderr) == (0, ""), admin.output

@@ -14,7 +14,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 import asyncpg
 
 from alerting.common.retry import retry_until_done
-from alerting.common.settings import Settings, secret_value
+from alerting.common.settings import DatabaseSettings, MigrationLogin, secret_value
 
 
 class DatabaseRole(enum.Enum):
@@ -32,21 +32,17 @@ SERVICE_ROLES = (
 )
 
 
-def login(settings: Settings, role: DatabaseRole) -> tuple[str | None, str | None]:
-    """The user and password `role` logs in with (None: libpq's defaults apply)."""
+def login(settings: DatabaseSettings, role: DatabaseRole) -> tuple[str | None, str | None]:
+    """The user and password `role` logs in with (None: libpq's defaults apply). A process's
+    settings carry the logins of the roles it uses (common.settings.database)."""
     if role is DatabaseRole.OWNER:
         url = urlsplit(settings.database_url)
         password = secret_value(settings.database_password) or unquote(url.password or "")
         return unquote(url.username or "") or None, password or None
-    user, secret = {
-        DatabaseRole.MIGRATION: (settings.migration_database_user, settings.migration_database_password),
-        DatabaseRole.CONTROL_PLANE: (settings.control_plane_database_user, settings.control_plane_database_password),
-        DatabaseRole.RULE_READER: (settings.rule_reader_database_user, settings.rule_reader_database_password),
-        DatabaseRole.DATA_PLANE: (settings.data_plane_database_user, settings.data_plane_database_password),
-        DatabaseRole.NOTIFICATION_ADMIN: (
-            settings.notification_admin_database_user, settings.notification_admin_database_password),
-    }[role]
-    return user, secret_value(secret) or None
+    user = getattr(settings, f"{role.value}_database_user", None)
+    if user is None:
+        raise TypeError(f"{type(settings).__name__} carries no login of the {role.value} role")
+    return user, secret_value(getattr(settings, f"{role.value}_database_password")) or None
 
 
 def address(database_url: str) -> str:
@@ -56,18 +52,18 @@ def address(database_url: str) -> str:
     return urlunsplit(parts._replace(netloc=host))
 
 
-def owner_url(settings: Settings) -> str:
+def owner_url(settings: DatabaseSettings) -> str:
     """database_url with the owner's login in it, for what takes a URL alone (tests that
     connect with the URL)."""
     return role_login_url(settings, DatabaseRole.OWNER)
 
 
-def role_login_url(settings: Settings, role: DatabaseRole) -> str:
+def role_login_url(settings: DatabaseSettings, role: DatabaseRole) -> str:
     """database_url logged in as `role`, for what takes a URL alone."""
     return _with_login(settings.database_url, *login(settings, role))
 
 
-def migration_url(settings: Settings) -> str:
+def migration_url(settings: MigrationLogin) -> str:
     """database_url logged in as the migration role, every session of it acting as the owner
     (`options=-c role=<owner>`), for yoyo: what the migrations create belongs to the owner,
     and the migration role's CREATEROLE serves only sessions without that option."""
@@ -83,19 +79,19 @@ def _with_login(database_url: str, user: str | None, password: str | None, optio
                                      query=query))
 
 
-def connect_options(settings: Settings, role: DatabaseRole) -> dict[str, Any]:
+def connect_options(settings: DatabaseSettings, role: DatabaseRole) -> dict[str, Any]:
     """asyncpg's dsn, user and password for logging in as `role`; the URL's own credentials
     never reach another role's login."""
     user, password = login(settings, role)
     return {"dsn": address(settings.database_url), "user": user, "password": password}
 
 
-async def connect(settings: Settings, role: DatabaseRole) -> asyncpg.Connection:
+async def connect(settings: DatabaseSettings, role: DatabaseRole) -> asyncpg.Connection:
     return await asyncpg.connect(**connect_options(settings, role))
 
 
 async def create_pool(
-    settings: Settings, role: DatabaseRole, stop: asyncio.Event | None = None, **overrides: Any
+    settings: DatabaseSettings, role: DatabaseRole, stop: asyncio.Event | None = None, **overrides: Any
 ) -> asyncpg.Pool:
     options: dict[str, Any] = dict(min_size=1, max_size=settings.database_pool_size, command_timeout=60)
     options.update(overrides)

@@ -11,10 +11,10 @@ from typing import Any, NamedTuple
 import grpc
 import grpc.aio
 
-from alerting.common.settings import Settings, secret_value
+from alerting.common.settings import RuleServiceClientSettings, secret_value
 
 
-def channel_credentials(settings: Settings) -> grpc.ChannelCredentials:
+def channel_credentials(settings: RuleServiceClientSettings) -> grpc.ChannelCredentials:
     """TLS that trusts settings.tls_ca_file, or the system's CAs when it is empty."""
     roots = Path(settings.tls_ca_file).read_bytes() if settings.tls_ca_file else None
     return grpc.ssl_channel_credentials(root_certificates=roots)
@@ -38,7 +38,9 @@ class _AioBearer(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
-def aio_channel(settings: Settings, address: str | None = None, api_key: str | None = None) -> grpc.aio.Channel:
+def aio_channel(
+    settings: RuleServiceClientSettings, address: str | None = None, api_key: str | None = None,
+) -> grpc.aio.Channel:
     """An asyncio channel to the rule-service at `address` (default settings.rule_service_address)
     presenting `api_key` (default settings.api_key)."""
     target = address or settings.rule_service_address
@@ -71,7 +73,9 @@ class _Bearer(grpc.UnaryUnaryClientInterceptor):
         return continuation(details, request)
 
 
-def blocking_channel(settings: Settings, address: str | None = None, api_key: str | None = None) -> grpc.Channel:
+def blocking_channel(
+    settings: RuleServiceClientSettings, address: str | None = None, api_key: str | None = None,
+) -> grpc.Channel:
     """The same as aio_channel, for blocking clients (alertctl)."""
     target = address or settings.rule_service_address
     key = secret_value(settings.api_key) if api_key is None else api_key

@@ -17,7 +17,6 @@ import alerting.rule_service.main
 from alerting.aggregator.recorder import NOTIFICATIONS
 from alerting.common import telemetry, topics
 from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
-from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.rule_service.outbox import OUTBOX_UNPUBLISHED
 from alerting.testsupport.services import (
@@ -33,6 +32,7 @@ from alerting.testsupport.services import (
     wait_for_port,
     wait_until,
 )
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
 
@@ -53,7 +53,7 @@ def entries(lines: list[str]) -> list[dict[str, Any]]:
 
 
 async def test_a_service_waiting_for_kafka_is_alive_but_not_ready_and_logs_json_with_trace_ids(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     kafka_port = free_port()  # nothing listens there until the forwarder starts
     env = service_environment(
@@ -133,7 +133,7 @@ def outbox_backlog() -> float | None:
     return REGISTRY.get_sample_value("alerting_outbox_unpublished")
 
 
-async def test_the_outbox_gauge_counts_the_changes_kafka_has_not_received(stack_settings: Settings) -> None:
+async def test_the_outbox_gauge_counts_the_changes_kafka_has_not_received(stack_settings: StackSettings) -> None:
     kafka_port = free_port()  # Kafka out of reach: rule changes commit, and wait in the outbox
     OUTBOX_UNPUBLISHED.set(-1)  # no value left from another test
     async with asyncio.timeout(90), rule_service(stack_settings, kafka_bootstrap=f"127.0.0.1:{kafka_port}") as service:
@@ -170,7 +170,7 @@ def status_gauges() -> dict[str, float]:
     }
 
 
-async def test_the_sweeper_counts_notifications_by_status(stack_settings: Settings) -> None:
+async def test_the_sweeper_counts_notifications_by_status(stack_settings: StackSettings) -> None:
     tenants = [str(uuid.uuid4()) for _ in range(3)]
     statuses = {tenants[0]: ["PENDING", "PENDING", "FAILED", "SENT", "SENT", "SENT"],
                 tenants[1]: ["FAILED", "SENT", "SENT"],
@@ -182,7 +182,7 @@ async def test_the_sweeper_counts_notifications_by_status(stack_settings: Settin
                         " VALUES ($1, $2, '{}', '{ops@x.io}', '', $3)", tenant, f"a{number}", status)
     NOTIFICATIONS.labels("PENDING").set(-1)  # no value left from another test
     NOTIFICATIONS.labels("FAILED").set(-1)
-    settings = alerting.aggregator.main.AggregatorSettings(**stack_settings.model_dump(), sweep_interval_seconds=0.2)
+    settings = stack_settings.model_copy(update={"sweep_interval_seconds": 0.2})
     async with asyncio.timeout(60), running(alerting.aggregator.main.run, settings):
 
         async def counted(expected: dict[str, float]) -> bool:

@@ -8,10 +8,10 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as redis
 
-from alerting.common.settings import Settings, secret_value
+from alerting.common.settings import RedisSettings, secret_value
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(settings: RedisSettings) -> redis.Redis:
     """A client of settings.redis_url (connections are made on first use). A password or
     user written into the URL wins over the settings, as redis-py gives the URL precedence."""
     options: dict[str, Any] = {}

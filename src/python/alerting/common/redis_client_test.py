@@ -10,12 +10,11 @@ from pydantic import SecretStr
 from redis.exceptions import NoPermissionError
 
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
 from alerting.rules import snapshot
-from alerting.testsupport.stack import local_secret, unique_name
+from alerting.testsupport.stack import StackSettings, local_secret, unique_name
 
 
-async def test_redis_refuses_a_client_without_the_password(base_settings: Settings) -> None:
+async def test_redis_refuses_a_client_without_the_password(base_settings: StackSettings) -> None:
     anonymous_settings = base_settings.model_copy(update={"redis_username": "", "redis_password": None})
     async with redis_client(anonymous_settings) as anonymous:
         # NOAUTH, to the HELLO a RESP3 client opens with.
@@ -35,7 +34,7 @@ async def test_redis_refuses_a_client_without_the_password(base_settings: Settin
         assert await client.ping() is True
 
 
-async def test_an_acl_user_authenticates_with_its_name(base_settings: Settings) -> None:
+async def test_an_acl_user_authenticates_with_its_name(base_settings: StackSettings) -> None:
     user = unique_name("t")  # a user of its own, limited to its keys, removed afterwards
     async with redis_client(base_settings) as admin:
         await admin.acl_setuser(user, enabled=True, passwords=["+user-secret"], keys=[f"{user}:*"],
@@ -53,7 +52,7 @@ async def test_an_acl_user_authenticates_with_its_name(base_settings: Settings) 
             await admin.delete(f"{user}:k")
 
 
-async def test_a_password_in_the_url_wins_over_the_setting(base_settings: Settings) -> None:
+async def test_a_password_in_the_url_wins_over_the_setting(base_settings: StackSettings) -> None:
     password = local_secret("redis/admin.password")
     url = base_settings.redis_url.replace("rediss://", f"rediss://admin:{password}@", 1)
     settings = base_settings.model_copy(update={"redis_url": url, "redis_password": SecretStr("not-the-password")})
@@ -61,17 +60,17 @@ async def test_a_password_in_the_url_wins_over_the_setting(base_settings: Settin
         assert await client.ping() is True
 
 
-async def test_only_tls_is_served(base_settings: Settings) -> None:
+async def test_only_tls_is_served(base_settings: StackSettings) -> None:
     assert await _config(base_settings, "port") == "0"  # the plaintext port is closed
     assert await _config(base_settings, "tls-port") != "0"
 
 
-def as_user(settings: Settings, user: str) -> Settings:
+def as_user(settings: StackSettings, user: str) -> StackSettings:
     return settings.model_copy(update={"redis_username": user, "redis_password": SecretStr(
         local_secret(f"redis/{user}.password"))})
 
 
-async def test_the_evaluator_reads_the_snapshot_and_writes_nothing_of_it(base_settings: Settings) -> None:
+async def test_the_evaluator_reads_the_snapshot_and_writes_nothing_of_it(base_settings: StackSettings) -> None:
     """On the platform's own keys (no prefix: the ACLs name them); every write is refused, so
     nothing is changed."""
     snapshot_key, version_key, meta_key, grants_key = snapshot.keys(base_settings)
@@ -89,7 +88,7 @@ async def test_the_evaluator_reads_the_snapshot_and_writes_nothing_of_it(base_se
                 await write
 
 
-async def test_the_rule_updater_writes_the_snapshot_keys_only(base_settings: Settings) -> None:
+async def test_the_rule_updater_writes_the_snapshot_keys_only(base_settings: StackSettings) -> None:
     probe = f"rules:acl-probe:{unique_name('t')}"  # among the keys it may write, removed afterwards
     async with redis_client(as_user(base_settings, "rule-updater")) as updater:
         try:
@@ -102,13 +101,13 @@ async def test_the_rule_updater_writes_the_snapshot_keys_only(base_settings: Set
                 await refused
 
 
-async def _config(settings: Settings, name: str) -> str:
+async def _config(settings: StackSettings, name: str) -> str:
     """A setting of the running Redis: what it serves, wherever the test runs."""
     async with redis_client(settings) as client:
         return str((await client.config_get(name))[name])
 
 
-async def test_tls_is_verified_against_the_ca(base_settings: Settings) -> None:
+async def test_tls_is_verified_against_the_ca(base_settings: StackSettings) -> None:
     tls_url = f"rediss://127.0.0.1:{await _config(base_settings, 'tls-port')}/0"
     ca_file = await _config(base_settings, "tls-ca-cert-file")
     verified = base_settings.model_copy(update={"redis_url": tls_url, "redis_ca_file": ca_file})
@@ -120,7 +119,7 @@ async def test_tls_is_verified_against_the_ca(base_settings: Settings) -> None:
             await client.ping()
 
 
-def test_a_ca_file_without_tls_is_refused(base_settings: Settings) -> None:
+def test_a_ca_file_without_tls_is_refused(base_settings: StackSettings) -> None:
     plain = base_settings.model_copy(update={"redis_url": "redis://127.0.0.1:6380/0", "redis_ca_file": "/etc/ca.pem"})
     with pytest.raises(ValueError, match="ALERTING_REDIS_URL is not rediss://"):
         redis_client(plain)

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from alerting.common.settings import Settings
+from alerting.common.settings import RetrySettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -21,7 +21,7 @@ class Stopping(Exception):
 
 async def retry_until_done(
     operation: Callable[[], Awaitable[T]],
-    settings: Settings,
+    settings: RetrySettings,
     *,
     what: str,
     stop: asyncio.Event | None = None,

@@ -10,10 +10,10 @@ from typing import TypeVar
 
 from alerting.common import ports, telemetry
 from alerting.common.retry import Stopping
-from alerting.common.settings import Settings
+from alerting.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
-S = TypeVar("S", bound=Settings)
+S = TypeVar("S", bound=ServiceSettings)
 
 
 class Lifecycle:

@@ -31,7 +31,7 @@ from opentelemetry.util.types import AttributeValue
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 from alerting.common import logs
-from alerting.common.settings import Settings, TracingSettings, tracing_settings
+from alerting.common.settings import TelemetrySettings, TracingSettings, tracing_settings
 from alerting.common.settings import service_name as resolved_service_name
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,14 @@ CONSUMER_LAG = Gauge(
 )
 
 
-def setup_logging(settings: Settings, service: str = "") -> None:
+def setup_logging(settings: TelemetrySettings, service: str = "") -> None:
     """Root logging to stderr at ALERTING_LOG_LEVEL, as text or JSON (ALERTING_LOG_FORMAT),
     every line with the current trace and span ids. `service` is the service's name in JSON
     lines; OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) overrides it."""
     logs.setup(settings.log_level, settings.log_format, resolved_service_name(service))
 
 
-def setup_tracing(service_name: str, settings: Settings, exporter: SpanExporter | None = None) -> None:
+def setup_tracing(service_name: str, settings: TelemetrySettings, exporter: SpanExporter | None = None) -> None:
     """Install the global tracer provider and the instrumentations every service uses.
 
     `exporter` overrides the configured ones (tests pass an in-memory exporter).

@@ -8,9 +8,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings, tracing_settings
+from alerting.common.settings import tracing_settings
 from alerting.common.telemetry import MESSAGES_PROCESSED, serve_metrics_and_health, tracer_provider
 from alerting.testsupport.services import free_port, http_get
+from alerting.testsupport.stack import StackSettings
 
 
 async def test_readiness_liveness_and_metrics_are_served_apart() -> None:
@@ -54,7 +55,7 @@ def test_the_tracer_provider_follows_the_resolved_otel_settings() -> None:
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": "0.25",
     }
-    provider = tracer_provider(tracing_settings("rule-service", Settings(otel_sample_ratio=1.0), environ))
+    provider = tracer_provider(tracing_settings("rule-service", StackSettings(otel_sample_ratio=1.0), environ))
     assert isinstance(provider, TracerProvider)
     assert provider.resource.attributes["service.name"] == "rules-eu"
     assert provider.resource.attributes["deployment.environment"] == "prod"
@@ -63,7 +64,7 @@ def test_the_tracer_provider_follows_the_resolved_otel_settings() -> None:
         "remoteParentNotSampled:AlwaysOffSampler,localParentSampled:AlwaysOnSampler,"
         "localParentNotSampled:AlwaysOffSampler}"
     )
-    always = tracer_provider(tracing_settings("x", Settings(), {"OTEL_TRACES_SAMPLER": "always_off"}))
+    always = tracer_provider(tracing_settings("x", StackSettings(), {"OTEL_TRACES_SAMPLER": "always_off"}))
     assert always.sampler.get_description() == "AlwaysOffSampler"
 
 
@@ -93,11 +94,11 @@ def span_intake() -> Iterator[tuple[str, list[tuple[str, object]]]]:
 
 
 @pytest.mark.parametrize(("settings", "environ"), [
-    (Settings(otel_exporter="none"), {"OTEL_TRACES_EXPORTER": "zipkin"}),
-    (Settings(otel_exporter="zipkin"), {}),
+    (StackSettings(otel_exporter="none"), {"OTEL_TRACES_EXPORTER": "zipkin"}),
+    (StackSettings(otel_exporter="zipkin"), {}),
 ], ids=["OTEL_TRACES_EXPORTER", "ALERTING_OTEL_EXPORTER"])
 def test_the_zipkin_exporter_posts_zipkin_v2_json_to_its_endpoint(
-    settings: Settings, environ: dict[str, str], span_intake: tuple[str, list[tuple[str, object]]],
+    settings: StackSettings, environ: dict[str, str], span_intake: tuple[str, list[tuple[str, object]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     endpoint, received = span_intake

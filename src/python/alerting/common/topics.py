@@ -1,4 +1,4 @@
-"""Kafka topic names (before Settings.topic_prefix) and the configs topics are created with.
+"""Kafka topic names (before KafkaSettings.topic_prefix) and the configs topics are created with.
 deploy/topics.txt creates them; deploy_checks/compose_test.py checks that the two agree."""
 
 from dataclasses import dataclass

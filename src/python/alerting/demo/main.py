@@ -18,7 +18,7 @@ import uuid
 
 from alerting.common import telemetry
 from alerting.common.grpc_client import aio_channel
-from alerting.common.settings import Settings
+from alerting.common.settings import DemoSettings
 from alerting.common.vocabulary import WILDCARD, severity_name
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
@@ -40,7 +40,7 @@ def say(line: str = "") -> None:
     print(line, flush=True)
 
 
-async def demo(settings: Settings, timeout: float = 60) -> int:
+async def demo(settings: DemoSettings, timeout: float = 60) -> int:
     tag = uuid.uuid4().hex[:6]
     # This run's own source: alerts of an earlier run's tenant (granted its own) never match this one's.
     db = f"db-{tag}"
@@ -181,7 +181,7 @@ def mail_link(mailpit: str, alert_id: str) -> str:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = DemoSettings()
     telemetry.setup_tracing("demo", settings)
     sys.exit(asyncio.run(demo(settings)))
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from alerting.common import ports, topics
-from alerting.common.settings import Settings
+from alerting.testsupport.stack import StackSettings
 
 APP_SERVICES = set(ports.METRICS_PORTS) - {"alert-producer"}
 CREDENTIALS = Path("deploy/compose/credentials.txt")
@@ -37,7 +37,7 @@ def published_ports(service: dict[str, Any]) -> set[int]:
 
 def default_port(setting: str) -> int:
     """The port of a setting's default address (the local stack's, which compose publishes too)."""
-    address = str(Settings.model_fields[setting].default)
+    address = str(StackSettings.model_fields[setting].default)
     port = urlsplit(address if "://" in address else f"//{address}").port
     assert port is not None, setting
     return port
@@ -93,7 +93,7 @@ def test_kafka_has_a_listener_for_containers_and_one_for_the_host() -> None:
     listening = dict(listener.split("://") for listener in kafka["KAFKA_LISTENERS"].split(","))
     assert advertised["INTERNAL"] == services["evaluator"]["environment"]["ALERTING_KAFKA_BOOTSTRAP"]
     # The host's clients use the settings' default bootstrap, as with the local stack.
-    assert advertised["HOST"] == Settings.model_fields["kafka_bootstrap"].default
+    assert advertised["HOST"] == StackSettings.model_fields["kafka_bootstrap"].default
     # The host's port is published from the HOST listener's port in the container.
     host_port = default_port("kafka_bootstrap")
     assert f"127.0.0.1:{host_port}:{listening['HOST'].lstrip(':')}" in services["kafka"]["ports"]
@@ -408,7 +408,7 @@ def role_of(setting: str) -> str | None:
 
 def test_no_service_logs_in_to_postgres_as_the_owner() -> None:
     services = load_compose()["services"]
-    owner = urlsplit(str(Settings.model_fields["database_url"].default)).username
+    owner = urlsplit(str(StackSettings.model_fields["database_url"].default)).username
     for name, service in services.items():
         settings = service.get("environment", {})
         assert "ALERTING_DATABASE_PASSWORD" not in settings and "ALERTING_DATABASE_PASSWORD_FILE" not in settings, name

@@ -25,9 +25,9 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from alerting.common.grpc_client import aio_channel
-from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.testsupport.services import fetch, send, spawn_rule_service, stop_process
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     api_key_service_pb2,
     api_key_service_pb2_grpc,
@@ -110,7 +110,7 @@ def grpcurl() -> Path:
     return folder
 
 
-async def one_of_each(settings: Settings, client_settings: Settings, number: int) -> dict[str, str]:
+async def one_of_each(settings: StackSettings, client_settings: StackSettings, number: int) -> dict[str, str]:
     """The ids an example may name, made afresh: a client granted `db`, with a rule, a
     policy, an active silence and a TENANT key; a digest and a FAILED notification in it."""
     async with aio_channel(client_settings) as channel:
@@ -142,7 +142,7 @@ async def one_of_each(settings: Settings, client_settings: Settings, number: int
             "KEY_ID": key.api_key.key_id, "DIGEST_ID": row["digest_id"], "NOTIFICATION_ID": row["notification_id"]}
 
 
-async def test_every_alertctl_and_grpcurl_example_in_the_docs_succeeds(stack_settings: Settings,
+async def test_every_alertctl_and_grpcurl_example_in_the_docs_succeeds(stack_settings: StackSettings,
                                                                        tmp_path: Path) -> None:
     commands = [(path, command) for path in DOCS for command in examples(path.read_text())]
     tools = grpcurl() if any(" grpcurl " in f" {command}" for _, command in commands) else tmp_path

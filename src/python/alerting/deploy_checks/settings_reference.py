@@ -19,16 +19,12 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 
-from alerting.aggregator import main as aggregator
-from alerting.common import settings
-from alerting.rule_service import server as rule_service
-from alerting.sender import delivery as sender
-from alerting.smtp_sink import main as smtp_sink
+from alerting.common.settings import base, database, delivery, kafka, redis, rule_service_client, services, telemetry
 
 # The modules whose settings classes (every BaseSettings subclass they define, or hold from a
-# package of their own) the reference lists, in this order: the shared ones, then each
-# service's own.
-SETTINGS_MODULES = (settings, rule_service, aggregator, sender, smtp_sink)
+# package of their own) the reference lists, in this order: the settings package's, each
+# concern's, then each process's.
+SETTINGS_MODULES = (base, kafka, database, redis, delivery, rule_service_client, telemetry, services)
 REFERENCE = Path("docs/settings.md")
 COMMAND = "./pants run src/python/alerting/deploy_checks/settings_reference.py"
 

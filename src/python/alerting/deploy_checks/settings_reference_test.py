@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from alerting.common.settings import Settings
+from alerting.common.settings import KafkaSettings, RuleServiceSettings
 from alerting.deploy_checks.settings_reference import (
     COMMAND,
     REFERENCE,
@@ -36,8 +36,14 @@ def test_every_setting_has_a_description() -> None:
 def test_the_reference_lists_each_class_of_the_modules_once_with_the_fields_it_adds() -> None:
     classes = settings_classes(SETTINGS_MODULES)
     assert [cls.__name__ for cls in classes] == [
-        "Settings", "RuleServiceSettings", "AggregatorSettings", "SenderSettings", "SinkSettings"]
-    assert "kafka_bootstrap" in own_fields(classes[0]) and "kafka_bootstrap" not in own_fields(classes[1])
+        "AlertingSettings", "RetrySettings", "KafkaSettings", "WorkerSettings", "DeadLetterReplaySettings",
+        "DatabaseSettings", "MigrationLogin", "ControlPlaneLogin", "RuleReaderLogin", "DataPlaneLogin",
+        "NotificationAdminLogin", "RedisSettings", "RuleSnapshotSettings", "SmtpSettings", "PolicySettings",
+        "ReceiverSettings", "RuleServiceTls", "RuleServiceClientSettings", "TelemetrySettings", "ServiceSettings",
+        "RuleRebuildSettings", "ProducerSettings", "RuleServiceSettings", "RuleUpdaterSettings", "EvaluatorSettings",
+        "AggregatorSettings", "SenderSettings", "MigrateSettings", "DemoSettings", "SmtpSinkSettings",
+        "WebhookSinkSettings"]
+    assert "kafka_bootstrap" in own_fields(KafkaSettings) and "kafka_bootstrap" not in own_fields(RuleServiceSettings)
     assert reference().count("| `ALERTING_KAFKA_BOOTSTRAP` |") == 1
 
 
@@ -65,9 +71,9 @@ class Service(KafkaPart, DatabasePart):
 
 
 def test_settings_split_into_several_classes_are_each_listed_in_definition_order() -> None:
-    # This module's own classes, not Settings, which it imports; Prefixed has no field of its own.
+    # This module's own classes, not KafkaSettings, which it imports; Prefixed has no field of its own.
     classes = settings_classes([sys.modules[__name__]])
-    assert Settings not in classes
+    assert KafkaSettings not in classes
     assert [cls.__name__ for cls in classes] == ["Prefixed", "KafkaPart", "DatabasePart", "Service"]
     here = f"(`{__name__}`)"
     assert render(classes).split("\n## ")[1:] == [

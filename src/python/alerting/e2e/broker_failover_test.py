@@ -21,7 +21,6 @@ import alerting.evaluator.main  # noqa: F401
 import alerting.rule_updater.main  # noqa: F401
 import alerting.sender.main  # noqa: F401
 from alerting.common import topics
-from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
@@ -39,6 +38,7 @@ from alerting.testsupport.services import (
     stop_process,
     wait_until,
 )
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import alert_pb2, rule_service_pb2
 
 WORKERS = ("alerting.rule_updater.main", "alerting.evaluator.main", "alerting.aggregator.main",
@@ -59,7 +59,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
         yield running
 
 
-async def partitions(settings: Settings, *names: str) -> dict[tuple[str, int], dict[str, Any]]:
+async def partitions(settings: StackSettings, *names: str) -> dict[tuple[str, int], dict[str, Any]]:
     """(topic, partition) → its leader, replicas and in-sync replicas, as the brokers' metadata
     has them; asked again while the broker asked is the one that is down."""
 
@@ -77,19 +77,19 @@ async def partitions(settings: Settings, *names: str) -> dict[tuple[str, int], d
     return await describe()
 
 
-async def sent(settings: Settings, alerts: list[alert_pb2.Alert]) -> int:
+async def sent(settings: StackSettings, alerts: list[alert_pb2.Alert]) -> int:
     """How many of these alerts' notifications are SENT."""
     [row] = await fetch(settings, "SELECT count(*) AS n FROM notifications "
                                   "WHERE status = 'SENT' AND alert_id = ANY($1)", [alert.alert_id for alert in alerts])
     return int(row["n"])
 
 
-async def all_sent(settings: Settings, alerts: list[alert_pb2.Alert]) -> bool:
+async def all_sent(settings: StackSettings, alerts: list[alert_pb2.Alert]) -> bool:
     return await sent(settings, alerts) == len(alerts)
 
 
 async def test_every_topic_has_a_replica_on_each_broker_and_a_write_needs_two(
-    cluster: KafkaCluster, base_settings: Settings
+    cluster: KafkaCluster, base_settings: StackSettings
 ) -> None:
     settings = cluster.settings(base_settings)
     described = await partitions(settings, *PLATFORM_TOPICS)
@@ -104,7 +104,7 @@ async def test_every_topic_has_a_replica_on_each_broker_and_a_write_needs_two(
 
 
 async def test_a_broker_sigkilled_while_alerts_flow_and_restarted_loses_and_duplicates_nothing(
-    cluster: KafkaCluster, stack_settings: Settings, tmp_path: Path
+    cluster: KafkaCluster, stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     smtp_port = free_port()
     sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")

@@ -18,7 +18,7 @@ import alerting.aggregator.main
 import alerting.evaluator.main
 import alerting.rule_updater.main
 import alerting.sender.main
-from alerting.common.settings import Settings
+from alerting.common.settings import AggregatorSettings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
@@ -33,6 +33,7 @@ from alerting.testsupport.services import (
     running,
     wait_until,
 )
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     notification_policy_service_pb2,
     notification_policy_service_pb2_grpc,
@@ -53,7 +54,7 @@ def verifies(secret: str, request: Received) -> bool:
 
 
 async def test_email_webhook_and_slack_receivers_with_poison_endpoints_among_them(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     smtp_port = free_port()
     sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
@@ -99,7 +100,7 @@ async def test_email_webhook_and_slack_receivers_with_poison_endpoints_among_the
                     running(alerting.rule_updater.main.run, settings),
                     running(alerting.evaluator.main.run, settings),
                     running(alerting.aggregator.main.run,
-                            alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
+                            AggregatorSettings(**settings.model_dump())),
                     running(alerting.sender.main.run, sender),
                     AlertPublisher(settings) as publisher,
                 ):

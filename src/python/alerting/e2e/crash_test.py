@@ -23,7 +23,6 @@ import alerting.aggregator.main  # noqa: F401  (the workers run from these modul
 import alerting.evaluator.main  # noqa: F401
 import alerting.rule_updater.main  # noqa: F401
 import alerting.sender.main  # noqa: F401
-from alerting.common.settings import Settings
 from alerting.common.vocabulary import SEVERITIES, WILDCARD, severity_name
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
@@ -43,6 +42,7 @@ from alerting.testsupport.services import (
     stop_process,
     wait_until,
 )
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     alert_pb2,
     receiver_service_pb2,
@@ -146,7 +146,7 @@ async def touch_rules(
 
 
 async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every_step(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     rng = random.Random(2026)
     smtp_port = free_port()
@@ -221,7 +221,7 @@ async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every
 
 
 async def test_digests_go_out_once_each_and_list_their_notifications_despite_sigkills_of_the_sender(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     """The sender, sending digests (groups by source, flushed every few seconds), killed
     after a server accepted a digest and before recording it, and before a commit: no
@@ -292,7 +292,7 @@ async def test_digests_go_out_once_each_and_list_their_notifications_despite_sig
 
 
 async def test_webhooks_get_every_notification_despite_sigkills_of_the_sender_and_copies_share_its_key(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     """The sender, delivering to webhooks, killed after a receiver accepted a request and
     before recording it, and before a commit: every notification reaches its tenant's

@@ -12,13 +12,14 @@ import alerting.aggregator.main
 import alerting.evaluator.main
 import alerting.rule_updater.main
 import alerting.sender.main
-from alerting.common.settings import Settings
+from alerting.common.settings import AggregatorSettings
 from alerting.common.vocabulary import SEVERITIES, WILDCARD
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.services import fetch, free_port, immediate_sender, rule_service, running, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     api_key_service_pb2,
     api_key_service_pb2_grpc,
@@ -29,14 +30,14 @@ from alerting.v1 import (
 )
 
 
-async def notified(settings: Settings) -> set[tuple[str, str, str]]:
+async def notified(settings: StackSettings) -> set[tuple[str, str, str]]:
     """(client_id, alert_id, status) of every notification."""
     rows = await fetch(settings, "SELECT client_id::text, alert_id, status FROM notifications")
     return {(row["client_id"], row["alert_id"], row["status"]) for row in rows}
 
 
 async def test_a_tenant_with_rules_for_every_alert_receives_only_its_granted_sources(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     smtp_port = free_port()
     sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
@@ -74,7 +75,7 @@ async def test_a_tenant_with_rules_for_every_alert_receives_only_its_granted_sou
                 running(alerting.rule_updater.main.run, settings),
                 running(alerting.evaluator.main.run, settings),
                 running(alerting.aggregator.main.run,
-                        alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
+                        AggregatorSettings(**settings.model_dump())),
                 running(alerting.sender.main.run, immediate_sender(settings)),
                 AlertPublisher(settings) as publisher,
             ):
@@ -118,5 +119,5 @@ async def test_a_tenant_with_rules_for_every_alert_receives_only_its_granted_sou
         sink.close()
 
 
-async def _has(settings: Settings, alert_id: str) -> bool:
+async def _has(settings: StackSettings, alert_id: str) -> bool:
     return bool(await fetch(settings, "SELECT 1 FROM notifications WHERE alert_id = $1", alert_id))

@@ -20,26 +20,27 @@ import alerting.rule_updater.main
 import alerting.sender.main
 from alerting.common import telemetry
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings
+from alerting.common.settings import AggregatorSettings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.services import fetch, free_port, immediate_sender, rule_service_stub, running, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import rule_service_pb2, rule_service_pb2_grpc
 
 SPANS = InMemorySpanExporter()
 # What the platform fixture gives: settings, a rule-service client, the mail directory and the SMTP sink.
-Platform: TypeAlias = "tuple[Settings, rule_service_pb2_grpc.RuleServiceAsyncStub, Path, asyncio.Server]"
+Platform: TypeAlias = "tuple[StackSettings, rule_service_pb2_grpc.RuleServiceAsyncStub, Path, asyncio.Server]"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def tracing() -> None:
-    telemetry.setup_tracing("pipeline-test", Settings(), exporter=SPANS)
+    telemetry.setup_tracing("pipeline-test", StackSettings(), exporter=SPANS)
 
 
 @pytest.fixture
-async def platform(stack_settings: Settings, tmp_path: Path) -> AsyncIterator[Platform]:
+async def platform(stack_settings: StackSettings, tmp_path: Path) -> AsyncIterator[Platform]:
     """Every worker running in-process against this test's slice of the stack."""
     smtp_port = free_port()
     server, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
@@ -49,11 +50,11 @@ async def platform(stack_settings: Settings, tmp_path: Path) -> AsyncIterator[Pl
         yield settings, stub, tmp_path / "mail", server
 
 
-async def start_workers(settings: Settings) -> list[AbstractAsyncContextManager[Lifecycle]]:
+async def start_workers(settings: StackSettings) -> list[AbstractAsyncContextManager[Lifecycle]]:
     workers: list[AbstractAsyncContextManager[Lifecycle]] = [
         running(alerting.rule_updater.main.run, settings),
         running(alerting.evaluator.main.run, settings),
-        running(alerting.aggregator.main.run, alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
+        running(alerting.aggregator.main.run, AggregatorSettings(**settings.model_dump())),
         running(alerting.sender.main.run, immediate_sender(settings)),
     ]
     for worker in workers:
@@ -66,7 +67,7 @@ async def stop_workers(workers: list[AbstractAsyncContextManager[Lifecycle]]) ->
         await worker.__aexit__(None, None, None)
 
 
-async def notifications(settings: Settings) -> list[asyncpg.Record]:
+async def notifications(settings: StackSettings) -> list[asyncpg.Record]:
     return await fetch(settings, "SELECT client_id::text, alert_id, status, rule_ids::text[] FROM notifications")
 
 
@@ -170,5 +171,5 @@ async def test_a_rule_changed_while_alerts_flow_applies_to_later_alerts(platform
         await stop_workers(workers)
 
 
-async def _has(settings: Settings, alert_id: str) -> bool:
+async def _has(settings: StackSettings, alert_id: str) -> bool:
     return bool(await fetch(settings, "SELECT 1 FROM notifications WHERE alert_id = $1", alert_id))

@@ -15,7 +15,7 @@ import alerting.evaluator.main
 import alerting.rule_updater.main
 import alerting.sender.main
 from alerting.common import topics
-from alerting.common.settings import Settings
+from alerting.common.settings import AggregatorSettings
 from alerting.producer.alerts import alert_new, build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.sender.delivery import NEEDS_SMTPUTF8
@@ -31,6 +31,7 @@ from alerting.testsupport.services import (
     send_unparsable,
     wait_until,
 )
+from alerting.testsupport.stack import StackSettings
 from alerting.testsupport.strategies import YEAR_10000
 from alerting.v1 import events_pb2, rule_service_pb2
 
@@ -47,7 +48,7 @@ POISON = {
 MAX_AGE_SECONDS = 40
 
 
-async def test_thousands_of_alerts_with_poison_tenants(stack_settings: Settings, tmp_path: Path) -> None:
+async def test_thousands_of_alerts_with_poison_tenants(stack_settings: StackSettings, tmp_path: Path) -> None:
     smtp_port = free_port()
     sink, _ = await start_sink(
         "127.0.0.1", smtp_port, tmp_path,
@@ -72,7 +73,7 @@ async def test_thousands_of_alerts_with_poison_tenants(stack_settings: Settings,
                 running(alerting.rule_updater.main.run, settings),
                 running(alerting.evaluator.main.run, settings),
                 running(alerting.aggregator.main.run,
-                        alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
+                        AggregatorSettings(**settings.model_dump())),
                 running(alerting.sender.main.run, sender_settings),
             ):
                 await workers.enter_async_context(worker)
@@ -120,7 +121,7 @@ async def test_thousands_of_alerts_with_poison_tenants(stack_settings: Settings,
 
 
 async def test_the_year_10000_alert_and_other_garbage_are_dead_lettered_and_every_other_alert_is_sent(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     """The record that crash-looped the evaluator, byte for byte, among good alerts and other
     records no consumer can take: it and they end in alerts.new.dlq with their reasons."""
@@ -146,7 +147,7 @@ async def test_the_year_10000_alert_and_other_garbage_are_dead_lettered_and_ever
                 running(alerting.rule_updater.main.run, settings),
                 running(alerting.evaluator.main.run, settings),
                 running(alerting.aggregator.main.run,
-                        alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
+                        AggregatorSettings(**settings.model_dump())),
                 running(alerting.sender.main.run, immediate_sender(settings)),
             ):
                 await workers.enter_async_context(worker)

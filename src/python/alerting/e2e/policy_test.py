@@ -19,13 +19,13 @@ import alerting.aggregator.main
 import alerting.evaluator.main
 import alerting.rule_updater.main
 import alerting.sender.main
-from alerting.common.settings import Settings
+from alerting.common.settings import AggregatorSettings, SenderSettings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
-from alerting.sender.delivery import SenderSettings
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.services import fetch, free_port, rule_service, running, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     notification_policy_service_pb2,
     notification_policy_service_pb2_grpc,
@@ -54,7 +54,7 @@ async def tenant(stub: rule_service_pb2_grpc.RuleServiceAsyncStub, name: str, so
 
 
 async def test_digests_groups_the_hourly_limit_and_silences_through_the_pipeline(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     smtp_port = free_port()
     sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
@@ -90,7 +90,7 @@ async def test_digests_groups_the_hourly_limit_and_silences_through_the_pipeline
                 running(alerting.rule_updater.main.run, settings),
                 running(alerting.evaluator.main.run, settings),
                 running(alerting.aggregator.main.run,
-                        alerting.aggregator.main.AggregatorSettings(**settings.model_dump())),
+                        AggregatorSettings(**settings.model_dump())),
                 running(alerting.sender.main.run, sender),
                 AlertPublisher(settings) as publisher,
             ):

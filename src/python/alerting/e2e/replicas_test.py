@@ -20,7 +20,6 @@ import alerting.aggregator.main  # noqa: F401  (the workers run from these modul
 import alerting.evaluator.main  # noqa: F401
 import alerting.rule_updater.main  # noqa: F401
 import alerting.sender.main  # noqa: F401
-from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
@@ -36,6 +35,7 @@ from alerting.testsupport.services import (
     stop_process,
     wait_until,
 )
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import alert_pb2, rule_service_pb2
 
 WORKERS = ("alerting.rule_updater.main", "alerting.evaluator.main", "alerting.aggregator.main",
@@ -71,7 +71,7 @@ class Instance:
 
 
 async def test_two_instances_of_every_worker_share_the_work_and_survive_sigkills(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     smtp_port = free_port()
     sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")

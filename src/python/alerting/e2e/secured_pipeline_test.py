@@ -15,26 +15,26 @@ import alerting.evaluator.main
 import alerting.rule_updater.main
 import alerting.sender.main
 from alerting.common import topics
-from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.kafka_security import as_principal, platform_acls_granted, sasl_listener
 from alerting.testsupport.services import fetch, free_port, immediate_sender, rule_service, running, send, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import dead_letter_service_pb2 as dead_letter_api
 from alerting.v1 import dead_letter_service_pb2_grpc, rule_service_pb2, rule_service_pb2_grpc
 
 
 async def test_every_service_works_as_its_own_principal(
-    stack_settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    stack_settings: StackSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     listener = await sasl_listener(stack_settings)
     smtp_port = free_port()
     server, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
     settings = stack_settings.model_copy(update={"smtp_port": smtp_port, "batch_timeout_ms": 20})
 
-    def principal(name: str) -> Settings:
+    def principal(name: str) -> StackSettings:
         return as_principal(settings, listener, name)
 
 
@@ -55,8 +55,7 @@ async def test_every_service_works_as_its_own_principal(
                                                                                     source="db"))
             await rules.CreateRule(rule_service_pb2.CreateRuleRequest(
                 client_id=client.client_id, severity="HIGH", source="db", name="*", emails=["oncall@acme.io"]))
-            aggregator = alerting.aggregator.main.AggregatorSettings(
-                **principal("aggregator").model_dump(), sweep_interval_seconds=0.2)
+            aggregator = principal("aggregator").model_copy(update={"sweep_interval_seconds": 0.2})
             sender = immediate_sender(principal("sender"))
             async with (
                 running(alerting.rule_updater.main.run, principal("rule-updater")),

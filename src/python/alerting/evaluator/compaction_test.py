@@ -15,12 +15,11 @@ import alerting.evaluator.main
 from alerting.common import topics
 from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
 from alerting.producer.alerts import alert_new, build_alert
 from alerting.rules import snapshot
 from alerting.rules.changelog import DELETE, UPSERT, rule_changed_partition
 from alerting.testsupport.services import read, running, send, wait_until
-from alerting.testsupport.stack import TEST_PARTITIONS
+from alerting.testsupport.stack import TEST_PARTITIONS, StackSettings
 from alerting.v1 import events_pb2, rule_pb2
 
 RULES = 10
@@ -70,7 +69,7 @@ async def topic_configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str
     return {entry[0]: entry[1] for entry in entries}
 
 
-async def clean_quickly(settings: Settings) -> None:
+async def clean_quickly(settings: StackSettings) -> None:
     """FAST_CLEANING on this test's `rule.changed`, waiting until the broker reports it."""
     topic = settings.topic(topics.RULE_CHANGED)
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
@@ -88,7 +87,7 @@ async def clean_quickly(settings: Settings) -> None:
         await admin.close()
 
 
-async def publish_rounds(settings: Settings, rounds: list[list[events_pb2.RuleChanged]]) -> None:
+async def publish_rounds(settings: StackSettings, rounds: list[list[events_pb2.RuleChanged]]) -> None:
     """Each round in one batch, keyed by rule_id, a pause after each so the next one starts a new segment."""
     producer = make_producer(settings)
     await producer.start()
@@ -102,7 +101,7 @@ async def publish_rounds(settings: Settings, rounds: list[list[events_pb2.RuleCh
         await producer.stop()
 
 
-async def log_contents(settings: Settings) -> tuple[int, int, list[ConsumerRecord]]:
+async def log_contents(settings: StackSettings) -> tuple[int, int, list[ConsumerRecord]]:
     """(beginning offset, end offset, every record) of `rule.changed`, read from offset 0 by a
     fresh consumer outside any group."""
     partition = rule_changed_partition(settings)
@@ -124,7 +123,7 @@ async def log_contents(settings: Settings) -> tuple[int, int, list[ConsumerRecor
     return beginning, end, records
 
 
-async def alerts_all_handled(settings: Settings) -> bool:
+async def alerts_all_handled(settings: StackSettings) -> bool:
     """Whether the evaluator's group has committed every alert of `alerts.new`: it publishes
     an alert's matches before it commits the alert."""
     topic = settings.topic(topics.ALERTS_NEW)
@@ -142,7 +141,7 @@ async def alerts_all_handled(settings: Settings) -> bool:
 
 
 async def test_an_evaluator_warmed_inside_the_compacted_range_ends_with_every_rules_newest_version(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     settings = stack_settings
     await clean_quickly(settings)

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaProducer
 from alerting.common import topics
 from alerting.common.failpoints import failpoint
 from alerting.common.kafka import Delivery, OutgoingMessage, publish_all
-from alerting.common.settings import Settings
+from alerting.common.settings import KafkaSettings
 from alerting.common.vocabulary import SEVERITY_NAMES
 from alerting.evaluator.alerts import matched_event
 from alerting.evaluator.matcher import RuleIndex
@@ -18,7 +18,7 @@ from alerting.v1 import events_pb2
 class AlertEvaluator:
     """The durable step of a batch: publish every alert's matches, one message per client."""
 
-    def __init__(self, settings: Settings, index: RuleIndex, producer: AIOKafkaProducer) -> None:
+    def __init__(self, settings: KafkaSettings, index: RuleIndex, producer: AIOKafkaProducer) -> None:
         self.topic = settings.topic(topics.ALERTS_MATCHED)
         self.index = index
         self.producer = producer

@@ -14,7 +14,7 @@ from aiokafka.errors import ConsumerStoppedError, OffsetOutOfRangeError
 from alerting.common.kafka import MAX_PARTITION_FETCH_BYTES, kafka_client_options, start_clients
 from alerting.common.kafka.unreadable import find_unreadable
 from alerting.common.retry import Stopping, retry_until_done
-from alerting.common.settings import Settings
+from alerting.common.settings import KafkaSettings
 from alerting.evaluator.alerts import indexed_grant, indexed_rule
 from alerting.evaluator.matcher import RuleIndex
 from alerting.rules.changelog import (
@@ -67,7 +67,7 @@ class RuleFollower:
     """Applies `rule.changed` to the index from a given offset, catching up first. A failure
     is retried with backoff from the first offset not applied yet, so no change is skipped."""
 
-    def __init__(self, settings: Settings, index: RuleIndex, next_offset: int, last_seq: int = 0) -> None:
+    def __init__(self, settings: KafkaSettings, index: RuleIndex, next_offset: int, last_seq: int = 0) -> None:
         self.settings = settings
         self.index = index
         # The newest seq applied: what the next change's is checked against (changelog.applies).

@@ -9,14 +9,14 @@ from __future__ import annotations
 from alerting.common import topics
 from alerting.common.kafka import Companion, Wiring, run_worker
 from alerting.common.service import Lifecycle, run_service
-from alerting.common.settings import Settings
+from alerting.common.settings import EvaluatorSettings
 from alerting.evaluator.alerts import decode_alert_new
 from alerting.evaluator.evaluation import AlertEvaluator
 from alerting.evaluator.follower import RuleFollower
 from alerting.evaluator.warm_start import warm_index
 
 
-async def run(settings: Settings, lifecycle: Lifecycle) -> None:
+async def run(settings: EvaluatorSettings, lifecycle: Lifecycle) -> None:
     warm = await warm_index(settings, lifecycle.stop)
     follower = RuleFollower(settings, warm.index, warm.next_offset, warm.version)
     # follow() ends early only on RuleOffsetLost: the evaluator then stops, rather than match
@@ -27,7 +27,7 @@ async def run(settings: Settings, lifecycle: Lifecycle) -> None:
 
 
 def main() -> None:
-    run_service("evaluator", Settings(), run)
+    run_service("evaluator", EvaluatorSettings(), run)
 
 
 if __name__ == "__main__":

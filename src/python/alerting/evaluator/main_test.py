@@ -17,12 +17,12 @@ import alerting.evaluator.main
 from alerting.common import topics
 from alerting.common.kafka import kafka_client_options
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
 from alerting.evaluator.follower import RuleFollower, RuleOffsetLost
 from alerting.evaluator.matcher import RuleIndex
 from alerting.producer.alerts import alert_new, build_alert
 from alerting.rules import snapshot
 from alerting.testsupport.services import read, running, send, send_unparsable, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import alert_pb2, events_pb2, rule_pb2
 
 
@@ -36,7 +36,7 @@ def grant_of(granted: rule_pb2.Rule) -> rule_pb2.SourceGrant:
     return rule_pb2.SourceGrant(client_id=granted.client_id, source=granted.source)
 
 
-async def insert_rule_row(settings: Settings, source: str) -> tuple[str, str]:
+async def insert_rule_row(settings: StackSettings, source: str) -> tuple[str, str]:
     """A client, its rule of `source` and the grant of that source to it, as rows."""
     connection = await asyncpg.connect(settings.database_url)
     try:
@@ -51,7 +51,7 @@ async def insert_rule_row(settings: Settings, source: str) -> tuple[str, str]:
         await connection.close()
 
 
-async def publish_upserts(settings: Settings, rules: list[rule_pb2.Rule]) -> None:
+async def publish_upserts(settings: StackSettings, rules: list[rule_pb2.Rule]) -> None:
     """An upsert of each rule on rule.changed, keyed by rule_id as the outbox relay publishes it."""
     changes = [events_pb2.RuleChanged(schema_version=1, seq=seq, op=events_pb2.RuleChanged.OP_UPSERT,
                                       rule_id=r.rule_id, client_id=r.client_id, rule=r)
@@ -60,7 +60,7 @@ async def publish_upserts(settings: Settings, rules: list[rule_pb2.Rule]) -> Non
                keys=[c.rule_id.encode() for c in changes])
 
 
-async def delete_changes_before(settings: Settings, offset: int) -> None:
+async def delete_changes_before(settings: StackSettings, offset: int) -> None:
     """What retention does to a topic that is not compacted: the changes before `offset` are gone."""
     topic = settings.topic(topics.RULE_CHANGED)
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
@@ -84,7 +84,7 @@ async def delete_changes_before(settings: Settings, offset: int) -> None:
 
 
 async def matched_clients(
-    settings: Settings, alerts: list[alert_pb2.Alert], expected_messages: int
+    settings: StackSettings, alerts: list[alert_pb2.Alert], expected_messages: int
 ) -> set[tuple[str, str]]:
     async with running(alerting.evaluator.main.run, settings):
         await send(settings, topics.ALERTS_NEW, [alert_new(a).SerializeToString() for a in alerts])
@@ -92,7 +92,7 @@ async def matched_clients(
     return {(r.key.decode(), events_pb2.AlertMatched.FromString(r.value).alert.source) for r in records}
 
 
-async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings: Settings) -> None:
+async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings: StackSettings) -> None:
     client = redis_client(stack_settings)
     only_in_snapshot = rule(str(uuid.uuid4()), "from-snapshot")
     await snapshot.write_full(client, stack_settings, snapshot.Snapshot([only_in_snapshot], version=0, next_offset=0,
@@ -105,7 +105,7 @@ async def test_warm_start_uses_the_snapshot_not_the_rules_table(stack_settings: 
 
 
 async def test_missing_or_unsigned_snapshot_is_read_from_postgres_and_left_to_the_rule_updater(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     """The evaluator only reads Redis: it matches from the rules table, and writes nothing back."""
     client_id, _ = await insert_rule_row(stack_settings, "db")
@@ -128,7 +128,7 @@ async def test_missing_or_unsigned_snapshot_is_read_from_postgres_and_left_to_th
         await client.aclose()
 
 
-async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack_settings: Settings) -> None:
+async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack_settings: StackSettings) -> None:
     added = rule(str(uuid.uuid4()), "late")
     client = redis_client(stack_settings)
     await snapshot.write_full(client, stack_settings,
@@ -138,7 +138,7 @@ async def test_rule_changes_after_the_snapshot_are_applied_from_its_offset(stack
     assert await matched_clients(stack_settings, [build_alert("LOW", "late", "x")], 1) == {(added.client_id, "late")}
 
 
-async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(stack_settings: Settings) -> None:
+async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(stack_settings: StackSettings) -> None:
     client_id, _ = await insert_rule_row(stack_settings, "from-table")
     client = redis_client(stack_settings)
     stale = rule(str(uuid.uuid4()), "from-snapshot")
@@ -152,7 +152,7 @@ async def test_a_snapshot_whose_offset_left_the_log_is_rebuilt_from_postgres(sta
     assert await matched_clients(stack_settings, alerts, 1) == {(client_id, "from-table")}
 
 
-async def test_the_follower_fails_loudly_when_the_log_no_longer_holds_its_offset(stack_settings: Settings) -> None:
+async def test_the_follower_fails_loudly_when_the_log_no_longer_holds_its_offset(stack_settings: StackSettings) -> None:
     await publish_upserts(stack_settings, [rule(str(uuid.uuid4()), "db") for _ in range(3)])
     await delete_changes_before(stack_settings, 2)
     follower = RuleFollower(stack_settings, RuleIndex(), 0)
@@ -163,7 +163,7 @@ async def test_the_follower_fails_loudly_when_the_log_no_longer_holds_its_offset
         await follower.stop()
 
 
-async def test_the_follower_skips_an_implausible_seq_as_the_rule_updater_does(stack_settings: Settings) -> None:
+async def test_the_follower_skips_an_implausible_seq_as_the_rule_updater_does(stack_settings: StackSettings) -> None:
     first, forged, later = (rule(str(uuid.uuid4()), source) for source in ("a", "forged", "c"))
     changes = [events_pb2.RuleChanged(schema_version=1, seq=seq, op=events_pb2.RuleChanged.OP_UPSERT,
                                       rule_id=r.rule_id, client_id=r.client_id, rule=r)
@@ -180,7 +180,7 @@ async def test_the_follower_skips_an_implausible_seq_as_the_rule_updater_does(st
 
 
 async def test_the_follower_passes_a_change_the_kafka_client_cannot_parse_as_the_rule_updater_does(
-    stack_settings: Settings
+    stack_settings: StackSettings
 ) -> None:
     rules = [rule(str(uuid.uuid4()), source) for source in ("a", "unparsable", "c")]
     changes = [events_pb2.RuleChanged(schema_version=1, seq=seq, op=events_pb2.RuleChanged.OP_UPSERT,
@@ -198,7 +198,7 @@ async def test_the_follower_passes_a_change_the_kafka_client_cannot_parse_as_the
 
 
 async def test_the_follower_retries_a_failure_from_the_first_change_it_did_not_apply(
-    stack_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    stack_settings: StackSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rules = [rule(str(uuid.uuid4()), source) for source in ("a", "b", "c")]
     real_apply_change = alerting.evaluator.follower.apply_change
@@ -230,7 +230,7 @@ async def test_the_follower_retries_a_failure_from_the_first_change_it_did_not_a
     assert follower.next_offset == len(rules)
 
 
-async def test_poison_alerts_are_dead_lettered_and_the_evaluator_keeps_going(stack_settings: Settings) -> None:
+async def test_poison_alerts_are_dead_lettered_and_the_evaluator_keeps_going(stack_settings: StackSettings) -> None:
     client_id, _ = await insert_rule_row(stack_settings, "db")
     no_severity = alert_new(build_alert("HIGH", "db", "x"))
     no_severity.alert.severity = alert_pb2.SEVERITY_UNSPECIFIED  # 0

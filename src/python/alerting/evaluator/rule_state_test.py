@@ -15,7 +15,6 @@ from opentelemetry import trace
 from alerting.common import topics
 from alerting.common.kafka import Delivery
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
 from alerting.evaluator.alerts import indexed_grant, rule_fields
 from alerting.evaluator.follower import apply_records
 from alerting.evaluator.matcher import Grant, IndexedRule, RuleIndex
@@ -23,6 +22,7 @@ from alerting.rule_updater.writer import SnapshotWriter
 from alerting.rules import snapshot
 from alerting.rules.changelog import MAX_SEQ_JUMP
 from alerting.testsupport.profiles import on_the_stack
+from alerting.testsupport.stack import StackSettings
 from alerting.testsupport.strategies import any_rule_changed, valid_rules, values_of
 from alerting.v1 import events_pb2, rule_pb2
 
@@ -75,7 +75,7 @@ def held(loaded: snapshot.Snapshot[rule_pb2.Rule]) -> State:
     return state(index)
 
 
-async def restarted(client: redis.Redis, settings: Settings, records: list[ConsumerRecord]) -> State:
+async def restarted(client: redis.Redis, settings: StackSettings, records: list[ConsumerRecord]) -> State:
     """The rules and grants of an evaluator warmed from the snapshot as it stands, then
     following the log."""
     loaded = await snapshot.load_converted(client, settings, rule_fields)
@@ -91,7 +91,7 @@ async def restarted(client: redis.Redis, settings: Settings, records: list[Consu
 @given(values=st.lists(st.one_of(changes(), changes(), changes(), values_of(any_rule_changed())), max_size=40),
        cuts=st.sets(st.integers(1, 39)))
 async def test_live_snapshot_and_restarted_indexes_hold_the_same_rules(
-    stack_settings: Settings, values: list[bytes], cuts: set[int]
+    stack_settings: StackSettings, values: list[bytes], cuts: set[int]
 ) -> None:
     prefix = f"{stack_settings.redis_key_prefix}{next(examples)}:"
     settings = stack_settings.model_copy(update={"redis_key_prefix": prefix})
@@ -124,5 +124,5 @@ async def test_live_snapshot_and_restarted_indexes_hold_the_same_rules(
         await client.aclose()
 
 
-async def snapshot_cleanup(client: redis.Redis, settings: Settings) -> None:
+async def snapshot_cleanup(client: redis.Redis, settings: StackSettings) -> None:
     await client.delete(*snapshot.keys(settings))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import redis.asyncio as redis
 
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
+from alerting.common.settings import RuleRebuildSettings
 from alerting.evaluator.alerts import indexed_grant, rule_fields
 from alerting.evaluator.matcher import RuleIndex
 from alerting.rules.rebuild import load_or_rebuild
@@ -30,7 +30,9 @@ class WarmStart:
     rebuilt: bool  # whether the rules had to be read from Postgres
 
 
-async def load_index(client: redis.Redis, settings: Settings, stop: asyncio.Event | None = None) -> WarmStart:
+async def load_index(
+    client: redis.Redis, settings: RuleRebuildSettings, stop: asyncio.Event | None = None,
+) -> WarmStart:
     """The index of the snapshot (or of the rules table, if need be).
 
     The cyclic garbage collector is paused meanwhile (a million new objects would trigger it
@@ -48,7 +50,7 @@ async def load_index(client: redis.Redis, settings: Settings, stop: asyncio.Even
     return WarmStart(index, loaded.next_offset, loaded.version, rebuilt)
 
 
-async def warm_index(settings: Settings, stop: asyncio.Event) -> WarmStart:
+async def warm_index(settings: RuleRebuildSettings, stop: asyncio.Event) -> WarmStart:
     """The index from the snapshot (or a rebuild)."""
     client = redis_client(settings)
     try:

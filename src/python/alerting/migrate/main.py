@@ -32,7 +32,7 @@ from yoyo.backends import DatabaseBackend
 from yoyo.migrations import MigrationList
 
 from alerting.common.db import SERVICE_ROLES, DatabaseRole, login, migration_url, role_login_url
-from alerting.common.settings import Settings
+from alerting.common.settings import MigrateSettings
 from alerting.migrate.checks import check_migrations
 
 DEFAULT_DATABASE_URL = "postgresql://alerting@127.0.0.1:5432/alerting"
@@ -67,9 +67,9 @@ def _migrations_folder(context: click.Context) -> tuple[Path, list[str]]:
     return directory, [path.name for path in directory.glob("*.sql")]
 
 
-def _settings(context: click.Context) -> Settings:
+def _settings(context: click.Context) -> MigrateSettings:
     """The ALERTING_* settings (the migration role's and the service roles' logins), on the URL given."""
-    return Settings(database_url=context.obj["database_url"])
+    return MigrateSettings(database_url=context.obj["database_url"])
 
 
 def _open(context: click.Context) -> tuple[DatabaseBackend, MigrationList]:
@@ -117,7 +117,7 @@ def up(context: click.Context) -> None:
 
 # The service roles the migrations grant to. Roles belong to the cluster and only the
 # migration role may create them, not the owner the migrations run as: created here first.
-PLATFORM_ROLES = tuple(Settings.model_fields[f"{role.value}_database_user"].default for role in SERVICE_ROLES)
+PLATFORM_ROLES = tuple(MigrateSettings.model_fields[f"{role.value}_database_user"].default for role in SERVICE_ROLES)
 
 
 def create_roles(connection: psycopg.Connection[Any]) -> None:
@@ -132,7 +132,7 @@ def create_roles(connection: psycopg.Connection[Any]) -> None:
             pass
 
 
-def set_passwords(connection: psycopg.Connection[Any], settings: Settings) -> list[str]:
+def set_passwords(connection: psycopg.Connection[Any], settings: MigrateSettings) -> list[str]:
     """Set the password of each service's role whose password is set (an unset or empty one
     leaves the role's password to whoever manages it); one line per role set.
     Only the SCRAM verifier, computed here as psql's \\password does, is sent: the password

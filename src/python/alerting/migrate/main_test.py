@@ -10,16 +10,16 @@ from click.testing import CliRunner
 from pydantic import SecretStr
 
 from alerting.common import db
-from alerting.common.settings import Settings
 from alerting.migrate.main import cli
 from alerting.testsupport import stack
+from alerting.testsupport.stack import StackSettings
 
 TABLES = {"clients", "rules", "rule_outbox", "api_keys", "source_grants", "notification_policies", "silences",
           "receivers", "notifications", "notification_recipients", "digests", "digest_recipients", "email_sends"}
 
 
 @pytest.fixture
-def empty_database(base_settings: Settings) -> Iterator[str]:
+def empty_database(base_settings: StackSettings) -> Iterator[str]:
     name = stack.unique_name("migrate_test")
     url = asyncio.run(stack.create_database(base_settings.database_url, name))
     yield url
@@ -107,7 +107,7 @@ async def test_up_sets_the_password_of_each_service_role_without_showing_it(
     (tmp_path / "password").write_text(password + "\n")
     run(empty_database, "up")
     # Only the migration role may create a role.
-    migration = await db.connect(Settings(database_url=empty_database), db.DatabaseRole.MIGRATION)
+    migration = await db.connect(StackSettings(database_url=empty_database), db.DatabaseRole.MIGRATION)
     try:
         await migration.execute(f"CREATE ROLE {login} LOGIN IN ROLE alerting_control_plane")
         monkeypatch.setenv("ALERTING_CONTROL_PLANE_DATABASE_USER", login)
@@ -118,7 +118,7 @@ async def test_up_sets_the_password_of_each_service_role_without_showing_it(
         assert f"set the password of {login}\n" in output
         assert password not in output
 
-        settings = Settings(database_url=empty_database)
+        settings = StackSettings(database_url=empty_database)
         connection = await db.connect(settings, db.DatabaseRole.CONTROL_PLANE)
         try:
             assert await connection.fetchval("SELECT count(*) FROM clients") == 0
@@ -133,7 +133,7 @@ async def test_up_sets_the_password_of_each_service_role_without_showing_it(
 
 
 def test_the_owner_password_may_come_from_its_own_setting(
-    empty_database: str, base_settings: Settings, monkeypatch: pytest.MonkeyPatch
+    empty_database: str, base_settings: StackSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In production the URL carries no password: ALERTING_DATABASE_PASSWORD does."""
     monkeypatch.setenv("ALERTING_DATABASE_PASSWORD", db.login(base_settings, db.DatabaseRole.OWNER)[1] or "")
@@ -167,7 +167,7 @@ def test_up_refuses_an_inconsistent_folder(empty_database: str, tmp_path: Path) 
     assert "missing its rollback" in result.output
 
 
-async def test_up_waits_for_a_database_that_is_not_there_yet(base_settings: Settings) -> None:
+async def test_up_waits_for_a_database_that_is_not_there_yet(base_settings: StackSettings) -> None:
     name = stack.unique_name("late_migrate")
     url = stack.with_database(base_settings.database_url, name)
     migrating = asyncio.create_task(asyncio.to_thread(
@@ -257,7 +257,7 @@ async def test_000011_grants_each_existing_client_the_sources_its_rules_name(emp
     "INSERT INTO silences (client_id, severity, source, name, starts_at, ends_at, comment, created_by, expired_at)"
     " VALUES ($1, '*', 'db', '*', now(), now() + interval '1 hour', 'why', 'x', now())",
 ])
-async def test_000012_refuses_policies_and_silences_the_api_would_refuse(stack_settings: Settings,
+async def test_000012_refuses_policies_and_silences_the_api_would_refuse(stack_settings: StackSettings,
                                                                         statement: str) -> None:
     connection = await asyncpg.connect(stack_settings.database_url)
     try:

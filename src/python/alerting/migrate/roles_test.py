@@ -11,9 +11,9 @@ import pytest
 
 from alerting.common import db
 from alerting.common.db import DatabaseRole
-from alerting.common.settings import Settings
 from alerting.rules.rebuild import LAST_ISSUED_SEQ
 from alerting.rules.records import GRANT_COLUMNS, RULE_COLUMNS
+from alerting.testsupport.stack import StackSettings
 
 CONTROL_PLANE_TABLES = ("clients", "rules", "rule_outbox", "api_keys", "source_grants")
 # The control plane's tables that the sender reads (000012): how to deliver, and what to mute.
@@ -23,7 +23,7 @@ MIGRATION_TABLES = ("_yoyo_migration", "_yoyo_log", "yoyo_lock")
 
 
 @asynccontextmanager
-async def logged_in(settings: Settings, role: DatabaseRole) -> AsyncIterator[asyncpg.Connection]:
+async def logged_in(settings: StackSettings, role: DatabaseRole) -> AsyncIterator[asyncpg.Connection]:
     connection = await db.connect(settings, role)
     try:
         yield connection
@@ -48,7 +48,7 @@ async def insert_notification(connection: asyncpg.Connection, status: str = "PEN
     return notification_id
 
 
-async def test_each_service_logs_in_as_its_own_role(stack_settings: Settings) -> None:
+async def test_each_service_logs_in_as_its_own_role(stack_settings: StackSettings) -> None:
     users = {}
     for role in db.SERVICE_ROLES:
         async with logged_in(stack_settings, role) as connection:
@@ -61,14 +61,14 @@ async def test_each_service_logs_in_as_its_own_role(stack_settings: Settings) ->
     }
 
 
-async def test_the_data_plane_roles_cannot_read_the_control_plane_tables(stack_settings: Settings) -> None:
+async def test_the_data_plane_roles_cannot_read_the_control_plane_tables(stack_settings: StackSettings) -> None:
     for role in (DatabaseRole.DATA_PLANE, DatabaseRole.NOTIFICATION_ADMIN):
         async with logged_in(stack_settings, role) as connection:
             for table in (*CONTROL_PLANE_TABLES, *MIGRATION_TABLES):
                 await assert_denied(connection, f"SELECT * FROM {table}")
 
 
-async def test_the_control_plane_roles_cannot_touch_notifications(stack_settings: Settings) -> None:
+async def test_the_control_plane_roles_cannot_touch_notifications(stack_settings: StackSettings) -> None:
     async with logged_in(stack_settings, DatabaseRole.OWNER) as owner:
         notification_id = await insert_notification(owner)
     for role in (DatabaseRole.CONTROL_PLANE, DatabaseRole.RULE_READER):
@@ -86,7 +86,9 @@ async def test_the_control_plane_roles_cannot_touch_notifications(stack_settings
                                     notification_id) == "PENDING"
 
 
-async def test_the_control_plane_reads_and_writes_clients_rules_the_outbox_and_keys(stack_settings: Settings) -> None:
+async def test_the_control_plane_reads_and_writes_clients_rules_the_outbox_and_keys(
+    stack_settings: StackSettings,
+) -> None:
     async with logged_in(stack_settings, DatabaseRole.CONTROL_PLANE) as connection, connection.transaction():
         client_id = await connection.fetchval("INSERT INTO clients (name) VALUES ('acme') RETURNING client_id")
         await connection.execute("SELECT 1 FROM clients WHERE client_id = $1 FOR UPDATE", client_id)
@@ -115,7 +117,7 @@ async def test_the_control_plane_reads_and_writes_clients_rules_the_outbox_and_k
         assert await connection.fetchval("SELECT count(*) FROM source_grants") == 0
 
 
-async def test_the_rule_reader_reads_what_the_rebuild_reads_and_writes_nothing(stack_settings: Settings) -> None:
+async def test_the_rule_reader_reads_what_the_rebuild_reads_and_writes_nothing(stack_settings: StackSettings) -> None:
     async with logged_in(stack_settings, DatabaseRole.CONTROL_PLANE) as writer:
         client_id = await writer.fetchval("INSERT INTO clients (name) VALUES ('acme') RETURNING client_id")
         rule_id = await writer.fetchval(
@@ -143,7 +145,7 @@ async def test_the_rule_reader_reads_what_the_rebuild_reads_and_writes_nothing(s
 
 
 async def test_the_control_plane_writes_policies_and_silences_and_the_sender_only_reads_them(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     async with logged_in(stack_settings, DatabaseRole.CONTROL_PLANE) as connection:
         client_id = await connection.fetchval("INSERT INTO clients (name) VALUES ('acme') RETURNING client_id")
         await connection.execute(
@@ -178,7 +180,9 @@ async def test_the_control_plane_writes_policies_and_silences_and_the_sender_onl
         assert await connection.fetchval("SELECT count(*) FROM silences") == 0
 
 
-async def test_the_data_plane_records_and_sends_notifications_and_deletes_nothing(stack_settings: Settings) -> None:
+async def test_the_data_plane_records_and_sends_notifications_and_deletes_nothing(
+    stack_settings: StackSettings,
+) -> None:
     async with logged_in(stack_settings, DatabaseRole.DATA_PLANE) as connection:
         client_id, alert_id = uuid.uuid4(), uuid.uuid4().hex
         upsert = ("INSERT INTO notifications AS n (client_id, alert_id, rule_ids, emails, alert, published_at)"
@@ -207,7 +211,7 @@ async def test_the_data_plane_records_and_sends_notifications_and_deletes_nothin
         await assert_denied(connection, "DELETE FROM notifications")
 
 
-async def test_the_data_plane_keeps_digests_and_prunes_only_the_hourly_counts(stack_settings: Settings) -> None:
+async def test_the_data_plane_keeps_digests_and_prunes_only_the_hourly_counts(stack_settings: StackSettings) -> None:
     async with logged_in(stack_settings, DatabaseRole.DATA_PLANE) as connection:
         digest_id = await connection.fetchval(
             "INSERT INTO digests (client_id, group_key, recipients, next_attempt_at) VALUES ($1, 'k', '{ops@x.io}',"
@@ -227,7 +231,7 @@ async def test_the_data_plane_keeps_digests_and_prunes_only_the_hourly_counts(st
         await assert_denied(connection, "SELECT * FROM email_sends")
 
 
-async def test_the_notification_admin_inspects_and_retries_but_records_nothing(stack_settings: Settings) -> None:
+async def test_the_notification_admin_inspects_and_retries_but_records_nothing(stack_settings: StackSettings) -> None:
     async with logged_in(stack_settings, DatabaseRole.OWNER) as owner:
         notification_id = await insert_notification(owner, status="FAILED")
     async with logged_in(stack_settings, DatabaseRole.NOTIFICATION_ADMIN) as connection:
@@ -249,7 +253,7 @@ async def test_the_notification_admin_inspects_and_retries_but_records_nothing(s
         assert await owner.fetchval("SELECT count(*) FROM notification_recipients") == 0
 
 
-async def test_no_service_role_can_create_a_table_or_a_schema(stack_settings: Settings) -> None:
+async def test_no_service_role_can_create_a_table_or_a_schema(stack_settings: StackSettings) -> None:
     for role in db.SERVICE_ROLES:
         async with logged_in(stack_settings, role) as connection:
             await assert_denied(connection, "CREATE TABLE mine (x int)")
@@ -257,7 +261,7 @@ async def test_no_service_role_can_create_a_table_or_a_schema(stack_settings: Se
             await assert_denied(connection, "CREATE SCHEMA mine")
 
 
-async def test_public_is_granted_nothing_in_the_schema(stack_settings: Settings) -> None:
+async def test_public_is_granted_nothing_in_the_schema(stack_settings: StackSettings) -> None:
     """Every other role of the cluster may not even look up the platform's tables."""
     async with logged_in(stack_settings, DatabaseRole.OWNER) as owner:
         assert await owner.fetchval(
@@ -269,7 +273,7 @@ async def test_public_is_granted_nothing_in_the_schema(stack_settings: Settings)
 
 
 async def test_the_owner_may_create_databases_but_not_roles_and_the_migration_role_acts_as_it(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     """What `deploy/local-stack up` makes of the owner, which tools and tests use, and of the
     migration role: neither is a superuser; only the migration role may create roles (and

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from alerting.common.settings import Settings
+from alerting.common.settings import KafkaSettings
 from alerting.common.vocabulary import SEVERITIES
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
@@ -29,7 +29,7 @@ class LoadSummary:
 
 
 async def run_load(
-    settings: Settings,
+    settings: KafkaSettings,
     count: int,
     rate: float,
     sources: int,

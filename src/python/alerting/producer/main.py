@@ -9,15 +9,15 @@ from typing import TextIO
 import click
 
 from alerting.common import telemetry
-from alerting.common.settings import Settings
+from alerting.common.settings import ProducerSettings
 from alerting.common.validation import InvalidField
 from alerting.producer.alerts import alert_from_json, build_alert
 from alerting.producer.load import run_load
 from alerting.producer.publisher import AlertPublisher
 
 
-def settings_for_cli() -> Settings:
-    settings = Settings()
+def settings_for_cli() -> ProducerSettings:
+    settings = ProducerSettings()
     telemetry.setup_tracing("alert-producer", settings)
     return settings
 

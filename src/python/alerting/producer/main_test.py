@@ -7,13 +7,13 @@ from aiokafka import ConsumerRecord
 from click.testing import CliRunner, Result
 
 from alerting.common import topics
-from alerting.common.settings import Settings
 from alerting.producer.main import cli
 from alerting.testsupport.services import read
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import alert_pb2, events_pb2
 
 
-async def producer(settings: Settings, *args: str, stdin: str | None = None) -> Result:
+async def producer(settings: StackSettings, *args: str, stdin: str | None = None) -> Result:
     env = {"ALERTING_TOPIC_PREFIX": settings.topic_prefix, "ALERTING_KAFKA_BOOTSTRAP": settings.kafka_bootstrap}
     # The CLI runs its own event loop: in a thread, beside this test's.
     return await asyncio.to_thread(CliRunner().invoke, cli, list(args), input=stdin, env=env)
@@ -23,7 +23,7 @@ def published_alerts(records: list[ConsumerRecord]) -> list[alert_pb2.Alert]:
     return [events_pb2.AlertNew.FromString(record.value).alert for record in records]
 
 
-async def test_json_lines_from_stdin_are_published_and_a_bad_line_is_named(stack_settings: Settings) -> None:
+async def test_json_lines_from_stdin_are_published_and_a_bad_line_is_named(stack_settings: StackSettings) -> None:
     lines = [{"severity": "HIGH", "source": "db", "name": "disk", "event_ts": "2026-11-24T10:00:00Z"},
              {"severity": "LOW", "source": "web", "name": "latency", "alert_id": "given-id", "context": {"k": "v"}}]
     result = await producer(stack_settings, "send", "--file", "-", stdin="\n".join(map(json.dumps, lines)) + "\n")
@@ -39,7 +39,7 @@ async def test_json_lines_from_stdin_are_published_and_a_bad_line_is_named(stack
     assert len(await read(stack_settings, topics.ALERTS_NEW, 2)) == 2  # nothing of the bad input went out
 
 
-async def test_load_sends_the_count_asked_with_duplicates_and_a_summary(stack_settings: Settings) -> None:
+async def test_load_sends_the_count_asked_with_duplicates_and_a_summary(stack_settings: StackSettings) -> None:
     result = await producer(stack_settings, "load", "--count", "300", "--rate", "3000", "--duplicates", "0.2")
     assert result.exit_code == 0, result.output
     assert "sent 300 alerts" in result.output and "errors 0" in result.output

@@ -6,7 +6,7 @@ from opentelemetry import trace
 
 from alerting.common import topics
 from alerting.common.kafka import OutgoingMessage, make_producer, publish_all
-from alerting.common.settings import Settings
+from alerting.common.settings import KafkaSettings
 from alerting.producer.alerts import alert_new
 from alerting.v1 import alert_pb2
 
@@ -14,7 +14,7 @@ tracer = trace.get_tracer("producer")
 
 
 class AlertPublisher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: KafkaSettings) -> None:
         self.topic = settings.topic(topics.ALERTS_NEW)
         self.producer = make_producer(settings)
 

@@ -17,11 +17,11 @@ from typing import Any
 import grpc
 import pytest
 
-from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.rule_service.auth import RecentAnswers
 from alerting.testsupport.calls import answer
 from alerting.testsupport.services import RuleServiceUnderTest, fetch, rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     api_key_service_pb2,
     api_key_service_pb2_grpc,
@@ -268,7 +268,7 @@ async def status(call: Awaitable[Any]) -> grpc.StatusCode:
 
 
 @pytest.mark.parametrize("rpc", sorted(MATRIX))
-async def test_each_rpc_answers_each_credential_as_its_role_allows(stack_settings: Settings, rpc: str) -> None:
+async def test_each_rpc_answers_each_credential_as_its_role_allows(stack_settings: StackSettings, rpc: str) -> None:
     call, own_tenant, other_tenant, admin = MATRIX[rpc]
     expected = {"none": UNAUTHENTICATED, "malformed": UNAUTHENTICATED, "unknown": UNAUTHENTICATED,
                 "revoked": UNAUTHENTICATED, "own_tenant": own_tenant, "other_tenant": other_tenant, "admin": admin}
@@ -281,7 +281,9 @@ async def test_each_rpc_answers_each_credential_as_its_role_allows(stack_setting
     assert answered == expected
 
 
-async def test_lists_show_a_tenant_only_its_own_client_rules_grants_silences_and_keys(stack_settings: Settings) -> None:
+async def test_lists_show_a_tenant_only_its_own_client_rules_grants_silences_and_keys(
+    stack_settings: StackSettings,
+) -> None:
     async with rule_service(stack_settings) as service:
         world = await make_world(service)
         async with service.channel(api_key=world.keys["other_tenant"]) as channel:
@@ -310,7 +312,7 @@ async def test_lists_show_a_tenant_only_its_own_client_rules_grants_silences_and
 
 
 async def test_a_call_with_two_authorization_values_is_refused_whichever_comes_first(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     two = "2 authorization metadata values; send exactly one, `authorization: Bearer <key>`"
     async with rule_service(stack_settings) as service:
         world = await make_world(service)
@@ -327,7 +329,7 @@ async def test_a_call_with_two_authorization_values_is_refused_whichever_comes_f
 
 
 async def test_tenant_self_service_lets_a_tenant_key_create_keys_that_expire_with_it(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     expires = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
     async with rule_service(stack_settings, tenant_key_self_service=True) as service:
         async with service.channel() as channel:
@@ -349,7 +351,7 @@ async def test_tenant_self_service_lets_a_tenant_key_create_keys_that_expire_wit
                                  f" ({maker.api_key.key_id})")
 
 
-async def test_without_self_service_a_tenant_key_cannot_create_keys(stack_settings: Settings) -> None:
+async def test_without_self_service_a_tenant_key_cannot_create_keys(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         world = await make_world(service)
         async with service.channel(api_key=world.keys["own_tenant"]) as channel:

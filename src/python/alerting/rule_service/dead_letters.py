@@ -32,7 +32,7 @@ from alerting.common.kafka.dead_letters import (
     parse_position,
     replay_message,
 )
-from alerting.common.settings import Settings
+from alerting.common.settings import DeadLetterReplaySettings, KafkaSettings
 from alerting.common.validation import InvalidField
 from alerting.rule_service.auth import caller
 from alerting.rule_service.errors import FailedPrecondition, NotFound, grpc_errors
@@ -171,7 +171,7 @@ class DeadLetterLog:
 
 
 @asynccontextmanager
-async def open_dead_letter_log(settings: Settings, dead_letter_topic: str) -> AsyncIterator[DeadLetterLog]:
+async def open_dead_letter_log(settings: KafkaSettings, dead_letter_topic: str) -> AsyncIterator[DeadLetterLog]:
     """The dead-letter topic's partition, assigned to a consumer of no group (nothing is
     committed); FailedPrecondition if the topic is missing or not of one partition."""
     consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=None,
@@ -194,7 +194,7 @@ async def open_dead_letter_log(settings: Settings, dead_letter_topic: str) -> As
         await consumer.stop()
 
 
-async def publish_once(settings: Settings, messages: Sequence[OutgoingMessage]) -> None:
+async def publish_once(settings: DeadLetterReplaySettings, messages: Sequence[OutgoingMessage]) -> None:
     """Send each message once, through a producer of its own: idempotent, so the
     producer's own resends cannot duplicate one, and nothing here sends it again."""
     producer = make_producer(settings.dead_letter_replayer())
@@ -221,7 +221,7 @@ async def kafka_io(context: Context, what: str) -> AsyncIterator[None]:
 
 # ---------------------------------------------------------------- the service
 class DeadLetterService(dead_letter_service_pb2_grpc.DeadLetterServiceServicer):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: DeadLetterReplaySettings) -> None:
         self.settings = settings
 
     @grpc_errors

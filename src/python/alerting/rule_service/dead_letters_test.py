@@ -19,11 +19,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import alerting.aggregator.main
 from alerting.common import telemetry, topics
 from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
-from alerting.common.settings import Settings
+from alerting.common.settings import AggregatorSettings
 from alerting.producer.alerts import build_alert
 from alerting.rule_service import dead_letters
 from alerting.testsupport import stack
 from alerting.testsupport.services import free_port, read, rule_service, running
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import alert_pb2, dead_letter_service_pb2_grpc, events_pb2
 from alerting.v1 import dead_letter_service_pb2 as api
 
@@ -38,7 +39,7 @@ def matched(client_id: str, alert_id: str | None = None) -> bytes:
                                    rule_ids=[str(uuid.uuid4())], emails=["ops@x.io"]).SerializeToString()
 
 
-async def single_partition(settings: Settings) -> Settings:
+async def single_partition(settings: StackSettings) -> StackSettings:
     """The same slice of the stack with one-partition topics: dead letters keep the order sent."""
     settings = settings.model_copy(update={"topic_prefix": f"{settings.topic_prefix}single."})
     await stack.create_topics(settings, {topics.ALERTS_MATCHED: 1, topics.NOTIFICATIONS_READY: 1})
@@ -46,7 +47,7 @@ async def single_partition(settings: Settings) -> Settings:
 
 
 @asynccontextmanager
-async def rule_service_channel(settings: Settings) -> AsyncIterator[grpc.aio.Channel]:
+async def rule_service_channel(settings: StackSettings) -> AsyncIterator[grpc.aio.Channel]:
     """A running rule-service on a free port, and a channel to it."""
     async with rule_service(settings) as service, service.channel() as channel:
         yield channel
@@ -54,7 +55,7 @@ async def rule_service_channel(settings: Settings) -> AsyncIterator[grpc.aio.Cha
 
 @asynccontextmanager
 async def dead_letter_stub(
-    settings: Settings,
+    settings: StackSettings,
 ) -> AsyncIterator[dead_letter_service_pb2_grpc.DeadLetterServiceAsyncStub]:
     """A running rule-service on a free port, and a DeadLetterService client of it."""
     async with rule_service_channel(settings) as channel:
@@ -79,7 +80,7 @@ def as_listed(record: ConsumerRecord, source: api.DeadLetterSource, reason: str,
 @pytest.fixture(scope="module", autouse=True)
 def tracing() -> None:
     """As in every service: the Kafka clients instrumented, so trace context travels."""
-    telemetry.setup_tracing("dead-letters-test", Settings(), exporter=InMemorySpanExporter())
+    telemetry.setup_tracing("dead-letters-test", StackSettings(), exporter=InMemorySpanExporter())
 
 
 def contents(records: list[ConsumerRecord]) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
@@ -92,7 +93,7 @@ def trace_id_of(record: ConsumerRecord) -> str:
     return dict(record.headers)["traceparent"].decode().split("-")[1]
 
 
-async def test_dead_letters_are_listed_and_replayed_at_most_once_per_call(stack_settings: Settings) -> None:
+async def test_dead_letters_are_listed_and_replayed_at_most_once_per_call(stack_settings: StackSettings) -> None:
     settings = await single_partition(stack_settings)
     matched_topic = settings.topic(topics.ALERTS_MATCHED)
     dlq = settings.topic(topics.dead_letter(topics.ALERTS_MATCHED))
@@ -101,7 +102,7 @@ async def test_dead_letters_are_listed_and_replayed_at_most_once_per_call(stack_
     traceparent = b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"
     sent = [(b"key-1", bad_client, [("origin", b"test-1")]), (b"key-2", bad_alert, [("origin", b"test-2")])]
     traces = [telemetry.context_from_traceparent(traceparent.decode()), None]  # the first one in a known trace
-    aggregator = alerting.aggregator.main.AggregatorSettings(**settings.model_dump())
+    aggregator = AggregatorSettings(**settings.model_dump())
     async with running(alerting.aggregator.main.run, aggregator), dead_letter_stub(settings) as stub:
         producer = make_producer(settings)
         await producer.start()
@@ -165,14 +166,14 @@ async def test_dead_letters_are_listed_and_replayed_at_most_once_per_call(stack_
     ({"topic": "alerts.new", "max_count": 1001}, "max_count: 1001 is not between 0 and 1000"),
 ])
 async def test_invalid_list_requests_name_the_field(
-    stack_settings: Settings, request_fields: dict[str, Any], details: str
+    stack_settings: StackSettings, request_fields: dict[str, Any], details: str
 ) -> None:
     async with dead_letter_stub(stack_settings) as stub:
         assert await status_of(stub.ListDeadLetters(api.ListDeadLettersRequest(**request_fields))) == (
             grpc.StatusCode.INVALID_ARGUMENT, details)
 
 
-async def test_empty_dead_letter_topics_errors_health_and_reflection(stack_settings: Settings) -> None:
+async def test_empty_dead_letter_topics_errors_health_and_reflection(stack_settings: StackSettings) -> None:
     dlq = stack_settings.topic("rule.changed.dlq")
     async with rule_service_channel(stack_settings) as channel:
         stub = dead_letter_service_pb2_grpc.DeadLetterServiceStub(channel)
@@ -203,7 +204,7 @@ async def test_empty_dead_letter_topics_errors_health_and_reflection(stack_setti
 
 
 async def test_a_missing_dead_letter_topic_or_one_of_several_partitions_is_a_failed_precondition(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     settings = stack_settings.model_copy(update={"topic_prefix": f"{stack_settings.topic_prefix}odd."})
     several = settings.topic(topics.dead_letter(topics.ALERTS_NEW))
@@ -222,7 +223,7 @@ async def test_a_missing_dead_letter_topic_or_one_of_several_partitions_is_a_fai
             grpc.StatusCode.FAILED_PRECONDITION, f"topic: {missing} does not exist")
 
 
-async def test_kafka_out_of_reach_is_unavailable(stack_settings: Settings) -> None:
+async def test_kafka_out_of_reach_is_unavailable(stack_settings: StackSettings) -> None:
     unreachable = stack_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{free_port()}"})
     dlq = stack_settings.topic("alerts.new.dlq")
     async with dead_letter_stub(unreachable) as stub:

@@ -15,7 +15,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from alerting.common import telemetry
-from alerting.common.settings import Settings
 from alerting.rule_service.dead_letters import DeadLetterService
 from alerting.rule_service.errors import grpc_errors
 from alerting.rule_service.keys import ApiKeyService
@@ -26,6 +25,7 @@ from alerting.rule_service.receivers import ReceiverService
 from alerting.rule_service.servicer import RuleService
 from alerting.rule_service.silences import SilenceService
 from alerting.testsupport.services import RuleServiceUnderTest, rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     api_key_service_pb2,
     dead_letter_service_pb2,
@@ -92,7 +92,7 @@ def tracing() -> InMemorySpanExporter:
     """Spans of every RPC, as main() instruments the service; once per process (a tracer
     provider cannot be replaced)."""
     exporter = InMemorySpanExporter()
-    telemetry.setup_tracing("errors-test", Settings(), exporter=exporter)
+    telemetry.setup_tracing("errors-test", StackSettings(), exporter=exporter)
     instrument_grpc_server()
     return exporter
 
@@ -116,7 +116,7 @@ def leaks(span: ReadableSpan, *secrets: str) -> list[str]:
 
 
 async def test_an_unexpected_exception_in_any_rpc_is_internal_with_a_reference_to_the_log_only(
-        stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        stack_settings: StackSettings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
         exporter: InMemorySpanExporter) -> None:
     error = RuntimeError(SECRET)
     break_every_rpc(monkeypatch, error)
@@ -133,7 +133,7 @@ async def test_an_unexpected_exception_in_any_rpc_is_internal_with_a_reference_t
 
 
 async def test_a_database_error_a_handler_answers_leaves_no_trace_of_itself_in_the_span(
-        stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, exporter: InMemorySpanExporter) -> None:
+        stack_settings: StackSettings, monkeypatch: pytest.MonkeyPatch, exporter: InMemorySpanExporter) -> None:
     error = asyncpg.ForeignKeyViolationError(f'insert violates foreign key constraint "rules_client_id_fkey" {SECRET}')
     rpc = "/alerting.v1.RuleService/CreateRule"
     monkeypatch.setattr(RuleService, "CreateRule", grpc_errors(failing_with(error)))
@@ -144,7 +144,7 @@ async def test_a_database_error_a_handler_answers_leaves_no_trace_of_itself_in_t
 
 
 async def test_an_outage_in_an_rpc_is_unavailable_with_a_reference(
-        stack_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        stack_settings: StackSettings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     error = asyncpg.ConnectionDoesNotExistError(f"connection was closed in the middle of operation ({SECRET})")
     break_every_rpc(monkeypatch, error)
     caplog.set_level(logging.WARNING, "alerting.rule_service.errors")

@@ -9,11 +9,11 @@ import grpc
 import pytest
 
 from alerting.common import topics
-from alerting.common.settings import Settings
 from alerting.rule_service.validation import encode_grant_position
 from alerting.rules.changelog import GRANT, REVOKE, UPSERT
 from alerting.testsupport.calls import answer
 from alerting.testsupport.services import read, rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import api_key_service_pb2, api_key_service_pb2_grpc, events_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
 
@@ -22,7 +22,7 @@ def keys_of(response: api.ListSourceGrantsResponse) -> list[tuple[str, str, bool
     return [(grant.client_id, grant.source, grant.prefix) for grant in response.grants]
 
 
-async def test_an_admin_grants_lists_and_revokes_sources(stack_settings: Settings) -> None:
+async def test_an_admin_grants_lists_and_revokes_sources(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
         acme = (await stub.CreateClient(api.CreateClientRequest(name="acme"))).client_id
@@ -63,7 +63,7 @@ async def test_an_admin_grants_lists_and_revokes_sources(stack_settings: Setting
     ({"client_id": ""}, "client_id: missing"),
 ])
 async def test_an_invalid_grant_is_invalid_argument_naming_the_field(
-    stack_settings: Settings, fields: dict[str, Any], problem: str
+    stack_settings: StackSettings, fields: dict[str, Any], problem: str
 ) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
@@ -75,7 +75,7 @@ async def test_an_invalid_grant_is_invalid_argument_naming_the_field(
 
 
 async def test_pages_of_grants_hold_each_grant_once_and_a_forged_token_stays_inside_the_tenant(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     async with rule_service(stack_settings) as service:
         async with service.channel() as channel:
@@ -112,7 +112,7 @@ async def test_pages_of_grants_hold_each_grant_once_and_a_forged_token_stays_ins
 
 
 async def test_grants_and_revocations_reach_rule_changed_in_commit_order_keyed_by_grant(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     """Deleting a client revokes its grants on the log too: the cascade removed them from
     Postgres, and the snapshot and the indexes must forget them alike."""

@@ -10,8 +10,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
-from alerting.common.settings import Settings
 from alerting.testsupport.services import rule_service, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import rule_service_pb2 as api
 from alerting.v1 import rule_service_pb2_grpc
 
@@ -38,7 +38,7 @@ def increase(before: dict[tuple[str, str, str], float]) -> dict[tuple[str, str, 
     return {key: value - before.get(key, 0.0) for key, value in after.items() if value != before.get(key, 0.0)}
 
 
-async def test_calls_are_counted_by_method_and_status_code_and_timed(stack_settings: Settings) -> None:
+async def test_calls_are_counted_by_method_and_status_code_and_timed(stack_settings: StackSettings) -> None:
     before = snapshot()
     async with asyncio.timeout(60), rule_service(stack_settings) as service:
         async with service.channel() as channel:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from alerting.common.settings import DEFAULT_MAX_KEYS_PER_CLIENT
 from alerting.common.validation import InvalidField, canonical_uuid
 from alerting.rule_service import access, validation
 from alerting.rule_service.auth import caller
@@ -23,8 +24,6 @@ from alerting.v1 import api_key_service_pb2_grpc
 
 if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
-
-DEFAULT_MAX_KEYS_PER_CLIENT = 20
 
 
 class ApiKeyService(api_key_service_pb2_grpc.ApiKeyServiceServicer):

@@ -11,9 +11,9 @@ import grpc
 import pytest
 
 from alerting.common import topics
-from alerting.common.settings import Settings
 from alerting.rule_service.access import parse_key
 from alerting.testsupport.services import fetch, read, rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import api_key_service_pb2 as keys_api
 from alerting.v1 import api_key_service_pb2_grpc, events_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
@@ -34,7 +34,7 @@ def expiring(request: keys_api.CreateApiKeyRequest, at: datetime) -> keys_api.Cr
     return request
 
 
-async def test_a_key_is_shown_once_and_only_its_hash_is_stored(stack_settings: Settings) -> None:
+async def test_a_key_is_shown_once_and_only_its_hash_is_stored(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
         created = await keys.CreateApiKey(keys_api.CreateApiKeyRequest(role=keys_api.ROLE_ADMIN, name="ci"))
@@ -48,7 +48,7 @@ async def test_a_key_is_shown_once_and_only_its_hash_is_stored(stack_settings: S
     assert secret not in row["everything"]
 
 
-async def test_a_revoked_key_is_refused_by_every_instance_within_seconds(stack_settings: Settings) -> None:
+async def test_a_revoked_key_is_refused_by_every_instance_within_seconds(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings, api_key_cache_seconds=1.0) as first, \
             rule_service(stack_settings, api_key_cache_seconds=1.0) as second:
         async with first.channel() as channel:
@@ -74,7 +74,7 @@ async def test_a_revoked_key_is_refused_by_every_instance_within_seconds(stack_s
             assert await code_of(rules.ListRules(api.ListRulesRequest())) == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def test_the_bootstrap_key_is_stored_once_and_a_revoked_one_stays_revoked(stack_settings: Settings) -> None:
+async def test_the_bootstrap_key_is_stored_once_and_a_revoked_one_stays_revoked(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
         me = await keys.WhoAmI(keys_api.WhoAmIRequest())
@@ -94,7 +94,7 @@ async def test_the_bootstrap_key_is_stored_once_and_a_revoked_one_stays_revoked(
     assert row["n"] == 1
 
 
-async def test_every_change_records_the_key_that_made_it(stack_settings: Settings) -> None:
+async def test_every_change_records_the_key_that_made_it(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         async with service.channel() as channel:
             client = await rule_service_pb2_grpc.RuleServiceStub(channel).CreateClient(
@@ -114,13 +114,15 @@ async def test_every_change_records_the_key_that_made_it(stack_settings: Setting
         (events_pb2.RuleChanged.OP_UPSERT, tenant_id, tenant_id), (events_pb2.RuleChanged.OP_DELETE, tenant_id, "")]
 
 
-async def test_a_malformed_bootstrap_key_stops_the_start_with_a_clear_error(stack_settings: Settings) -> None:
+async def test_a_malformed_bootstrap_key_stops_the_start_with_a_clear_error(stack_settings: StackSettings) -> None:
     with pytest.raises(ValueError, match="ALERTING_BOOTSTRAP_ADMIN_KEY: not an API key"):
         async with rule_service(stack_settings, bootstrap_admin_key="admin"):
             pass
 
 
-async def test_a_key_works_until_it_expires_on_every_call_however_recently_checked(stack_settings: Settings) -> None:
+async def test_a_key_works_until_it_expires_on_every_call_however_recently_checked(
+    stack_settings: StackSettings,
+) -> None:
     # A cache of a minute: expiry is checked on every call, not when the cache is refreshed.
     async with rule_service(stack_settings, api_key_cache_seconds=60.0) as service:
         async with service.channel() as channel:
@@ -155,7 +157,7 @@ async def test_a_key_works_until_it_expires_on_every_call_however_recently_check
     ("c\u200bi", "name: contains the format character U+200B"),
 ])
 async def test_a_key_name_with_control_or_format_characters_is_invalid(
-        stack_settings: Settings, name: str, problem: str) -> None:
+        stack_settings: StackSettings, name: str, problem: str) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
         refused = await error_of(keys.CreateApiKey(keys_api.CreateApiKeyRequest(role=keys_api.ROLE_ADMIN, name=name)))
@@ -164,7 +166,7 @@ async def test_a_key_name_with_control_or_format_characters_is_invalid(
     assert [key.created_by for key in listed.api_keys] == ["bootstrap"]
 
 
-async def test_an_expiry_not_in_the_future_is_invalid(stack_settings: Settings) -> None:
+async def test_an_expiry_not_in_the_future_is_invalid(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
         past = keys_api.CreateApiKeyRequest(role=keys_api.ROLE_ADMIN)
@@ -178,7 +180,7 @@ async def test_an_expiry_not_in_the_future_is_invalid(stack_settings: Settings) 
     ]
 
 
-async def test_an_expired_admin_key_does_not_count_as_the_last_valid_one(stack_settings: Settings) -> None:
+async def test_an_expired_admin_key_does_not_count_as_the_last_valid_one(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
         me = await keys.WhoAmI(keys_api.WhoAmIRequest())

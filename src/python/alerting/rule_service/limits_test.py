@@ -13,13 +13,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from alerting.common.settings import Settings
 from alerting.common.validation import InvalidField
 from alerting.rule_service.access import new_key
 from alerting.rule_service.errors import QuotaExceeded
 from alerting.rule_service.limits import check_recipients, peer_address
 from alerting.testsupport.calls import answer
 from alerting.testsupport.services import RuleServiceUnderTest, fetch, rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import api_key_service_pb2 as keys_api
 from alerting.v1 import api_key_service_pb2_grpc, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
@@ -35,7 +35,7 @@ async def error_of(call: object) -> grpc.aio.AioRpcError:
     return caught.value
 
 
-async def test_a_client_may_have_at_most_max_rules_per_client(stack_settings: Settings) -> None:
+async def test_a_client_may_have_at_most_max_rules_per_client(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings, max_rules_per_client=2) as service, service.channel() as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
@@ -51,7 +51,7 @@ async def test_a_client_may_have_at_most_max_rules_per_client(stack_settings: Se
     assert sorted(r.source for r in listed.rules) == ["b", "c"]
 
 
-async def test_a_request_larger_than_max_request_bytes_is_refused(stack_settings: Settings) -> None:
+async def test_a_request_larger_than_max_request_bytes_is_refused(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings, max_request_bytes=4096) as service, service.channel() as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
@@ -62,7 +62,7 @@ async def test_a_request_larger_than_max_request_bytes_is_refused(stack_settings
     assert refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and list(listed.rules) == []
 
 
-async def test_a_tenant_past_its_rate_limit_is_refused_and_no_one_else_is(stack_settings: Settings) -> None:
+async def test_a_tenant_past_its_rate_limit_is_refused_and_no_one_else_is(stack_settings: StackSettings) -> None:
     # 0.01 requests/s: once the burst of 3 is spent, no token comes back during the test.
     async with rule_service(stack_settings, rate_limit_per_second=0.01, rate_limit_burst=3) as service:
         async with service.channel() as channel:
@@ -95,7 +95,7 @@ OK = (grpc.StatusCode.OK, None)
 
 
 async def test_a_client_may_have_at_most_max_recipients_per_client_distinct_addresses(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings, max_recipients_per_client=3) as service, service.channel() as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
         client_id = (await stub.CreateClient(api.CreateClientRequest(name="acme"))).client_id
@@ -126,7 +126,7 @@ async def test_a_client_may_have_at_most_max_recipients_per_client_distinct_addr
 
 
 async def test_a_client_past_a_lowered_recipient_limit_keeps_its_addresses_but_grows_no_further(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         stub = rule_service_pb2_grpc.RuleServiceStub(channel)
         client_id = (await stub.CreateClient(api.CreateClientRequest(name="acme"))).client_id
@@ -163,7 +163,7 @@ def test_a_change_is_refused_exactly_when_it_takes_a_client_past_its_limit_and_i
         assert after <= max(limit, before)
 
 
-async def test_a_client_may_have_at_most_max_keys_per_client_valid_keys(stack_settings: Settings) -> None:
+async def test_a_client_may_have_at_most_max_keys_per_client_valid_keys(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings, max_keys_per_client=2) as service, service.channel() as channel:
         keys = api_key_service_pb2_grpc.ApiKeyServiceStub(channel)
         client_id = (await rule_service_pb2_grpc.RuleServiceStub(channel).CreateClient(
@@ -193,7 +193,7 @@ async def who_am_i(service: RuleServiceUnderTest, key: str) -> tuple[grpc.Status
 
 
 async def test_a_peer_past_its_failed_authentications_is_refused_before_postgres_is_asked(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     # Three failures, then one more only every 100 s: none comes back during the test.
     async with rule_service(stack_settings, auth_failure_burst=3, auth_failures_per_second=0.01) as service:
         failures = [await who_am_i(service, new_key().key) for _ in range(3)]
@@ -209,7 +209,7 @@ async def test_a_peer_past_its_failed_authentications_is_refused_before_postgres
 
 
 async def test_unknown_key_ids_neither_push_real_keys_out_of_the_cache_nor_ask_postgres_twice(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings, api_key_cache_seconds=60.0, api_key_cache_entries=2,
                             unknown_key_cache_entries=2, auth_failure_burst=100) as service:
         async with service.channel() as channel:

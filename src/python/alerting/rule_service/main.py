@@ -13,7 +13,8 @@ from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorServer, filter
 from alerting.common.db import DatabaseRole, create_pool
 from alerting.common.kafka import make_producer
 from alerting.common.service import Lifecycle, run_service
-from alerting.rule_service.server import RuleServiceSettings, serve
+from alerting.common.settings import RuleServiceSettings
+from alerting.rule_service.server import serve
 
 
 async def run(settings: RuleServiceSettings, lifecycle: Lifecycle) -> None:

@@ -5,14 +5,14 @@ import asyncio
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from alerting.common.settings import Settings
 from alerting.rule_service.main import instrument_grpc_server
 from alerting.testsupport.services import rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import rule_service_pb2 as api
 from alerting.v1 import rule_service_pb2_grpc
 
 
-async def test_an_instrumented_server_answers_health_watch_check_and_the_api(stack_settings: Settings) -> None:
+async def test_an_instrumented_server_answers_health_watch_check_and_the_api(stack_settings: StackSettings) -> None:
     instrument_grpc_server()
     async with rule_service(stack_settings) as service:
         async with service.channel() as channel:

@@ -13,11 +13,11 @@ import grpc
 import pytest
 
 import alerting.sender.main
-from alerting.common.settings import Settings
 from alerting.producer.alerts import build_alert
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.services import fetch, free_port, immediate_sender, rule_service, running, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import notification_service_pb2 as api
 from alerting.v1 import notification_service_pb2_grpc
 
@@ -26,13 +26,15 @@ FAILED, SENT, PENDING = api.NOTIFICATION_STATUS_FAILED, api.NOTIFICATION_STATUS_
 
 @asynccontextmanager
 async def notification_stub(
-    settings: Settings,
+    settings: StackSettings,
 ) -> AsyncIterator[notification_service_pb2_grpc.NotificationServiceAsyncStub]:
     async with rule_service(settings) as service, service.channel() as channel:
         yield notification_service_pb2_grpc.NotificationServiceStub(channel)
 
 
-async def insert(settings: Settings, client_id: str, status: str, emails: list[str], failure: str | None = None) -> str:
+async def insert(
+    settings: StackSettings, client_id: str, status: str, emails: list[str], failure: str | None = None,
+) -> str:
     [row] = await fetch(
         settings,
         "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert, status, failure, attempts)"
@@ -49,7 +51,9 @@ async def code_of(call: asyncio.Future[object] | object) -> grpc.StatusCode:
     return caught.value.code()
 
 
-async def test_list_by_tenant_and_status_page_by_page_and_show_one_with_recipients(stack_settings: Settings) -> None:
+async def test_list_by_tenant_and_status_page_by_page_and_show_one_with_recipients(
+    stack_settings: StackSettings,
+) -> None:
     tenant, other = str(uuid.uuid4()), str(uuid.uuid4())
     refused = "a@x.io: 550 no such user"
     failed = [await insert(stack_settings, tenant, "FAILED", ["a@x.io"], refused) for _ in range(3)]
@@ -84,7 +88,7 @@ async def test_list_by_tenant_and_status_page_by_page_and_show_one_with_recipien
             grpc.StatusCode.FAILED_PRECONDITION)
 
 
-async def test_a_retried_failed_notification_is_sent(stack_settings: Settings, tmp_path: Path) -> None:
+async def test_a_retried_failed_notification_is_sent(stack_settings: StackSettings, tmp_path: Path) -> None:
     port = free_port()
     full = {"a@x.io": "552 5.2.2 mailbox full", "b@x.io": "552 5.2.2 mailbox full"}
     sink, handler = await start_sink("127.0.0.1", port, tmp_path, rcpt_replies=full)

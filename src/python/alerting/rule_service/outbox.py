@@ -27,7 +27,7 @@ from prometheus_client import Gauge
 from alerting.common import db, topics
 from alerting.common.kafka import OutgoingMessage, publish_all, start_clients
 from alerting.common.retry import Stopping
-from alerting.common.settings import Settings
+from alerting.common.settings import RuleServiceSettings
 from alerting.rules.changelog import change_key
 from alerting.v1 import events_pb2, rule_pb2
 
@@ -99,7 +99,7 @@ DELETE FROM rule_outbox WHERE seq IN (
 class OutboxRelay:
     def __init__(
         self,
-        settings: Settings,
+        settings: RuleServiceSettings,
         producer: AIOKafkaProducer,
         poll_seconds: float = 1.0,
         retention_seconds: float = 7 * 24 * 3600.0,

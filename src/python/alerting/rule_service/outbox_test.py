@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 import grpc
 
 from alerting.common import topics
-from alerting.common.settings import Settings
 from alerting.rule_service.outbox import published_change
 from alerting.rules.changelog import DELETE, UPSERT
 from alerting.rules.records import RULE_COLUMNS, rule_from_row
 from alerting.testsupport.services import fetch, read, rule_service_stub, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2, rule_pb2, rule_service_pb2_grpc
 from alerting.v1 import rule_service_pb2 as api
 
@@ -109,7 +109,7 @@ def unique_in_order(changes: list[events_pb2.RuleChanged]) -> list[events_pb2.Ru
 
 
 async def test_concurrent_writers_publish_every_change_once_in_seq_order_and_the_log_replays_to_the_table(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     outcomes = Outcomes()
     async with asyncio.timeout(60), rule_service_stub(stack_settings) as stub:

@@ -14,9 +14,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import REGISTRY
 
-from alerting.common.settings import Settings
 from alerting.testsupport.calls import answer, new_client, tenant_key
 from alerting.testsupport.services import fetch, rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import notification_policy_service_pb2 as api
 from alerting.v1 import (
     notification_policy_service_pb2_grpc,
@@ -41,7 +41,7 @@ def fields(policy: api.NotificationPolicy) -> tuple[object, ...]:
 
 
 async def test_a_client_has_the_default_until_it_sets_a_policy_and_changes_it_by_version(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         key = await tenant_key(service, client_id)
@@ -85,7 +85,7 @@ async def test_a_client_has_the_default_until_it_sets_a_policy_and_changes_it_by
     assert fields(after_reset) == (client_id, [], 0, 120, 0, 1, False, by)
 
 
-async def test_the_table_holds_what_the_sender_reads(stack_settings: Settings) -> None:
+async def test_the_table_holds_what_the_sender_reads(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         acme, globex = await new_client(service, "acme"), await new_client(service, "globex")
         async with service.channel() as channel:
@@ -102,7 +102,7 @@ async def test_the_table_holds_what_the_sender_reads(stack_settings: Settings) -
     ]
 
 
-async def test_a_tenant_reaches_its_own_policy_only_and_other_ids_are_not_found(stack_settings: Settings) -> None:
+async def test_a_tenant_reaches_its_own_policy_only_and_other_ids_are_not_found(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         own, other = await new_client(service, "own"), await new_client(service, "other")
         key = await tenant_key(service, own)
@@ -136,7 +136,7 @@ async def test_a_tenant_reaches_its_own_policy_only_and_other_ids_are_not_found(
     assert (untouched.version, untouched.group_interval_seconds) == (1, 60)
 
 
-async def test_deleting_a_client_deletes_its_policy(stack_settings: Settings) -> None:
+async def test_deleting_a_client_deletes_its_policy(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         async with service.channel() as channel:
@@ -161,7 +161,7 @@ async def test_deleting_a_client_deletes_its_policy(stack_settings: Settings) ->
     ({"client_id": ""}, "client_id: missing"),
 ])
 async def test_an_invalid_policy_is_invalid_argument_naming_the_field_and_changes_nothing(
-        stack_settings: Settings, request_fields: dict[str, Any], problem: str) -> None:
+        stack_settings: StackSettings, request_fields: dict[str, Any], problem: str) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         async with service.channel() as channel:
@@ -172,7 +172,7 @@ async def test_an_invalid_policy_is_invalid_argument_naming_the_field_and_change
 
 
 async def test_the_policy_and_silence_services_are_served_healthy_reflected_authenticated_and_counted(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     names = ("alerting.v1.NotificationPolicyService", "alerting.v1.SilenceService")
     calls = [("/alerting.v1.NotificationPolicyService/GetNotificationPolicy", "OK"),
              ("/alerting.v1.NotificationPolicyService/GetNotificationPolicy", "UNAUTHENTICATED"),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from alerting.common.settings import DEFAULT_MAX_RECEIVERS_PER_CLIENT
 from alerting.common.validation import MAX_FIELD, InvalidField, canonical_uuid, text
 from alerting.rule_service import validation
 from alerting.rule_service.auth import caller, visible_client_id
@@ -26,7 +27,6 @@ from alerting.v1 import receiver_service_pb2_grpc
 if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
 
-DEFAULT_MAX_RECEIVERS_PER_CLIENT = 100
 KIND_NAMES = {api.RECEIVER_KIND_WEBHOOK: "webhook", api.RECEIVER_KIND_SLACK: "slack"}
 
 

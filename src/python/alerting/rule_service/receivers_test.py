@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import grpc
 
-from alerting.common.settings import Settings
+from alerting.common.settings import DatabaseSettings
 from alerting.rules.receivers import Sealer
 from alerting.testsupport.calls import answer, new_client
 from alerting.testsupport.services import RECEIVER_SECRET_KEY, fetch, rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import receiver_service_pb2 as api
 from alerting.v1 import receiver_service_pb2_grpc, rule_service_pb2, rule_service_pb2_grpc
 
@@ -20,12 +21,12 @@ def stub(channel: grpc.aio.Channel) -> receiver_service_pb2_grpc.ReceiverService
     return receiver_service_pb2_grpc.ReceiverServiceStub(channel)
 
 
-async def sealed_secret(settings: Settings, receiver_id: str) -> str:
+async def sealed_secret(settings: DatabaseSettings, receiver_id: str) -> str:
     [row] = await fetch(settings, "SELECT secret_sealed FROM receivers WHERE receiver_id = $1", receiver_id)
     return Sealer(RECEIVER_SECRET_KEY).unseal(bytes(row["secret_sealed"]))
 
 
-async def test_a_webhooks_secret_is_shown_once_stored_sealed_and_rotated(stack_settings: Settings) -> None:
+async def test_a_webhooks_secret_is_shown_once_stored_sealed_and_rotated(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         client_id = await new_client(service)
         created = await stub(channel).CreateReceiver(api.CreateReceiverRequest(
@@ -52,7 +53,7 @@ async def test_a_webhooks_secret_is_shown_once_stored_sealed_and_rotated(stack_s
             f"receiver_id: {slack.receiver.receiver_id} is a slack receiver, which has no secret")
 
 
-async def test_what_a_request_may_not_hold_is_refused_naming_the_field(stack_settings: Settings) -> None:
+async def test_what_a_request_may_not_hold_is_refused_naming_the_field(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings, outbound_allowed_networks=()) as service, service.channel() as channel:
         client_id = await new_client(service)
 
@@ -77,7 +78,7 @@ async def test_what_a_request_may_not_hold_is_refused_naming_the_field(stack_set
 
 
 async def test_a_receiver_a_rule_names_cannot_be_deleted_and_rules_name_only_their_clients(
-    stack_settings: Settings
+    stack_settings: StackSettings
 ) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         client_id, other_id = await new_client(service), await new_client(service, "other")
@@ -106,7 +107,7 @@ async def test_a_receiver_a_rule_names_cannot_be_deleted_and_rules_name_only_the
             grpc.StatusCode.NOT_FOUND, f"receiver_id: no receiver {receiver.receiver_id}")
 
 
-async def test_receivers_are_listed_by_id_a_page_at_a_time(stack_settings: Settings) -> None:
+async def test_receivers_are_listed_by_id_a_page_at_a_time(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service, service.channel() as channel:
         client_id = await new_client(service)
         made = sorted([(await stub(channel).CreateReceiver(api.CreateReceiverRequest(

@@ -17,29 +17,23 @@ import grpc
 from aiokafka import AIOKafkaProducer
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from pydantic import Field, SecretStr
 
-from alerting.common import ports
 from alerting.common.retry import retry_until_done
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings, secret_value
+from alerting.common.settings import RuleServiceSettings, secret_value
 from alerting.rule_service.access import MalformedKey, parse_key
 from alerting.rule_service.auth import AuthInterceptor, KeyStore, bootstrap_admin_key
 from alerting.rule_service.dead_letters import DeadLetterService
 from alerting.rule_service.errors import UnexpectedErrors
 from alerting.rule_service.grpc_metrics import ServerMetricsInterceptor
-from alerting.rule_service.keys import DEFAULT_MAX_KEYS_PER_CLIENT, ApiKeyService
+from alerting.rule_service.keys import ApiKeyService
 from alerting.rule_service.notifications import NotificationService
 from alerting.rule_service.outbox import OutboxRelay
 from alerting.rule_service.policies import NotificationPolicyService
 from alerting.rule_service.quotas import RateLimiter
-from alerting.rule_service.receivers import DEFAULT_MAX_RECEIVERS_PER_CLIENT, ReceiverService
-from alerting.rule_service.servicer import DEFAULT_MAX_RECIPIENTS_PER_CLIENT, RuleService
-from alerting.rule_service.silences import (
-    DEFAULT_MAX_SILENCE_SECONDS,
-    DEFAULT_MAX_SILENCES_PER_CLIENT,
-    SilenceService,
-)
+from alerting.rule_service.receivers import ReceiverService
+from alerting.rule_service.servicer import RuleService
+from alerting.rule_service.silences import SilenceService
 from alerting.rules.policies import default_policy
 from alerting.rules.receivers import OutboundPolicy, Sealer
 from alerting.v1 import (
@@ -69,47 +63,6 @@ SERVICE_NAMES = (
     silence_service_pb2.DESCRIPTOR.services_by_name["SilenceService"].full_name,
     receiver_service_pb2.DESCRIPTOR.services_by_name["ReceiverService"].full_name,
 )
-
-
-class RuleServiceSettings(Settings):
-    """The rule-service's own."""
-
-    grpc_port: int = Field(default=ports.RULE_SERVICE_GRPC_PORT, description="The gRPC port; 0 picks a free one.")
-    grace_seconds: float = Field(default=5.0, description="How long calls in flight may finish when the service stops.")
-    outbox_retention_seconds: float = Field(default=7 * 24 * 3600.0, description=(
-        "Published `rule_outbox` rows older than this are deleted (`rule.changed` keeps every change)."))
-    # TLS is required unless rule_service_tls is false (plaintext on purpose, e.g. behind a
-    # TLS-terminating proxy).
-    tls_cert_file: str = Field(default="", description="The server's certificate chain (PEM).")
-    tls_key_file: str = Field(default="", description="The server's private key (PEM).")
-    bootstrap_admin_key: SecretStr | None = Field(default=None, description=(
-        "The first ADMIN key (`ak_<key id>.<secret>`), stored at start unless its key id is known."))
-    api_key_cache_seconds: float = Field(default=2.0, description=(
-        "How long a key's check is reused: the most a revocation takes to reach this instance."))
-    api_key_cache_entries: int = Field(default=10_000, description="How many keys' checks each instance keeps.")
-    unknown_key_cache_entries: int = Field(default=10_000, description="How many unknown key ids each instance keeps.")
-    # Past the burst, a peer is refused before its key is looked up.
-    auth_failures_per_second: float = Field(default=0.2, description=(
-        "Failed authentications allowed per peer address (IPv6: per /64), once its burst is spent."))
-    auth_failure_burst: int = Field(default=20, description="Failed authentications a peer address may make at once.")
-    tenant_key_self_service: bool = Field(default=False, description=(
-        "false: only ADMIN keys create keys. true: a TENANT key creates its client's TENANT keys, each"
-        " expiring no later than itself."))
-    max_rules_per_client: int = Field(default=1000, description="Rules per client.")
-    max_recipients_per_client: int = Field(default=DEFAULT_MAX_RECIPIENTS_PER_CLIENT, description=(
-        "Distinct email addresses across a client's rules."))
-    max_keys_per_client: int = Field(default=DEFAULT_MAX_KEYS_PER_CLIENT, description="Valid TENANT keys per client.")
-    max_silence_seconds: float = Field(default=DEFAULT_MAX_SILENCE_SECONDS, description=(
-        "The latest a new silence may end, from now."))
-    max_silences_per_client: int = Field(default=DEFAULT_MAX_SILENCES_PER_CLIENT, description=(
-        "Silences not yet ended a client may have (the sender checks each notification against them)."))
-    max_receivers_per_client: int = Field(default=DEFAULT_MAX_RECEIVERS_PER_CLIENT, description=(
-        "Webhook and Slack receivers a client may have."))
-    max_request_bytes: int = Field(default=1024 * 1024, description="The largest request accepted, in bytes.")
-    rate_limit_per_second: float = Field(default=50.0, description=(
-        "Requests per second per client on each instance, all of a tenant's keys together (ADMIN keys"
-        " are not limited)."))
-    rate_limit_burst: int = Field(default=100, description="Requests a client may make at once beyond that rate.")
 
 
 def server_credentials(settings: RuleServiceSettings) -> grpc.ServerCredentials:

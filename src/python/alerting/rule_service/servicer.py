@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from alerting.common.settings import DEFAULT_MAX_RECIPIENTS_PER_CLIENT
 from alerting.common.validation import canonical_uuid
 from alerting.rule_service import validation
 from alerting.rule_service.auth import caller, visible_client_id
@@ -27,8 +28,6 @@ from alerting.v1 import rule_service_pb2 as api
 
 if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
-
-DEFAULT_MAX_RECIPIENTS_PER_CLIENT = 100
 
 
 class RuleService(rule_service_pb2_grpc.RuleServiceServicer):

@@ -14,7 +14,6 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from alerting.common import topics
 from alerting.common.kafka import make_producer
-from alerting.common.settings import Settings
 from alerting.rule_service import outbox
 from alerting.rules.changelog import UPSERT
 from alerting.rules.records import RULE_COLUMNS, rule_from_row
@@ -27,6 +26,7 @@ from alerting.testsupport.services import (
     rule_service_stub,
     wait_until,
 )
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2
 from alerting.v1 import rule_service_pb2 as api
 
@@ -45,7 +45,7 @@ def rule_request(owner: str, **overrides: Any) -> api.CreateRuleRequest:
     return api.CreateRuleRequest(**fields)
 
 
-async def test_crud_round_trip_and_errors(stack_settings: Settings) -> None:
+async def test_crud_round_trip_and_errors(stack_settings: StackSettings) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
         assert (await stub.GetClient(api.GetClientRequest(client_id=client.client_id))).name == "acme"
@@ -79,7 +79,7 @@ async def test_crud_round_trip_and_errors(stack_settings: Settings) -> None:
      ({"source": "db\x00"}, "source"), ({"emails": ["ops\x00@x.io"]}, "emails[0]")],
 )
 async def test_invalid_rules_are_invalid_argument_naming_the_field(
-    stack_settings: Settings, overrides: dict[str, Any], field: str
+    stack_settings: StackSettings, overrides: dict[str, Any], field: str
 ) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
@@ -88,14 +88,14 @@ async def test_invalid_rules_are_invalid_argument_naming_the_field(
     assert details.startswith(f"{field}:")
 
 
-async def test_a_client_name_with_nul_is_invalid_argument_naming_the_field(stack_settings: Settings) -> None:
+async def test_a_client_name_with_nul_is_invalid_argument_naming_the_field(stack_settings: StackSettings) -> None:
     async with rule_service_stub(stack_settings) as stub:
         code, details = await status_of(stub.CreateClient(api.CreateClientRequest(name="acme\x00")))
     assert (code, details) == (grpc.StatusCode.INVALID_ARGUMENT, "name: contains the control character U+0000")
 
 
 async def test_names_with_invisible_format_characters_are_invalid_argument_naming_the_field(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
         answers = [
@@ -115,7 +115,7 @@ async def test_names_with_invisible_format_characters_are_invalid_argument_namin
     assert [c.name for c in clients.clients] == ["acme"] and list(rules.rules) == []
 
 
-async def test_pagination_returns_every_rule_exactly_once(stack_settings: Settings) -> None:
+async def test_pagination_returns_every_rule_exactly_once(stack_settings: StackSettings) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
         created = {(await stub.CreateRule(rule_request(client.client_id, source=f"s{i}"))).rule_id for i in range(7)}
@@ -132,7 +132,7 @@ async def test_pagination_returns_every_rule_exactly_once(stack_settings: Settin
         assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_health_checking_and_reflection(stack_settings: Settings) -> None:
+async def test_health_checking_and_reflection(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         async with service.channel(api_key="") as channel:  # probes and tools need no key
             health = await health_pb2_grpc.HealthStub(channel).Check(
@@ -145,7 +145,7 @@ async def test_health_checking_and_reflection(stack_settings: Settings) -> None:
 
 
 async def test_a_rule_service_started_while_kafka_is_unreachable_serves_and_relays_once_it_is_back(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     kafka_port = free_port()  # nothing listens here until the forwarder below starts
     settings = stack_settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{kafka_port}"})
@@ -163,7 +163,7 @@ async def test_a_rule_service_started_while_kafka_is_unreachable_serves_and_rela
 
 
 async def test_changes_reach_rule_changed_in_commit_order_even_when_committed_while_no_relay_ran(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     async with rule_service_stub(stack_settings) as stub:
         client = await stub.CreateClient(api.CreateClientRequest(name="acme"))
@@ -188,14 +188,14 @@ async def test_changes_reach_rule_changed_in_commit_order_even_when_committed_wh
     assert pending["n"] == 0
 
 
-async def waiting_on_a_lock(settings: Settings) -> bool:
+async def waiting_on_a_lock(settings: StackSettings) -> bool:
     [row] = await fetch(settings, "SELECT count(*) AS n FROM pg_stat_activity"
                                   " WHERE datname = current_database() AND wait_event_type = 'Lock'")
     return row["n"] > 0
 
 
 async def test_delete_client_records_a_delete_for_a_rule_whose_insert_commits_while_it_runs(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     """The cascade removes every rule of the client, including one inserted concurrently:
     each of them needs its DELETE in the outbox, or it lives on in the snapshot."""
@@ -221,7 +221,7 @@ async def test_delete_client_records_a_delete_for_a_rule_whose_insert_commits_wh
 
 
 async def test_published_outbox_rows_past_the_retention_are_purged_and_unpublished_ones_never(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     rows = [(timedelta(hours=1), True), (timedelta(hours=1), False), (timedelta(seconds=1), True)]  # age, published
     connection = await asyncpg.connect(stack_settings.database_url)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from alerting.common.settings import DEFAULT_MAX_SILENCE_SECONDS, DEFAULT_MAX_SILENCES_PER_CLIENT
 from alerting.common.validation import canonical_uuid
 from alerting.rule_service import validation
 from alerting.rule_service.auth import caller, visible_client_id
@@ -25,9 +26,6 @@ from alerting.v1 import silence_service_pb2_grpc
 
 if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
-
-DEFAULT_MAX_SILENCE_SECONDS = 365 * 24 * 3600.0
-DEFAULT_MAX_SILENCES_PER_CLIENT = 1000
 
 
 class SilenceService(silence_service_pb2_grpc.SilenceServiceServicer):

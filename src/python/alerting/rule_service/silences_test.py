@@ -14,10 +14,10 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from alerting.common.settings import Settings
 from alerting.rule_service.validation import encode_cursor
 from alerting.testsupport.calls import answer, new_client, tenant_key
 from alerting.testsupport.services import fetch, rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     rule_service_pb2,
     rule_service_pb2_grpc,
@@ -66,7 +66,7 @@ def near(stamp: Timestamp, moment: datetime) -> bool:
 
 
 async def test_a_tenant_creates_lists_and_expires_its_silences_and_who_expired_one_is_recorded(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         key = await tenant_key(service, client_id)
@@ -108,7 +108,7 @@ async def test_a_tenant_creates_lists_and_expires_its_silences_and_who_expired_o
 
 
 async def test_a_silence_that_ended_by_itself_is_expired_and_cannot_be_expired_again(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         [row] = await fetch(
@@ -129,7 +129,9 @@ async def test_a_silence_that_ended_by_itself_is_expired_and_cannot_be_expired_a
     assert (ids(current), ids(history)) == ([], [silence_id])
 
 
-async def test_a_start_in_the_past_is_now_and_the_table_holds_what_the_sender_reads(stack_settings: Settings) -> None:
+async def test_a_start_in_the_past_is_now_and_the_table_holds_what_the_sender_reads(
+    stack_settings: StackSettings,
+) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         before = datetime.now(UTC)
@@ -143,7 +145,7 @@ async def test_a_start_in_the_past_is_now_and_the_table_holds_what_the_sender_re
                           before + timedelta(hours=1), "disk swap, CHG-1234", created.created_by, None, None)
 
 
-async def test_a_tenant_sees_and_manages_only_its_own_silences(stack_settings: Settings) -> None:
+async def test_a_tenant_sees_and_manages_only_its_own_silences(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         own, other = await new_client(service, "own"), await new_client(service, "other")
         key = await tenant_key(service, own)
@@ -178,7 +180,7 @@ async def test_a_tenant_sees_and_manages_only_its_own_silences(stack_settings: S
     assert ids(everyone) == [mine.silence_id, theirs.silence_id]
 
 
-async def test_pages_hold_each_silence_once_newest_first(stack_settings: Settings) -> None:
+async def test_pages_hold_each_silence_once_newest_first(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         async with service.channel() as channel:
@@ -200,7 +202,7 @@ async def test_pages_hold_each_silence_once_newest_first(stack_settings: Setting
     assert too_big == (INVALID, "page_size: between 0 and 1000")
 
 
-async def test_a_client_has_at_most_max_silences_per_client_not_yet_ended(stack_settings: Settings) -> None:
+async def test_a_client_has_at_most_max_silences_per_client_not_yet_ended(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings, max_silences_per_client=2) as service:
         client_id = await new_client(service)
         async with service.channel() as channel:
@@ -215,7 +217,7 @@ async def test_a_client_has_at_most_max_silences_per_client_not_yet_ended(stack_
     assert after_expiry == (OK, None)
 
 
-async def test_deleting_a_client_deletes_its_silences(stack_settings: Settings) -> None:
+async def test_deleting_a_client_deletes_its_silences(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client_id = await new_client(service)
         async with service.channel() as channel:
@@ -254,7 +256,7 @@ FAR = datetime(2200, 1, 1, tzinfo=UTC)
     ({"client_id": ""}, "client_id: missing"),
 ])
 async def test_an_invalid_silence_is_invalid_argument_naming_the_field_and_creates_nothing(
-        stack_settings: Settings, fields: dict[str, Any], problem: str) -> None:
+        stack_settings: StackSettings, fields: dict[str, Any], problem: str) -> None:
     async with rule_service(stack_settings) as service:
         made = request(**{"client_id": await new_client(service), **fields})
         async with service.channel() as channel:
@@ -263,7 +265,7 @@ async def test_an_invalid_silence_is_invalid_argument_naming_the_field_and_creat
     assert await fetch(stack_settings, "SELECT 1 FROM silences") == []
 
 
-async def test_an_end_before_the_start_is_invalid_naming_both(stack_settings: Settings) -> None:
+async def test_an_end_before_the_start_is_invalid_naming_both(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         made = request(await new_client(service), ends_at=Timestamp(seconds=1_000_000_000))
         async with service.channel() as channel:
@@ -274,7 +276,7 @@ async def test_an_end_before_the_start_is_invalid_naming_both(stack_settings: Se
 
 
 @pytest.mark.parametrize("rpc", ["GetSilence", "ExpireSilence"])
-async def test_a_silence_id_that_is_no_uuid_is_invalid(stack_settings: Settings, rpc: str) -> None:
+async def test_a_silence_id_that_is_no_uuid_is_invalid(stack_settings: StackSettings, rpc: str) -> None:
     message = api.GetSilenceRequest if rpc == "GetSilence" else api.ExpireSilenceRequest
     async with rule_service(stack_settings) as service, service.channel() as channel:
         refused = await answer(getattr(stub(channel), rpc)(message(silence_id="s-1")))

@@ -8,8 +8,8 @@ import grpc
 import pytest
 
 from alerting.common.grpc_client import aio_channel
-from alerting.common.settings import Settings
 from alerting.testsupport.services import rule_service
+from alerting.testsupport.stack import StackSettings
 from alerting.testsupport.tls import make_certificates
 from alerting.v1 import rule_service_pb2 as api
 from alerting.v1 import rule_service_pb2_grpc
@@ -23,7 +23,7 @@ async def list_clients(channel: grpc.aio.Channel) -> grpc.StatusCode:
     return grpc.StatusCode.OK
 
 
-async def test_tls_with_the_ca_works_and_plaintext_or_another_ca_is_refused(stack_settings: Settings) -> None:
+async def test_tls_with_the_ca_works_and_plaintext_or_another_ca_is_refused(stack_settings: StackSettings) -> None:
     async with rule_service(stack_settings) as service:
         client = service.client_settings
         async with aio_channel(client) as channel:
@@ -38,7 +38,7 @@ async def test_tls_with_the_ca_works_and_plaintext_or_another_ca_is_refused(stac
 
 
 async def test_without_a_certificate_tls_does_not_start_and_plaintext_must_be_asked_for(
-        stack_settings: Settings) -> None:
+        stack_settings: StackSettings) -> None:
     with pytest.raises(ValueError, match="TLS needs ALERTING_TLS_CERT_FILE and ALERTING_TLS_KEY_FILE"):
         async with rule_service(stack_settings, tls_cert_file="", tls_key_file=""):
             pass

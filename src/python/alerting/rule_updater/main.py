@@ -12,7 +12,7 @@ from alerting.common import topics
 from alerting.common.kafka import Wiring, run_worker
 from alerting.common.redis_client import redis_client
 from alerting.common.service import Lifecycle, run_service
-from alerting.common.settings import Settings
+from alerting.common.settings import RuleUpdaterSettings
 from alerting.rule_updater.writer import SnapshotWriter
 from alerting.rules.rebuild import load_or_rebuild
 from alerting.rules.snapshot import unconverted
@@ -20,7 +20,7 @@ from alerting.rules.snapshot import unconverted
 log = logging.getLogger(__name__)
 
 
-async def run(settings: Settings, lifecycle: Lifecycle) -> None:
+async def run(settings: RuleUpdaterSettings, lifecycle: Lifecycle) -> None:
     async with aclosing(redis_client(settings)) as client:
         loaded, rebuilt = await load_or_rebuild(client, settings, unconverted, stop=lifecycle.stop)
         log.info("rule snapshot %s", "rebuilt from Postgres" if rebuilt else "present")
@@ -29,7 +29,7 @@ async def run(settings: Settings, lifecycle: Lifecycle) -> None:
 
 
 def main() -> None:
-    run_service("rule-updater", Settings(), run)
+    run_service("rule-updater", RuleUpdaterSettings(), run)
 
 
 if __name__ == "__main__":

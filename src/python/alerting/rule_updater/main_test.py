@@ -13,10 +13,10 @@ import redis.asyncio as redis
 import alerting.rule_updater.main
 from alerting.common import topics
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
 from alerting.rules import snapshot
 from alerting.testsupport import stack
 from alerting.testsupport.services import read, rule_service_stub, running, send, send_unparsable, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2, rule_pb2, rule_service_pb2, rule_service_pb2_grpc
 
 UPSERT, DELETE = events_pb2.RuleChanged.OP_UPSERT, events_pb2.RuleChanged.OP_DELETE
@@ -33,17 +33,17 @@ def change(
     return event
 
 
-async def publish_changes(settings: Settings, changes: list[events_pb2.RuleChanged]) -> None:
+async def publish_changes(settings: StackSettings, changes: list[events_pb2.RuleChanged]) -> None:
     """As the outbox relay publishes them: keyed by rule_id."""
     await send(settings, topics.RULE_CHANGED, [c.SerializeToString() for c in changes],
                keys=[c.rule_id.encode() for c in changes])
 
 
-async def version_is(client: redis.Redis, settings: Settings, expected: int) -> bool:
+async def version_is(client: redis.Redis, settings: StackSettings, expected: int) -> bool:
     return int(await client.get(settings.redis_key(snapshot.VERSION_KEY)) or -1) == expected
 
 
-async def rules_are(client: redis.Redis, settings: Settings, *expected: str) -> bool:
+async def rules_are(client: redis.Redis, settings: StackSettings, *expected: str) -> bool:
     """Whether the snapshot holds exactly these rules (not while it is missing or being rewritten)."""
     try:
         loaded = await snapshot.load(client, settings)
@@ -58,7 +58,7 @@ async def create_rule(stub: rule_service_pb2_grpc.RuleServiceAsyncStub, client_i
     return (await stub.CreateRule(request)).rule_id
 
 
-async def test_changes_are_applied_incrementally_and_duplicates_ignored(stack_settings: Settings) -> None:
+async def test_changes_are_applied_incrementally_and_duplicates_ignored(stack_settings: StackSettings) -> None:
     client = redis_client(stack_settings)
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     try:
@@ -81,7 +81,7 @@ async def test_changes_are_applied_incrementally_and_duplicates_ignored(stack_se
     assert (loaded.version, loaded.next_offset) == (4, 5)
 
 
-async def test_invalid_changes_are_dead_lettered(stack_settings: Settings) -> None:
+async def test_invalid_changes_are_dead_lettered(stack_settings: StackSettings) -> None:
     async with running(alerting.rule_updater.main.run, stack_settings):
         await publish_changes(stack_settings, [change(1, UNKNOWN_OP, str(uuid.uuid4()))])
         [dead] = await read(stack_settings, topics.dead_letter(topics.RULE_CHANGED), 1)
@@ -89,7 +89,7 @@ async def test_invalid_changes_are_dead_lettered(stack_settings: Settings) -> No
 
 
 async def test_a_change_the_kafka_client_cannot_parse_is_dead_lettered_and_the_others_applied(
-    stack_settings: Settings
+    stack_settings: StackSettings
 ) -> None:
     client = redis_client(stack_settings)
     ids = [str(uuid.uuid4()) for _ in range(3)]
@@ -108,7 +108,9 @@ async def test_a_change_the_kafka_client_cannot_parse_is_dead_lettered_and_the_o
     assert dict(dead.headers)["dlq.reason"].startswith(b"the Kafka client cannot parse it: UnicodeDecodeError")
 
 
-async def test_a_change_with_an_implausible_seq_is_dead_lettered_and_freezes_nothing(stack_settings: Settings) -> None:
+async def test_a_change_with_an_implausible_seq_is_dead_lettered_and_freezes_nothing(
+    stack_settings: StackSettings,
+) -> None:
     client = redis_client(stack_settings)
     first, forged, later = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     try:
@@ -125,7 +127,7 @@ async def test_a_change_with_an_implausible_seq_is_dead_lettered_and_freezes_not
         b"seq: 1000000000 is implausibly far ahead of the newest change applied (1)")
 
 
-async def test_changes_after_a_dead_letter_are_applied_not_taken_for_a_gap(stack_settings: Settings) -> None:
+async def test_changes_after_a_dead_letter_are_applied_not_taken_for_a_gap(stack_settings: StackSettings) -> None:
     """A dead-lettered change never reaches the snapshot, yet the snapshot covers its offset.
     (A rebuild would lose these rules: they are in the log only, not in Postgres.)"""
     client = redis_client(stack_settings)
@@ -144,17 +146,17 @@ async def test_changes_after_a_dead_letter_are_applied_not_taken_for_a_gap(stack
         await client.aclose()
 
 
-async def lose_the_snapshot(client: redis.Redis, settings: Settings, rule_id: str) -> None:
+async def lose_the_snapshot(client: redis.Redis, settings: StackSettings, rule_id: str) -> None:
     await client.delete(*snapshot.keys(settings))  # as FLUSHALL would
 
 
-async def lose_a_rule(client: redis.Redis, settings: Settings, rule_id: str) -> None:
+async def lose_a_rule(client: redis.Redis, settings: StackSettings, rule_id: str) -> None:
     await client.hdel(settings.redis_key(snapshot.SNAPSHOT_KEY), rule_id)
 
 
 @pytest.mark.parametrize("damage", [lose_the_snapshot, lose_a_rule])
 async def test_a_snapshot_damaged_while_running_is_rebuilt_with_every_rule(
-    stack_settings: Settings, damage: Callable[[redis.Redis, Settings, str], Awaitable[None]]
+    stack_settings: StackSettings, damage: Callable[[redis.Redis, StackSettings, str], Awaitable[None]]
 ) -> None:
     client = redis_client(stack_settings)
     try:
@@ -169,7 +171,7 @@ async def test_a_snapshot_damaged_while_running_is_rebuilt_with_every_rule(
         await client.aclose()
 
 
-async def test_a_snapshot_gone_back_to_an_older_state_is_rebuilt_with_every_rule(stack_settings: Settings) -> None:
+async def test_a_snapshot_gone_back_to_an_older_state_is_rebuilt_with_every_rule(stack_settings: StackSettings) -> None:
     client = redis_client(stack_settings)
     try:
         async with rule_service_stub(stack_settings) as stub, running(alerting.rule_updater.main.run, stack_settings):
@@ -188,7 +190,7 @@ async def test_a_snapshot_gone_back_to_an_older_state_is_rebuilt_with_every_rule
         await client.aclose()
 
 
-async def test_a_snapshot_key_of_another_type_is_rebuilt_not_retried_forever(stack_settings: Settings) -> None:
+async def test_a_snapshot_key_of_another_type_is_rebuilt_not_retried_forever(stack_settings: StackSettings) -> None:
     client = redis_client(stack_settings)
     try:
         await client.set(stack_settings.redis_key(snapshot.META_KEY), "not a hash")
@@ -200,7 +202,7 @@ async def test_a_snapshot_key_of_another_type_is_rebuilt_not_retried_forever(sta
 
 
 async def test_a_rule_updater_started_while_postgres_is_unreachable_waits_for_it(
-    stack_settings: Settings, base_settings: Settings, template_database: str
+    stack_settings: StackSettings, base_settings: StackSettings, template_database: str
 ) -> None:
     """The snapshot must be built from a database that does not exist yet: every connection
     fails, as during an outage, until the database is created."""

@@ -10,7 +10,7 @@ from aiokafka import ConsumerRecord
 
 from alerting.common.failpoints import failpoint
 from alerting.common.kafka import Delivery, InvalidEvent
-from alerting.common.settings import Settings
+from alerting.common.settings import RuleRebuildSettings
 from alerting.common.validation import InvalidField
 from alerting.rules import snapshot
 from alerting.rules.changelog import applies, decode_rule_changed
@@ -24,7 +24,7 @@ class SnapshotWriter:
     """The durable step: a batch of changes onto the snapshot, or, when the snapshot cannot
     take them (see snapshot.SnapshotIncomplete), a rebuild of it from Postgres."""
 
-    def __init__(self, client: redis.Redis, settings: Settings, stop: asyncio.Event, last_seq: int) -> None:
+    def __init__(self, client: redis.Redis, settings: RuleRebuildSettings, stop: asyncio.Event, last_seq: int) -> None:
         self.client = client
         self.settings = settings
         self.stop = stop

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from alerting.common import topics
 from alerting.common.kafka import MAX_PARTITION_FETCH_BYTES, InvalidEvent, decode, kafka_client_options, start_clients
-from alerting.common.settings import Settings
+from alerting.common.settings import KafkaSettings
 from alerting.common.validation import InvalidField, require_canonical_uuid
 from alerting.rules.validation import check_grant, check_rule
 from alerting.v1 import events_pb2, rule_pb2
@@ -87,12 +87,12 @@ def _check_grant_change(change: events_pb2.RuleChanged) -> None:
         raise InvalidField("rule_id", "a grant's change names no rule")
 
 
-def rule_changed_partition(settings: Settings) -> TopicPartition:
+def rule_changed_partition(settings: KafkaSettings) -> TopicPartition:
     """The one partition of `rule.changed`: it orders all changes."""
     return TopicPartition(settings.topic(topics.RULE_CHANGED), 0)
 
 
-def rule_changed_consumer(settings: Settings) -> AIOKafkaConsumer:
+def rule_changed_consumer(settings: KafkaSettings) -> AIOKafkaConsumer:
     """A reader of `rule.changed` outside any consumer group. Reading from an offset the log
     no longer (or does not yet) hold raises OffsetOutOfRangeError, where the default policy
     would silently jump to the log's end and skip changes."""
@@ -104,7 +104,7 @@ def rule_changed_consumer(settings: Settings) -> AIOKafkaConsumer:
 
 @asynccontextmanager
 async def reading_rule_changed(
-    settings: Settings, stop: asyncio.Event | None = None
+    settings: KafkaSettings, stop: asyncio.Event | None = None
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, TopicPartition]]:
     """A started reader assigned to the partition of `rule.changed`, stopped on exit."""
     partition = rule_changed_partition(settings)
@@ -117,7 +117,7 @@ async def reading_rule_changed(
         await consumer.stop()
 
 
-async def rule_changed_position(settings: Settings, *, stop: asyncio.Event | None = None) -> tuple[int, int]:
+async def rule_changed_position(settings: KafkaSettings, *, stop: asyncio.Event | None = None) -> tuple[int, int]:
     """(end offset of `rule.changed`, seq of the change just before it, or 0)."""
     async with reading_rule_changed(settings, stop) as (consumer, partition):
         end = (await consumer.end_offsets([partition]))[partition]
@@ -131,7 +131,7 @@ async def rule_changed_position(settings: Settings, *, stop: asyncio.Event | Non
         return end, events_pb2.RuleChanged.FromString(records[0].value or b"").seq
 
 
-async def rule_changed_holds(settings: Settings, offset: int, *, stop: asyncio.Event | None = None) -> bool:
+async def rule_changed_holds(settings: KafkaSettings, offset: int, *, stop: asyncio.Event | None = None) -> bool:
     """Whether `rule.changed` can be read on from `offset`: not deleted, and not beyond its end."""
     async with reading_rule_changed(settings, stop) as (consumer, partition):
         beginning = (await consumer.beginning_offsets([partition]))[partition]

@@ -10,7 +10,6 @@ from hypothesis import given
 
 from alerting.common import topics
 from alerting.common.kafka import InvalidEvent
-from alerting.common.settings import Settings
 from alerting.common.validation import InvalidField
 from alerting.evaluator.alerts import indexed_grant, indexed_rule
 from alerting.evaluator.matcher import RuleIndex
@@ -27,6 +26,7 @@ from alerting.rules.changelog import (
     rule_changed_position,
 )
 from alerting.testsupport.services import send
+from alerting.testsupport.stack import StackSettings
 from alerting.testsupport.strategies import any_rule_changed, int64s, records, values_of
 from alerting.v1 import events_pb2, rule_pb2
 
@@ -146,7 +146,7 @@ def test_an_invalid_change_names_what_is_wrong(value: bytes, reason: str) -> Non
         decode_rule_changed(record(value))
 
 
-async def test_position_and_holds_follow_the_log(stack_settings: Settings) -> None:
+async def test_position_and_holds_follow_the_log(stack_settings: StackSettings) -> None:
     assert await rule_changed_position(stack_settings) == (0, 0)
     assert await rule_changed_holds(stack_settings, 0)
     assert not await rule_changed_holds(stack_settings, 1)  # beyond the end

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from alerting.common.settings import Settings
+from alerting.common.settings import PolicySettings
 from alerting.common.validation import InvalidField
 
 # What may group notifications, in the order a policy stores and shows them.
@@ -27,7 +27,7 @@ class Policy:
     max_emails_per_hour: int | None  # None: the platform's default (a setting of the sender)
 
 
-def default_policy(settings: Settings) -> Policy:
+def default_policy(settings: PolicySettings) -> Policy:
     """The policy of a client without one of its own, as the platform's settings say (by
     default one group per set of recipients, the first email after 10 s, then at most one
     digest per group every 5 minutes), checked as a client's would be."""

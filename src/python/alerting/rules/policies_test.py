@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from alerting.common.settings import Settings
+from alerting.common.settings import PolicySettings
 from alerting.common.validation import InvalidField
 from alerting.rules.policies import (
     GROUP_BY_FIELDS,
@@ -18,12 +18,12 @@ from alerting.rules.policies import (
 
 
 def test_the_default_groups_per_recipients_waits_10_s_and_sends_a_digest_every_5_minutes() -> None:
-    assert default_policy(Settings()) == Policy(group_by=(), group_wait_seconds=10, group_interval_seconds=300,
-                                                max_emails_per_hour=None)
-    configured = Settings(default_group_by=("source", "severity"), default_group_wait_seconds=0)
+    assert default_policy(PolicySettings()) == Policy(group_by=(), group_wait_seconds=10, group_interval_seconds=300,
+                                                 max_emails_per_hour=None)
+    configured = PolicySettings(default_group_by=("source", "severity"), default_group_wait_seconds=0)
     assert default_policy(configured) == Policy(("severity", "source"), 0, 300, None)
     with pytest.raises(InvalidField, match="^group_by: unknown field 'team'"):
-        default_policy(Settings(default_group_by=("team",)))
+        default_policy(PolicySettings(default_group_by=("team",)))
 
 
 @pytest.mark.parametrize("fields, expected", [

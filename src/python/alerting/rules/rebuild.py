@@ -13,7 +13,7 @@ import redis.asyncio as redis
 
 from alerting.common import db
 from alerting.common.retry import retry_until_done
-from alerting.common.settings import Settings
+from alerting.common.settings import RuleRebuildSettings
 from alerting.rules import snapshot
 from alerting.rules.changelog import rule_changed_holds, rule_changed_position
 from alerting.rules.records import GRANT_COLUMNS, RULE_COLUMNS, grant_from_row, rule_from_row
@@ -25,7 +25,7 @@ R = TypeVar("R")
 LAST_ISSUED_SEQ = "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('rule_outbox', 'seq')), 0)"
 
 
-async def read_database(settings: Settings, *, stop: asyncio.Event | None = None) -> Snapshot[rule_pb2.Rule]:
+async def read_database(settings: RuleRebuildSettings, *, stop: asyncio.Event | None = None) -> Snapshot[rule_pb2.Rule]:
     """A snapshot of the rules and source grants tables. The log position is read first, so
     every change the scan may miss lies after it and is applied by whoever reads on from
     there. The snapshot's version is the seq of the log's last change, but never above the
@@ -44,7 +44,7 @@ async def read_database(settings: Settings, *, stop: asyncio.Event | None = None
 
 
 async def rebuild_from_database(
-    client: redis.Redis, settings: Settings, *, stop: asyncio.Event | None = None
+    client: redis.Redis, settings: RuleRebuildSettings, *, stop: asyncio.Event | None = None
 ) -> Snapshot[rule_pb2.Rule]:
     """Scan the rules and source grants into a new, signed snapshot in Redis (read_database),
     under the writers' lock."""
@@ -56,7 +56,7 @@ async def rebuild_from_database(
 
 async def load_or_rebuild(
     client: redis.Redis,
-    settings: Settings,
+    settings: RuleRebuildSettings,
     convert: Callable[[rule_pb2.Rule], R],
     *,
     stop: asyncio.Event | None = None,

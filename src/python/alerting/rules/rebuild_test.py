@@ -10,23 +10,23 @@ import redis.asyncio as redis
 
 from alerting.common import topics
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
 from alerting.rules import snapshot
 from alerting.rules.changelog import UPSERT
 from alerting.rules.rebuild import load_or_rebuild, rebuild_from_database
 from alerting.rules.snapshot import Snapshot, unconverted
 from alerting.testsupport.services import send
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2, rule_pb2
 
 
 @pytest.fixture
-async def client(stack_settings: Settings) -> AsyncIterator[redis.Redis]:
+async def client(stack_settings: StackSettings) -> AsyncIterator[redis.Redis]:
     connection = redis_client(stack_settings)
     yield connection
     await connection.aclose()
 
 
-async def insert_rules(settings: Settings, *sources: str) -> dict[str, str]:
+async def insert_rules(settings: StackSettings, *sources: str) -> dict[str, str]:
     """Rules of one new client, as the rule-service writes them: rule_id -> source."""
     connection = await asyncpg.connect(settings.database_url)
     try:
@@ -41,7 +41,7 @@ async def insert_rules(settings: Settings, *sources: str) -> dict[str, str]:
         await connection.close()
 
 
-async def issue_seqs_up_to(settings: Settings, seq: int) -> None:
+async def issue_seqs_up_to(settings: StackSettings, seq: int) -> None:
     """As if the outbox had issued seqs up to `seq`."""
     connection = await asyncpg.connect(settings.database_url)
     try:
@@ -50,7 +50,7 @@ async def issue_seqs_up_to(settings: Settings, seq: int) -> None:
         await connection.close()
 
 
-async def publish_change(settings: Settings, seq: int) -> None:
+async def publish_change(settings: StackSettings, seq: int) -> None:
     rule_id = str(uuid.uuid4())
     change = events_pb2.RuleChanged(schema_version=1, seq=seq, op=UPSERT, rule_id=rule_id, rule=rule_pb2.Rule(
         rule_id=rule_id, client_id=str(uuid.uuid4()), severity="*", source="x", name="*", emails=["a@x.io"]))
@@ -58,7 +58,7 @@ async def publish_change(settings: Settings, seq: int) -> None:
 
 
 async def test_a_rebuild_holds_every_rule_and_starts_at_the_end_of_the_log(
-    client: redis.Redis, stack_settings: Settings
+    client: redis.Redis, stack_settings: StackSettings
 ) -> None:
     expected = await insert_rules(stack_settings, "db", "web")
     await publish_change(stack_settings, 41)
@@ -74,7 +74,7 @@ async def test_a_rebuild_holds_every_rule_and_starts_at_the_end_of_the_log(
     assert ({r.rule_id: r.source for r in stored.rules}, stored.version, stored.next_offset) == (expected, 42, 2)
 
 
-async def test_a_sound_snapshot_is_loaded_not_rebuilt(client: redis.Redis, stack_settings: Settings) -> None:
+async def test_a_sound_snapshot_is_loaded_not_rebuilt(client: redis.Redis, stack_settings: StackSettings) -> None:
     await insert_rules(stack_settings, "only-in-postgres")
     kept = rule_pb2.Rule(rule_id=str(uuid.uuid4()), client_id=str(uuid.uuid4()), severity="HIGH", source="db",
                          name="*", emails=["a@x.io"], enabled=True, version=1)
@@ -83,21 +83,21 @@ async def test_a_sound_snapshot_is_loaded_not_rebuilt(client: redis.Redis, stack
     assert (loaded.rules, rebuilt) == (["db"], False)
 
 
-async def damage_metadata(client: redis.Redis, settings: Settings) -> None:
+async def damage_metadata(client: redis.Redis, settings: StackSettings) -> None:
     await client.set(settings.redis_key(snapshot.META_KEY), "not a hash")
 
 
-async def lose_everything(client: redis.Redis, settings: Settings) -> None:
+async def lose_everything(client: redis.Redis, settings: StackSettings) -> None:
     await client.delete(*snapshot.keys(settings))
 
 
-async def cover_beyond_the_log(client: redis.Redis, settings: Settings) -> None:
+async def cover_beyond_the_log(client: redis.Redis, settings: StackSettings) -> None:
     await snapshot.write_full(client, settings, Snapshot([], version=0, next_offset=5))  # the log is empty
 
 
 @pytest.mark.parametrize("damage", [damage_metadata, lose_everything, cover_beyond_the_log])
 async def test_a_snapshot_that_cannot_be_trusted_is_rebuilt_from_postgres(
-    client: redis.Redis, stack_settings: Settings, damage: Callable[[redis.Redis, Settings], Awaitable[None]]
+    client: redis.Redis, stack_settings: StackSettings, damage: Callable[[redis.Redis, StackSettings], Awaitable[None]]
 ) -> None:
     expected = await insert_rules(stack_settings, "db")
     await snapshot.write_full(client, stack_settings, Snapshot([], version=0, next_offset=0))

@@ -1,6 +1,6 @@
 """The Redis rule snapshot that evaluators warm from and the rule-updater keeps current.
 
-Keys (under Settings.redis_key_prefix):
+Keys (under RedisSettings.redis_key_prefix):
   rules:snapshot       hash  rule_id -> its signature (32 bytes) and serialized alerting.v1.Rule
   rules:version        the seq of the last `rule.changed` change applied (monotonic)
   rules:snapshot:meta  hash  next_offset (the first `rule.changed` offset NOT covered),
@@ -13,7 +13,7 @@ script refuses the batch when the snapshot lost its metadata or rules, or does n
 the batch's first offset (SnapshotIncomplete): the caller then rebuilds it from Postgres
 (alerting.rules.rebuild), rather than patch it into a snapshot that only looks complete.
 
-Signatures are HMAC-SHA256 with Settings.rule_snapshot_key, which the rule-updater (the
+Signatures are HMAC-SHA256 with RuleSnapshotSettings.rule_snapshot_key, which the rule-updater (the
 one writer) and the evaluator (which checks) hold: whoever else can write Redis cannot
 make a rule, a grant, a version or an offset that a reader accepts (SnapshotCorrupt), so
 the evaluator never matches alerts against rules or grants that Postgres does not hold. An
@@ -34,7 +34,7 @@ from google.protobuf.message import DecodeError
 from redis.asyncio.lock import Lock
 from redis.exceptions import ResponseError
 
-from alerting.common.settings import Settings, secret_value
+from alerting.common.settings import RuleSnapshotSettings, secret_value
 from alerting.rules.changelog import DELETE, GRANT, REVOKE, UPSERT, change_key, grant_key
 from alerting.v1 import events_pb2, rule_pb2
 
@@ -132,7 +132,7 @@ def unconverted(rule: rule_pb2.Rule) -> rule_pb2.Rule:
     return rule
 
 
-def signing_key(settings: Settings) -> bytes:
+def signing_key(settings: RuleSnapshotSettings) -> bytes:
     """The snapshot's HMAC key; none is no snapshot at all, rather than one nobody checks."""
     key = secret_value(settings.rule_snapshot_key)
     if not key:
@@ -184,22 +184,22 @@ def _checked_payload(key: bytes, field: bytes, entry: bytes) -> bytes:
     return payload
 
 
-def keys(settings: Settings) -> list[str]:
+def keys(settings: RuleSnapshotSettings) -> list[str]:
     return [settings.redis_key(key) for key in (SNAPSHOT_KEY, VERSION_KEY, META_KEY, GRANTS_KEY)]
 
 
-def lock(client: redis.Redis, settings: Settings) -> Lock:
+def lock(client: redis.Redis, settings: RuleSnapshotSettings) -> Lock:
     """Serializes snapshot writers (the rule-updater's batches and any rebuild)."""
     return client.lock(settings.redis_key(LOCK_KEY), timeout=120, blocking_timeout=300)
 
 
-async def load(client: redis.Redis, settings: Settings) -> Snapshot[rule_pb2.Rule] | None:
+async def load(client: redis.Redis, settings: RuleSnapshotSettings) -> Snapshot[rule_pb2.Rule] | None:
     """The snapshot, None when there is none; SnapshotCorrupt when it cannot be trusted."""
     return await load_converted(client, settings, unconverted)
 
 
 async def load_converted(
-    client: redis.Redis, settings: Settings, convert: Callable[[rule_pb2.Rule], R]
+    client: redis.Redis, settings: RuleSnapshotSettings, convert: Callable[[rule_pb2.Rule], R]
 ) -> Snapshot[R] | None:
     """As load, each rule passed through `convert` as soon as it is parsed: a reader that keeps
     something smaller than the message never holds a million messages at once.
@@ -214,7 +214,7 @@ async def load_converted(
 
 
 async def _read(
-    client: redis.Redis, settings: Settings, convert: Callable[[rule_pb2.Rule], R]
+    client: redis.Redis, settings: RuleSnapshotSettings, convert: Callable[[rule_pb2.Rule], R]
 ) -> Snapshot[R] | None:
     key = signing_key(settings)
     snapshot_key, version_key, meta_key, grants_key = keys(settings)
@@ -266,7 +266,7 @@ async def _scan_chunk(client: redis.Redis, key: str, cursor: int) -> tuple[int, 
 
 async def apply_changes(
     client: redis.Redis,
-    settings: Settings,
+    settings: RuleSnapshotSettings,
     changes: Sequence[tuple[int, events_pb2.RuleChanged]],
     first_offset: int,
     next_offset: int,
@@ -301,7 +301,7 @@ async def apply_changes(
     return applied
 
 
-async def write_full(client: redis.Redis, settings: Settings, snapshot: Snapshot[rule_pb2.Rule]) -> None:
+async def write_full(client: redis.Redis, settings: RuleSnapshotSettings, snapshot: Snapshot[rule_pb2.Rule]) -> None:
     """Replace the whole snapshot: written beside it in chunks, then swapped in atomically,
     so readers never see half of it and Redis is never blocked for the whole write."""
     key = signing_key(settings)

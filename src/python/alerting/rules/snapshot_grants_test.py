@@ -11,16 +11,16 @@ import redis.asyncio as redis
 from pydantic import SecretStr
 
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
 from alerting.rules import snapshot
 from alerting.rules.changelog import GRANT, REVOKE, UPSERT, grant_key
 from alerting.rules.rebuild import load_or_rebuild
 from alerting.rules.snapshot import Snapshot, SnapshotCorrupt, SnapshotIncomplete, unconverted
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2, rule_pb2
 
 
 @pytest.fixture
-async def client(stack_settings: Settings) -> AsyncIterator[redis.Redis]:
+async def client(stack_settings: StackSettings) -> AsyncIterator[redis.Redis]:
     connection = redis_client(stack_settings)
     yield connection
     await connection.aclose()
@@ -40,7 +40,9 @@ def held(loaded: Snapshot[rule_pb2.Rule] | None) -> set[tuple[str, str, bool]]:
     return {(g.client_id, g.source, g.prefix) for g in loaded.grants}
 
 
-async def test_grants_are_written_read_back_and_changed_by_seq(client: redis.Redis, stack_settings: Settings) -> None:
+async def test_grants_are_written_read_back_and_changed_by_seq(
+    client: redis.Redis, stack_settings: StackSettings,
+) -> None:
     kept, revoked = grant("db"), grant("db", prefix=True)
     await snapshot.write_full(client, stack_settings, Snapshot([], version=3, next_offset=3, grants=[kept, revoked]))
     assert held(await snapshot.load(client, stack_settings)) == {(kept.client_id, "db", False),
@@ -57,7 +59,7 @@ async def test_grants_are_written_read_back_and_changed_by_seq(client: redis.Red
 
 
 async def test_a_snapshot_written_before_grants_existed_is_refused_and_rebuilt_with_them(
-    client: redis.Redis, stack_settings: Settings
+    client: redis.Redis, stack_settings: StackSettings
 ) -> None:
     """What an upgrade finds: a snapshot of the rules alone. Taken as it is, every rule would
     match nothing (no grants) or, worse, an old evaluator's view would linger: it is rebuilt
@@ -82,7 +84,7 @@ async def test_a_snapshot_written_before_grants_existed_is_refused_and_rebuilt_w
     assert held(await snapshot.load(client, stack_settings)) == {(client_id, "db", False)}
 
 
-async def test_a_snapshot_that_lost_grants_is_refused(client: redis.Redis, stack_settings: Settings) -> None:
+async def test_a_snapshot_that_lost_grants_is_refused(client: redis.Redis, stack_settings: StackSettings) -> None:
     await snapshot.write_full(client, stack_settings, Snapshot([], version=1, next_offset=1,
                                                                grants=[grant("db"), grant("web")]))
     await client.hdel(stack_settings.redis_key(snapshot.GRANTS_KEY), grant_key(grant("db")))
@@ -96,7 +98,7 @@ async def test_a_snapshot_that_lost_grants_is_refused(client: redis.Redis, stack
         await snapshot.load(client, stack_settings)
 
 
-async def test_a_grant_injected_into_redis_is_rejected(client: redis.Redis, stack_settings: Settings) -> None:
+async def test_a_grant_injected_into_redis_is_rejected(client: redis.Redis, stack_settings: StackSettings) -> None:
     """Whoever writes Redis but lacks the snapshot's key cannot give a tenant another's source:
     the entry of a genuine grant, rewritten to grant a prefix of every source, is refused."""
     genuine = grant("db")

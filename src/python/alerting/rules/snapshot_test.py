@@ -10,15 +10,15 @@ import redis.asyncio as redis
 from pydantic import SecretStr
 
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
 from alerting.rules import snapshot
 from alerting.rules.changelog import DELETE, UPSERT
 from alerting.rules.snapshot import Snapshot, SnapshotCorrupt, SnapshotIncomplete
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2, rule_pb2
 
 
 @pytest.fixture
-async def client(stack_settings: Settings) -> AsyncIterator[redis.Redis]:
+async def client(stack_settings: StackSettings) -> AsyncIterator[redis.Redis]:
     connection = redis_client(stack_settings)
     yield connection
     await connection.aclose()
@@ -42,11 +42,11 @@ def sources(loaded: Snapshot[rule_pb2.Rule] | None) -> dict[str, str]:
     return {r.rule_id: r.source for r in loaded.rules}
 
 
-async def test_nothing_written_loads_as_none(client: redis.Redis, stack_settings: Settings) -> None:
+async def test_nothing_written_loads_as_none(client: redis.Redis, stack_settings: StackSettings) -> None:
     assert await snapshot.load(client, stack_settings) is None
 
 
-async def test_a_full_write_reads_back_converted_or_not(client: redis.Redis, stack_settings: Settings) -> None:
+async def test_a_full_write_reads_back_converted_or_not(client: redis.Redis, stack_settings: StackSettings) -> None:
     rules = [rule(f"s{n}") for n in range(5)]
     await snapshot.write_full(client, stack_settings, Snapshot(rules, version=7, next_offset=12))
     loaded = await snapshot.load(client, stack_settings)
@@ -58,7 +58,7 @@ async def test_a_full_write_reads_back_converted_or_not(client: redis.Redis, sta
 
 
 async def test_changes_newer_than_the_version_apply_and_older_ones_are_skipped(
-    client: redis.Redis, stack_settings: Settings
+    client: redis.Redis, stack_settings: StackSettings
 ) -> None:
     kept, gone = rule("db"), rule("web")
     await snapshot.write_full(client, stack_settings, Snapshot([kept, gone], version=3, next_offset=3))
@@ -71,7 +71,7 @@ async def test_changes_newer_than_the_version_apply_and_older_ones_are_skipped(
 
 
 async def test_changes_at_offsets_the_snapshot_covers_are_not_applied_again(
-    client: redis.Redis, stack_settings: Settings
+    client: redis.Redis, stack_settings: StackSettings
 ) -> None:
     """Read again after a crash between the write and the commit: whatever their seqs."""
     kept = rule("db")
@@ -84,7 +84,7 @@ async def test_changes_at_offsets_the_snapshot_covers_are_not_applied_again(
 
 
 async def test_a_batch_beyond_what_the_snapshot_covers_is_refused(
-    client: redis.Redis, stack_settings: Settings
+    client: redis.Redis, stack_settings: StackSettings
 ) -> None:
     first = rule("db")
     await snapshot.write_full(client, stack_settings, Snapshot([first], version=3, next_offset=3))
@@ -93,7 +93,9 @@ async def test_a_batch_beyond_what_the_snapshot_covers_is_refused(
     assert sources(await snapshot.load(client, stack_settings)) == {first.rule_id: "db"}
 
 
-async def test_a_snapshot_that_lost_rules_or_metadata_is_refused(client: redis.Redis, stack_settings: Settings) -> None:
+async def test_a_snapshot_that_lost_rules_or_metadata_is_refused(
+    client: redis.Redis, stack_settings: StackSettings,
+) -> None:
     first, second = rule("db"), rule("web")
     await snapshot.write_full(client, stack_settings, Snapshot([first, second], version=1, next_offset=1))
     await client.hdel(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), first.rule_id)
@@ -104,7 +106,7 @@ async def test_a_snapshot_that_lost_rules_or_metadata_is_refused(client: redis.R
         await snapshot.apply_changes(client, stack_settings, [(1, upsert(2, rule("api")))], 1, 2)
 
 
-async def test_damage_reads_as_corrupt(client: redis.Redis, stack_settings: Settings) -> None:
+async def test_damage_reads_as_corrupt(client: redis.Redis, stack_settings: StackSettings) -> None:
     await snapshot.write_full(client, stack_settings, Snapshot([rule("db")], version=1, next_offset=1))
     key = snapshot.signing_key(stack_settings)
     await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), "garbage",
@@ -117,10 +119,10 @@ async def test_damage_reads_as_corrupt(client: redis.Redis, stack_settings: Sett
 
 
 # ---------------------------------------------------------------- signatures
-FORGER = Settings(rule_snapshot_key=SecretStr("not the platform's key"))
+FORGER = StackSettings(rule_snapshot_key=SecretStr("not the platform's key"))
 
 
-async def test_a_rule_not_signed_with_the_key_is_rejected(client: redis.Redis, stack_settings: Settings) -> None:
+async def test_a_rule_not_signed_with_the_key_is_rejected(client: redis.Redis, stack_settings: StackSettings) -> None:
     genuine = rule("db")
     await snapshot.write_full(client, stack_settings, Snapshot([genuine], version=1, next_offset=1))
     forged = rule("*", rule_id=genuine.rule_id)  # the same entry, now matching every source
@@ -135,7 +137,7 @@ async def test_a_rule_not_signed_with_the_key_is_rejected(client: redis.Redis, s
 
 
 async def test_a_forged_version_offset_or_count_is_rejected_by_readers_and_by_the_writer(
-    client: redis.Redis, stack_settings: Settings
+    client: redis.Redis, stack_settings: StackSettings
 ) -> None:
     first = rule("db")
     await snapshot.write_full(client, stack_settings, Snapshot([first], version=3, next_offset=3))
@@ -159,7 +161,7 @@ async def test_a_forged_version_offset_or_count_is_rejected_by_readers_and_by_th
 
 
 async def test_what_a_batch_leaves_is_signed_and_a_batch_cut_short_before_its_signature_is_distrusted(
-    client: redis.Redis, stack_settings: Settings
+    client: redis.Redis, stack_settings: StackSettings
 ) -> None:
     await snapshot.write_full(client, stack_settings, Snapshot([], version=0, next_offset=0))
     added = rule("db")
@@ -173,7 +175,7 @@ async def test_what_a_batch_leaves_is_signed_and_a_batch_cut_short_before_its_si
 
 
 async def test_without_a_key_the_snapshot_is_neither_written_nor_read(
-    client: redis.Redis, stack_settings: Settings
+    client: redis.Redis, stack_settings: StackSettings
 ) -> None:
     keyless = stack_settings.model_copy(update={"rule_snapshot_key": None})
     for attempt in (snapshot.write_full(client, keyless, Snapshot([], version=0, next_offset=0)),

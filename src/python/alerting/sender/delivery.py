@@ -31,10 +31,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter
-from pydantic import Field
 
 from alerting.common.failpoints import failpoint
-from alerting.common.settings import Settings
+from alerting.common.settings import SenderSettings
 from alerting.rules.receivers import OutboundPolicy, receiver_of, signature
 from alerting.sender import answers
 from alerting.sender.email_message import smtp_address
@@ -70,57 +69,24 @@ SIGNATURE_HEADER = "x-alerting-signature"
 NEEDS_SMTPUTF8 = "needs SMTPUTF8 (a non-ASCII local part), which the mail server does not offer"
 
 
-class SenderSettings(Settings):
-    """The sender's own."""
+def retry_policy(settings: SenderSettings) -> RetryPolicy:
+    return RetryPolicy(settings.delivery_retry_initial_seconds, settings.delivery_retry_max_seconds,
+                       timedelta(seconds=settings.delivery_max_age_seconds))
 
-    smtp_connections: int = Field(default=8, description=(
-        "SMTP connections kept open, each sending one email at a time."))
-    smtp_timeout_seconds: float = Field(default=30.0, description="The timeout of each SMTP step.")
-    smtp_username: str = Field(default="", description="Log in to the SMTP server as this user, when set.")
-    smtp_password: str = Field(default="", description="That user's password.")
-    smtp_starttls: bool = Field(default=False, description="Use STARTTLS.")
-    delivery_lease_seconds: float = Field(default=120.0, description=(
-        "How long a claimed notification or digest is this sender's: longer than any one attempt takes."))
-    delivery_retry_initial_seconds: float = Field(default=5.0, description=(
-        "Backoff between attempts of one email: initial × 2^(n-1), capped, then half to all of it (jitter)."))
-    delivery_retry_max_seconds: float = Field(default=600.0, description="The cap of that backoff.")
-    delivery_max_age_seconds: float = Field(default=24 * 3600.0, description=(
-        "A notification still undeliverable this long after its creation (or its retry) is `FAILED`."))
-    retry_poll_seconds: float = Field(default=1.0, description="How often the retry scheduler looks for due retries.")
-    retry_batch: int = Field(default=100, description=(
-        "How many notifications (or digests) the retry and digest schedulers take at once."))
-    digest_poll_seconds: float = Field(default=0.5, description="How often the digest scheduler looks for due digests.")
-    webhook_timeout_seconds: float = Field(default=10.0, description=(
-        "How long a receiver has to answer one request (a redirect's included, each)."))
-    webhook_connect_timeout_seconds: float = Field(default=5.0, description=(
-        "How long connecting to a receiver may take."))
-    webhook_requests_per_host: int = Field(default=4, description=(
-        "Requests in flight to one host at most; more wait their turn, briefly."))
-    webhook_host_wait_seconds: float = Field(default=5.0, description=(
-        "How long a request waits for its host's turn before it is tried again later (DEFERRED)."))
-    webhook_max_response_bytes: int = Field(default=64 * 1024, description="How much of a receiver's answer is read.")
-    webhook_max_redirects: int = Field(default=3, description="307 and 308 redirects followed per request, at most.")
-    outbound_ca_file: str = Field(default="", description=(
-        "The CA (PEM) that receivers' HTTPS certificates are verified against; empty: the system's CAs."))
-    notification_link: str = Field(default="", description=(
-        "Where a person looks a notification up, `{id}` replaced by its id (or a digest's), shown in Slack"
-        " messages; empty: the alertctl command that shows it."))
 
-    def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(self.delivery_retry_initial_seconds, self.delivery_retry_max_seconds,
-                           timedelta(seconds=self.delivery_max_age_seconds))
+def outbound(settings: SenderSettings) -> Outbound:
+    limits = OutboundLimits(settings.webhook_timeout_seconds, settings.webhook_connect_timeout_seconds,
+                            settings.webhook_requests_per_host, settings.webhook_host_wait_seconds,
+                            settings.webhook_max_response_bytes, settings.webhook_max_redirects)
+    return Outbound(OutboundPolicy.of(settings.outbound_allow_http, settings.outbound_allowed_networks), limits,
+                    settings.outbound_ca_file or None)
 
-    def outbound(self) -> Outbound:
-        limits = OutboundLimits(self.webhook_timeout_seconds, self.webhook_connect_timeout_seconds,
-                                self.webhook_requests_per_host, self.webhook_host_wait_seconds,
-                                self.webhook_max_response_bytes, self.webhook_max_redirects)
-        return Outbound(OutboundPolicy.of(self.outbound_allow_http, self.outbound_allowed_networks), limits,
-                        self.outbound_ca_file or None)
 
-    def link(self, kind: str, id_: str) -> str:
-        if self.notification_link:
-            return self.notification_link.replace("{id}", id_)
-        return f"alertctl notification {'list --digest' if kind == 'digest' else 'show'} {id_}"
+def lookup_link(settings: SenderSettings, kind: str, id_: str) -> str:
+    """Where a person looks up the notification or digest `id_`, for a Slack message."""
+    if settings.notification_link:
+        return settings.notification_link.replace("{id}", id_)
+    return f"alertctl notification {'list --digest' if kind == 'digest' else 'show'} {id_}"
 
 
 C = TypeVar("C")
@@ -155,14 +121,14 @@ class EmailSender:
     def __init__(self, settings: SenderSettings, smtp: SmtpConnections) -> None:
         self.settings = settings
         self.smtp = smtp
-        self.policy = settings.retry_policy()
+        self.policy = retry_policy(settings)
         self.rng = random.Random()
         # What a crash now would send again: the emails a server accepted whose outcome is
         # not recorded yet, and those being attempted, whose server's answer is not read
         # yet (it may have accepted them). At most one per connection.
         self.unrecorded: set[str] = set()
         self.unanswered: set[str] = set()
-        self.outbound = settings.outbound()
+        self.outbound = outbound(settings)
         # Deliveries with receivers, each attempted on its own beside the SMTP connections.
         self.with_receivers: set[asyncio.Task[None]] = set()
 
@@ -265,7 +231,7 @@ class EmailSender:
             return [RecipientOutcome(recipient, RecipientStatus.DEFERRED, target.reason)]
         try:
             delivered = email.delivered()
-            body = (slack_body(email.kind, delivered, self.settings.link(email.kind, email.id))
+            body = (slack_body(email.kind, delivered, lookup_link(self.settings, email.kind, email.id))
                     if target.kind == "slack" else webhook_body(email.kind, email.id, email.client_id, delivered))
         except Exception as error:  # whatever the data: this body cannot be made, ever
             return [RecipientOutcome(recipient, RecipientStatus.FAILED, f"cannot render the request: {error!r}")]

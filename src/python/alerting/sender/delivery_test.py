@@ -12,19 +12,20 @@ from pathlib import Path
 
 import alerting.sender.main
 from alerting.common import topics
-from alerting.common.settings import Settings
+from alerting.common.settings import SenderSettings
 from alerting.producer.alerts import build_alert
-from alerting.sender.delivery import NEEDS_SMTPUTF8, SenderSettings
+from alerting.sender.delivery import NEEDS_SMTPUTF8
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.services import fetch, free_port, immediate_sender, running, send, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2
 
 RCPT_REPLIES = {"gone@x.io": "550 5.1.1 no such user", "busy@x.io": "450 4.2.1 mailbox busy"}
 DATA_REPLIES = {"filtered@x.io": "554 5.7.1 content rejected"}
 
 
-async def insert(settings: Settings, emails: Sequence[str], alert: bytes | None = None) -> str:
+async def insert(settings: StackSettings, emails: Sequence[str], alert: bytes | None = None) -> str:
     [row] = await fetch(
         settings,
         "INSERT INTO notifications (client_id, alert_id, rule_ids, emails, alert)"
@@ -38,18 +39,18 @@ def ready(notification_id: str) -> bytes:
     return events_pb2.NotificationReady(schema_version=1, notification_id=notification_id).SerializeToString()
 
 
-def fast_retries(settings: Settings, port: int, max_age: float = 60) -> SenderSettings:
+def fast_retries(settings: StackSettings, port: int, max_age: float = 60) -> SenderSettings:
     return immediate_sender(settings, smtp_port=port, delivery_retry_initial_seconds=0.2,
                             delivery_retry_max_seconds=0.5, delivery_max_age_seconds=max_age, retry_poll_seconds=0.1)
 
 
-async def states(settings: Settings, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+async def states(settings: StackSettings, ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
     rows = await fetch(settings, "SELECT notification_id::text, status, failure FROM notifications"
                                  " WHERE notification_id = ANY($1::uuid[])", list(ids))
     return {row["notification_id"]: (row["status"], row["failure"]) for row in rows}
 
 
-async def recipients(settings: Settings, notification_id: str) -> dict[str, tuple[str, str]]:
+async def recipients(settings: StackSettings, notification_id: str) -> dict[str, tuple[str, str]]:
     rows = await fetch(settings, "SELECT email, status, response FROM notification_recipients"
                                  " WHERE notification_id = $1", notification_id)
     return {row["email"]: (row["status"], row["response"]) for row in rows}
@@ -60,7 +61,7 @@ def received(directory: Path) -> Counter[str]:
 
 
 async def test_poison_notifications_fail_alone_and_every_good_one_is_sent_once(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     port = free_port()
     sink, _ = await start_sink("127.0.0.1", port, tmp_path, rcpt_replies=RCPT_REPLIES, data_replies=DATA_REPLIES,
@@ -110,7 +111,7 @@ async def test_poison_notifications_fail_alone_and_every_good_one_is_sent_once(
 
 
 async def test_a_recipient_refused_for_now_is_retried_alone_until_accepted(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     port = free_port()
     sink, handler = await start_sink("127.0.0.1", port, tmp_path, rcpt_replies={"later@x.io": "451 4.3.0 try later"})
@@ -140,7 +141,7 @@ async def test_a_recipient_refused_for_now_is_retried_alone_until_accepted(
 
 
 async def test_an_address_that_needs_smtputf8_is_sent_when_the_server_offers_it(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     port = free_port()
     sink, _ = await start_sink("127.0.0.1", port, tmp_path, smtputf8=True)

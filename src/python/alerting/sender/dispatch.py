@@ -23,12 +23,12 @@ from prometheus_client import Counter as Metric
 
 from alerting.common import failpoints, telemetry
 from alerting.common.kafka import Delivery
-from alerting.common.settings import secret_value
+from alerting.common.settings import SenderSettings, secret_value
 from alerting.common.vocabulary import severity_name
 from alerting.rules.policies import Policy, default_policy
 from alerting.rules.receivers import Sealer, receiver_of
 from alerting.sender import digests, store
-from alerting.sender.delivery import EmailSender, Outgoing, SenderSettings
+from alerting.sender.delivery import EmailSender, Outgoing
 from alerting.sender.digests import ClaimedDigest
 from alerting.sender.email_message import render_digest, render_email
 from alerting.sender.notify.documents import Delivered

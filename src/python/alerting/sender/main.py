@@ -9,7 +9,8 @@ from alerting.common.db import DatabaseRole, create_pool
 from alerting.common.kafka import Companion, Wiring, run_worker
 from alerting.common.retry import retry_until_done
 from alerting.common.service import Lifecycle, run_service
-from alerting.sender.delivery import EmailSender, SenderSettings
+from alerting.common.settings import SenderSettings
+from alerting.sender.delivery import EmailSender
 from alerting.sender.dispatch import Dispatcher
 from alerting.sender.notifications import decode_notification_ready
 from alerting.sender.smtp_pool import SmtpConnections

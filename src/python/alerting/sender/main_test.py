@@ -7,16 +7,17 @@ from pathlib import Path
 
 import alerting.sender.main
 from alerting.common import topics
-from alerting.common.settings import Settings
+from alerting.common.settings import SenderSettings
 from alerting.producer.alerts import build_alert
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
 from alerting.testsupport.services import fetch, free_port, immediate_sender, running, send, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2
 
 
 async def pending_row(
-    settings: Settings, alert_id: str = "a1", emails: Iterable[str] = ("ops@x.io", "dev@x.io")
+    settings: StackSettings, alert_id: str = "a1", emails: Iterable[str] = ("ops@x.io", "dev@x.io")
 ) -> str:
     [row] = await fetch(
         settings,
@@ -31,16 +32,18 @@ def ready(notification_id: str) -> bytes:
     return events_pb2.NotificationReady(schema_version=1, notification_id=notification_id).SerializeToString()
 
 
-async def status(settings: Settings, notification_id: str) -> str:
+async def status(settings: StackSettings, notification_id: str) -> str:
     [row] = await fetch(settings, "SELECT status FROM notifications WHERE notification_id = $1", notification_id)
     return row["status"]
 
 
-def sender_settings(stack_settings: Settings, port: int) -> alerting.sender.main.SenderSettings:
+def sender_settings(stack_settings: StackSettings, port: int) -> SenderSettings:
     return immediate_sender(stack_settings, smtp_port=port)
 
 
-async def test_sends_once_with_a_stable_message_id_and_marks_sent(stack_settings: Settings, tmp_path: Path) -> None:
+async def test_sends_once_with_a_stable_message_id_and_marks_sent(
+    stack_settings: StackSettings, tmp_path: Path,
+) -> None:
     port = free_port()
     sink, _ = await start_sink("127.0.0.1", port, tmp_path)
     notification_id = await pending_row(stack_settings)
@@ -60,7 +63,7 @@ async def test_sends_once_with_a_stable_message_id_and_marks_sent(stack_settings
 
 
 async def test_smtp_outage_is_retried_and_the_row_stays_pending_until_sent(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     port = free_port()  # nothing listens here yet
     notification_id = await pending_row(stack_settings)
@@ -76,12 +79,12 @@ async def test_smtp_outage_is_retried_and_the_row_stays_pending_until_sent(
     assert len(mailbox.read_all(tmp_path)) == 1
 
 
-async def _is_sent(settings: Settings, notification_id: str) -> bool:
+async def _is_sent(settings: StackSettings, notification_id: str) -> bool:
     return await status(settings, notification_id) == "SENT"
 
 
 async def test_a_permanently_refused_email_is_failed_with_the_reason_and_stalls_nothing(
-    stack_settings: Settings, tmp_path: Path
+    stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     port = free_port()
     server, _ = await start_sink("127.0.0.1", port, tmp_path, rcpt_replies={"nobody@x.io": "550 5.1.1 no such user"})
@@ -102,5 +105,5 @@ async def test_a_permanently_refused_email_is_failed_with_the_reason_and_stalls_
     assert len(mailbox.read_all(tmp_path)) == 2
 
 
-async def _has_status(settings: Settings, notification_id: str, expected: str) -> bool:
+async def _has_status(settings: StackSettings, notification_id: str, expected: str) -> bool:
     return await status(settings, notification_id) == expected

@@ -10,31 +10,13 @@ from pathlib import Path
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from prometheus_client import Counter
-from pydantic import Field
 
-from alerting.common import ports
 from alerting.common.service import Lifecycle, run_service
-from alerting.common.settings import Settings
+from alerting.common.settings import SmtpSinkSettings
 from alerting.smtp_sink import mailbox
 
 log = logging.getLogger(__name__)
 RECEIVED = Counter("alerting_smtp_sink_messages_total", "Messages the SMTP sink received.")
-
-
-class SinkSettings(Settings):
-    """The smtp-sink's own."""
-
-    mail_dir: Path = Field(default=Path(".local/mail"), description=(
-        "Where received mail is kept, one `.eml` file per message (relative to the working directory)."))
-    smtp_sink_port: int = Field(default=ports.SMTP_SINK_PORT, description="The SMTP port it listens on.")
-    # For trying out refusals.
-    smtp_sink_rcpt_replies: dict[str, str] = Field(default={}, description=(
-        'A JSON object, recipient address → the reply to its RCPT instead of accepting'
-        ' (`{"gone@x.io": "550 5.1.1 no such user"}`).'))
-    smtp_sink_data_replies: dict[str, str] = Field(default={}, description=(
-        "A JSON object, recipient address → the reply at DATA to a message addressed to it"
-        ' (`{"x@y.io": "554 5.6.0 content rejected"}`).'))
-    smtp_sink_smtputf8: bool = Field(default=True, description="Offer SMTPUTF8 (non-ASCII addresses).")
 
 
 class MailboxHandler:
@@ -87,7 +69,7 @@ async def start_sink(
     return server, handler
 
 
-async def run(settings: SinkSettings, lifecycle: Lifecycle) -> None:
+async def run(settings: SmtpSinkSettings, lifecycle: Lifecycle) -> None:
     # aiosmtpd logs every SMTP command at INFO: a fifth of the sink's work under load.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     server, _ = await start_sink(
@@ -105,7 +87,7 @@ async def run(settings: SinkSettings, lifecycle: Lifecycle) -> None:
 
 
 def main() -> None:
-    run_service("smtp-sink", SinkSettings(), run)
+    run_service("smtp-sink", SmtpSinkSettings(), run)
 
 
 if __name__ == "__main__":

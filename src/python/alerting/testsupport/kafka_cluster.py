@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from alerting.common.settings import Settings
+from alerting.testsupport.stack import StackSettings
 from alerting.testsupport.tls import local_stack_script
 
 BROKERS = 3
@@ -78,7 +78,7 @@ class KafkaCluster:
             assert time.monotonic() < deadline, f"broker {broker} (pid {pid}) survived SIGKILL"
             time.sleep(0.05)
 
-    def settings(self, settings: Settings) -> Settings:
+    def settings(self, settings: StackSettings) -> StackSettings:
         """`settings` on this cluster: its brokers, its admin login (`deploy/local-stack env`), and
         its own topics, those of deploy/topics.txt unprefixed (the cluster is the test's alone)."""
         exported = dict(word.split("=", 1) for line in self.script("env").splitlines()

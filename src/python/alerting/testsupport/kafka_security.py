@@ -20,8 +20,7 @@ from pydantic import SecretStr
 
 from alerting.common import topics
 from alerting.common.kafka import kafka_client_options
-from alerting.common.settings import Settings
-from alerting.testsupport.stack import local_secret
+from alerting.testsupport.stack import StackSettings, local_secret
 
 # The local stack's SCRAM users of the platform (deploy/kafka/scram-users.txt), `admin` aside.
 PRINCIPALS = ("rule-service", "dead-letter-replay", "rule-updater", "evaluator", "aggregator", "sender", "producer")
@@ -65,7 +64,7 @@ class SaslListener:
 
 
 @asynccontextmanager
-async def admin_client(settings: Settings) -> AsyncIterator[Any]:
+async def admin_client(settings: StackSettings) -> AsyncIterator[Any]:
     """A started admin client of the broker(s) `settings` name, closed on exit."""
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
@@ -75,7 +74,7 @@ async def admin_client(settings: Settings) -> AsyncIterator[Any]:
         await admin.close()
 
 
-async def broker_config(settings: Settings, *names: str) -> dict[str, str]:
+async def broker_config(settings: StackSettings, *names: str) -> dict[str, str]:
     """The named configs of the (one) broker, as it runs."""
     async with admin_client(settings) as admin:
         node = (await admin.describe_cluster())["brokers"][0]["node_id"]
@@ -86,7 +85,7 @@ async def broker_config(settings: Settings, *names: str) -> dict[str, str]:
     return {entry[0]: entry[1] for entry in entries}
 
 
-async def sasl_listener(settings: Settings) -> SaslListener:
+async def sasl_listener(settings: StackSettings) -> SaslListener:
     """The broker's SASL_SSL listener and its CA, as the broker's configuration names them."""
     configs = await broker_config(settings, "advertised.listeners", "ssl.truststore.location")
     listeners = dict(listener.split("://", 1) for listener in (configs["advertised.listeners"] or "").split(","))
@@ -100,7 +99,9 @@ def principal_password(principal: str) -> str:
     return local_secret(f"kafka/{principal}.password")
 
 
-def as_principal(settings: Settings, listener: SaslListener, principal: str, password: str | None = None) -> Settings:
+def as_principal(
+    settings: StackSettings, listener: SaslListener, principal: str, password: str | None = None,
+) -> StackSettings:
     """`settings` connecting to the SASL_SSL listener as `principal` (by default with its
     password); the rule-service also holds the dead-letter replay's login, as the platform
     gives it."""
@@ -118,7 +119,7 @@ def as_principal(settings: Settings, listener: SaslListener, principal: str, pas
     return settings.model_copy(update=update)
 
 
-async def broker_acls(settings: Settings) -> set[Acl]:
+async def broker_acls(settings: StackSettings) -> set[Acl]:
     """Every ACL binding the broker holds."""
     async with admin_client(settings) as admin:
         # aiokafka sends the request but has no public method for it.
@@ -148,7 +149,7 @@ async def _delete_literal(admin: Any, resource_type: str, name: str) -> None:
 
 
 @asynccontextmanager
-async def platform_acls_granted(settings: Settings) -> AsyncIterator[set[Acl]]:
+async def platform_acls_granted(settings: StackSettings) -> AsyncIterator[set[Acl]]:
     """The broker's ACLs on the platform's topics and groups, granted again on
     `settings.topic(<name>)` (the names this test's clients use); removed on exit."""
     platform_names = {*PLATFORM_TOPICS, *PLATFORM_GROUPS}

@@ -22,14 +22,19 @@ from alerting.common import db
 from alerting.common.grpc_client import aio_channel
 from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings, secret_value
+from alerting.common.settings import (
+    DatabaseSettings,
+    RuleServiceSettings,
+    SenderSettings,
+    ServiceSettings,
+    secret_value,
+)
 from alerting.rule_service.access import new_key
-from alerting.rule_service.server import RuleServiceSettings
-from alerting.sender.delivery import SenderSettings
+from alerting.testsupport.stack import StackSettings
 from alerting.testsupport.tls import certificates
 from alerting.v1 import rule_service_pb2_grpc
 
-S = TypeVar("S", bound=Settings)
+S = TypeVar("S", bound=ServiceSettings)
 
 
 @asynccontextmanager
@@ -54,7 +59,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def service_environment(settings: Settings, **extra: str) -> dict[str, str]:
+def service_environment(settings: StackSettings, **extra: str) -> dict[str, str]:
     """The environment of a service process that runs on `settings`' slice of the stack."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("ALERTING_")}
     env.update({
@@ -84,7 +89,7 @@ RECEIVERS_ENVIRONMENT = {"ALERTING_RECEIVER_SECRET_KEY": RECEIVER_SECRET_KEY, "A
                          "ALERTING_OUTBOUND_ALLOWED_NETWORKS": '["127.0.0.0/8"]'}
 
 
-def kafka_and_redis_logins(settings: Settings) -> dict[str, str]:
+def kafka_and_redis_logins(settings: StackSettings) -> dict[str, str]:
     """The Kafka and Redis security settings and the snapshot's key as ALERTING_* variables,
     for a service process."""
     return {
@@ -103,7 +108,7 @@ def kafka_and_redis_logins(settings: Settings) -> dict[str, str]:
     }
 
 
-def database_logins(settings: Settings) -> dict[str, str]:
+def database_logins(settings: StackSettings) -> dict[str, str]:
     """Each service role's login as ALERTING_* variables: a service process logs in as its
     role with what the test's settings say."""
     env = {}
@@ -119,7 +124,7 @@ def database_logins(settings: Settings) -> dict[str, str]:
 UNLIMITED_EMAILS_PER_HOUR = 1_000_000
 
 
-def immediate_sender(settings: Settings, **overrides: Any) -> SenderSettings:
+def immediate_sender(settings: StackSettings, **overrides: Any) -> SenderSettings:
     """A sender's settings on `settings`' slice of the stack, with the immediate policy and
     no limit for every client."""
     return SenderSettings(**{**settings.model_dump(), "default_group_wait_seconds": 0,
@@ -187,7 +192,7 @@ class RuleServiceUnderTest:
     """A running rule-service: its settings, and what a client needs to reach it over TLS."""
 
     settings: RuleServiceSettings
-    client_settings: Settings  # its address and CA, and the bootstrap admin key as api_key
+    client_settings: StackSettings  # its address and CA, and the bootstrap admin key as api_key
     admin_key: str
     lifecycle: Lifecycle
 
@@ -197,7 +202,7 @@ class RuleServiceUnderTest:
 
 
 @asynccontextmanager
-async def rule_service(settings: Settings, **overrides: Any) -> AsyncIterator[RuleServiceUnderTest]:
+async def rule_service(settings: StackSettings, **overrides: Any) -> AsyncIterator[RuleServiceUnderTest]:
     """A running rule-service (with its outbox relay) on a free port, serving TLS with a
     test certificate, its admin key bootstrapped; `overrides` change its settings."""
     from alerting.rule_service.main import run
@@ -224,10 +229,10 @@ class SpawnedRuleService:
     """A rule-service running as a process of its own, as the platform runs it."""
 
     process: asyncio.subprocess.Process
-    client_settings: Settings  # its address and CA, and its bootstrap admin key as api_key
+    client_settings: StackSettings  # its address and CA, and its bootstrap admin key as api_key
 
 
-async def spawn_rule_service(settings: Settings, folder: str, **extra: str) -> SpawnedRuleService:
+async def spawn_rule_service(settings: StackSettings, folder: str, **extra: str) -> SpawnedRuleService:
     """A rule-service process (with its outbox relay) on a free port, serving TLS with a test
     certificate, its admin key bootstrapped from a file in `folder`; it answers when this returns."""
     tls = certificates()
@@ -249,7 +254,7 @@ async def spawn_rule_service(settings: Settings, folder: str, **extra: str) -> S
 
 
 @asynccontextmanager
-async def rule_service_stub(settings: Settings) -> AsyncIterator[rule_service_pb2_grpc.RuleServiceAsyncStub]:
+async def rule_service_stub(settings: StackSettings) -> AsyncIterator[rule_service_pb2_grpc.RuleServiceAsyncStub]:
     """A running rule-service and a client of it with the admin key."""
     async with rule_service(settings) as service, service.channel() as channel:
         yield rule_service_pb2_grpc.RuleServiceStub(channel)
@@ -263,7 +268,7 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 
         await asyncio.sleep(0.1)
 
 
-async def fetch(settings: Settings, query: str, *args: object) -> list[asyncpg.Record]:
+async def fetch(settings: DatabaseSettings, query: str, *args: object) -> list[asyncpg.Record]:
     """The rows of a query run as the owner, who may read every table that services write."""
     connection = await db.connect(settings, db.DatabaseRole.OWNER)
     try:
@@ -272,7 +277,7 @@ async def fetch(settings: Settings, query: str, *args: object) -> list[asyncpg.R
         await connection.close()
 
 
-async def send(settings: Settings, topic: str, values: list[bytes], keys: list[bytes] | None = None) -> None:
+async def send(settings: StackSettings, topic: str, values: list[bytes], keys: list[bytes] | None = None) -> None:
     """Publish raw values (test input, valid or not) to one of the platform topics, with
     keys if given (the compacted `rule.changed` requires them)."""
     producer = make_producer(settings)
@@ -291,7 +296,7 @@ import asyncio, json, sys
 import aiokafka.producer.message_accumulator, aiokafka.producer.producer
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 from alerting.common.kafka import make_producer
-from alerting.common.settings import Settings
+from alerting.common.settings import KafkaSettings
 
 class NotUtf8(str):
     def encode(self, encoding="utf-8", errors="strict"):
@@ -302,7 +307,7 @@ for module in (aiokafka.producer.message_accumulator, aiokafka.producer.producer
     module.DefaultRecordBatchBuilder = _DefaultRecordBatchBuilderPy
 
 async def main(order):
-    producer = make_producer(Settings())
+    producer = make_producer(KafkaSettings())
     await producer.start()
     try:
         for value, key, unparsable in order["records"]:
@@ -317,7 +322,7 @@ asyncio.run(main(json.load(sys.stdin)))
 """
 
 
-async def send_unparsable(settings: Settings, topic: str, values: list[bytes], unparsable: set[int],
+async def send_unparsable(settings: StackSettings, topic: str, values: list[bytes], unparsable: set[int],
                           partition: int = 0, keys: list[bytes] | None = None) -> None:
     """Publish raw values to one partition, each in its own record batch, those at the
     positions in `unparsable` with a header key that is not UTF-8: what a producer other
@@ -333,7 +338,7 @@ async def send_unparsable(settings: Settings, topic: str, values: list[bytes], u
     assert process.returncode == 0, f"the producer of unparsable records exited with {process.returncode}"
 
 
-async def read(settings: Settings, topic: str, count: int) -> list[ConsumerRecord]:
+async def read(settings: StackSettings, topic: str, count: int) -> list[ConsumerRecord]:
     """At least `count` records of a topic, waiting for them, and every other record it
     holds by then: read from the start by a fresh consumer group."""
     consumer = AIOKafkaConsumer(settings.topic(topic), **kafka_client_options(settings),

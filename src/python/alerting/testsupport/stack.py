@@ -19,7 +19,25 @@ from aiokafka.errors import TopicAlreadyExistsError
 from alerting.common import topics
 from alerting.common.kafka import kafka_client_options
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
+from alerting.common.settings import (
+    AggregatorSettings,
+    DemoSettings,
+    EvaluatorSettings,
+    KafkaSettings,
+    MigrateSettings,
+    ProducerSettings,
+    RedisSettings,
+    RuleServiceSettings,
+    RuleUpdaterSettings,
+    SenderSettings,
+)
+
+
+class StackSettings(RuleServiceSettings, RuleUpdaterSettings, EvaluatorSettings, AggregatorSettings, SenderSettings,
+                    MigrateSettings, ProducerSettings, DemoSettings):
+    """Every process's settings at once: tests and benchmarks act as any process of the
+    platform, and as its tools, on one slice of the local stack."""
+
 
 # Partitions per topic in tests: enough to exercise keying and rebalances, cheap to create.
 TEST_PARTITIONS = {
@@ -49,7 +67,7 @@ def unique_name(stem: str) -> str:
     return f"{stem}_{uuid.uuid4().hex[:10]}"
 
 
-async def create_topics(settings: Settings, partitions: dict[str, int] = TEST_PARTITIONS) -> None:
+async def create_topics(settings: KafkaSettings, partitions: dict[str, int] = TEST_PARTITIONS) -> None:
     """Create every platform topic, with its configs, and its dead-letter topic under settings.topic_prefix."""
     wanted = [
         NewTopic(settings.topic(name), count, 1, topic_configs=topics.TOPIC_CONFIGS.get(name))
@@ -74,7 +92,7 @@ async def create_topics(settings: Settings, partitions: dict[str, int] = TEST_PA
         await admin.close()
 
 
-async def delete_topics(settings: Settings) -> None:
+async def delete_topics(settings: KafkaSettings) -> None:
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
@@ -129,7 +147,7 @@ async def drop_database(admin_url: str, name: str) -> None:
         await connection.close()
 
 
-async def delete_redis_keys(settings: Settings) -> None:
+async def delete_redis_keys(settings: RedisSettings) -> None:
     client = redis_client(settings)
     try:
         keys = [key async for key in client.scan_iter(match=f"{settings.redis_key_prefix}*")]

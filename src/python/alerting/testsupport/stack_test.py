@@ -4,10 +4,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from alerting.common import topics
 from alerting.common.kafka import kafka_client_options
 from alerting.common.redis_client import redis_client
-from alerting.common.settings import Settings
+from alerting.testsupport.stack import StackSettings
 
 
-async def test_each_test_gets_its_own_prefixed_topics(stack_settings: Settings) -> None:
+async def test_each_test_gets_its_own_prefixed_topics(stack_settings: StackSettings) -> None:
     admin = AIOKafkaAdminClient(**kafka_client_options(stack_settings))
     await admin.start()
     try:
@@ -19,7 +19,7 @@ async def test_each_test_gets_its_own_prefixed_topics(stack_settings: Settings) 
         assert stack_settings.topic(topics.dead_letter(name)) in existing
 
 
-async def test_each_test_gets_a_migrated_database_of_its_own(stack_settings: Settings) -> None:
+async def test_each_test_gets_a_migrated_database_of_its_own(stack_settings: StackSettings) -> None:
     connection = await asyncpg.connect(stack_settings.database_url)
     try:
         tables = {
@@ -32,7 +32,7 @@ async def test_each_test_gets_a_migrated_database_of_its_own(stack_settings: Set
         await connection.close()
 
 
-async def test_redis_versioned_key_round_trip(stack_settings: Settings) -> None:
+async def test_redis_versioned_key_round_trip(stack_settings: StackSettings) -> None:
     client = redis_client(stack_settings)
     key = stack_settings.redis_key("rules:version")
     try:

@@ -16,15 +16,12 @@ import logging
 import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter
-from pydantic import Field
 
-from alerting.common import ports
 from alerting.common.service import Lifecycle, run_service
-from alerting.common.settings import Settings
+from alerting.common.settings import WebhookSinkSettings
 from alerting.webhook_sink.deliveries import keep, read_all, verify
 
 log = logging.getLogger(__name__)
@@ -32,20 +29,6 @@ RECEIVED = Counter("alerting_webhook_sink_requests_total", "Requests the webhook
                    ["outcome"])
 MAX_BODY = 4 * 1024 * 1024
 NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-
-
-class WebhookSinkSettings(Settings):
-    """The webhook-sink's own."""
-
-    webhook_dir: Path = Field(default=Path(".local/webhooks"), description=(
-        "Where received requests are kept, one JSON file each (relative to the working directory)."))
-    webhook_sink_port: int = Field(default=ports.WEBHOOK_SINK_PORT, description="The HTTP port it listens on.")
-    metrics_port: int = Field(default=ports.WEBHOOK_SINK_METRICS_PORT, description=(
-        "Where it serves /metrics, /livez and /readyz."))
-    webhook_sink_secrets_dir: Path = Field(default=Path(".local/secrets/webhooks"), description=(
-        "Where each webhook receiver's signing secret is, a file named as the receiver (its path's last part)."))
-    webhook_sink_replies: dict[str, int] = Field(default={}, description=(
-        'For trying out failures: a JSON object, receiver name → the HTTP status to answer instead (`{"gone": 410}`).'))
 
 
 def page(deliveries: list[dict[str, Any]]) -> bytes:

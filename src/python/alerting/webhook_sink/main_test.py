@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 
+from alerting.common.settings import WebhookSinkSettings
 from alerting.rules.receivers import new_secret, signature
 from alerting.testsupport.services import free_port, running
-from alerting.webhook_sink.main import WebhookSinkSettings, run
+from alerting.webhook_sink.main import run
 
 
 async def test_the_sink_verifies_keeps_and_lists_what_it_receives(tmp_path: Path) -> None:

@@ -14,13 +14,13 @@ from aiokafka.helpers import create_ssl_context
 
 from alerting.common.kafka.leave import stop_consumer
 from alerting.common.retry import retry_until_done
-from alerting.common.settings import Settings, secret_value
+from alerting.common.settings import KafkaSettings, RetrySettings, WorkerSettings, secret_value
 
 # What one fetch of a worker's consumer may bring of a partition.
 MAX_PARTITION_FETCH_BYTES = 4 * 1024 * 1024
 
 
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
+def kafka_client_options(settings: KafkaSettings) -> dict[str, Any]:
     """Where the broker is and how to reach it: the bootstrap servers and the security
     options, for every aiokafka producer, consumer and admin client. SSL and SASL_SSL verify
     the broker's certificate and name; SASL_* authenticate with SCRAM."""
@@ -39,7 +39,7 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer that waits for every in-sync replica."""
     options: dict[str, Any] = dict(
         **kafka_client_options(settings),
@@ -53,7 +53,7 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
+def make_consumer(settings: WorkerSettings, group_id: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     """A group consumer that never commits on its own: the loop commits after durable progress.
 
     Consumer groups are broker-wide, so the group id carries the topic prefix too. With an
@@ -75,7 +75,7 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: 
     return AIOKafkaConsumer(*[settings.topic(topic) for topic in topics], **options)
 
 
-async def start_clients(settings: Settings, *clients: AIOKafkaProducer | AIOKafkaConsumer,
+async def start_clients(settings: RetrySettings, *clients: AIOKafkaProducer | AIOKafkaConsumer,
                         stop: asyncio.Event | None = None) -> None:
     """Start each Kafka client, retrying with backoff while the broker cannot be reached,
     so a service started before Kafka (or during an outage) waits instead of dying."""
@@ -85,7 +85,7 @@ async def start_clients(settings: Settings, *clients: AIOKafkaProducer | AIOKafk
 
 @asynccontextmanager
 async def worker_clients(
-    settings: Settings, group_id: str, topic: str, stop: asyncio.Event
+    settings: WorkerSettings, group_id: str, topic: str, stop: asyncio.Event
 ) -> AsyncIterator[tuple[AIOKafkaConsumer, AIOKafkaProducer]]:
     """A worker's Kafka clients, started (waiting for the broker): a group consumer of
     `topic`, and a producer for its outputs and dead letters. On exit both stop, the

@@ -14,13 +14,13 @@ from alerting.common.kafka import (
     start_clients,
     stop_consumer,
 )
-from alerting.common.settings import Settings
 from alerting.testsupport.services import forward_port, free_port
+from alerting.testsupport.stack import StackSettings
 from alerting.testsupport.strategies import alert_new
 from alerting.v1 import alert_pb2, events_pb2
 
 
-async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits(stack_settings: Settings) -> None:
+async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits(stack_settings: StackSettings) -> None:
     topic = stack_settings.topic(topics.RULE_CHANGED)  # one partition: order is total
     producer = make_producer(stack_settings)
     await producer.start()
@@ -54,7 +54,7 @@ async def test_protobuf_event_round_trips_through_the_broker_with_manual_commits
         await second.stop()
 
 
-async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_settings: Settings) -> None:
+async def test_clients_started_before_the_broker_is_reachable_wait_for_it(stack_settings: StackSettings) -> None:
     """A service that starts during a Kafka outage retries instead of dying: here the
     bootstrap address only starts forwarding to the broker after a while."""
     listen_port = free_port()

@@ -11,8 +11,8 @@ from alerting.common import topics
 from alerting.common.kafka import make_consumer, make_producer, start_clients, stop_consumer
 from alerting.common.kafka.middleware import worker_middlewares
 from alerting.common.kafka.worker import BatchWorker, Delivery
-from alerting.common.settings import Settings
 from alerting.testsupport.services import wait_until
+from alerting.testsupport.stack import StackSettings
 
 
 def lag_series(service: str, topic: str) -> dict[int, float]:
@@ -33,7 +33,7 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> Non
 
 
 async def test_lag_is_measured_on_a_timer_and_dropped_for_partitions_a_worker_no_longer_owns(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     settings = stack_settings.model_copy(update={"consumer_lag_interval_seconds": 0.2})
     topic = settings.topic(topics.ALERTS_NEW)  # 3 partitions

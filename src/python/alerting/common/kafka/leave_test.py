@@ -7,7 +7,7 @@ from aiokafka import AIOKafkaConsumer
 
 from alerting.common import topics
 from alerting.common.kafka import make_consumer, stop_consumer
-from alerting.common.settings import Settings
+from alerting.testsupport.stack import StackSettings
 
 
 async def poll_until(consumers: list[AIOKafkaConsumer], condition: Callable[[], bool], timeout: float) -> float:
@@ -20,7 +20,7 @@ async def poll_until(consumers: list[AIOKafkaConsumer], condition: Callable[[], 
     return asyncio.get_running_loop().time() - started
 
 
-async def test_a_static_member_that_stops_hands_its_partitions_over_at_once(stack_settings: Settings) -> None:
+async def test_a_static_member_that_stops_hands_its_partitions_over_at_once(stack_settings: StackSettings) -> None:
     """Without leaving, its partitions would wait out the session timeout (30 s here)."""
     settings = stack_settings.model_copy(update={"consumer_session_timeout_ms": 30_000})
     first = make_consumer(settings.model_copy(update={"instance_id": "a"}), "static", topics.ALERTS_NEW)

@@ -16,7 +16,7 @@ from alerting.common.kafka.decoding import InvalidEvent
 from alerting.common.kafka.lag import ConsumerLag
 from alerting.common.kafka.outages import poison_reason
 from alerting.common.kafka.worker import Batch, Delivery, Middleware, Step
-from alerting.common.settings import Settings
+from alerting.common.settings import WorkerSettings
 
 M = TypeVar("M")
 
@@ -92,7 +92,7 @@ class Metrics(Middleware[M]):
 
 
 def worker_middlewares(
-    service: str, settings: Settings, consumer: AIOKafkaConsumer, decode: Callable[[ConsumerRecord], M]
+    service: str, settings: WorkerSettings, consumer: AIOKafkaConsumer, decode: Callable[[ConsumerRecord], M]
 ) -> list[Middleware[M]]:
     """What a worker of `service` runs its loop with, outermost first: the metrics (of the
     whole batch), decoding, the spans of the decoded messages, and the lag gauges of

@@ -15,7 +15,7 @@ from alerting.common.kafka.clients import worker_clients
 from alerting.common.kafka.middleware import worker_middlewares
 from alerting.common.kafka.worker import BatchWorker, Handler
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings
+from alerting.common.settings import WorkerSettings
 from alerting.common.topics import Subscription
 
 M = TypeVar("M")
@@ -49,7 +49,7 @@ class Wiring(Generic[M]):
 
 
 async def run_worker(
-    settings: Settings,
+    settings: WorkerSettings,
     lifecycle: Lifecycle,
     subscription: Subscription,
     decode: Callable[[ConsumerRecord], M],
@@ -69,7 +69,7 @@ async def run_worker(
             await close()
 
 
-async def _run(settings: Settings, lifecycle: Lifecycle, subscription: Subscription,
+async def _run(settings: WorkerSettings, lifecycle: Lifecycle, subscription: Subscription,
                decode: Callable[[ConsumerRecord], M], wire: Callable[[AIOKafkaProducer], Wiring[M]]) -> None:
     async with worker_clients(settings, subscription.group, subscription.topic, lifecycle.stop) as (
         consumer, producer

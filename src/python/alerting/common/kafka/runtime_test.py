@@ -10,9 +10,9 @@ from aiokafka import ConsumerRecord
 from alerting.common import topics
 from alerting.common.kafka import Companion, Delivery, Wiring, run_worker
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings
 from alerting.common.topics import Subscription
 from alerting.testsupport.services import send, wait_until
+from alerting.testsupport.stack import StackSettings
 
 SUBSCRIPTION = Subscription("runtime-test", "runtime-test", topics.ALERTS_NEW)
 
@@ -21,7 +21,7 @@ def value(record: ConsumerRecord) -> bytes:
     return bytes(record.value or b"")
 
 
-async def start_worker(settings: Settings, lifecycle: Lifecycle, companions: list[Companion]
+async def start_worker(settings: StackSettings, lifecycle: Lifecycle, companions: list[Companion]
                        ) -> tuple[asyncio.Task[None], Callable[[int], Awaitable[None]], list[bytes]]:
     """A worker of alerts.new with these companions, running; a function that sends that
     many records and waits until they are handled; what it handled."""
@@ -45,7 +45,7 @@ async def start_worker(settings: Settings, lifecycle: Lifecycle, companions: lis
 
 
 async def test_companions_start_before_the_loop_run_beside_it_and_are_awaited_at_the_stop(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     events: list[str] = []
     may_take_work = True
@@ -75,7 +75,7 @@ async def test_companions_start_before_the_loop_run_beside_it_and_are_awaited_at
 
 
 async def test_a_companion_that_ends_early_leaves_the_worker_working_but_neither_ready_nor_alive(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     async def ends_at_once(stop: asyncio.Event) -> None:
         pass
@@ -93,7 +93,7 @@ async def test_a_companion_that_ends_early_leaves_the_worker_working_but_neither
 
 
 async def test_a_companion_that_stops_the_worker_ends_its_run_with_the_companion_s_error(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     fail = asyncio.Event()
 

@@ -19,7 +19,7 @@ from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError,
 from pydantic import SecretStr
 
 from alerting.common.kafka import kafka_client_options, make_consumer, make_producer, stop_consumer
-from alerting.common.settings import Settings
+from alerting.common.settings import KafkaSettings
 from alerting.common.topics import (
     AGGREGATOR_GROUP,
     ALERTS_MATCHED,
@@ -45,7 +45,7 @@ from alerting.testsupport.kafka_security import (
     sasl_listener,
 )
 from alerting.testsupport.services import send
-from alerting.testsupport.stack import TEST_PARTITIONS
+from alerting.testsupport.stack import TEST_PARTITIONS, StackSettings
 
 # Who may do what, by the design in docs/architecture/INFRASTRUCTURE.md (deploy/kafka/acls.txt).
 WRITES = {
@@ -88,12 +88,12 @@ def expected_acls() -> set[Acl]:
 
 
 @pytest.fixture
-async def listener(base_settings: Settings) -> SaslListener:
+async def listener(base_settings: StackSettings) -> SaslListener:
     return await sasl_listener(base_settings)
 
 
 @pytest.fixture
-async def granted(stack_settings: Settings) -> AsyncIterator[None]:
+async def granted(stack_settings: StackSettings) -> AsyncIterator[None]:
     """The stack's ACLs, on this test's topics and groups."""
     async with platform_acls_granted(stack_settings):
         yield
@@ -101,12 +101,13 @@ async def granted(stack_settings: Settings) -> AsyncIterator[None]:
 
 # ---------------------------------------------------------------- the client options
 def test_plaintext_clients_get_the_bootstrap_servers_and_nothing_else() -> None:
-    assert kafka_client_options(Settings(kafka_bootstrap="k1:9092,k2:9092", kafka_security_protocol="PLAINTEXT")) == {
+    plaintext = KafkaSettings(kafka_bootstrap="k1:9092,k2:9092", kafka_security_protocol="PLAINTEXT")
+    assert kafka_client_options(plaintext) == {
         "bootstrap_servers": "k1:9092,k2:9092", "security_protocol": "PLAINTEXT"}
 
 
 def test_sasl_ssl_clients_authenticate_and_verify_the_broker() -> None:
-    options = kafka_client_options(Settings(
+    options = kafka_client_options(KafkaSettings(
         kafka_bootstrap="kafka:9094", kafka_security_protocol="SASL_SSL", kafka_sasl_mechanism="SCRAM-SHA-256",
         kafka_sasl_username="evaluator", kafka_sasl_password=SecretStr("s3cret")))
     context = options.pop("ssl_context")
@@ -117,8 +118,8 @@ def test_sasl_ssl_clients_authenticate_and_verify_the_broker() -> None:
 
 
 def test_sasl_without_a_username_or_password_is_refused_at_start_up() -> None:
-    complete = Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="sender",
-                        kafka_sasl_password=SecretStr("x"))
+    complete = KafkaSettings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="sender",
+                             kafka_sasl_password=SecretStr("x"))
     for missing in ({"kafka_sasl_username": ""}, {"kafka_sasl_password": None}):
         with pytest.raises(ValueError, match="needs ALERTING_KAFKA_SASL_USERNAME and ALERTING_KAFKA_SASL_PASSWORD"):
             kafka_client_options(complete.model_copy(update=missing))
@@ -126,7 +127,7 @@ def test_sasl_without_a_username_or_password_is_refused_at_start_up() -> None:
 
 def test_a_missing_ca_file_is_an_error_not_an_unverified_link() -> None:
     with pytest.raises(FileNotFoundError):
-        kafka_client_options(Settings(kafka_security_protocol="SSL", kafka_ssl_ca_file="/nonexistent/ca.pem"))
+        kafka_client_options(KafkaSettings(kafka_security_protocol="SSL", kafka_ssl_ca_file="/nonexistent/ca.pem"))
 
 
 # ---------------------------------------------------------------- the broker
@@ -134,7 +135,7 @@ def test_a_missing_ca_file_is_an_error_not_an_unverified_link() -> None:
 OLD_PLAINTEXT_LISTENER = "127.0.0.1:9092"
 
 
-async def test_no_listener_lets_anyone_in_unauthenticated(base_settings: Settings, listener: SaslListener) -> None:
+async def test_no_listener_lets_anyone_in_unauthenticated(base_settings: StackSettings, listener: SaslListener) -> None:
     config = await broker_config(base_settings, "listeners", "listener.security.protocol.map")
     protocols = dict(item.split(":") for item in config["listener.security.protocol.map"].split(","))
     addresses = [address.split("://", 1)[1] for address in config["listeners"].split(",")]
@@ -159,14 +160,14 @@ async def test_no_listener_lets_anyone_in_unauthenticated(base_settings: Setting
     assert answered == []
 
 
-async def test_the_stack_grants_exactly_the_platform_acls(base_settings: Settings) -> None:
+async def test_the_stack_grants_exactly_the_platform_acls(base_settings: StackSettings) -> None:
     # Tests' copies are on prefixed names (t_<hex>.…); everything else is the stack's own.
     stack_acls = {acl for acl in await broker_acls(base_settings) if not acl.name.startswith("t_")}
     assert stack_acls == expected_acls()
 
 
 async def test_each_principal_may_write_exactly_its_topics(
-    stack_settings: Settings, listener: SaslListener, granted: None
+    stack_settings: StackSettings, listener: SaslListener, granted: None
 ) -> None:
     for principal in PRINCIPALS:
         producer = make_producer(as_principal(stack_settings, listener, principal))
@@ -184,7 +185,7 @@ async def test_each_principal_may_write_exactly_its_topics(
         assert written == WRITES[principal], principal
 
 
-async def readable(settings: Settings, consumer: AIOKafkaConsumer, topic: str) -> bool:
+async def readable(settings: StackSettings, consumer: AIOKafkaConsumer, topic: str) -> bool:
     """Whether the consumer may read the topic's records (it holds one): a topic it may not
     even describe is not in its metadata; one it may describe refuses the fetch."""
     name = settings.topic(topic)
@@ -203,7 +204,7 @@ async def readable(settings: Settings, consumer: AIOKafkaConsumer, topic: str) -
 
 
 async def test_each_principal_may_read_exactly_its_topics(
-    stack_settings: Settings, listener: SaslListener, granted: None
+    stack_settings: StackSettings, listener: SaslListener, granted: None
 ) -> None:
     for topic in PLATFORM_TOPICS:
         await send(stack_settings, topic, [b"probe"], keys=[b"probe"])  # as the super user
@@ -219,7 +220,7 @@ async def test_each_principal_may_read_exactly_its_topics(
 
 
 async def test_each_worker_consumes_in_its_own_group_only(
-    stack_settings: Settings, listener: SaslListener, granted: None
+    stack_settings: StackSettings, listener: SaslListener, granted: None
 ) -> None:
     for group, (principal, topic) in GROUPS.items():
         await send(stack_settings, topic, [b"probe"], keys=[b"probe"])
@@ -243,7 +244,7 @@ async def test_each_worker_consumes_in_its_own_group_only(
 
 
 async def test_only_the_aggregator_reads_the_sender_groups_offsets(
-    stack_settings: Settings, listener: SaslListener, granted: None
+    stack_settings: StackSettings, listener: SaslListener, granted: None
 ) -> None:
     group = stack_settings.topic(SENDER_GROUP)
     for principal, allowed in (("aggregator", True), ("evaluator", False)):
@@ -260,7 +261,7 @@ async def test_only_the_aggregator_reads_the_sender_groups_offsets(
 
 
 async def test_a_wrong_password_or_an_unknown_user_is_refused(
-    base_settings: Settings, listener: SaslListener, caplog: pytest.LogCaptureFixture
+    base_settings: StackSettings, listener: SaslListener, caplog: pytest.LogCaptureFixture
 ) -> None:
     for principal, password in (("rule-service", "not-its-password"), ("nobody", principal_password("rule-service"))):
         settings = as_principal(base_settings, listener, "rule-service", password).model_copy(
@@ -275,7 +276,7 @@ async def test_a_wrong_password_or_an_unknown_user_is_refused(
 
 
 async def test_the_listener_is_trusted_only_through_its_ca(
-    base_settings: Settings, listener: SaslListener, caplog: pytest.LogCaptureFixture
+    base_settings: StackSettings, listener: SaslListener, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The system's CAs did not sign the local stack's certificate: the client refuses the broker.
     unverified = as_principal(base_settings, listener, "producer").model_copy(update={"kafka_ssl_ca_file": ""})

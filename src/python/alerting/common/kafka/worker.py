@@ -28,7 +28,7 @@ from alerting.common.kafka.outages import is_outage, poison_reason
 from alerting.common.kafka.publishing import OutgoingMessage, publish_all
 from alerting.common.kafka.unreadable import find_unreadable
 from alerting.common.retry import Stopping, retry_until_done
-from alerting.common.settings import Settings
+from alerting.common.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 M = TypeVar("M")
@@ -108,7 +108,7 @@ class BatchWorker(Generic[M]):
     again: handlers are idempotent, and must accept any part of a batch, in order.
     """
 
-    settings: Settings
+    settings: WorkerSettings
     consumer: AIOKafkaConsumer
     producer: AIOKafkaProducer
     handle: Handler[M]

@@ -19,11 +19,11 @@ from alerting.common.kafka.clients import worker_clients
 from alerting.common.kafka.dead_letters import reason_header
 from alerting.common.kafka.middleware import worker_middlewares
 from alerting.common.kafka.worker import BatchWorker, Delivery
-from alerting.common.settings import Settings
 from alerting.sender.notifications import decode_notification_ready
 from alerting.testsupport import stack
 from alerting.testsupport.profiles import on_the_stack
 from alerting.testsupport.services import read, send_unparsable, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.testsupport.strategies import any_notification_ready, headers, values_of
 from alerting.v1 import events_pb2
 
@@ -64,7 +64,7 @@ class Fates:
         self.processed.update(ids)
 
 
-async def run_until(settings: Settings, fated: Fates, service: str,
+async def run_until(settings: StackSettings, fated: Fates, service: str,
                     committed: Callable[[AIOKafkaConsumer], Awaitable[bool]]) -> None:
     """The worker loop over TOPIC with the fates' decoder and handler, until `committed`
     holds of its consumer; the loop must not end before."""
@@ -94,7 +94,7 @@ async def run_until(settings: Settings, fated: Fates, service: str,
     .map(lambda t: (t[0], t[1], None, None)),
 ), min_size=1, max_size=40))
 async def test_every_record_is_processed_or_dead_lettered_with_a_reason_and_the_loop_commits_past_all(
-    stack_settings: Settings, batch: list[tuple[bytes, list[tuple[str, bytes | None]], str | None, str | None]]
+    stack_settings: StackSettings, batch: list[tuple[bytes, list[tuple[str, bytes | None]], str | None, str | None]]
 ) -> None:
     settings = stack_settings.model_copy(update={
         "topic_prefix": f"{stack_settings.topic_prefix}{next(examples)}.", "batch_max_records": 16,
@@ -150,7 +150,9 @@ def record_of(value: bytes) -> ConsumerRecord:
     return ConsumerRecord(TOPIC, 0, 0, 0, 0, None, value, None, 0, len(value), ())
 
 
-async def test_records_the_client_cannot_parse_are_dead_lettered_and_hide_no_others(stack_settings: Settings) -> None:
+async def test_records_the_client_cannot_parse_are_dead_lettered_and_hide_no_others(
+    stack_settings: StackSettings,
+) -> None:
     """A header key that is not UTF-8 made every getmany() raise, for ever; the records
     fetched with it (before it in its partition, and in other partitions) never came."""
     settings = stack_settings.model_copy(update={"batch_timeout_ms": 50})

@@ -14,10 +14,10 @@ from alerting.common.kafka import (
 )
 from alerting.common.kafka.worker import Delivery
 from alerting.common.service import Lifecycle
-from alerting.common.settings import Settings
 from alerting.common.telemetry import serve_metrics_and_health
 from alerting.common.topics import Subscription
 from alerting.testsupport.services import free_port, http_get, read, send, wait_until
+from alerting.testsupport.stack import StackSettings
 from alerting.v1 import alert_pb2, events_pb2
 
 
@@ -28,7 +28,7 @@ def alert_new(alert_id: str) -> events_pb2.AlertNew:
     )
 
 
-async def committed_offset(settings: Settings, group: str, topic: str) -> int:
+async def committed_offset(settings: StackSettings, group: str, topic: str) -> int:
     consumer = make_consumer(settings, group)
     await consumer.start()
     try:
@@ -48,7 +48,7 @@ def decode_alert(record: ConsumerRecord) -> events_pb2.AlertNew:
 
 
 async def run_worker_until(
-    settings: Settings, handle: Handler[events_pb2.AlertNew], done: asyncio.Event, group: str = "worker-test"
+    settings: StackSettings, handle: Handler[events_pb2.AlertNew], done: asyncio.Event, group: str = "worker-test"
 ) -> None:
     """A worker of rule.changed in `group`, run until `done`, then stopped as SIGTERM stops one."""
     lifecycle = Lifecycle()
@@ -61,13 +61,13 @@ async def run_worker_until(
         await asyncio.wait_for(running, 30)
 
 
-async def produce(settings: Settings, values: list[bytes]) -> None:
+async def produce(settings: StackSettings, values: list[bytes]) -> None:
     # rule.changed is compacted: the broker refuses messages without a key.
     await send(settings, topics.RULE_CHANGED, values, keys=[b"k"] * len(values))
 
 
 async def test_worker_dead_letters_invalid_events_with_the_reason_and_commits_after_handling(
-    stack_settings: Settings,
+    stack_settings: StackSettings,
 ) -> None:
     await produce(
         stack_settings,
@@ -93,7 +93,9 @@ async def test_worker_dead_letters_invalid_events_with_the_reason_and_commits_af
     assert reasons[1] == "alert.alert_id: missing"
 
 
-async def test_worker_retries_a_failing_batch_and_commits_nothing_until_it_succeeds(stack_settings: Settings) -> None:
+async def test_worker_retries_a_failing_batch_and_commits_nothing_until_it_succeeds(
+    stack_settings: StackSettings,
+) -> None:
     await produce(stack_settings, [alert_new("only").SerializeToString()])
     attempts = 0
     done = asyncio.Event()
@@ -115,7 +117,7 @@ async def test_worker_retries_a_failing_batch_and_commits_nothing_until_it_succe
     assert await committed_offset(stack_settings, "retry-test", topics.RULE_CHANGED) == 1
 
 
-async def test_a_worker_retrying_a_failing_batch_is_unready_but_alive(stack_settings: Settings) -> None:
+async def test_a_worker_retrying_a_failing_batch_is_unready_but_alive(stack_settings: StackSettings) -> None:
     """Served as a service serves it: /readyz 503 and /livez 200 while the batch fails."""
     await produce(stack_settings, [alert_new("only").SerializeToString()])
     handling, dependency_down, dependency_up, handled = (asyncio.Event() for _ in range(4))
