@@ -9,7 +9,7 @@ from alerting.common.db import DatabaseRole, create_pool
 from alerting.common.kafka import Companion, Wiring, run_worker
 from alerting.common.retry import retry_until_done
 from alerting.common.service import Lifecycle, run_service
-from alerting.common.settings import SenderSettings
+from alerting.common.settings import SenderSettings, secret_value
 from alerting.sender.delivery import EmailSender
 from alerting.sender.dispatch import Dispatcher
 from alerting.sender.notifications import decode_notification_ready
@@ -20,7 +20,7 @@ async def run(settings: SenderSettings, lifecycle: Lifecycle) -> None:
     pool = await create_pool(settings, DatabaseRole.DATA_PLANE, stop=lifecycle.stop)
     smtp = SmtpConnections(host=settings.smtp_host, port=settings.smtp_port, timeout=settings.smtp_timeout_seconds,
                            start_tls=settings.smtp_starttls, username=settings.smtp_username,
-                           password=settings.smtp_password)
+                           password=secret_value(settings.smtp_password))
     sender = EmailSender(settings, smtp)
     dispatcher = Dispatcher(settings, pool, sender)
     # Before retrying, the leases this instance held when it last died are freed.

@@ -19,7 +19,7 @@ class SmtpSettings(AlertingSettings):
         "SMTP connections kept open, each sending one email at a time."))
     smtp_timeout_seconds: float = Field(default=30.0, description="The timeout of each SMTP step.")
     smtp_username: str = Field(default="", description="Log in to the SMTP server as this user, when set.")
-    smtp_password: str = Field(default="", description="That user's password.")
+    smtp_password: SecretStr | None = Field(default=None, description="That user's password.")
     smtp_starttls: bool = Field(default=False, description="Use STARTTLS.")
 
 
