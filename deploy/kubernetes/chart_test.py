@@ -200,17 +200,26 @@ def is_secret(settings: type[AlertingSettings], field: str) -> bool:
         settings.model_fields[field].annotation, "__args__", ()))
 
 
+# With smtp.password (and its user), the sender logs in to the relay with a password file too.
+SMTP_LOGIN = ("--set", "smtp.username=alerts", "--set", "smtp.password=true")
+
+
+@pytest.mark.parametrize(("options", "secrets"), [
+    ((), SECRETS),
+    (SMTP_LOGIN, {**SECRETS, "sender": {**SECRETS["sender"], "smtp_password": "smtp.password"}}),
+], ids=["default", "smtp-login"])
 def test_every_secret_is_a_file_of_the_pods_own_that_a_real_setting_reads(
-    documents: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    options: tuple[str, ...], secrets: dict[str, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each pod mounts exactly its own files, read-only; each `*_FILE` the chart sets is the
     file form of a secret setting of the service's settings, or a path setting; reading the
     settings with those files in place gives each secret its file's content; no secret is a value."""
+    documents = render(*options)
     pods = {**workloads(documents), **{name: job for name, job in jobs(documents).items() if name == "migrate"}}
     for name, workload in pods.items():
         settings_class, settings = SETTINGS[name], env(workload)
         files = credential_files(workload)
-        wanted = {**SECRETS[name], **PATH_SETTINGS[name]}
+        wanted = {**secrets[name], **PATH_SETTINGS[name]}
         assert set(files) == {*wanted.values(), "postgres-ca.pem"}, name
         assert files == {file: ("alerting-credentials", file) for file in files}, name
         mounts = container(workload)["volumeMounts"]
@@ -234,8 +243,8 @@ def test_every_secret_is_a_file_of_the_pods_own_that_a_real_setting_reads(
         loaded = settings_class()
         given = {field for field in settings_class.model_fields
                  if is_secret(settings_class, field) and getattr(loaded, field) is not None}
-        assert given == set(SECRETS[name]), name
-        for field, file in SECRETS[name].items():
+        assert given == set(secrets[name]), name
+        for field, file in secrets[name].items():
             assert getattr(loaded, field).get_secret_value() == f"{file} of {name}", f"{name}: {field}"
         for field, file in PATH_SETTINGS[name].items():
             assert getattr(loaded, field) == f"{folder}/{file}", f"{name}: {field}"
@@ -278,6 +287,12 @@ def test_a_setting_named_like_a_secret_is_refused_as_a_value() -> None:
     assert result.returncode == 1
     refusal = "ALERTING_REDIS_PASSWORD looks like a secret: give it as a file (ALERTING_REDIS_PASSWORD_FILE)"
     assert refusal in result.stderr
+
+
+def test_an_smtp_password_without_its_user_is_refused() -> None:
+    result = tools("helm", "template", "alerting", CHART, "--set", "smtp.password=true")
+    assert result.returncode == 1
+    assert "smtp.password is the password of smtp.username: set smtp.username too" in result.stderr
 
 
 def topics_file() -> list[tuple[str, int, str]]:

@@ -116,6 +116,9 @@ rule-snapshot.key
 redis-ca.pem
 {{- end }}
 {{- end }}
+{{- if and (eq .service "sender") $v.smtp.password }}
+smtp.password
+{{- end }}
 {{- if eq .service "rule-service" }}
 kafka-dead-letter-replay.password
 rule-service.crt
