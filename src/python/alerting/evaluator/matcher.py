@@ -8,6 +8,11 @@ Alerts have owners: a rule matches only alerts from a source granted to its clie
 or by a prefix. An alert first looks up the clients granted its source (one dict lookup, plus
 one per distinct length of the prefixes granted); a source granted to no one matches nothing
 and probes nothing, and a candidate rule of a client not granted the source is passed over.
+
+A bucket holds, per client, the ClientMatch its rules give (their ids sorted, their
+endpoints sorted and once), kept current as rules change: an alert whose client matches
+through one bucket gets that ClientMatch as it is, and only a client matching through
+several buckets has theirs merged.
 """
 
 from __future__ import annotations
@@ -70,10 +75,14 @@ KEY_OF = {
 }
 
 
+# A bucket: per client, the ClientMatch of its rules in the bucket.
+Bucket = dict[str, ClientMatch]
+
+
 class RuleIndex:
     def __init__(self) -> None:
         self._rules: dict[str, IndexedRule] = {}
-        self._buckets: dict[int, dict[tuple[str, ...], list[IndexedRule]]] = {shape: {} for shape in SHAPES}
+        self._buckets: dict[int, dict[tuple[str, ...], Bucket]] = {shape: {} for shape in SHAPES}
         # Each email list seen, as given and normalized, to its one shared normalized tuple.
         self._emails: dict[tuple[str, ...], tuple[str, ...]] = {}
         # The clients granted each exact source, and each prefix.
@@ -99,9 +108,11 @@ class RuleIndex:
 
         Each rule shares the strings many rules repeat (client ids, patterns, email lists),
         its emails sorted and unique as a match lists them. Spelled out in one loop, as a
-        warm start runs it a million times."""
+        warm start runs it a million times; the buckets' matches are made once per bucket
+        and client, after it."""
         intern, new = sys.intern, tuple.__new__
-        by_id, buckets, shared_emails = self._rules, self._buckets, self._emails
+        by_id, shared_emails = self._rules, self._emails
+        added: dict[tuple[int, tuple[str, ...], str], list[IndexedRule]] = {}
         for rule_id, client_id, severity, source, name, emails, enabled, version in rows:
             shared = shared_emails.get(emails)
             if shared is None:
@@ -113,7 +124,29 @@ class RuleIndex:
             by_id[rule_id] = rule
             if enabled:
                 shape = shape_of(rule)
-                buckets[shape].setdefault(KEY_OF[shape](rule.severity, rule.source, rule.name), []).append(rule)
+                group = (shape, KEY_OF[shape](rule.severity, rule.source, rule.name), rule.client_id)
+                grouped = added.get(group)
+                if grouped is None:
+                    added[group] = [rule]
+                else:
+                    grouped.append(rule)
+        buckets = self._buckets
+        for (shape, key, client_id), rules in added.items():
+            bucket = buckets[shape].get(key)
+            if bucket is None:
+                bucket = buckets[shape][key] = {}
+            held = bucket.get(client_id)
+            if held is not None:
+                rules += [by_id[rule_id] for rule_id in held.rule_ids]
+            bucket[client_id] = self._client_match(client_id, rules)
+
+    def _client_match(self, client_id: str, rules: list[IndexedRule]) -> ClientMatch:
+        """What `rules`, the client's rules in one bucket, match: their ids and endpoints."""
+        if len(rules) == 1:
+            return ClientMatch(client_id, (rules[0].rule_id,), rules[0].emails)
+        emails = tuple(sorted({email for rule in rules for email in rule.emails}))
+        return ClientMatch(client_id, tuple(sorted(rule.rule_id for rule in rules)),
+                           self._emails.setdefault(emails, emails))
 
     def upsert(self, rule: IndexedRule) -> None:
         """Add or replace a rule. Which changes apply, and in what order, the caller decides
@@ -124,10 +157,11 @@ class RuleIndex:
         self.load((rule,))
 
     def delete(self, rule_id: str) -> bool:
-        current = self._rules.pop(rule_id, None)
+        current = self._rules.get(rule_id)
         if current is None:
             return False
         self._unlink(current)
+        del self._rules[rule_id]
         return True
 
     def grants(self) -> set[Grant]:
@@ -198,27 +232,15 @@ class RuleIndex:
             buckets[6].get((source, name)),
             buckets[7].get((severity, source, name)),
         )
-        by_client: dict[str, list[IndexedRule]] = {}
-        for matched in candidates:
-            if matched:
-                for rule in matched:
-                    client_id = rule.client_id
-                    if client_id not in owners:
-                        continue
-                    rules = by_client.get(client_id)
-                    if rules is None:
-                        by_client[client_id] = [rule]
-                    else:
-                        rules.append(rule)
-        return [
-            # Most clients match through one rule, whose emails are already sorted and unique.
-            ClientMatch(client_id, (rules[0].rule_id,), rules[0].emails) if len(rules) == 1 else ClientMatch(
-                client_id,
-                tuple(sorted(rule.rule_id for rule in rules)),
-                tuple(sorted({email for rule in rules for email in rule.emails})),
-            )
-            for client_id, rules in by_client.items()
-        ]
+        found: dict[str, ClientMatch] = {}
+        for bucket in candidates:
+            if bucket:
+                # Whichever is smaller walked: a bucket of a severity alone may hold every client.
+                for client_id in (bucket if len(bucket) <= len(owners) else owners):
+                    if client_id in owners and (matched := bucket.get(client_id)) is not None:
+                        held = found.get(client_id)
+                        found[client_id] = matched if held is None else merged(held, matched)
+        return list(found.values())
 
     def _unlink(self, rule: IndexedRule) -> None:
         if not rule.enabled:
@@ -226,6 +248,17 @@ class RuleIndex:
         shape = shape_of(rule)
         key = KEY_OF[shape](rule.severity, rule.source, rule.name)
         bucket = self._buckets[shape][key]
-        bucket.remove(rule)
-        if not bucket:
-            del self._buckets[shape][key]
+        held = bucket[rule.client_id]
+        if len(held.rule_ids) == 1:
+            del bucket[rule.client_id]
+            if not bucket:
+                del self._buckets[shape][key]
+        else:
+            bucket[rule.client_id] = self._client_match(
+                rule.client_id, [self._rules[rule_id] for rule_id in held.rule_ids if rule_id != rule.rule_id])
+
+
+def merged(first: ClientMatch, second: ClientMatch) -> ClientMatch:
+    """One client's matches from two buckets: their rules differ, their endpoints may not."""
+    emails = first.emails if first.emails is second.emails else tuple(sorted({*first.emails, *second.emails}))
+    return ClientMatch(first.client_id, tuple(sorted(first.rule_ids + second.rule_ids)), emails)

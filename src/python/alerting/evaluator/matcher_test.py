@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from alerting.common.vocabulary import SEVERITIES, WILDCARD
-from alerting.evaluator.matcher import Grant, IndexedRule, RuleIndex
+from alerting.evaluator.matcher import ClientMatch, Grant, IndexedRule, RuleIndex
 
 # What matched() and reference_match() compare: (client_id, rule_ids) pairs.
 Matches = set[tuple[str, tuple[str, ...]]]
@@ -248,3 +248,56 @@ def test_the_prefix_lengths_probed_follow_grants_and_revocations_among_many_pref
     assert matched(index, source="team-00001.db") == matched(index, source="tx") == {("c1", ("r1",))}
     assert index.revoke(Grant("c1", "t", True))
     assert index._prefix_lengths == (len("team-00000."),)
+
+
+# ------------------------------------------------------------------ precomputed matches
+def reference_client_matches(rules: dict[str, IndexedRule], grants: Iterable[Grant], severity: str, source: str,
+                             name: str) -> list[ClientMatch]:
+    """What match() returns, computed the plain way: every enabled rule whose pattern matches,
+    grouped by granted client, its ids sorted, its emails sorted and once; by client id."""
+    owners = {g.client_id for g in grants if source.startswith(g.source) if g.prefix or g.source == source}
+    found: dict[str, list[IndexedRule]] = {}
+    for r in rules.values():
+        pairs = ((r.severity, severity), (r.source, source), (r.name, name))
+        if r.enabled and r.client_id in owners and all(pattern in (WILDCARD, value) for pattern, value in pairs):
+            found.setdefault(r.client_id, []).append(r)
+    return [ClientMatch(client, tuple(sorted(r.rule_id for r in held)),
+                        tuple(sorted({email for r in held for email in r.emails})))
+            for client, held in sorted(found.items())]
+
+
+emails = st.lists(st.sampled_from(["a@x.io", "b@x.io", "c@x.io", "receiver:w1"]), min_size=1, max_size=3)
+
+
+@st.composite
+def rules_with_emails(draw: st.DrawFn) -> IndexedRule:
+    drawn = draw(ownership_rules())
+    return drawn._replace(emails=tuple(draw(emails)))
+
+
+changes_of_rules = st.lists(st.one_of(rules_with_emails(), st.tuples(st.just("delete"), st.sampled_from(
+    [f"r{n}" for n in range(8)]))), max_size=40)
+
+
+@given(loaded=st.lists(rules_with_emails(), max_size=12), changes=changes_of_rules,
+       given_grants=st.lists(grants, min_size=2, max_size=8),
+       alerts=st.lists(st.tuples(st.sampled_from(["HIGH", "LOW"]), ownership_sources, st.sampled_from(["n", "m"])),
+                       min_size=1, max_size=6))
+def test_precomputed_matches_equal_a_plain_grouping_after_loads_upserts_and_deletes(
+    loaded: list[IndexedRule], changes: list[IndexedRule | tuple[str, str]], given_grants: list[Grant],
+    alerts: list[tuple[str, str, str]],
+) -> None:
+    index = RuleIndex()
+    index.load_grants(given_grants)
+    rules = {r.rule_id: r for r in loaded}
+    index.load(rules.values())
+    for change in changes:
+        if isinstance(change, IndexedRule):
+            index.upsert(change)
+            rules[change.rule_id] = change
+        else:
+            assert index.delete(change[1]) == (rules.pop(change[1], None) is not None)
+        for alert in alerts:
+            found = index.match(*alert)
+            assert all(type(m) is ClientMatch for m in found)
+            assert sorted(found) == reference_client_matches(rules, given_grants, *alert)
