@@ -1,24 +1,26 @@
-"""alertctl receiver: a client's webhook and Slack endpoints, which its rules name."""
+"""alertctl receiver: a client's named endpoints (email addresses, webhooks, Slack), which its
+rules name."""
 
 from __future__ import annotations
 
 import click
 
 from alerting.cli.formatting import as_json
-from alerting.cli.shared import Context, client_filter, client_option, paging_options, pass_context
+from alerting.cli.shared import Context, client_filter, client_option, paging_options, pass_context, version_option
 from alerting.v1 import receiver_service_pb2 as api
 from alerting.v1.receiver_service_pb2_grpc import ReceiverServiceStub
 
-RECEIVER_COLUMNS = ("receiver_id", "client_id", "kind", "name", "version", "updated_by", "url")
+RECEIVER_COLUMNS = ("receiver_id", "client_id", "kind", "name", "version", "updated_by", "url", "addresses")
 
 
 @click.group()
 def receiver() -> None:
-    """Receivers: a client's webhook and Slack endpoints, beside email.
+    """Receivers: a client's named endpoints, beside a rule's own addresses.
 
     A rule names receivers (alertctl rule create --receiver ID) and its notifications are
-    delivered to each: a webhook gets a signed JSON document (schema alerting.webhook/v1),
-    a Slack incoming webhook a message. URLs are HTTPS to public addresses unless the
+    delivered to each: an email receiver's addresses get the email a rule's addresses get,
+    a webhook a signed JSON document (schema alerting.webhook/v1), a Slack incoming webhook
+    a message. URLs are HTTPS to public addresses unless the
     operator allows more. An ADMIN key acts on any client's receivers, a TENANT key on its
     own client's.
     """
@@ -42,18 +44,22 @@ def show_with_secret(ctx: Context, answer: api.CreateReceiverResponse | api.Rota
 @click.option("--name", required=True, help="Unique within the client (1-256 characters).")
 @click.option("--webhook", "webhook_url", metavar="URL", help="A webhook: requests are signed with a secret.")
 @click.option("--slack", "slack_url", metavar="URL", help="A Slack incoming webhook's URL.")
+@click.option("--email", "addresses", multiple=True, metavar="ADDRESS",
+              help="An email receiver's address; repeat for each (1-100).")
 @pass_context
-def receiver_add(ctx: Context, client_id: str, name: str, webhook_url: str | None, slack_url: str | None) -> None:
+def receiver_add(ctx: Context, client_id: str, name: str, webhook_url: str | None, slack_url: str | None,
+                 addresses: tuple[str, ...]) -> None:
     """Create a receiver and show it; a webhook's signing secret this once.
 
-    Give --webhook or --slack. With --output json the answer holds the secret as
-    `signing_secret`.
+    Give --webhook, --slack or --email (repeated). With --output json the answer holds the
+    secret as `signing_secret`.
     """
-    if (webhook_url is None) == (slack_url is None):
-        raise click.UsageError("give --webhook URL or --slack URL, one of them")
-    kind = api.RECEIVER_KIND_WEBHOOK if webhook_url is not None else api.RECEIVER_KIND_SLACK
+    if [webhook_url is not None, slack_url is not None, bool(addresses)].count(True) != 1:
+        raise click.UsageError("give --webhook URL, --slack URL or --email ADDRESS (repeated), one of them")
+    kind = (api.RECEIVER_KIND_EMAIL if addresses else
+            api.RECEIVER_KIND_WEBHOOK if webhook_url is not None else api.RECEIVER_KIND_SLACK)
     show_with_secret(ctx, ctx.call(ctx.stub(ReceiverServiceStub).CreateReceiver, api.CreateReceiverRequest(
-        client_id=client_id, name=name, kind=kind, url=webhook_url or slack_url or "")))
+        client_id=client_id, name=name, kind=kind, url=webhook_url or slack_url or "", addresses=list(addresses))))
 
 
 @receiver.command("get")
@@ -82,6 +88,26 @@ def receiver_rotate_secret(ctx: Context, receiver_id: str) -> None:
     """Give the webhook RECEIVER_ID a new signing secret, in force at once, and show it once."""
     show_with_secret(ctx, ctx.call(ctx.stub(ReceiverServiceStub).RotateReceiverSecret,
                                    api.RotateReceiverSecretRequest(receiver_id=receiver_id)))
+
+
+@receiver.command("update")
+@click.argument("receiver_id")
+@click.option("--url", default="", metavar="URL", help="A webhook's or Slack receiver's new URL.")
+@click.option("--email", "addresses", multiple=True, metavar="ADDRESS",
+              help="An email receiver's addresses, replacing the old; repeat for each.")
+@version_option(required=False)
+@pass_context
+def receiver_update(ctx: Context, receiver_id: str, url: str, addresses: tuple[str, ...],
+                    expected_version: int) -> None:
+    """Point the receiver RECEIVER_ID elsewhere: a new URL, or new addresses.
+
+    Every delivery to it uses the change from its next attempt on.
+    """
+    if bool(url) == bool(addresses):
+        raise click.UsageError("give --url URL or --email ADDRESS (repeated), one of them")
+    ctx.show([ctx.call(ctx.stub(ReceiverServiceStub).UpdateReceiver, api.UpdateReceiverRequest(
+        receiver_id=receiver_id, url=url, addresses=list(addresses), expected_version=expected_version))],
+        RECEIVER_COLUMNS)
 
 
 @receiver.command("remove")

@@ -36,7 +36,20 @@ async def test_receiver_commands_add_list_rotate_name_in_a_rule_and_remove(stack
         assert (await alertctl(service, "receiver", "get", receiver_id, key=stranger)).exit_code == 4  # NOT_FOUND
 
         both = await alertctl(service, "receiver", "add", "--client", client_id, "--name", "x", key=tenant)
-        assert both.exit_code == 2 and "give --webhook URL or --slack URL" in both.stderr
+        assert both.exit_code == 2 and "give --webhook URL, --slack URL or --email ADDRESS" in both.stderr
+
+        team = await alertctl(service, "--json", "receiver", "add", "--client", client_id, "--name", "team",
+                              "--email", "a@x.io", "--email", "b@x.io", key=tenant)
+        [made_team] = json.loads(team.stdout)
+        assert (made_team["receiver"]["kind"], made_team["receiver"]["addresses"]) == (
+            "RECEIVER_KIND_EMAIL", ["a@x.io", "b@x.io"])
+        team_id = made_team["receiver"]["receiver_id"]
+        moved = await alertctl(service, "--json", "receiver", "update", team_id, "--email", "c@x.io",
+                               "--version", "1", key=tenant)
+        assert [(item["addresses"], item["version"]) for item in json.loads(moved.stdout)] == [(["c@x.io"], "2")]
+        stale = await alertctl(service, "receiver", "update", team_id, "--email", "d@x.io", "--version", "1",
+                               key=tenant)
+        assert stale.exit_code == 5 and "expected_version: is 1, the current version is 2" in stale.stderr
 
         rule = await alertctl(service, "--json", "rule", "create", "--client", client_id, "--severity", "HIGH",
                               "--source", "db", "--name", "*", "--receiver", receiver_id, key=tenant)

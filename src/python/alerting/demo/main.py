@@ -22,6 +22,7 @@ from alerting.common.settings import DemoSettings
 from alerting.common.vocabulary import WILDCARD, severity_name
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
+from alerting.rules.receivers import receiver_of
 from alerting.v1 import api_key_service_pb2 as keys_api
 from alerting.v1 import (
     api_key_service_pb2_grpc,
@@ -130,8 +131,10 @@ async def demo(settings: DemoSettings, timeout: float = 60) -> int:
         emails.setdefault(notification.delivered_in, []).append(notification)
     for delivered_in, delivered in emails.items():
         kind = "digest" if delivered[0].digest_id else "email"
+        # A receiver's endpoint (receiver:<id>) shown as the webhook's name.
+        to = [f"webhook {hook}" if receiver_of(recipient) else recipient for recipient in delivered[0].emails]
         say(f"{kind:<8} {delivered_in}  {len(delivered)} notification{'s' if len(delivered) > 1 else ''}  "
-            f"to {', '.join(delivered[0].emails)}")
+            f"to {', '.join(to)}")
         for notification in delivered:
             say(f"           notified {notification.notification_id}  alert {notification.alert_id[:12]}…  SENT  "
                 f"rules={len(notification.rule_ids)}  trace {notification.trace_id or '-'}")

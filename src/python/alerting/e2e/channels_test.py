@@ -1,6 +1,6 @@
 """Receivers through the whole platform (rule-service → rule-updater → evaluator →
-aggregator → sender → real HTTP servers and a real SMTP server): email, webhook and
-Slack-format receivers side by side, poison endpoints among them. Every good delivery is
+aggregator → sender → real HTTP servers and a real SMTP server): a rule's own addresses,
+email, webhook and Slack-format receivers side by side, poison endpoints among them. Every good delivery is
 made (webhooks signed, their Idempotency-Key the notification's or the digest's id), every
 poison one FAILED with its answer, a 503 tried again until it takes, a digest sent to a
 webhook as one request listing its notifications; nothing stalls."""
@@ -43,7 +43,8 @@ from alerting.v1 import (
     rule_service_pb2_grpc,
 )
 
-WEBHOOK, SLACK = receiver_service_pb2.RECEIVER_KIND_WEBHOOK, receiver_service_pb2.RECEIVER_KIND_SLACK
+WEBHOOK, SLACK, EMAIL = (receiver_service_pb2.RECEIVER_KIND_WEBHOOK, receiver_service_pb2.RECEIVER_KIND_SLACK,
+                         receiver_service_pb2.RECEIVER_KIND_EMAIL)
 
 
 def verifies(secret: str, request: Received) -> bool:
@@ -57,7 +58,8 @@ async def test_email_webhook_and_slack_receivers_with_poison_endpoints_among_the
     stack_settings: StackSettings, tmp_path: Path
 ) -> None:
     smtp_port = free_port()
-    sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail")
+    sink, _ = await start_sink("127.0.0.1", smtp_port, tmp_path / "mail",
+                               rcpt_replies={"left@poisoned.io": "550 5.1.1 no such user"})
     settings = stack_settings.model_copy(update={"smtp_port": smtp_port, "batch_timeout_ms": 20, **RECEIVERS_SETTINGS})
     sender = immediate_sender(settings, delivery_retry_initial_seconds=0.5, delivery_retry_max_seconds=1.0,
                               retry_poll_seconds=0.2, digest_poll_seconds=0.2, default_group_interval_seconds=60)
@@ -70,22 +72,30 @@ async def test_email_webhook_and_slack_receivers_with_poison_endpoints_among_the
                 rules = rule_service_pb2_grpc.RuleServiceStub(channel)
                 receivers = receiver_service_pb2_grpc.ReceiverServiceStub(channel)
 
-                async def tenant(name: str, kinds: dict[str, receiver_service_pb2.ReceiverKind.ValueType],
+                async def tenant(name: str,
+                                 kinds: dict[str, receiver_service_pb2.ReceiverKind.ValueType | list[str]],
                                  emails: list[str]
                                  ) -> tuple[str, dict[str, receiver_service_pb2.CreateReceiverResponse]]:
+                    """A client with a rule naming its receivers: a webhook or Slack one by
+                    its path on the HTTP server, an email one by its name and addresses."""
                     client_id = (await rules.CreateClient(rule_service_pb2.CreateClientRequest(name=name))).client_id
                     await rules.CreateSourceGrant(rule_service_pb2.CreateSourceGrantRequest(
                         client_id=client_id, source=f"{name}-app"))
-                    made = {path: await receivers.CreateReceiver(receiver_service_pb2.CreateReceiverRequest(
-                        client_id=client_id, name=path.strip("/"), kind=kind, url=endpoints.url(path)))
+                    made = {path: await receivers.CreateReceiver(
+                        receiver_service_pb2.CreateReceiverRequest(
+                            client_id=client_id, name=path, kind=EMAIL, addresses=kind) if isinstance(kind, list)
+                        else receiver_service_pb2.CreateReceiverRequest(
+                            client_id=client_id, name=path.strip("/"), kind=kind, url=endpoints.url(path)))
                         for path, kind in kinds.items()}
                     await rules.CreateRule(rule_service_pb2.CreateRuleRequest(
                         client_id=client_id, severity="*", source=f"{name}-app", name="*", emails=emails,
                         receiver_ids=[response.receiver.receiver_id for response in made.values()]))
                     return client_id, made
 
-                mixed, mixed_receivers = await tenant("mixed", {"/good": WEBHOOK, "/chat": SLACK}, ["ops@mixed.io"])
-                poisoned, poisoned_receivers = await tenant("poisoned", {"/gone": WEBHOOK}, ["ops@poisoned.io"])
+                mixed, mixed_receivers = await tenant(
+                    "mixed", {"/good": WEBHOOK, "/chat": SLACK, "team": ["a@team.io", "b@team.io"]}, ["ops@mixed.io"])
+                poisoned, poisoned_receivers = await tenant(
+                    "poisoned", {"/gone": WEBHOOK, "left": ["left@poisoned.io"]}, ["ops@poisoned.io"])
                 flaky, _ = await tenant("flaky", {"/flaky": WEBHOOK}, [])
                 grouped, grouped_receivers = await tenant("grouped", {"/digests": WEBHOOK}, [])
                 await notification_policy_service_pb2_grpc.NotificationPolicyServiceStub(
@@ -129,10 +139,12 @@ async def test_email_webhook_and_slack_receivers_with_poison_endpoints_among_the
     def endpoint(responses: dict[str, receiver_service_pb2.CreateReceiverResponse], path: str) -> str:
         return f"receiver:{responses[path].receiver.receiver_id}"
 
-    # Email, webhook and Slack: each notification delivered to all three, once each.
+    # The rule's address, an email receiver, a webhook and Slack: each notification delivered
+    # to all four, once each; the email receiver's addresses get one email together.
     assert outcomes(mixed) == Counter({("SENT", "ops@mixed.io", "SENT"): 5,
                                        ("SENT", endpoint(mixed_receivers, "/good"), "SENT"): 5,
-                                       ("SENT", endpoint(mixed_receivers, "/chat"), "SENT"): 5})
+                                       ("SENT", endpoint(mixed_receivers, "/chat"), "SENT"): 5,
+                                       ("SENT", endpoint(mixed_receivers, "team"), "SENT"): 5})
     mixed_ids = {row["notification_id"] for row in rows if row["client_id"] == mixed}
     hooks = endpoints.requests_to("/good")
     assert sorted(request.headers["idempotency-key"] for request in hooks) == sorted(mixed_ids)
@@ -142,13 +154,17 @@ async def test_email_webhook_and_slack_receivers_with_poison_endpoints_among_the
     assert len(chats) == 5 and {chat["text"] for chat in chats} == {f"[HIGH] mixed-app/check-{n}" for n in range(5)}
     assert all("x-alerting-signature" not in request.headers for request in endpoints.requests_to("/chat"))
     mail = Counter(message["To"] for message in mailbox.read_all(tmp_path / "mail"))
-    assert mail == Counter({"ops@mixed.io": 5, "ops@poisoned.io": 3})
+    assert mail == Counter({"ops@mixed.io": 5, "a@team.io, b@team.io": 5, "ops@poisoned.io": 3})
 
-    # A poison webhook FAILS on its own with its answer; the email beside it is SENT.
+    # A poison webhook and an email receiver whose only address is refused FAIL on their own
+    # with their answers; the email beside them is SENT.
     assert outcomes(poisoned) == Counter({("SENT", "ops@poisoned.io", "SENT"): 3,
-                                          ("SENT", endpoint(poisoned_receivers, "/gone"), "FAILED"): 3})
+                                          ("SENT", endpoint(poisoned_receivers, "/gone"), "FAILED"): 3,
+                                          ("SENT", endpoint(poisoned_receivers, "left"), "FAILED"): 3})
     assert {row["response"] for row in rows if row["email"] == endpoint(poisoned_receivers, "/gone")} == {
         "HTTP 410: hook deleted"}
+    assert {row["response"] for row in rows if row["email"] == endpoint(poisoned_receivers, "left")} == {
+        "left@poisoned.io: 550 5.1.1 no such user"}
     assert len(endpoints.requests_to("/gone")) == 3
 
     # 503, 503, then 200: tried again until it took.

@@ -1,11 +1,11 @@
-"""The gRPC ReceiverService: clients' webhook and Slack receivers in `receivers`.
+"""The gRPC ReceiverService: clients' email, webhook and Slack receivers in `receivers`.
 
-A URL is checked when saved (rules/receivers.py; the sender checks it again, resolved, at
-every request). A webhook's signing secret is made here, shown once in the answer that
-made it, and stored sealed under the receiver-secret key: without that key the service
-cannot make webhooks (FAILED_PRECONDITION says so). An admin acts on any client's
-receivers, a tenant on its own; another client's ids are NOT_FOUND. The SQL is
-store/receivers.py's."""
+An email receiver's addresses are checked as a rule's are. A URL is checked when saved
+(rules/receivers.py; the sender checks it again, resolved, at every request). A webhook's
+signing secret is made here, shown once in the answer that made it, and stored sealed under
+the receiver-secret key: without that key the service cannot make webhooks
+(FAILED_PRECONDITION says so). An admin acts on any client's receivers, a tenant on its own;
+another client's ids are NOT_FOUND. The SQL is store/receivers.py's."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from alerting.common.settings import DEFAULT_MAX_RECEIVERS_PER_CLIENT
-from alerting.common.validation import MAX_FIELD, InvalidField, canonical_uuid, text
+from alerting.common.validation import MAX_FIELD, InvalidField, canonical_uuid, email_addresses, text
 from alerting.rule_service import validation
 from alerting.rule_service.auth import caller, visible_client_id
 from alerting.rule_service.errors import FailedPrecondition, grpc_errors
@@ -27,7 +27,8 @@ from alerting.v1 import receiver_service_pb2_grpc
 if TYPE_CHECKING:
     from alerting.rule_service.errors import Context
 
-KIND_NAMES = {api.RECEIVER_KIND_WEBHOOK: "webhook", api.RECEIVER_KIND_SLACK: "slack"}
+KIND_NAMES = {api.RECEIVER_KIND_EMAIL: "email", api.RECEIVER_KIND_WEBHOOK: "webhook",
+              api.RECEIVER_KIND_SLACK: "slack"}
 
 
 class ReceiverService(receiver_service_pb2_grpc.ReceiverServiceServicer):
@@ -50,14 +51,24 @@ class ReceiverService(receiver_service_pb2_grpc.ReceiverServiceServicer):
         client_id = visible_client_id(request.client_id)
         name = text(request.name, "name", MAX_FIELD)
         if request.kind not in KIND_NAMES:
-            raise InvalidField("kind", "RECEIVER_KIND_WEBHOOK or RECEIVER_KIND_SLACK")
+            raise InvalidField("kind", "RECEIVER_KIND_EMAIL, RECEIVER_KIND_WEBHOOK or RECEIVER_KIND_SLACK")
         kind = KIND_NAMES[request.kind]
-        url = receivers.url(request.url, self.outbound)
+        url, addresses = self.endpoint(kind, request.url, list(request.addresses))
         secret = receivers.new_secret() if kind == "webhook" else ""
-        created = await receiver_store.create(self.pool, client_id, name, kind, url,
+        created = await receiver_store.create(self.pool, client_id, name, kind, url, addresses,
                                               self.sealed(secret) if secret else None, caller().key_id,
                                               self.max_receivers_per_client)
         return api.CreateReceiverResponse(receiver=created, signing_secret=secret)
+
+    def endpoint(self, kind: str, url: str, addresses: list[str]) -> tuple[str | None, list[str]]:
+        """Where a receiver of `kind` delivers, checked: addresses for email, a URL otherwise."""
+        if kind == "email":
+            if url:
+                raise InvalidField("url", "an email receiver has addresses, not a URL")
+            return None, email_addresses(addresses, "addresses")
+        if addresses:
+            raise InvalidField("addresses", f"a {kind} receiver has a URL, not addresses")
+        return receivers.url(url, self.outbound), []
 
     @grpc_errors
     async def GetReceiver(self, request: api.GetReceiverRequest, context: Context) -> api.Receiver:
@@ -81,6 +92,15 @@ class ReceiverService(receiver_service_pb2_grpc.ReceiverServiceServicer):
         rotated = await receiver_store.rotate(self.pool, receiver_id, caller().visible_client(), self.sealed(secret),
                                               caller().key_id)
         return api.RotateReceiverSecretResponse(receiver=rotated, signing_secret=secret)
+
+    @grpc_errors
+    async def UpdateReceiver(self, request: api.UpdateReceiverRequest, context: Context) -> api.Receiver:
+        receiver_id = canonical_uuid(request.receiver_id, "receiver_id")
+        expected = validation.expected_version(request.expected_version, required=False)
+        current = await receiver_store.get(self.pool, receiver_id, caller().visible_client())
+        url, addresses = self.endpoint(KIND_NAMES[current.kind], request.url, list(request.addresses))
+        return await receiver_store.update(self.pool, receiver_id, caller().visible_client(), url, addresses,
+                                           expected or current.version, caller().key_id)
 
     @grpc_errors
     async def DeleteReceiver(self, request: api.DeleteReceiverRequest, context: Context

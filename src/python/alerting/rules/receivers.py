@@ -1,7 +1,7 @@
-"""Receivers (pure): a tenant's named webhook or Slack endpoint, which rules name beside their
-email addresses. How a receiver rides along with a notification (an endpoint
-`receiver:<id>` among its recipients), which URLs may be saved and called, and how a
-webhook's signing secret is sealed at rest and signs a request.
+"""Receivers (pure): a tenant's named endpoint (email addresses, a webhook, a Slack channel),
+which rules name beside their own email addresses. How a receiver rides along with a
+notification (an endpoint `receiver:<id>` among its recipients), which URLs may be saved and
+called, and how a webhook's signing secret is sealed at rest and signs a request.
 
 Outbound requests go to addresses a tenant chose, so a URL is checked when it is saved and
 again, with the addresses its host resolves to, when the sender calls it: HTTPS only, and no
@@ -24,7 +24,6 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from alerting.common.validation import InvalidField, canonical_uuid
 
-KINDS = ("webhook", "slack")
 ENDPOINT_PREFIX = "receiver:"
 MAX_URL = 2048
 SIGNATURE_VERSION = "v1"
@@ -52,12 +51,6 @@ def receiver_ids(values: Iterable[str], field: str = "receiver_ids") -> list[str
     if len(checked) > 20:
         raise InvalidField(field, f"{len(checked)} receivers; a rule names at most 20")
     return sorted(checked)
-
-
-def kind(value: str) -> str:
-    if value not in KINDS:
-        raise InvalidField("kind", f"unknown kind {value!r} (expected webhook or slack)")
-    return value
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The sender's deliveries, each a notification's or a digest's (dispatch.py decides which):
-an email to its addresses and a request to each of its receivers (webhook, Slack), every
+an email to its addresses and one to each of its email receivers' addresses, and a request
+to each of its other receivers (webhook, Slack), every
 delivery attempted on its own, its outcome per recipient decided by outcomes.py and
 recorded by its store (store.py, digests.py).
 
@@ -49,6 +50,7 @@ from alerting.sender.outcomes import (
     Status,
     decide,
     open_recipients,
+    receiver_outcome,
 )
 from alerting.sender.recorder import DecisionRecorder
 from alerting.sender.smtp_pool import SmtpConnections
@@ -104,7 +106,7 @@ class Outgoing(Generic[C]):
     done: Mapping[str, RecipientStatus]  # recipients SENT or FAILED by earlier attempts
     attempts: int  # this attempt included
     age_from: datetime
-    render: Callable[[], bytes]  # the email to its addresses; may raise: it cannot be rendered, ever
+    render: Callable[[Sequence[str]], bytes]  # the email to these addresses; may raise: it cannot be rendered, ever
     parent: otel_context.Context
     attributes: Mapping[str, AttributeValue] = field(default_factory=dict)
     links: Sequence[trace.Link] = ()
@@ -222,13 +224,21 @@ class EmailSender:
         return attempt.recipients
 
     async def request(self, email: Outgoing[C], recipient: str) -> Sequence[RecipientOutcome]:
-        """One receiver's request, signed if it is a webhook, traced as the email's send is."""
+        """One receiver's request, signed if it is a webhook, traced as the email's send is
+        (an email receiver's is an email to its addresses)."""
         receiver_id = receiver_of(recipient)
         target = email.targets.get(receiver_id or "")
         if target is None or (isinstance(target, Target) and target.client_id != email.client_id):
             return [RecipientOutcome(recipient, RecipientStatus.FAILED, "the receiver no longer exists")]
         if isinstance(target, Unusable):
             return [RecipientOutcome(recipient, RecipientStatus.DEFERRED, target.reason)]
+        if target.kind == "email":
+            attempt, smtp = await self.attempt(None, replace(
+                email, emails=target.addresses, done={},
+                attributes={**email.attributes, "alerting.receiver_id": target.receiver_id}))
+            if smtp is not None:
+                self.smtp.release(smtp)
+            return [receiver_outcome(recipient, attempt)]
         try:
             delivered = email.delivered()
             body = (slack_body(email.kind, delivered, lookup_link(self.settings, email.kind, email.id))
@@ -268,7 +278,7 @@ class EmailSender:
         with (None when this one can no longer be trusted)."""
         addressed = open_recipients(email.emails, email.done)
         try:
-            message = email.render()
+            message = email.render(email.addresses())
         except Exception as error:  # whatever the data: this email cannot be rendered, ever
             return Attempt(rejected=f"cannot render the email: {error!r}"), smtp
         with tracer.start_as_current_span("smtp send", context=email.parent, kind=trace.SpanKind.CLIENT,

@@ -171,19 +171,18 @@ class Dispatcher:
             alert.ParseFromString(notification.alert)
             return alert
 
-        def render() -> bytes:
-            return render_email(notification.notification_id, self.settings.smtp_sender, list(outgoing.addresses()),
-                                parsed(), list(notification.rule_ids))
+        def render(addresses: Sequence[str]) -> bytes:
+            return render_email(notification.notification_id, self.settings.smtp_sender, list(addresses), parsed(),
+                                list(notification.rule_ids))
 
         def delivered() -> list[Delivered]:
             return [Delivered(notification.notification_id, parsed(), notification.rule_ids)]
 
         parent = contexts.get(notification.notification_id) or telemetry.context_from_traceparent(
             notification.trace_context)
-        outgoing = Outgoing(notification, "notification", notification.notification_id, notification.emails,
-                            notification.done, notification.attempts, notification.age_from, render, parent,
-                            client_id=notification.client_id, delivered=delivered, targets=found)
-        return outgoing
+        return Outgoing(notification, "notification", notification.notification_id, notification.emails,
+                        notification.done, notification.attempts, notification.age_from, render, parent,
+                        client_id=notification.client_id, delivered=delivered, targets=found)
 
     async def retry_due(self, stop: asyncio.Event) -> None:
         """The retry scheduler of notifications sent alone: attempts those whose next attempt
@@ -274,8 +273,8 @@ class Dispatcher:
         return [digest if digest.attempts > 1 else digest.without(muted) for digest in claimed]
 
     def digest(self, digest: ClaimedDigest, found: Mapping[str, Target | Unusable]) -> Outgoing[ClaimedDigest]:
-        def render() -> bytes:
-            return render_digest(digest.digest_id, self.settings.smtp_sender, list(outgoing.addresses()),
+        def render(addresses: Sequence[str]) -> bytes:
+            return render_digest(digest.digest_id, self.settings.smtp_sender, list(addresses),
                                  [(member.alert, member.rule_ids) for member in digest.members])
 
         def delivered() -> list[Delivered]:
@@ -288,10 +287,9 @@ class Dispatcher:
                       member.trace_context)).get_span_context().is_valid]
         parent = traced[0] if traced else otel_context.Context()
         links = [trace.Link(trace.get_current_span(context).get_span_context()) for context in traced[1:]]
-        outgoing = Outgoing(digest, "digest", digest.digest_id, digest.recipients, digest.done, digest.attempts,
-                            digest.age_from, render, parent, {"alerting.notifications": len(digest.members)}, links,
-                            client_id=digest.client_id, delivered=delivered, targets=found)
-        return outgoing
+        return Outgoing(digest, "digest", digest.digest_id, digest.recipients, digest.done, digest.attempts,
+                        digest.age_from, render, parent, {"alerting.notifications": len(digest.members)}, links,
+                        client_id=digest.client_id, delivered=delivered, targets=found)
 
     # ------------------------------------------------------------ the hourly limit
     def limit(self, policy: Policy) -> int:

@@ -75,6 +75,24 @@ class Decision:
     next_attempt_at: datetime | None = None  # when tried again
 
 
+def receiver_outcome(recipient: str, attempt: Attempt) -> RecipientOutcome:
+    """An email receiver's outcome, from the one email to its addresses: DEFERRED while any
+    address is (the next attempt sends to every one again, with the same Message-ID), else
+    SENT if any address took it (the refusals named), else FAILED."""
+    if attempt.rejected is not None:
+        return RecipientOutcome(recipient, RecipientStatus.FAILED, attempt.rejected)
+    if attempt.error is not None:
+        return RecipientOutcome(recipient, RecipientStatus.DEFERRED, attempt.error)
+    deferred = [o for o in attempt.recipients if o.status == RecipientStatus.DEFERRED]
+    if deferred:
+        status, told = RecipientStatus.DEFERRED, deferred
+    elif any(o.status == RecipientStatus.SENT for o in attempt.recipients):
+        status, told = RecipientStatus.SENT, list(attempt.recipients)
+    else:
+        status, told = RecipientStatus.FAILED, list(attempt.recipients)
+    return RecipientOutcome(recipient, status, "; ".join(f"{o.email}: {o.response}" for o in told))
+
+
 def open_recipients(emails: Sequence[str], done: Mapping[str, RecipientStatus]) -> list[str]:
     """The recipients an attempt still has to address: not yet SENT or FAILED."""
     return [email for email in emails if done.get(email) not in FINAL]

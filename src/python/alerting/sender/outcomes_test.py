@@ -1,6 +1,9 @@
 import random
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from alerting.sender.outcomes import (
     Attempt,
     Decision,
@@ -10,6 +13,7 @@ from alerting.sender.outcomes import (
     Status,
     decide,
     open_recipients,
+    receiver_outcome,
 )
 
 SENT, FAILED, DEFERRED = RecipientStatus.SENT, RecipientStatus.FAILED, RecipientStatus.DEFERRED
@@ -72,3 +76,26 @@ def test_past_the_maximum_age_it_fails_with_the_last_error() -> None:
                        age=timedelta(hours=2))
     assert deferred.status == Status.FAILED
     assert [o.status for o in deferred.recipients] == [FAILED]
+
+
+TEAM = "receiver:5f0c2a4e-0000-4000-8000-000000000001"
+
+
+def test_an_email_receiver_is_sent_when_its_addresses_took_the_email_the_refusals_named() -> None:
+    answered = [RecipientOutcome("a@x.io", SENT, "250 ok"), RecipientOutcome("b@x.io", FAILED, "550 no such user")]
+    assert receiver_outcome(TEAM, Attempt(recipients=answered)) == RecipientOutcome(
+        TEAM, SENT, "a@x.io: 250 ok; b@x.io: 550 no such user")
+    assert receiver_outcome(TEAM, Attempt(rejected="554 spam")) == RecipientOutcome(TEAM, FAILED, "554 spam")
+    assert receiver_outcome(TEAM, Attempt(error="timed out")) == RecipientOutcome(TEAM, DEFERRED, "timed out")
+
+
+@given(st.lists(st.sampled_from(list(RecipientStatus)), min_size=1, max_size=6))
+def test_an_email_receiver_waits_while_any_address_does_and_fails_only_when_none_took_it(
+    statuses: list[RecipientStatus]
+) -> None:
+    answered = [RecipientOutcome(f"{n}@x.io", status, f"answer {n}") for n, status in enumerate(statuses)]
+    outcome = receiver_outcome(TEAM, Attempt(recipients=answered))
+    expected = DEFERRED if DEFERRED in statuses else SENT if SENT in statuses else FAILED
+    assert (outcome.email, outcome.status) == (TEAM, expected)
+    named = answered if expected == SENT else [o for o in answered if o.status == expected]
+    assert outcome.response == "; ".join(f"{o.email}: {o.response}" for o in named)

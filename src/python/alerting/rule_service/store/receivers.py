@@ -7,11 +7,11 @@ import asyncpg
 
 from alerting.rule_service.errors import AlreadyExists, FailedPrecondition, NotFound, QuotaExceeded
 from alerting.rule_service.store import clients
-from alerting.rule_service.store.rows import page
+from alerting.rule_service.store.rows import explain_missed_write, page, visible_row
 from alerting.v1 import receiver_service_pb2 as api
 
-COLUMNS = "receiver_id, client_id, name, kind, url, version, created_at, updated_at, updated_by"
-KINDS = {"webhook": api.RECEIVER_KIND_WEBHOOK, "slack": api.RECEIVER_KIND_SLACK}
+COLUMNS = "receiver_id, client_id, name, kind, url, addresses, version, created_at, updated_at, updated_by"
+KINDS = {"email": api.RECEIVER_KIND_EMAIL, "webhook": api.RECEIVER_KIND_WEBHOOK, "slack": api.RECEIVER_KIND_SLACK}
 LIST = f"""
 SELECT {COLUMNS} FROM receivers
 WHERE ($1::uuid IS NULL OR client_id = $1) AND ($2::uuid IS NULL OR receiver_id > $2::uuid)
@@ -21,15 +21,15 @@ ORDER BY receiver_id LIMIT $3
 
 def receiver_message(row: asyncpg.Record) -> api.Receiver:
     message = api.Receiver(receiver_id=str(row["receiver_id"]), client_id=str(row["client_id"]), name=row["name"],
-                           kind=KINDS[row["kind"]], url=row["url"], version=row["version"],
-                           updated_by=row["updated_by"])
+                           kind=KINDS[row["kind"]], url=row["url"] or "", addresses=row["addresses"],
+                           version=row["version"], updated_by=row["updated_by"])
     message.created_at.FromDatetime(row["created_at"])
     message.updated_at.FromDatetime(row["updated_at"])
     return message
 
 
-async def create(pool: asyncpg.Pool, client_id: str, name: str, kind: str, url: str, sealed: bytes | None,
-                 updated_by: str, max_per_client: int) -> api.Receiver:
+async def create(pool: asyncpg.Pool, client_id: str, name: str, kind: str, url: str | None, addresses: list[str],
+                 sealed: bytes | None, updated_by: str, max_per_client: int) -> api.Receiver:
     """A new receiver of the client, within its quota."""
     async with pool.acquire() as connection, connection.transaction():
         await clients.lock_existing(connection, client_id)
@@ -39,8 +39,9 @@ async def create(pool: asyncpg.Pool, client_id: str, name: str, kind: str, url: 
                                 f" ({max_per_client}); delete one first")
         try:
             row = await connection.fetchrow(
-                f"INSERT INTO receivers (client_id, name, kind, url, secret_sealed, updated_by)"
-                f" VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}", client_id, name, kind, url, sealed, updated_by)
+                f"INSERT INTO receivers (client_id, name, kind, url, addresses, secret_sealed, updated_by)"
+                f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}", client_id, name, kind, url, addresses,
+                sealed, updated_by)
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"name: client {client_id} has a receiver named {name!r}") from None
     return receiver_message(row)
@@ -67,7 +68,20 @@ async def rotate(pool: asyncpg.Pool, receiver_id: str, visible_client: str | Non
         f" RETURNING {COLUMNS}", receiver_id, visible_client, sealed, updated_by)
     if row is None:
         current = await _row(pool, receiver_id, visible_client)  # NotFound when there is none
-        raise FailedPrecondition(f"receiver_id: {receiver_id} is a {current['kind']} receiver, which has no secret")
+        raise FailedPrecondition(f"receiver_id: {receiver_id} has no secret: only webhooks sign their requests"
+                                 f" (it is of kind {current['kind']})")
+    return receiver_message(row)
+
+
+async def update(pool: asyncpg.Pool, receiver_id: str, visible_client: str | None, url: str | None,
+                 addresses: list[str], expected_version: int, updated_by: str) -> api.Receiver:
+    """The receiver's new URL or addresses, if it is still at `expected_version`."""
+    row = await pool.fetchrow(
+        f"UPDATE receivers SET url = $3, addresses = $4, version = version + 1, updated_at = now(), updated_by = $6"
+        f" WHERE receiver_id = $1 AND ($2::uuid IS NULL OR client_id = $2::uuid) AND version = $5"
+        f" RETURNING {COLUMNS}", receiver_id, visible_client, url, addresses, expected_version, updated_by)
+    if row is None:
+        await explain_missed_write(pool, "receivers", "receiver_id", receiver_id, expected_version, visible_client)
     return receiver_message(row)
 
 
@@ -100,9 +114,4 @@ async def missing_of_client(connection: asyncpg.Connection, client_id: str, rece
 
 
 async def _row(pool: asyncpg.Pool, receiver_id: str, visible_client: str | None) -> asyncpg.Record:
-    row = await pool.fetchrow(
-        f"SELECT {COLUMNS} FROM receivers WHERE receiver_id = $1 AND ($2::uuid IS NULL OR client_id = $2::uuid)",
-        receiver_id, visible_client)
-    if row is None:
-        raise NotFound(f"receiver_id: no receiver {receiver_id}")
-    return row
+    return await visible_row(pool, "receivers", COLUMNS, "receiver_id", receiver_id, visible_client)

@@ -1,5 +1,5 @@
-"""The receivers a delivery goes to, read as the sender attempts it (a rotated secret or a
-changed URL applies to the next attempt), each one's signing secret unsealed."""
+"""The receivers a delivery goes to, read as the sender attempts it (a rotated secret, a
+changed URL or new addresses apply to the next attempt), each one's signing secret unsealed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import asyncpg
 from alerting.rules.receivers import Sealer
 
 SELECT_RECEIVERS = """
-SELECT receiver_id::text, client_id::text, kind, url, secret_sealed
+SELECT receiver_id::text, client_id::text, kind, url, addresses, secret_sealed
 FROM receivers WHERE receiver_id = ANY($1::uuid[])
 """
 
@@ -20,9 +20,10 @@ FROM receivers WHERE receiver_id = ANY($1::uuid[])
 class Target:
     receiver_id: str
     client_id: str
-    kind: str  # "webhook" or "slack"
-    url: str
-    secret: str | None  # a webhook's signing secret; None for Slack
+    kind: str  # "email", "webhook" or "slack"
+    url: str  # a webhook's or Slack's; empty for email
+    secret: str | None  # a webhook's signing secret; None for the others
+    addresses: tuple[str, ...] = ()  # an email receiver's
 
 
 @dataclass(frozen=True)
@@ -50,5 +51,6 @@ async def targets(pool: asyncpg.Pool, receiver_ids: Iterable[str], sealer: Seale
             except ValueError as error:
                 found[row["receiver_id"]] = Unusable(str(error))
                 continue
-        found[row["receiver_id"]] = Target(row["receiver_id"], row["client_id"], row["kind"], row["url"], secret)
+        found[row["receiver_id"]] = Target(row["receiver_id"], row["client_id"], row["kind"], row["url"] or "", secret,
+                                           tuple(row["addresses"]))
     return found
