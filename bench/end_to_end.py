@@ -4,14 +4,23 @@
 
     deploy/local-stack up && ./pants run bench/end_to_end.py      (about 3 minutes)
     deploy/local-stack up && ./pants run bench/end_to_end.py -- --smoke   (seconds: that it runs)
+    ./pants run bench/end_to_end.py -- --profile "$PWD/bench/profiles/before" \
+        --py-spy "$(bench/profiles/install-py-spy)"
+        (the same, with py-spy sampling the evaluator, aggregator and sender during the
+        throughput phase: their top functions in that folder; its CPU numbers include py-spy's)
 It uses its own topics (production partition counts), database, Redis keys and SMTP sink;
 all are removed afterwards. The rule-service serves TLS and the rules are created with an
 admin key, as the platform runs it. Each alert matches one client through two overlapping
 rules half of the time, so there is one notification per alert.
+
+The SMTP sink and the load generator are not the platform: beside the whole machine's
+numbers it prints the platform's own, the CPU of the evaluator, aggregator and sender per
+notification and the rate they alone could sustain on this machine's cores.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import statistics
@@ -19,11 +28,12 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
-from workloads import full_or_smoke
+from profiling import recording
 
 import alerting.aggregator.main  # noqa: F401  (the services run from these modules, in subprocesses)
 import alerting.evaluator.main  # noqa: F401
@@ -67,6 +77,31 @@ class Sizes:
 FULL = Sizes(throughput_alerts=40_000, latency_seconds=20, raw_messages=40_000)
 SMOKE = Sizes(throughput_alerts=300, latency_seconds=2, raw_messages=2_000)
 WORKERS = ("alerting.rule_updater.main", "alerting.evaluator.main", "alerting.aggregator.main", "alerting.sender.main")
+# The processes an alert goes through on its way to SENT; the rule-service and rule-updater
+# are idle while the rules do not change, the sink and the producer stand for the outside.
+PLATFORM = ("evaluator", "aggregator", "sender")
+OUTSIDE = ("smtp-sink", "producer (this script)")
+
+
+@dataclass(frozen=True)
+class Profiling:
+    py_spy: str  # the py-spy program
+    directory: Path  # where each worker's collapsed stacks and top functions go
+
+
+@dataclass(frozen=True)
+class PlatformCost:
+    micros: float  # CPU µs per notification of the PLATFORM processes together
+    per_cpu_second: float  # notifications per CPU-second of them
+    cores: int
+    on_cores: float  # notifications/s they could sustain with every core to themselves
+    outside_micros: float  # CPU µs per notification of the sink and the load generator
+
+
+def platform_cost(cpu_per_alert: dict[str, float], cores: int) -> PlatformCost:
+    micros = sum(cpu_per_alert[name] for name in PLATFORM)
+    return PlatformCost(micros, 1e6 / micros, cores, cores * 1e6 / micros,
+                        sum(cpu_per_alert[name] for name in OUTSIDE))
 
 
 def service_name(module: str) -> str:
@@ -196,18 +231,22 @@ async def start_mail_and_rules(
 
 
 async def throughput(settings: StackSettings, sizes: Sizes, processes: list[asyncio.subprocess.Process],
-                     names: list[str]) -> tuple[float, dict[str, float]]:
-    """The sustained rate, after a warm-up, and each process's CPU per notification meanwhile."""
+                     names: list[str], profiling: Profiling | None) -> tuple[float, dict[str, float]]:
+    """The sustained rate, after a warm-up, and each process's CPU per notification meanwhile
+    (profiled by py-spy when `profiling` says so)."""
     # Warm-up: the first alerts prove every service is up and has the rules.
     await run_load(settings, 200, 200.0, CLIENTS, 50, 0.0, seed=1, progress=False)
     await until_sent(settings, 200, 120)
     log(f"throughput: {sizes.throughput_alerts:,} alerts as fast as they can be published")
-    cpu_before = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
-    started = time.perf_counter()
-    load = await run_load(settings, sizes.throughput_alerts, 1e9, CLIENTS, 50, 0.0, seed=2, progress=False)
-    finished = await until_sent(settings, 200 + sizes.throughput_alerts, 600)
+    pids = {name: process.pid for name, process in zip(names, processes, strict=True) if name in PLATFORM}
+    profiled = recording(profiling.py_spy, pids, profiling.directory) if profiling else nullcontext()
+    async with profiled:
+        cpu_before = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
+        started = time.perf_counter()
+        load = await run_load(settings, sizes.throughput_alerts, 1e9, CLIENTS, 50, 0.0, seed=2, progress=False)
+        finished = await until_sent(settings, 200 + sizes.throughput_alerts, 600)
+        cpu_after = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
     sustained = sizes.throughput_alerts / (finished - started)
-    cpu_after = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
     cpu_per_alert = {name: (after - before) / sizes.throughput_alerts * 1e6 for name, before, after in
                      zip([*names, "producer (this script)", "whole machine"], cpu_before, cpu_after, strict=True)}
     log(f"  published at {load.rate:,.0f}/s, all SENT after {finished - started:.1f} s: "
@@ -227,7 +266,7 @@ async def latency(settings: StackSettings, sizes: Sizes, sustained: float) -> li
     return sorted(await latencies_since(settings, since))
 
 
-async def main(sizes: Sizes) -> None:
+async def main(sizes: Sizes, profiling: Profiling | None = None) -> None:
     async with stack_slice("e2e") as settings:
         raw = await raw_broker_rate(settings, sizes.raw_messages)
         log(f"raw broker: {raw:,.0f} messages/s produced and consumed")
@@ -242,7 +281,7 @@ async def main(sizes: Sizes) -> None:
                     # One email per notification: the rate of delivery itself, not of digests.
                     processes.append(await spawn_service(module, service_environment(settings,
                                                                                      **IMMEDIATE_ENVIRONMENT)))
-                sustained, cpu_per_alert = await throughput(settings, sizes, processes, names)
+                sustained, cpu_per_alert = await throughput(settings, sizes, processes, names, profiling)
                 latencies = await latency(settings, sizes, sustained)
             finally:
                 await asyncio.gather(*(stop_process(process) for process in reversed(processes)))
@@ -258,7 +297,31 @@ async def main(sizes: Sizes) -> None:
     print("|---:|---:|---:|---:|---:|")
     print(f"| {raw:,.0f} msg/s | {sustained:,.0f} notifications/s | {sustained / raw:.2f} "
           f"| {p50 * 1000:.0f} ms | {p99 * 1000:.0f} ms |")
+    cost = platform_cost(cpu_per_alert, os.cpu_count() or 1)
+    print()
+    print(f"| platform only: {' + '.join(PLATFORM)} | notifications per CPU-second "
+          f"| on {cost.cores} cores without sink and load generator | outside: {' + '.join(OUTSIDE)} |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {cost.micros:,.0f} µs per notification | {cost.per_cpu_second:,.0f} "
+          f"| {cost.on_cores:,.0f} notifications/s | {cost.outside_micros:,.0f} µs per notification |")
+
+
+def absolute_path(text: str) -> Path:
+    """A folder named from where the command was typed: `./pants run` runs in a sandbox."""
+    if not os.path.isabs(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: give an absolute path, e.g. \"$PWD/{text}\"")
+    return Path(text)
+
+
+def arguments() -> tuple[Sizes, Profiling | None]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: that it runs, not how fast")
+    parser.add_argument("--profile", type=absolute_path, metavar="DIR",
+                        help="profile the evaluator, aggregator and sender with py-spy in the throughput phase")
+    parser.add_argument("--py-spy", default="py-spy", help="the py-spy program (default: py-spy on PATH)")
+    args = parser.parse_args()
+    return SMOKE if args.smoke else FULL, Profiling(args.py_spy, args.profile) if args.profile else None
 
 
 if __name__ == "__main__":
-    asyncio.run(main(full_or_smoke(__doc__, FULL, SMOKE)))
+    asyncio.run(main(*arguments()))
