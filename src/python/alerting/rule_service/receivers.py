@@ -42,7 +42,8 @@ class ReceiverService(receiver_service_pb2_grpc.ReceiverServiceServicer):
     def sealed(self, secret: str) -> bytes:
         if self.sealer is None:
             raise FailedPrecondition("kind: this rule-service has no receiver-secret key"
-                                     " (ALERTING_RECEIVER_SECRET_KEY_FILE) to keep webhook secrets with")
+                                     " (ALERTING_RECEIVER_SECRET_KEY_FILE) to keep webhook secrets and Slack URLs"
+                                     " with")
         return self.sealer.seal(secret)
 
     @grpc_errors
@@ -53,22 +54,26 @@ class ReceiverService(receiver_service_pb2_grpc.ReceiverServiceServicer):
         if request.kind not in KIND_NAMES:
             raise InvalidField("kind", "RECEIVER_KIND_EMAIL, RECEIVER_KIND_WEBHOOK or RECEIVER_KIND_SLACK")
         kind = KIND_NAMES[request.kind]
-        url, addresses = self.endpoint(kind, request.url, list(request.addresses))
+        endpoint = self.endpoint(kind, request.url, list(request.addresses))
         secret = receivers.new_secret() if kind == "webhook" else ""
-        created = await receiver_store.create(self.pool, client_id, name, kind, url, addresses,
+        created = await receiver_store.create(self.pool, client_id, name, kind, endpoint,
                                               self.sealed(secret) if secret else None, caller().key_id,
                                               self.max_receivers_per_client)
         return api.CreateReceiverResponse(receiver=created, signing_secret=secret)
 
-    def endpoint(self, kind: str, url: str, addresses: list[str]) -> tuple[str | None, list[str]]:
-        """Where a receiver of `kind` delivers, checked: addresses for email, a URL otherwise."""
+    def endpoint(self, kind: str, url: str, addresses: list[str]) -> receiver_store.Endpoint:
+        """Where a receiver of `kind` delivers, checked: addresses for email, a URL otherwise,
+        which for Slack is a credential, kept sealed and shown redacted."""
         if kind == "email":
             if url:
                 raise InvalidField("url", "an email receiver has addresses, not a URL")
-            return None, email_addresses(addresses, "addresses")
+            return receiver_store.Endpoint(None, email_addresses(addresses, "addresses"))
         if addresses:
             raise InvalidField("addresses", f"a {kind} receiver has a URL, not addresses")
-        return receivers.url(url, self.outbound), []
+        checked = receivers.url(url, self.outbound)
+        if kind == "slack":
+            return receiver_store.Endpoint(receivers.redacted(checked), [], self.sealed(checked))
+        return receiver_store.Endpoint(checked, [])
 
     @grpc_errors
     async def GetReceiver(self, request: api.GetReceiverRequest, context: Context) -> api.Receiver:
@@ -98,8 +103,8 @@ class ReceiverService(receiver_service_pb2_grpc.ReceiverServiceServicer):
         receiver_id = canonical_uuid(request.receiver_id, "receiver_id")
         expected = validation.expected_version(request.expected_version, required=False)
         current = await receiver_store.get(self.pool, receiver_id, caller().visible_client())
-        url, addresses = self.endpoint(KIND_NAMES[current.kind], request.url, list(request.addresses))
-        return await receiver_store.update(self.pool, receiver_id, caller().visible_client(), url, addresses,
+        endpoint = self.endpoint(KIND_NAMES[current.kind], request.url, list(request.addresses))
+        return await receiver_store.update(self.pool, receiver_id, caller().visible_client(), endpoint,
                                            expected or current.version, caller().key_id)
 
     @grpc_errors

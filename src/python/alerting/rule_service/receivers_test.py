@@ -49,7 +49,10 @@ async def test_a_webhooks_secret_is_shown_once_stored_sealed_and_rotated(stack_s
 
         slack = await stub(channel).CreateReceiver(api.CreateReceiverRequest(
             client_id=client_id, name="chat", kind=SLACK, url="https://hooks.slack.com/services/T0/B0/x"))
-        assert slack.signing_secret == ""
+        assert (slack.signing_secret, slack.receiver.url) == ("", "https://hooks.slack.com/services/T0/B0/…")
+        [row] = await fetch(service.settings, "SELECT url_sealed FROM receivers WHERE receiver_id = $1",
+                            slack.receiver.receiver_id)
+        assert Sealer(RECEIVER_SECRET_KEY).unseal(bytes(row["url_sealed"])) == "https://hooks.slack.com/services/T0/B0/x"
         assert await answer(stub(channel).RotateReceiverSecret(
             api.RotateReceiverSecretRequest(receiver_id=slack.receiver.receiver_id))) == (
             grpc.StatusCode.FAILED_PRECONDITION,

@@ -117,6 +117,14 @@ def url(value: str, policy: OutboundPolicy, field: str = "url") -> str:
     return value
 
 
+def redacted(value: str) -> str:
+    """A URL that is a credential (a Slack incoming webhook's) as the API shows it: its last
+    path segment, the secret part, hidden."""
+    parts = urlsplit(value)
+    head = parts.path.rstrip("/").rpartition("/")[0]
+    return f"{parts.scheme}://{parts.netloc}{head}/…"
+
+
 def new_secret() -> str:
     """A webhook's signing secret: 256 random bits, shown to the tenant once."""
     return "whsec_" + secrets.token_urlsafe(32)
@@ -129,7 +137,7 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 class Sealer:
-    """Seals signing secrets for storage (Fernet: AES-128-CBC with HMAC-SHA256) under a key
+    """Seals signing secrets (and Slack URLs) for storage (Fernet: AES-128-CBC with HMAC-SHA256) under a key
     derived from the platform's receiver-secret key, which only the rule-service and the
     sender hold. A database dump alone reveals no secret."""
 
@@ -147,4 +155,4 @@ class Sealer:
         try:
             return self._fernet.decrypt(sealed).decode()
         except InvalidToken:
-            raise ValueError("the signing secret cannot be unsealed with this key") from None
+            raise ValueError("the sealed secret cannot be unsealed with this key") from None

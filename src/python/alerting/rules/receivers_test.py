@@ -18,6 +18,7 @@ from alerting.rules.receivers import (
     new_secret,
     receiver_ids,
     receiver_of,
+    redacted,
     refused_address,
     signature,
     url,
@@ -121,3 +122,9 @@ def test_a_sealed_secret_opens_with_its_key_only() -> None:
         Sealer("j" * 40).unseal(sealed)
     with pytest.raises(ValueError, match="at least 32"):
         Sealer("short")
+
+
+def test_a_slack_url_is_shown_without_its_secret_part() -> None:
+    assert redacted("https://hooks.slack.com/services/T0/B0/XXXX") == "https://hooks.slack.com/services/T0/B0/…"
+    assert redacted("https://hooks.example.com/") == "https://hooks.example.com/…"
+    assert redacted("https://hooks.example.com:8443/a/b?token=1") == "https://hooks.example.com:8443/a/…"

@@ -3,6 +3,8 @@ them. Secrets arrive sealed (rules/receivers.py) and never leave this module."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
 
 from alerting.rule_service.errors import AlreadyExists, FailedPrecondition, NotFound, QuotaExceeded
@@ -19,6 +21,16 @@ ORDER BY receiver_id LIMIT $3
 """
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a receiver delivers, as stored: a URL (shown; redacted when it is a credential,
+    then kept in `url_sealed`) or addresses."""
+
+    url: str | None
+    addresses: list[str]
+    url_sealed: bytes | None = None
+
+
 def receiver_message(row: asyncpg.Record) -> api.Receiver:
     message = api.Receiver(receiver_id=str(row["receiver_id"]), client_id=str(row["client_id"]), name=row["name"],
                            kind=KINDS[row["kind"]], url=row["url"] or "", addresses=row["addresses"],
@@ -28,8 +40,8 @@ def receiver_message(row: asyncpg.Record) -> api.Receiver:
     return message
 
 
-async def create(pool: asyncpg.Pool, client_id: str, name: str, kind: str, url: str | None, addresses: list[str],
-                 sealed: bytes | None, updated_by: str, max_per_client: int) -> api.Receiver:
+async def create(pool: asyncpg.Pool, client_id: str, name: str, kind: str, endpoint: Endpoint, sealed: bytes | None,
+                 updated_by: str, max_per_client: int) -> api.Receiver:
     """A new receiver of the client, within its quota."""
     async with pool.acquire() as connection, connection.transaction():
         await clients.lock_existing(connection, client_id)
@@ -39,9 +51,9 @@ async def create(pool: asyncpg.Pool, client_id: str, name: str, kind: str, url: 
                                 f" ({max_per_client}); delete one first")
         try:
             row = await connection.fetchrow(
-                f"INSERT INTO receivers (client_id, name, kind, url, addresses, secret_sealed, updated_by)"
-                f" VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}", client_id, name, kind, url, addresses,
-                sealed, updated_by)
+                f"INSERT INTO receivers (client_id, name, kind, url, addresses, url_sealed, secret_sealed, updated_by)"
+                f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}", client_id, name, kind, endpoint.url,
+                endpoint.addresses, endpoint.url_sealed, sealed, updated_by)
         except asyncpg.UniqueViolationError:
             raise AlreadyExists(f"name: client {client_id} has a receiver named {name!r}") from None
     return receiver_message(row)
@@ -73,13 +85,14 @@ async def rotate(pool: asyncpg.Pool, receiver_id: str, visible_client: str | Non
     return receiver_message(row)
 
 
-async def update(pool: asyncpg.Pool, receiver_id: str, visible_client: str | None, url: str | None,
-                 addresses: list[str], expected_version: int, updated_by: str) -> api.Receiver:
+async def update(pool: asyncpg.Pool, receiver_id: str, visible_client: str | None, endpoint: Endpoint,
+                 expected_version: int, updated_by: str) -> api.Receiver:
     """The receiver's new URL or addresses, if it is still at `expected_version`."""
     row = await pool.fetchrow(
-        f"UPDATE receivers SET url = $3, addresses = $4, version = version + 1, updated_at = now(), updated_by = $6"
-        f" WHERE receiver_id = $1 AND ($2::uuid IS NULL OR client_id = $2::uuid) AND version = $5"
-        f" RETURNING {COLUMNS}", receiver_id, visible_client, url, addresses, expected_version, updated_by)
+        f"UPDATE receivers SET url = $3, addresses = $4, url_sealed = $5, version = version + 1, updated_at = now(),"
+        f" updated_by = $7 WHERE receiver_id = $1 AND ($2::uuid IS NULL OR client_id = $2::uuid) AND version = $6"
+        f" RETURNING {COLUMNS}", receiver_id, visible_client, endpoint.url, endpoint.addresses, endpoint.url_sealed,
+        expected_version, updated_by)
     if row is None:
         await explain_missed_write(pool, "receivers", "receiver_id", receiver_id, expected_version, visible_client)
     return receiver_message(row)

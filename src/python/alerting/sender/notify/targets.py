@@ -11,7 +11,7 @@ import asyncpg
 from alerting.rules.receivers import Sealer
 
 SELECT_RECEIVERS = """
-SELECT receiver_id::text, client_id::text, kind, url, addresses, secret_sealed
+SELECT receiver_id::text, client_id::text, kind, url, addresses, url_sealed, secret_sealed
 FROM receivers WHERE receiver_id = ANY($1::uuid[])
 """
 
@@ -28,7 +28,8 @@ class Target:
 
 @dataclass(frozen=True)
 class Unusable:
-    """A receiver that exists but cannot be called now, and why (its secret cannot be unsealed)."""
+    """A receiver that exists but cannot be called now, and why (its secret or URL cannot be
+    unsealed)."""
 
     reason: str
 
@@ -41,16 +42,18 @@ async def targets(pool: asyncpg.Pool, receiver_ids: Iterable[str], sealer: Seale
         return {}
     found: dict[str, Target | Unusable] = {}
     for row in await pool.fetch(SELECT_RECEIVERS, wanted):
-        secret = None
-        if row["secret_sealed"] is not None:
-            if sealer is None:
-                found[row["receiver_id"]] = Unusable("this sender has no receiver-secret key to sign with")
-                continue
-            try:
-                secret = sealer.unseal(bytes(row["secret_sealed"]))
-            except ValueError as error:
-                found[row["receiver_id"]] = Unusable(str(error))
-                continue
-        found[row["receiver_id"]] = Target(row["receiver_id"], row["client_id"], row["kind"], row["url"] or "", secret,
-                                           tuple(row["addresses"]))
+        try:
+            secret, sealed_url = (None if row[column] is None else unsealed(sealer, bytes(row[column]))
+                                  for column in ("secret_sealed", "url_sealed"))
+        except ValueError as error:
+            found[row["receiver_id"]] = Unusable(str(error))
+            continue
+        found[row["receiver_id"]] = Target(row["receiver_id"], row["client_id"], row["kind"],
+                                           sealed_url or row["url"] or "", secret, tuple(row["addresses"]))
     return found
+
+
+def unsealed(sealer: Sealer | None, sealed: bytes) -> str:
+    if sealer is None:
+        raise ValueError("this sender has no receiver-secret key to unseal with")
+    return sealer.unseal(sealed)
