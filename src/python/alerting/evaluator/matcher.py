@@ -1,8 +1,8 @@
 """The in-memory rule index: match cost depends on the number of matches, not of rules.
 
-Each rule has a shape, the set of its fields that are concrete (not "*"): 7 shapes, as
-all-wildcard rules are invalid. Per shape, a dict maps the tuple of concrete values to
-the rules with exactly those values. An alert probes each non-empty shape once.
+A rule's pattern is its (severity, source, name), each concrete or "*": rules are kept
+in buckets by pattern, and an alert probes the 7 patterns that match it (all-wildcard
+rules are invalid), one dict lookup each.
 
 Alerts have owners: a rule matches only alerts from a source granted to its client, exactly
 or by a prefix. An alert first looks up the clients granted its source (one dict lookup, plus
@@ -23,9 +23,6 @@ from typing import NamedTuple
 
 from alerting.common.vocabulary import WILDCARD
 
-FIELDS = ("severity", "source", "name")
-# Shapes as bit masks over FIELDS: bit i set = field i is concrete.
-SHAPES = tuple(range(1, 8))
 NO_CLIENTS: frozenset[str] = frozenset()
 
 
@@ -59,30 +56,16 @@ class ClientMatch(NamedTuple):
     emails: tuple[str, ...]
 
 
-def shape_of(rule: IndexedRule) -> int:
-    return (rule.severity != WILDCARD) | (rule.source != WILDCARD) << 1 | (rule.name != WILDCARD) << 2
-
-
-# Per shape, the bucket key from (severity, source, name): the concrete values only.
-KEY_OF = {
-    1: lambda severity, source, name: (severity,),
-    2: lambda severity, source, name: (source,),
-    3: lambda severity, source, name: (severity, source),
-    4: lambda severity, source, name: (name,),
-    5: lambda severity, source, name: (severity, name),
-    6: lambda severity, source, name: (source, name),
-    7: lambda severity, source, name: (severity, source, name),
-}
-
-
-# A bucket: per client, the ClientMatch of its rules in the bucket.
-Bucket = dict[str, ClientMatch]
+# A bucket: the ClientMatch of its rules when they are all of one client (most buckets
+# that name a source hold its owner's rules alone), else per client the ClientMatch of its.
+Bucket = ClientMatch | dict[str, ClientMatch]
+Pattern = tuple[str, str, str]
 
 
 class RuleIndex:
     def __init__(self) -> None:
         self._rules: dict[str, IndexedRule] = {}
-        self._buckets: dict[int, dict[tuple[str, ...], Bucket]] = {shape: {} for shape in SHAPES}
+        self._buckets: dict[Pattern, Bucket] = {}
         # Each email list seen, as given and normalized, to its one shared normalized tuple.
         self._emails: dict[tuple[str, ...], tuple[str, ...]] = {}
         # The clients granted each exact source, and each prefix.
@@ -108,37 +91,60 @@ class RuleIndex:
 
         Each rule shares the strings many rules repeat (client ids, patterns, email lists),
         its emails sorted and unique as a match lists them. Spelled out in one loop, as a
-        warm start runs it a million times; the buckets' matches are made once per bucket
-        and client, after it."""
+        warm start runs it a million times: a rule alone of its client in its bucket makes
+        the bucket's match for the client at once, and the matches of several rules are
+        remade once, after the loop."""
         intern, new = sys.intern, tuple.__new__
-        by_id, shared_emails = self._rules, self._emails
-        added: dict[tuple[int, tuple[str, ...], str], list[IndexedRule]] = {}
+        by_id, buckets, shared_emails = self._rules, self._buckets, self._emails
+        several: list[tuple[Pattern, str]] = []
         for rule_id, client_id, severity, source, name, emails, enabled, version in rows:
             shared = shared_emails.get(emails)
             if shared is None:
                 normalized = tuple(sorted(set(emails)))
                 shared = shared_emails[emails] = shared_emails.setdefault(normalized, normalized)
-            # tuple.__new__ skips the NamedTuple's Python-level __new__.
-            rule = new(IndexedRule, (rule_id, intern(client_id), intern(severity), intern(source), intern(name),
-                                     shared, enabled, version))
-            by_id[rule_id] = rule
+            client_id = intern(client_id)
+            pattern = (intern(severity), intern(source), intern(name))
+            # tuple.__new__ skips the NamedTuples' Python-level __new__.
+            by_id[rule_id] = new(IndexedRule, (rule_id, client_id, *pattern, shared, enabled, version))
             if enabled:
-                shape = shape_of(rule)
-                group = (shape, KEY_OF[shape](rule.severity, rule.source, rule.name), rule.client_id)
-                grouped = added.get(group)
-                if grouped is None:
-                    added[group] = [rule]
-                else:
-                    grouped.append(rule)
-        buckets = self._buckets
-        for (shape, key, client_id), rules in added.items():
-            bucket = buckets[shape].get(key)
-            if bucket is None:
-                bucket = buckets[shape][key] = {}
-            held = bucket.get(client_id)
-            if held is not None:
-                rules += [by_id[rule_id] for rule_id in held.rule_ids]
-            bucket[client_id] = self._client_match(client_id, rules)
+                if pattern not in buckets:
+                    buckets[pattern] = new(ClientMatch, (client_id, (rule_id,), shared))
+                elif (held := self._held(pattern, client_id)) is None:
+                    self._store(pattern, new(ClientMatch, (client_id, (rule_id,), shared)))
+                else:  # its rule ids for now: remade below
+                    self._store(pattern, new(ClientMatch, (client_id, held.rule_ids + (rule_id,), shared)))
+                    several.append((pattern, client_id))
+        for pattern, client_id in several:
+            held = self._held(pattern, client_id)
+            assert held is not None
+            self._store(pattern, self._client_match(client_id, [by_id[rule_id] for rule_id in held.rule_ids]))
+
+    def _held(self, pattern: Pattern, client_id: str) -> ClientMatch | None:
+        """The client's match in the bucket of `pattern`, if any."""
+        bucket = self._buckets.get(pattern)
+        if isinstance(bucket, dict):
+            return bucket.get(client_id)
+        return bucket if bucket is not None and bucket.client_id == client_id else None
+
+    def _store(self, pattern: Pattern, match: ClientMatch) -> None:
+        """Set the client's match in the bucket of `pattern`."""
+        bucket = self._buckets.get(pattern)
+        if isinstance(bucket, dict):
+            bucket[match.client_id] = match
+        elif bucket is None or bucket.client_id == match.client_id:
+            self._buckets[pattern] = match
+        else:
+            self._buckets[pattern] = {bucket.client_id: bucket, match.client_id: match}
+
+    def _drop(self, pattern: Pattern, client_id: str) -> None:
+        """Remove the client's match from the bucket of `pattern`."""
+        bucket = self._buckets[pattern]
+        if not isinstance(bucket, dict):
+            del self._buckets[pattern]
+            return
+        del bucket[client_id]
+        if len(bucket) == 1:
+            [self._buckets[pattern]] = bucket.values()
 
     def _client_match(self, client_id: str, rules: list[IndexedRule]) -> ClientMatch:
         """What `rules`, the client's rules in one bucket, match: their ids and endpoints."""
@@ -222,43 +228,49 @@ class RuleIndex:
         if not owners:
             return []
         buckets = self._buckets
-        # One probe per shape, keys spelled out: this is the evaluator's hot path.
+        # One probe per pattern that matches, spelled out: this is the evaluator's hot path.
         candidates = (
-            buckets[1].get((severity,)),
-            buckets[2].get((source,)),
-            buckets[3].get((severity, source)),
-            buckets[4].get((name,)),
-            buckets[5].get((severity, name)),
-            buckets[6].get((source, name)),
-            buckets[7].get((severity, source, name)),
+            buckets.get((severity, WILDCARD, WILDCARD)),
+            buckets.get((WILDCARD, source, WILDCARD)),
+            buckets.get((severity, source, WILDCARD)),
+            buckets.get((WILDCARD, WILDCARD, name)),
+            buckets.get((severity, WILDCARD, name)),
+            buckets.get((WILDCARD, source, name)),
+            buckets.get((severity, source, name)),
         )
-        found: dict[str, ClientMatch] = {}
+        found: list[ClientMatch] = []
         for bucket in candidates:
-            if bucket:
+            if bucket is None:
+                continue
+            if isinstance(bucket, dict):
                 # Whichever is smaller walked: a bucket of a severity alone may hold every client.
                 for client_id in (bucket if len(bucket) <= len(owners) else owners):
                     if client_id in owners and (matched := bucket.get(client_id)) is not None:
-                        held = found.get(client_id)
-                        found[client_id] = matched if held is None else merged(held, matched)
-        return list(found.values())
+                        found.append(matched)
+            elif bucket.client_id in owners:
+                found.append(bucket)
+        if len(found) < 2:
+            return found
+        by_client: dict[str, ClientMatch] = {}
+        for matched in found:
+            held = by_client.get(matched.client_id)
+            by_client[matched.client_id] = matched if held is None else merged(held, matched)
+        return list(by_client.values())
 
     def _unlink(self, rule: IndexedRule) -> None:
         if not rule.enabled:
             return
-        shape = shape_of(rule)
-        key = KEY_OF[shape](rule.severity, rule.source, rule.name)
-        bucket = self._buckets[shape][key]
-        held = bucket[rule.client_id]
+        pattern = (rule.severity, rule.source, rule.name)
+        held = self._held(pattern, rule.client_id)
+        assert held is not None
         if len(held.rule_ids) == 1:
-            del bucket[rule.client_id]
-            if not bucket:
-                del self._buckets[shape][key]
+            self._drop(pattern, rule.client_id)
         else:
-            bucket[rule.client_id] = self._client_match(
-                rule.client_id, [self._rules[rule_id] for rule_id in held.rule_ids if rule_id != rule.rule_id])
+            self._store(pattern, self._client_match(
+                rule.client_id, [self._rules[rule_id] for rule_id in held.rule_ids if rule_id != rule.rule_id]))
 
 
 def merged(first: ClientMatch, second: ClientMatch) -> ClientMatch:
     """One client's matches from two buckets: their rules differ, their endpoints may not."""
     emails = first.emails if first.emails is second.emails else tuple(sorted({*first.emails, *second.emails}))
-    return ClientMatch(first.client_id, tuple(sorted(first.rule_ids + second.rule_ids)), emails)
+    return tuple.__new__(ClientMatch, (first.client_id, tuple(sorted(first.rule_ids + second.rule_ids)), emails))
