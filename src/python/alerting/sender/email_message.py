@@ -92,7 +92,7 @@ def digest_subject(alerts: Sequence[alert_pb2.Alert]) -> str:
 
 
 def digest_text(digest_id: str, members: Sequence[tuple[alert_pb2.Alert, Sequence[str]]]) -> str:
-    lines = [f"{len(members)} alerts, in the order they were recorded:", ""]
+    lines = [f"{len(members)} alert{'s' if len(members) != 1 else ''}, in the order they were recorded:", ""]
     for alert, rule_ids in members[:DIGEST_LISTED]:
         event_time = alert.event_ts.ToDatetime(tzinfo=UTC).isoformat() if alert.HasField("event_ts") else "unknown"
         lines.append(f"[{severity_name(alert.severity)}] {alert.source}/{alert.name}  {event_time}"
