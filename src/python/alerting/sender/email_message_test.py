@@ -63,7 +63,7 @@ def test_a_digest_lists_its_alerts_and_counts_them_in_its_subject() -> None:
 def test_a_digest_of_one_and_a_digest_beyond_the_listed_ones() -> None:
     one = parsed(render_digest("d1", "s@x.io", ["a@x.io"], [(build_alert("LOW", "db", "disk"), ("r1",))]))
     assert one["Subject"] == "[LOW] 1 alert: db/disk"
-    assert one.get_content().startswith("1 alert, in the order they were recorded:\n")
+    assert one.get_content().startswith("1 alert, in the order they were recorded:\r\n")
     many = [(build_alert("LOW", "db", f"check-{n}"), ("r1",)) for n in range(DIGEST_LISTED + 7)]
     body = parsed(render_digest("d2", "s@x.io", ["a@x.io"], many)).get_content()
     assert body.count("[LOW] db/check-") == DIGEST_LISTED
