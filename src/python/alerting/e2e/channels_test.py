@@ -14,11 +14,6 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import alerting.aggregator.main
-import alerting.evaluator.main
-import alerting.rule_updater.main
-import alerting.sender.main
-from alerting.common.settings import AggregatorSettings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
@@ -30,7 +25,7 @@ from alerting.testsupport.services import (
     free_port,
     immediate_sender,
     rule_service,
-    running,
+    running_pipeline,
     wait_until,
 )
 from alerting.testsupport.stack import StackSettings
@@ -106,14 +101,7 @@ async def test_email_webhook_and_slack_receivers_with_poison_endpoints_among_the
                           poisoned: [build_alert("LOW", "poisoned-app", f"check-{n}") for n in range(3)],
                           flaky: [build_alert("CRITICAL", "flaky-app", "check")],
                           grouped: [build_alert("MEDIUM", "grouped-app", f"check-{n}") for n in range(4)]}
-                async with (
-                    running(alerting.rule_updater.main.run, settings),
-                    running(alerting.evaluator.main.run, settings),
-                    running(alerting.aggregator.main.run,
-                            AggregatorSettings(**settings.model_dump())),
-                    running(alerting.sender.main.run, sender),
-                    AlertPublisher(settings) as publisher,
-                ):
+                async with running_pipeline(settings, sender), AlertPublisher(settings) as publisher:
                     await asyncio.sleep(1)  # the rules and grants travel outbox → rule.changed → evaluator
                     await publisher.publish([alert for batch in alerts.values() for alert in batch])
                     expected = sum(len(batch) for batch in alerts.values())

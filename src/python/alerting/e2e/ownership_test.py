@@ -8,17 +8,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import alerting.aggregator.main
-import alerting.evaluator.main
-import alerting.rule_updater.main
-import alerting.sender.main
-from alerting.common.settings import AggregatorSettings
 from alerting.common.vocabulary import SEVERITIES, WILDCARD
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
-from alerting.testsupport.services import fetch, free_port, immediate_sender, rule_service, running, wait_until
+from alerting.testsupport.services import fetch, free_port, rule_service, running_pipeline, wait_until
 from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     api_key_service_pb2,
@@ -71,14 +66,7 @@ async def test_a_tenant_with_rules_for_every_alert_receives_only_its_granted_sou
                     client_id=owner.client_id, severity=WILDCARD, source="payments.db", name=WILDCARD,
                     emails=["oncall@owner.io"]))
 
-            async with (
-                running(alerting.rule_updater.main.run, settings),
-                running(alerting.evaluator.main.run, settings),
-                running(alerting.aggregator.main.run,
-                        AggregatorSettings(**settings.model_dump())),
-                running(alerting.sender.main.run, immediate_sender(settings)),
-                AlertPublisher(settings) as publisher,
-            ):
+            async with running_pipeline(settings), AlertPublisher(settings) as publisher:
                 own = build_alert("HIGH", "nosy-app", "errors", event_ts="2026-11-24T10:00:00Z")
                 others = [build_alert(severity, "payments.db", "card_data", event_ts="2026-11-24T10:00:00Z",
                                       context={"card": "4111-1111"}) for severity in SEVERITIES]

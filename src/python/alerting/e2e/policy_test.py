@@ -15,16 +15,12 @@ from pathlib import Path
 
 from google.protobuf.duration_pb2 import Duration
 
-import alerting.aggregator.main
-import alerting.evaluator.main
-import alerting.rule_updater.main
-import alerting.sender.main
-from alerting.common.settings import AggregatorSettings, SenderSettings
+from alerting.common.settings import SenderSettings
 from alerting.producer.alerts import build_alert
 from alerting.producer.publisher import AlertPublisher
 from alerting.smtp_sink import mailbox
 from alerting.smtp_sink.main import start_sink
-from alerting.testsupport.services import fetch, free_port, rule_service, running, wait_until
+from alerting.testsupport.services import fetch, free_port, rule_service, running_pipeline, wait_until
 from alerting.testsupport.stack import StackSettings
 from alerting.v1 import (
     notification_policy_service_pb2,
@@ -86,14 +82,7 @@ async def test_digests_groups_the_hourly_limit_and_silences_through_the_pipeline
                 limited: [build_alert("HIGH", "limited-app", f"check-{n}") for n in range(10)],
                 muted: [build_alert("HIGH", "muted-app", name) for name in ("noisy", "noisy", "disk")],
             }
-            async with (
-                running(alerting.rule_updater.main.run, settings),
-                running(alerting.evaluator.main.run, settings),
-                running(alerting.aggregator.main.run,
-                        AggregatorSettings(**settings.model_dump())),
-                running(alerting.sender.main.run, sender),
-                AlertPublisher(settings) as publisher,
-            ):
+            async with running_pipeline(settings, sender), AlertPublisher(settings) as publisher:
                 await asyncio.sleep(1)  # the rules and grants travel outbox → rule.changed → evaluator
                 await publisher.publish([alert for batch in alerts.values() for alert in batch])
                 # What the limit lets through goes at once; the rest waits for the hour.

@@ -18,11 +18,16 @@ import grpc
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from pydantic import SecretStr
 
+import alerting.aggregator.main
+import alerting.evaluator.main
+import alerting.rule_updater.main
+import alerting.sender.main
 from alerting.common import db
 from alerting.common.grpc_client import aio_channel
 from alerting.common.kafka import OutgoingMessage, kafka_client_options, make_producer, publish_all
 from alerting.common.service import Lifecycle
 from alerting.common.settings import (
+    AggregatorSettings,
     DatabaseSettings,
     RuleServiceSettings,
     SenderSettings,
@@ -129,6 +134,19 @@ def immediate_sender(settings: StackSettings, **overrides: Any) -> SenderSetting
     no limit for every client."""
     return SenderSettings(**{**settings.model_dump(), "default_group_wait_seconds": 0,
                              "max_emails_per_hour": UNLIMITED_EMAILS_PER_HOUR, **overrides})
+
+
+@asynccontextmanager
+async def running_pipeline(settings: StackSettings, sender: SenderSettings | None = None) -> AsyncIterator[None]:
+    """The pipeline's workers (rule-updater, evaluator, aggregator and sender: `sender`, or the
+    immediate one) running as tasks on `settings`' slice of the stack, stopped on exit."""
+    async with (
+        running(alerting.rule_updater.main.run, settings),
+        running(alerting.evaluator.main.run, settings),
+        running(alerting.aggregator.main.run, AggregatorSettings(**settings.model_dump())),
+        running(alerting.sender.main.run, sender or immediate_sender(settings)),
+    ):
+        yield
 
 
 # The same for a spawned sender, as its environment.
