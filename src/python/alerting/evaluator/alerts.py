@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
@@ -27,11 +28,13 @@ def rule_fields(rule: rule_pb2.Rule) -> RuleFields:
     """IndexedRule's fields in order, as a plain tuple: what RuleIndex.load takes, and
     cheaper to build than the IndexedRule it makes of them. Its endpoints are its emails
     and its receivers (`receiver:<id>`): a notification goes to each."""
-    endpoints = tuple(rule.emails)
-    if rule.receiver_ids:
-        endpoints += tuple(endpoint(receiver_id) for receiver_id in rule.receiver_ids)
-    return (rule.rule_id, rule.client_id, rule.severity, rule.source, rule.name, endpoints, rule.enabled,
-            rule.version)
+    return (rule.rule_id, rule.client_id, rule.severity, rule.source, rule.name,
+            rule_endpoints(rule.emails, rule.receiver_ids), rule.enabled, rule.version)
+
+
+def rule_endpoints(emails: Iterable[str], receiver_ids: Iterable[str]) -> tuple[str, ...]:
+    """Where a rule's notifications go: its emails, then its receivers."""
+    return (*emails, *(endpoint(receiver_id) for receiver_id in receiver_ids))
 
 
 def indexed_rule(rule: rule_pb2.Rule) -> IndexedRule:

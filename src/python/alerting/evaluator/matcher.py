@@ -18,7 +18,8 @@ several buckets has theirs merged.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Set, ValuesView
+from collections.abc import Iterable, Sequence, Set, ValuesView
+from itertools import compress, repeat
 from typing import NamedTuple
 
 from alerting.common.vocabulary import WILDCARD
@@ -86,38 +87,52 @@ class RuleIndex:
         return self._rules.values()
 
     def load(self, rows: Iterable[RuleFields]) -> None:
-        """Add rules the index does not hold, without version checks: the warm start's bulk
-        path, and upsert's. A row holds IndexedRule's fields in order (a plain tuple will do).
+        """Add rules the index does not hold, without version checks: upsert's path, and a
+        warm start's from Postgres. A row holds IndexedRule's fields in order (a plain tuple
+        will do)."""
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        if columns:
+            self.load_columns(*columns)
+
+    def load_columns(self, rule_ids: Sequence[str], client_ids: Sequence[str], severities: Sequence[str],
+                     sources: Sequence[str], names: Sequence[str], emails: Sequence[tuple[str, ...]],
+                     enabled: Sequence[bool], versions: Sequence[int]) -> None:
+        """As load, IndexedRule's fields given as a sequence each: a warm start's bulk path.
 
         Each rule shares the strings many rules repeat (client ids, patterns, email lists),
-        its emails sorted and unique as a match lists them. Spelled out in one loop, as a
-        warm start runs it a million times: a rule alone of its client in its bucket makes
-        the bucket's match for the client at once, and the matches of several rules are
-        remade once, after the loop."""
-        intern, new = sys.intern, tuple.__new__
-        by_id, buckets, shared_emails = self._rules, self._buckets, self._emails
-        several: list[tuple[Pattern, str]] = []
-        for rule_id, client_id, severity, source, name, emails, enabled, version in rows:
-            shared = shared_emails.get(emails)
-            if shared is None:
-                normalized = tuple(sorted(set(emails)))
-                shared = shared_emails[emails] = shared_emails.setdefault(normalized, normalized)
-            client_id = intern(client_id)
-            pattern = (intern(severity), intern(source), intern(name))
-            # tuple.__new__ skips the NamedTuples' Python-level __new__.
-            by_id[rule_id] = new(IndexedRule, (rule_id, client_id, *pattern, shared, enabled, version))
-            if enabled:
-                if pattern not in buckets:
-                    buckets[pattern] = new(ClientMatch, (client_id, (rule_id,), shared))
-                elif (held := self._held(pattern, client_id)) is None:
-                    self._store(pattern, new(ClientMatch, (client_id, (rule_id,), shared)))
+        its emails sorted and unique as a match lists them. What runs once per rule is left
+        to map and zip (a warm start runs it a million times): the rules, and a match per
+        rule, are made by them; a rule alone of its client in its bucket sets its match as
+        the bucket's, and the matches of several rules are remade once, at the end."""
+        intern, new, by_id, buckets = sys.intern, tuple.__new__, self._rules, self._buckets
+        client_ids, severities, sources, names = (list(map(intern, column))
+                                                  for column in (client_ids, severities, sources, names))
+        shared = [held if held is not None else self._shared_emails(listed)
+                  for held, listed in zip(map(self._emails.get, emails), emails, strict=True)]
+        by_id.update(zip(rule_ids, map(new, repeat(IndexedRule), zip(
+            rule_ids, client_ids, severities, sources, names, shared, enabled, versions, strict=True)), strict=True))
+        matches = map(new, repeat(ClientMatch), zip(client_ids, zip(rule_ids, strict=True), shared, strict=True))
+        patterns = zip(severities, sources, names, strict=True)
+        several: dict[tuple[Pattern, str], None] = {}  # each bucket and client once
+        for pattern, match in compress(zip(patterns, matches, strict=True), enabled):
+            if buckets.setdefault(pattern, match) is not match:
+                held = self._held(pattern, match.client_id)
+                if held is None:
+                    self._store(pattern, match)
                 else:  # its rule ids for now: remade below
-                    self._store(pattern, new(ClientMatch, (client_id, held.rule_ids + (rule_id,), shared)))
-                    several.append((pattern, client_id))
+                    self._store(pattern, new(ClientMatch, (match.client_id, held.rule_ids + match.rule_ids,
+                                                           match.emails)))
+                    several[pattern, match.client_id] = None
         for pattern, client_id in several:
             held = self._held(pattern, client_id)
             assert held is not None
             self._store(pattern, self._client_match(client_id, [by_id[rule_id] for rule_id in held.rule_ids]))
+
+    def _shared_emails(self, emails: tuple[str, ...]) -> tuple[str, ...]:
+        """The one shared tuple of these emails sorted and unique, remembered as given too."""
+        normalized = tuple(sorted(set(emails)))
+        shared = self._emails[emails] = self._emails.setdefault(normalized, normalized)
+        return shared
 
     def _held(self, pattern: Pattern, client_id: str) -> ClientMatch | None:
         """The client's match in the bucket of `pattern`, if any."""
@@ -148,11 +163,16 @@ class RuleIndex:
 
     def _client_match(self, client_id: str, rules: list[IndexedRule]) -> ClientMatch:
         """What `rules`, the client's rules in one bucket, match: their ids and endpoints."""
+        first = rules[0].emails
         if len(rules) == 1:
-            return ClientMatch(client_id, (rules[0].rule_id,), rules[0].emails)
-        emails = tuple(sorted({email for rule in rules for email in rule.emails}))
-        return ClientMatch(client_id, tuple(sorted(rule.rule_id for rule in rules)),
-                           self._emails.setdefault(emails, emails))
+            return tuple.__new__(ClientMatch, (client_id, (rules[0].rule_id,), first))
+        # A client's rules mostly share its one list of emails.
+        if all(rule.emails is first for rule in rules):
+            emails = first
+        else:
+            merged_emails = tuple(sorted({email for rule in rules for email in rule.emails}))
+            emails = self._emails.setdefault(merged_emails, merged_emails)
+        return tuple.__new__(ClientMatch, (client_id, tuple(sorted(rule.rule_id for rule in rules)), emails))
 
     def upsert(self, rule: IndexedRule) -> None:
         """Add or replace a rule. Which changes apply, and in what order, the caller decides

@@ -151,7 +151,7 @@ async def lose_the_snapshot(client: redis.Redis, settings: StackSettings, rule_i
 
 
 async def lose_a_rule(client: redis.Redis, settings: StackSettings, rule_id: str) -> None:
-    await client.hdel(settings.redis_key(snapshot.SNAPSHOT_KEY), rule_id)
+    assert await client.hdel(settings.redis_key(snapshot.SNAPSHOT_KEY), snapshot.chunk_of(rule_id)) == 1
 
 
 @pytest.mark.parametrize("damage", [lose_the_snapshot, lose_a_rule])

@@ -1,6 +1,7 @@
 """The Redis snapshot store on the real Redis: a full write read back, batches applied
 atomically by seq, and every kind of damage refused rather than patched."""
 
+import hmac
 import uuid
 from collections.abc import AsyncIterator
 from typing import cast
@@ -93,29 +94,91 @@ async def test_a_batch_beyond_what_the_snapshot_covers_is_refused(
     assert sources(await snapshot.load(client, stack_settings)) == {first.rule_id: "db"}
 
 
+def in_another_chunk(than: rule_pb2.Rule, source: str) -> rule_pb2.Rule:
+    while snapshot.chunk_of((other := rule(source)).rule_id) == snapshot.chunk_of(than.rule_id):
+        pass
+    return other
+
+
 async def test_a_snapshot_that_lost_rules_or_metadata_is_refused(
     client: redis.Redis, stack_settings: StackSettings,
 ) -> None:
-    first, second = rule("db"), rule("web")
+    first = rule("db")
+    second = in_another_chunk(first, "web")
     await snapshot.write_full(client, stack_settings, Snapshot([first, second], version=1, next_offset=1))
-    await client.hdel(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), first.rule_id)
-    with pytest.raises(SnapshotIncomplete, match="it holds 1 rules, its metadata says 2"):
+    await client.hdel(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), snapshot.chunk_of(first.rule_id))
+    with pytest.raises(SnapshotIncomplete, match="it holds 1 rule chunks, its metadata says 2"):
         await snapshot.apply_changes(client, stack_settings, [(1, upsert(2, rule("api")))], 1, 2)
+    with pytest.raises(SnapshotCorrupt, match="snapshot holds 1 rule chunks, its metadata says 2"):
+        await snapshot.load(client, stack_settings)
     await client.delete(stack_settings.redis_key(snapshot.META_KEY))
     with pytest.raises(SnapshotIncomplete, match="no snapshot metadata"):
         await snapshot.apply_changes(client, stack_settings, [(1, upsert(2, rule("api")))], 1, 2)
 
 
 async def test_damage_reads_as_corrupt(client: redis.Redis, stack_settings: StackSettings) -> None:
-    await snapshot.write_full(client, stack_settings, Snapshot([rule("db")], version=1, next_offset=1))
-    key = snapshot.signing_key(stack_settings)
-    await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), "garbage",
-                      snapshot.signed(key, "garbage", b"\xff\x00not a rule"))
-    with pytest.raises(SnapshotCorrupt, match="undecodable rule"):
-        await snapshot.load(client, stack_settings)
+    only = rule("db")
+    await snapshot.write_full(client, stack_settings, Snapshot([only], version=1, next_offset=1))
+    key, chunk = snapshot.signing_key(stack_settings), snapshot.chunk_of(only.rule_id)
+    for garbage in (b"\xff\x00not a chunk", b'[["r1"],[],[0],[0],[0],[0],[],[0],[true],[1]]\n[]',
+                    b'[["r1","r2"],["c","*"],[0],[1],[1],[1],[[["a@x.io"],[]]],[0],[true],[1]]\n[]'):
+        await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), chunk, snapshot.signed(key, chunk, garbage))
+        with pytest.raises(SnapshotCorrupt, match="rule chunk"):
+            await snapshot.load(client, stack_settings)
+        with pytest.raises(SnapshotIncomplete, match="rule chunk"):
+            await snapshot.apply_changes(client, stack_settings, [(1, delete(2, only.rule_id))], 1, 2)
     await client.set(stack_settings.redis_key(snapshot.META_KEY), "not a hash")
     with pytest.raises(SnapshotCorrupt, match="unreadable snapshot"):
         await snapshot.load(client, stack_settings)
+
+
+async def test_a_snapshot_of_the_older_format_is_never_read_as_this_one(
+    client: redis.Redis, stack_settings: StackSettings
+) -> None:
+    """What an upgrade finds: an entry per rule, its metadata signed without a format. A
+    reader finds it corrupt and a writer incomplete, so both rebuild it from Postgres."""
+    old = rule("db")
+    key = snapshot.signing_key(stack_settings)
+    snapshot_key, version_key, meta_key, _ = snapshot.keys(stack_settings)
+    await client.hset(snapshot_key, old.rule_id, snapshot.signed(key, old.rule_id, old.SerializeToString()))
+    await client.set(version_key, 1)
+    await client.hset(meta_key, mapping={"next_offset": 1, "count": 1, "grants": 0, "signature": hmac.digest(
+        key, b"meta\0%d\0%d\0%d\0%d" % (1, 1, 1, 0), "sha256")})
+    with pytest.raises(SnapshotCorrupt, match="format .* written by another release"):
+        await snapshot.load(client, stack_settings)
+    with pytest.raises(SnapshotIncomplete, match="format .* written by another release"):
+        await snapshot.apply_changes(client, stack_settings, [(1, upsert(2, rule("web")))], 1, 2)
+    # Its metadata given this format's fields without the key: not signed.
+    await client.hset(meta_key, mapping={"format": snapshot.FORMAT, "chunks": 1})
+    with pytest.raises(SnapshotCorrupt, match="not signed with the rule snapshot key"):
+        await snapshot.load(client, stack_settings)
+
+
+async def test_every_field_of_a_rule_survives_its_chunk_and_its_neighbours_survive_its_changes(
+    client: redis.Redis, stack_settings: StackSettings
+) -> None:
+    full = rule_pb2.Rule(rule_id=str(uuid.uuid4()), client_id=str(uuid.uuid4()), severity="HIGH", source="db",
+                         name="disk", emails=["a@x.io", "b@x.io"], enabled=False, version=4, updated_by="key-1",
+                         receiver_ids=["r-1"])
+    full.created_at.FromNanoseconds(1_700_000_000_123_456_789)
+    full.updated_at.FromNanoseconds(1_700_000_100_000_000_001)
+    [chunk] = {snapshot.chunk_of(full.rule_id)}
+    neighbours = []
+    while len(neighbours) < 3:  # rules of the same chunk
+        if snapshot.chunk_of((candidate := rule("web")).rule_id) == chunk:
+            neighbours.append(candidate)
+    await snapshot.write_full(client, stack_settings, Snapshot([full, *neighbours], version=1, next_offset=1))
+    loaded = await snapshot.load(client, stack_settings)
+    assert loaded is not None and sorted(loaded.rules, key=lambda r: r.rule_id) == sorted(
+        [full, *neighbours], key=lambda r: r.rule_id)
+    changed = rule_pb2.Rule(rule_id=full.rule_id, client_id=full.client_id, severity="*", source="api", name="*",
+                            emails=["c@x.io"], enabled=True, version=5)
+    batch = [(1, upsert(2, changed)), (2, delete(3, neighbours[0].rule_id))]
+    assert await snapshot.apply_changes(client, stack_settings, batch, 1, 3) == 2
+    loaded = await snapshot.load(client, stack_settings)
+    assert loaded is not None and sorted(loaded.rules, key=lambda r: r.rule_id) == sorted(
+        [changed, *neighbours[1:]], key=lambda r: r.rule_id)
+    assert (loaded.version, loaded.next_offset) == (3, 3)
 
 
 # ---------------------------------------------------------------- signatures
@@ -124,15 +187,16 @@ FORGER = StackSettings(rule_snapshot_key=SecretStr("not the platform's key"))
 
 async def test_a_rule_not_signed_with_the_key_is_rejected(client: redis.Redis, stack_settings: StackSettings) -> None:
     genuine = rule("db")
+    chunk = snapshot.chunk_of(genuine.rule_id)
     await snapshot.write_full(client, stack_settings, Snapshot([genuine], version=1, next_offset=1))
-    forged = rule("*", rule_id=genuine.rule_id)  # the same entry, now matching every source
-    for value in (forged.SerializeToString(),  # unsigned
-                  snapshot.signed(snapshot.signing_key(FORGER), forged.rule_id, forged.SerializeToString()),
-                  # a genuine signature of another rule's entry
-                  cast(bytes, await client.hget(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), genuine.rule_id))[:32]
-                  + forged.SerializeToString()):
-        await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), genuine.rule_id, value)
-        with pytest.raises(SnapshotCorrupt, match=f"entry {genuine.rule_id} of the snapshot is not signed"):
+    # The same rule, now matching every source.
+    forged = snapshot.encode_chunk([snapshot.row_of(rule("*", rule_id=genuine.rule_id))])
+    for value in (forged,  # unsigned
+                  snapshot.signed(snapshot.signing_key(FORGER), chunk, forged),
+                  # a genuine signature of another chunk
+                  cast(bytes, await client.hget(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), chunk))[:32] + forged):
+        await client.hset(stack_settings.redis_key(snapshot.SNAPSHOT_KEY), chunk, value)
+        with pytest.raises(SnapshotCorrupt, match=f"entry {chunk} of the snapshot is not signed"):
             await snapshot.load(client, stack_settings)
 
 
@@ -144,7 +208,7 @@ async def test_a_forged_version_offset_or_count_is_rejected_by_readers_and_by_th
     version_key, meta_key = (stack_settings.redis_key(name) for name in (snapshot.VERSION_KEY, snapshot.META_KEY))
     # A version far ahead would make every genuine change after it look old and be skipped.
     for key, field, value in ((version_key, None, "1000000"), (meta_key, "next_offset", "1000"),
-                              (meta_key, "count", "0")):
+                              (meta_key, "count", "0"), (meta_key, "chunks", "0")):
         saved = cast(bytes, await client.get(version_key)), cast(dict[bytes, bytes], await client.hgetall(meta_key))
         if field is None:
             await client.set(key, value)
