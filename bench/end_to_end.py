@@ -7,7 +7,7 @@
     ./pants run bench/end_to_end.py -- --profile "$PWD/bench/profiles/before" \
         --py-spy "$(bench/profiles/install-py-spy)"
         (the same, with py-spy sampling the evaluator, aggregator and sender during the
-        throughput phase: their top functions in that folder; its CPU numbers include py-spy's)
+        throughput phase: their top functions in that folder; its numbers include py-spy's cost)
 It uses its own topics (production partition counts), database, Redis keys and SMTP sink;
 all are removed afterwards. The rule-service serves TLS and the rules are created with an
 admin key, as the platform runs it. Each alert matches one client through two overlapping

@@ -21,6 +21,9 @@ _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
 # Where a module's import path starts in a file name: the standard library, third-party
 # packages (a virtualenv's or a PEX's), and the project's source root.
 _IMPORT_ROOT = re.compile(r"^.*/(?:lib/python3\.\d+|site-packages|[^/]+\.whl|src/python)/")
+# Innermost frames of threads that wait for work, which py-spy counts as busy when it pauses
+# the process to sample it (a thread pool's worker blocked in its queue's get(), in C).
+IDLE_WAITS = frozenset({"_worker (concurrent/futures/thread.py)"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class FunctionTime:
 class Profile:
     samples: int
     functions: list[FunctionTime]
+    idle: int  # samples left out, their innermost frame one of IDLE_WAITS
 
     def top(self, key: str, count: int = TOP) -> list[FunctionTime]:
         """The `count` functions with the most `key` time ("own" or "cumulative"), none without."""
@@ -49,10 +53,11 @@ def function_name(frame: str) -> str:
 
 
 def reduce_stacks(collapsed: Iterable[str]) -> Profile:
-    """The functions of collapsed stacks ("frame;frame;... count" per line, outermost first)."""
+    """The functions of collapsed stacks ("frame;frame;... count" per line, outermost first),
+    but for stacks of threads waiting for work."""
     own: Counter[str] = Counter()
     cumulative: Counter[str] = Counter()
-    samples = 0
+    samples = idle = 0
     for line in collapsed:
         if not line.strip():
             continue
@@ -60,11 +65,15 @@ def reduce_stacks(collapsed: Iterable[str]) -> Profile:
         count = int(count_text)
         # A sample taken while the interpreter was between frames has none.
         functions = [function_name(frame) for frame in stack.split(";")] if stack else ["(no Python frame)"]
+        if functions[-1] in IDLE_WAITS:
+            idle += count
+            continue
         samples += count
         own[functions[-1]] += count
         for function in set(functions):  # a recursive function counts once per sample
             cumulative[function] += count
-    return Profile(samples, [FunctionTime(function, own[function], cumulative[function]) for function in cumulative])
+    return Profile(samples, [FunctionTime(function, own[function], cumulative[function]) for function in cumulative],
+                   idle)
 
 
 def table(profile: Profile, key: str, count: int = TOP) -> list[str]:
@@ -76,14 +85,33 @@ def table(profile: Profile, key: str, count: int = TOP) -> list[str]:
     return rows
 
 
+def package(function: str) -> str:
+    """The distribution or standard module a function's file belongs to; the project's by
+    service ("alerting/sender")."""
+    parts = function[function.rindex("(") + 1:-1].split("/")
+    return "/".join(parts[:2]) if parts[0] == "alerting" and len(parts) > 2 else parts[0]
+
+
+def package_table(profile: Profile, count: int = TOP) -> list[str]:
+    """Markdown rows of the packages with the most own time, summed over their functions."""
+    own: Counter[str] = Counter()
+    for times in profile.functions:
+        own[package(times.function)] += times.own
+    rows = ["| own % | package or module |", "|---:|---|"]
+    for name, samples in sorted(own.items(), key=lambda item: (-item[1], item[0]))[:count]:
+        if samples:
+            rows.append(f"| {100 * samples / profile.samples:.1f} | `{name}` |")
+    return rows
+
+
 def summary(name: str, profile: Profile, seconds: float, command: str) -> str:
     """A process's profile as text: how it was taken, and its top functions both ways."""
     return "\n".join([
         f"# {name}",
         "",
-        f"`{command}`: {profile.samples:,} samples of its busy threads in {seconds:.1f} s "
-        f"(on average {profile.samples / (SAMPLES_PER_SECOND * seconds):.2f} threads busy; "
-        "idle threads are not sampled).",
+        f"`{command}`: {profile.samples:,} samples of its busy threads in {seconds:.1f} s, on average "
+        f"{profile.samples / (SAMPLES_PER_SECOND * seconds):.2f} threads running or ready to run. Idle threads "
+        f"are not sampled; {profile.idle:,} samples of thread-pool workers waiting for work are left out.",
         "",
         f"## Top {TOP} by own time",
         "",
@@ -93,13 +121,18 @@ def summary(name: str, profile: Profile, seconds: float, command: str) -> str:
         "",
         *table(profile, "cumulative"),
         "",
+        "## Own time by package",
+        "",
+        *package_table(profile),
+        "",
     ])
 
 
 def record_command(py_spy: str, pid: int | str, output: Path) -> list[str]:
-    # Non-blocking: the process is not paused at each sample, so that it runs at its own pace.
-    return [py_spy, "record", "--pid", str(pid), "--rate", str(SAMPLES_PER_SECOND), "--nonblocking",
-            "--full-filenames", "--format", "raw", "--output", str(output)]
+    # py-spy pauses the process for each sample (its default): with --nonblocking it read
+    # stacks as they changed and crashed (SIGSEGV, py-spy 0.4.2) during a full-size run.
+    return [py_spy, "record", "--pid", str(pid), "--rate", str(SAMPLES_PER_SECOND), "--full-filenames",
+            "--format", "raw", "--output", str(output)]
 
 
 @asynccontextmanager
@@ -119,10 +152,14 @@ async def recording(py_spy: str, pids: dict[str, int], directory: Path) -> Async
             if spy.returncode is None:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its output when interrupted
         errors = dict(zip(spies, await asyncio.gather(*(spy.communicate() for spy in spies.values())), strict=True))
+    failures = []
     for name, spy in spies.items():
         collapsed = directory / f"{name}.collapsed"
         if spy.returncode != 0 or not collapsed.exists():
-            raise RuntimeError(f"py-spy on {name} exited with {spy.returncode}: {errors[name][1].decode()[-2000:]}")
+            failures.append(f"py-spy on {name} exited with {spy.returncode}: {errors[name][1].decode()[-2000:]}")
+            continue
         command = " ".join(record_command("py-spy", f"<{name}'s pid>", collapsed.relative_to(directory)))
         profile = reduce_stacks(collapsed.read_text().splitlines())
         (directory / f"{name}.md").write_text(summary(name, profile, seconds, command))
+    if failures:  # after the others' tables are written
+        raise RuntimeError("\n".join(failures))

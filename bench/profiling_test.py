@@ -6,7 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from profiling import FunctionTime, Profile, function_name, recording, reduce_stacks, table
+import pytest
+from profiling import (
+    FunctionTime,
+    Profile,
+    function_name,
+    package,
+    package_table,
+    recording,
+    reduce_stacks,
+    table,
+)
 
 COLLAPSED = [
     "<module> (main.py:9);run (loop.py:3);handle (worker.py:20);decode (codec.py:5) 6",
@@ -63,7 +73,34 @@ def test_tables_rank_by_own_or_cumulative_time_and_leave_out_functions_without_i
 
 def test_a_frame_without_a_line_number_is_its_own_function() -> None:
     assert reduce_stacks(["<module> (main.py);spin (<string>) 4"]) == Profile(4, [
-        FunctionTime("<module> (main.py)", own=0, cumulative=4), FunctionTime("spin (<string>)", own=4, cumulative=4)])
+        FunctionTime("<module> (main.py)", own=0, cumulative=4), FunctionTime("spin (<string>)", own=4, cumulative=4)],
+        idle=0)
+
+
+def test_own_time_sums_by_package_and_by_service_for_the_project() -> None:
+    profile = reduce_stacks([
+        "run (/x/lib/python3.11/asyncio/runners.py:1);handle (/s/src/python/alerting/sender/delivery.py:3) 5",
+        "run (/x/lib/python3.11/asyncio/runners.py:1);load (/s/src/python/alerting/sender/store.py:9) 2",
+        "run (/x/lib/python3.11/asyncio/runners.py:1);check (/s/src/python/alerting/common/kafka/worker.py:4) 2",
+        "run (/x/lib/python3.11/asyncio/runners.py:1);uuid4 (/x/lib/python3.11/uuid.py:7) 1",
+    ])
+    assert package_table(profile) == ["| own % | package or module |", "|---:|---|", "| 70.0 | `alerting/sender` |",
+                                      "| 20.0 | `alerting/common` |", "| 10.0 | `uuid.py` |"]
+    assert package("start_span (opentelemetry/sdk/trace/__init__.py)") == "opentelemetry"
+    assert package("(no Python frame)") == "no Python frame"
+
+
+def test_thread_pool_workers_waiting_for_work_are_left_out_and_counted() -> None:
+    profile = reduce_stacks([
+        "_bootstrap (/usr/lib/python3.11/threading.py:995);"
+        "_worker (/usr/lib/python3.11/concurrent/futures/thread.py:81) 7",
+        "_bootstrap (/usr/lib/python3.11/threading.py:995);"
+        "_worker (/usr/lib/python3.11/concurrent/futures/thread.py:83);"
+        "run (/usr/lib/python3.11/concurrent/futures/thread.py:58);digest (job.py:3) 2",
+    ])
+    assert (profile.samples, profile.idle) == (2, 7)
+    assert [(times.function, times.cumulative) for times in profile.top("cumulative", count=2)] == [
+        ("_bootstrap (threading.py)", 2), ("_worker (concurrent/futures/thread.py)", 2)]
 
 
 BUSY = "def spin():\n    while True:\n        sum(range(1000))\n\nspin()\n"
@@ -88,8 +125,27 @@ async def test_py_spy_records_a_busy_process_and_its_top_functions_are_written(t
     ]
     lines = (tmp_path / "busy.md").read_text().splitlines()
     assert lines[0] == "# busy"
-    assert lines[2].startswith("`py-spy record --pid <busy's pid> --rate 100 --nonblocking --full-filenames "
+    assert lines[2].startswith("`py-spy record --pid <busy's pid> --rate 100 --full-filenames "
                                f"--format raw --output busy.collapsed`: {profile.samples:,} samples of its busy "
                                "threads in ")
+    assert lines[2].endswith("threads running or ready to run. Idle threads are not sampled; 0 samples of "
+                             "thread-pool workers waiting for work are left out.")
     assert lines[4:9] == ["## Top 30 by own time", "", "| own % | cumulative % | function (file) |", "|---:|---:|---|",
                           "| 100.0 | 100.0 | `spin (<string>)` |"]
+
+
+async def test_a_process_py_spy_cannot_read_fails_the_recording_after_the_others_are_written(tmp_path: Path) -> None:
+    py_spy = subprocess.run(["bench/profiles/install-py-spy"], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    busy = await asyncio.create_subprocess_exec(sys.executable, "-c", BUSY)
+    not_python = await asyncio.create_subprocess_exec("sleep", "60")
+    try:
+        await asyncio.sleep(0.5)
+        with pytest.raises(RuntimeError, match=r"^py-spy on sleep exited with 1: "):
+            async with recording(py_spy, {"busy": busy.pid, "sleep": not_python.pid}, tmp_path):
+                await asyncio.sleep(1)
+    finally:
+        for process in (busy, not_python):
+            process.kill()
+            await process.wait()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["busy.collapsed", "busy.md"]
