@@ -80,7 +80,8 @@ WORKERS = ("alerting.rule_updater.main", "alerting.evaluator.main", "alerting.ag
 # The processes an alert goes through on its way to SENT; the rule-service and rule-updater
 # are idle while the rules do not change, the sink and the producer stand for the outside.
 PLATFORM = ("evaluator", "aggregator", "sender")
-OUTSIDE = ("smtp-sink", "producer (this script)")
+LOAD_GENERATOR = "producer (this script)"
+OUTSIDE = ("smtp-sink", LOAD_GENERATOR)
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ async def throughput(settings: StackSettings, sizes: Sizes, processes: list[asyn
         cpu_after = [cpu_seconds(process.pid) for process in processes] + [cpu_seconds(), machine_busy_seconds()]
     sustained = sizes.throughput_alerts / (finished - started)
     cpu_per_alert = {name: (after - before) / sizes.throughput_alerts * 1e6 for name, before, after in
-                     zip([*names, "producer (this script)", "whole machine"], cpu_before, cpu_after, strict=True)}
+                     zip([*names, LOAD_GENERATOR, "whole machine"], cpu_before, cpu_after, strict=True)}
     log(f"  published at {load.rate:,.0f}/s, all SENT after {finished - started:.1f} s: "
         f"{sustained:,.0f} notifications/s")
     return sustained, cpu_per_alert
