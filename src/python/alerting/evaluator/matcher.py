@@ -12,7 +12,10 @@ and probes nothing, and a candidate rule of a client not granted the source is p
 A bucket holds, per client, the ClientMatch its rules give (their ids sorted, their
 endpoints sorted and once), kept current as rules change: an alert whose client matches
 through one bucket gets that ClientMatch as it is, and only a client matching through
-several buckets has theirs merged.
+several buckets has theirs merged. Most of a client's rules name a source and no name
+(severity given or not), and an alert of that source matches both kinds: per severity and
+source, the index keeps the two buckets merged (a roll-up), made by the first alert that
+needs it and dropped when either bucket changes, so the merge is not made per alert.
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Sequence, Set, ValuesView
 from itertools import compress, repeat
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
-from alerting.common.vocabulary import WILDCARD
+from alerting.common.vocabulary import SEVERITIES, WILDCARD
 
 NO_CLIENTS: frozenset[str] = frozenset()
+# The severities an alert can have (alerts are checked): roll-ups are made for these
+# alone, all of which a change to a (*, source, *) bucket drops.
+ROLLED_UP = frozenset(SEVERITIES)
 
 
 # NamedTuples, not dataclasses: a million of them are built at every warm start.
@@ -61,12 +67,16 @@ class ClientMatch(NamedTuple):
 # that name a source hold its owner's rules alone), else per client the ClientMatch of its.
 Bucket = ClientMatch | dict[str, ClientMatch]
 Pattern = tuple[str, str, str]
+K = TypeVar("K")
 
 
 class RuleIndex:
     def __init__(self) -> None:
         self._rules: dict[str, IndexedRule] = {}
         self._buckets: dict[Pattern, Bucket] = {}
+        # By (severity, source): the merge of the buckets (severity, source, *) and (*, source, *),
+        # when both exist and an alert needed it.
+        self._rollups: dict[tuple[str, str], Bucket] = {}
         # Each email list seen, as given and normalized, to its one shared normalized tuple.
         self._emails: dict[tuple[str, ...], tuple[str, ...]] = {}
         # The clients granted each exact source, and each prefix.
@@ -87,8 +97,8 @@ class RuleIndex:
         return self._rules.values()
 
     def load(self, rows: Iterable[RuleFields]) -> None:
-        """Add rules the index does not hold, without version checks: upsert's path, and a
-        warm start's from Postgres. A row holds IndexedRule's fields in order (a plain tuple
+        """Add rules the index does not hold, without version checks: a warm start's from
+        Postgres. A row holds IndexedRule's fields in order (a plain tuple
         will do)."""
         columns = [list(column) for column in zip(*rows, strict=True)]
         if columns:
@@ -118,15 +128,16 @@ class RuleIndex:
             if buckets.setdefault(pattern, match) is not match:
                 held = self._held(pattern, match.client_id)
                 if held is None:
-                    self._store(pattern, match)
+                    store_in(buckets, pattern, match)
                 else:  # its rule ids for now: remade below
-                    self._store(pattern, new(ClientMatch, (match.client_id, held.rule_ids + match.rule_ids,
-                                                           match.emails)))
+                    store_in(buckets, pattern, new(ClientMatch, (match.client_id, held.rule_ids + match.rule_ids,
+                                                                 match.emails)))
                     several[pattern, match.client_id] = None
         for pattern, client_id in several:
             held = self._held(pattern, client_id)
             assert held is not None
-            self._store(pattern, self._client_match(client_id, [by_id[rule_id] for rule_id in held.rule_ids]))
+            store_in(buckets, pattern, self._client_match(client_id, [by_id[rule_id] for rule_id in held.rule_ids]))
+        self._rollups.clear()  # made again as alerts need them
 
     def _shared_emails(self, emails: tuple[str, ...]) -> tuple[str, ...]:
         """The one shared tuple of these emails sorted and unique, remembered as given too."""
@@ -135,31 +146,34 @@ class RuleIndex:
         return shared
 
     def _held(self, pattern: Pattern, client_id: str) -> ClientMatch | None:
-        """The client's match in the bucket of `pattern`, if any."""
-        bucket = self._buckets.get(pattern)
-        if isinstance(bucket, dict):
-            return bucket.get(client_id)
-        return bucket if bucket is not None and bucket.client_id == client_id else None
+        return held_in(self._buckets, pattern, client_id)
 
     def _store(self, pattern: Pattern, match: ClientMatch) -> None:
-        """Set the client's match in the bucket of `pattern`."""
-        bucket = self._buckets.get(pattern)
-        if isinstance(bucket, dict):
-            bucket[match.client_id] = match
-        elif bucket is None or bucket.client_id == match.client_id:
-            self._buckets[pattern] = match
-        else:
-            self._buckets[pattern] = {bucket.client_id: bucket, match.client_id: match}
+        store_in(self._buckets, pattern, match)
+        self._forget_roll_ups(pattern)
 
     def _drop(self, pattern: Pattern, client_id: str) -> None:
-        """Remove the client's match from the bucket of `pattern`."""
-        bucket = self._buckets[pattern]
-        if not isinstance(bucket, dict):
-            del self._buckets[pattern]
-            return
-        del bucket[client_id]
-        if len(bucket) == 1:
-            [self._buckets[pattern]] = bucket.values()
+        drop_from(self._buckets, pattern, client_id)
+        self._forget_roll_ups(pattern)
+
+    def _forget_roll_ups(self, pattern: Pattern) -> None:
+        """Drop the roll-ups the bucket of `pattern` is part of, if any."""
+        severity, source, name = pattern
+        if name == WILDCARD and source != WILDCARD:
+            for rolled_severity in (SEVERITIES if severity == WILDCARD else (severity,)):
+                self._rollups.pop((rolled_severity, source), None)
+
+    def _roll_up(self, severity: str, source: str, every: Bucket, own: Bucket) -> Bucket:
+        """The roll-up of (severity, source), made of its two buckets, and kept."""
+        rolled = dict(every) if isinstance(every, dict) else {every.client_id: every}
+        for matched in (own.values() if isinstance(own, dict) else (own,)):
+            held = rolled.get(matched.client_id)
+            rolled[matched.client_id] = matched if held is None else merged(held, matched)
+        bucket: Bucket = rolled
+        if len(rolled) == 1:
+            [bucket] = rolled.values()
+        self._rollups[severity, source] = bucket
+        return bucket
 
     def _client_match(self, client_id: str, rules: list[IndexedRule]) -> ClientMatch:
         """What `rules`, the client's rules in one bucket, match: their ids and endpoints."""
@@ -180,7 +194,16 @@ class RuleIndex:
         current = self._rules.get(rule.rule_id)
         if current is not None:
             self._unlink(current)
-        self.load((rule,))
+        emails = self._emails.get(rule.emails) or self._shared_emails(rule.emails)
+        intern = sys.intern
+        rule = tuple.__new__(IndexedRule, (rule.rule_id, intern(rule.client_id), intern(rule.severity),
+                                           intern(rule.source), intern(rule.name), emails, rule.enabled, rule.version))
+        self._rules[rule.rule_id] = rule
+        if rule.enabled:
+            pattern = (rule.severity, rule.source, rule.name)
+            held = self._held(pattern, rule.client_id)
+            self._store(pattern, self._client_match(rule.client_id, [rule] if held is None else [
+                rule, *(self._rules[rule_id] for rule_id in held.rule_ids)]))
 
     def delete(self, rule_id: str) -> bool:
         current = self._rules.get(rule_id)
@@ -248,11 +271,18 @@ class RuleIndex:
         if not owners:
             return []
         buckets = self._buckets
+        rolled = self._rollups.get((severity, source))
+        every = own = None
+        if rolled is None:
+            every, own = buckets.get((WILDCARD, source, WILDCARD)), buckets.get((severity, source, WILDCARD))
+            if every is not None and own is not None and severity in ROLLED_UP:
+                rolled, every, own = self._roll_up(severity, source, every, own), None, None
         # One probe per pattern that matches, spelled out: this is the evaluator's hot path.
         candidates = (
             buckets.get((severity, WILDCARD, WILDCARD)),
-            buckets.get((WILDCARD, source, WILDCARD)),
-            buckets.get((severity, source, WILDCARD)),
+            rolled,
+            every,
+            own,
             buckets.get((WILDCARD, WILDCARD, name)),
             buckets.get((severity, WILDCARD, name)),
             buckets.get((WILDCARD, source, name)),
@@ -294,3 +324,33 @@ def merged(first: ClientMatch, second: ClientMatch) -> ClientMatch:
     """One client's matches from two buckets: their rules differ, their endpoints may not."""
     emails = first.emails if first.emails is second.emails else tuple(sorted({*first.emails, *second.emails}))
     return tuple.__new__(ClientMatch, (first.client_id, tuple(sorted(first.rule_ids + second.rule_ids)), emails))
+
+
+def held_in(table: dict[K, Bucket], key: K, client_id: str) -> ClientMatch | None:
+    """The client's match in the bucket at `key`, if any."""
+    bucket = table.get(key)
+    if isinstance(bucket, dict):
+        return bucket.get(client_id)
+    return bucket if bucket is not None and bucket.client_id == client_id else None
+
+
+def store_in(table: dict[K, Bucket], key: K, match: ClientMatch) -> None:
+    """Set the client's match in the bucket at `key`."""
+    bucket = table.get(key)
+    if isinstance(bucket, dict):
+        bucket[match.client_id] = match
+    elif bucket is None or bucket.client_id == match.client_id:
+        table[key] = match
+    else:
+        table[key] = {bucket.client_id: bucket, match.client_id: match}
+
+
+def drop_from(table: dict[K, Bucket], key: K, client_id: str) -> None:
+    """Remove the client's match from the bucket at `key`."""
+    bucket = table[key]
+    if not isinstance(bucket, dict):
+        del table[key]
+        return
+    del bucket[client_id]
+    if len(bucket) == 1:
+        [table[key]] = bucket.values()
