@@ -8,6 +8,8 @@ import signal
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import uvloop
+
 from alerting.common import ports, telemetry
 from alerting.common.retry import Stopping
 from alerting.common.settings import ServiceSettings
@@ -67,4 +69,5 @@ def run_service(
             telemetry.shutdown_tracing()
             log.info("%s stopped", name)
 
-    asyncio.run(main())
+    # uvloop: the same asyncio API on libuv, with less CPU per socket read and callback.
+    uvloop.run(main())

@@ -115,8 +115,10 @@ def _is_in_memory(exporter: SpanExporter) -> bool:
 
 
 # The client libraries traced, by the module whose import says a service uses it.
+# Not aiokafka: its spans per message sent and received cost the workers a third of their
+# CPU; publishing writes the trace's headers itself (kafka/publishing.py) and each worker's
+# loop makes one span per message it processes (kafka/middleware.py).
 _INSTRUMENTATIONS = {
-    "aiokafka": ("opentelemetry.instrumentation.aiokafka", "AIOKafkaInstrumentor"),
     "asyncpg": ("opentelemetry.instrumentation.asyncpg", "AsyncPGInstrumentor"),
     "redis": ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
 }
@@ -169,6 +171,13 @@ def traceparent(context: otel_context.Context | None = None) -> str:
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=context)
     return carrier.get("traceparent", "")
+
+
+def trace_headers(context: otel_context.Context) -> list[tuple[str, bytes]]:
+    """The Kafka headers that carry `context` (W3C traceparent, tracestate, baggage)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=context)
+    return [(key, value.encode("latin-1")) for key, value in carrier.items()]
 
 
 def messaging_attributes(record: ConsumerRecord) -> dict[str, AttributeValue]:

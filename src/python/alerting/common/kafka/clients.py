@@ -5,12 +5,15 @@ cannot be reached yet."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import murmur2
 
 from alerting.common.kafka.leave import stop_consumer
 from alerting.common.retry import retry_until_done
@@ -39,6 +42,21 @@ def kafka_client_options(settings: KafkaSettings) -> dict[str, Any]:
     return options
 
 
+@functools.lru_cache(maxsize=65536)
+def key_hash(key: bytes) -> int:
+    return murmur2(key) & 0x7FFFFFFF
+
+
+def partition_of_key(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's default partitioner (the Java client's murmur2 of the key, so a key goes
+    where any Kafka client would put it) with each key's hash remembered: keys are client ids
+    that come again and again, and the pure-Python hash was the evaluator's costliest
+    function. A message without a key goes to any available partition."""
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[key_hash(key) % len(all_partitions)]
+
+
 def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """An idempotent producer that waits for every in-sync replica."""
     options: dict[str, Any] = dict(
@@ -46,6 +64,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        partitioner=partition_of_key,
         max_batch_size=512 * 1024,
         request_timeout_ms=30000,
     )
