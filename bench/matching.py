@@ -1,5 +1,7 @@
 """Matching cost per alert with 1k, 100k and 1M rules over 10k clients, each granted its own
-sources: the evaluator's index against a naive scan of every rule, in the same run.
+sources: the evaluator's index against a naive scan of every rule, in the same run, and
+against its bound: twice the cost of an alert that matches nothing, plus 1 µs per client
+matched.
 
     ./pants run bench/matching.py            (about 3 minutes)
     ./pants run bench/matching.py -- --smoke (seconds: that it runs)
@@ -73,7 +75,10 @@ def main(sizes: Sizes) -> None:
         build = time.perf_counter() - started
         gc.collect()
         memory = (rss_bytes() - before) / size
-        indexed = statistics.median(per_alert_seconds(index.match, alerts) for _ in range(sizes.repetitions))
+        # The first pass also makes the roll-ups its alerts need (matcher.py); the median is
+        # of passes that find them made, as an evaluator does once its sources have fired.
+        passes = [per_alert_seconds(index.match, alerts) for _ in range(sizes.repetitions)]
+        first, indexed = passes[0], statistics.median(passes)
         # Alerts of a source granted to their client that no rule names, with names no rule
         # names: every shape probed, nothing found.
         unmatched = [(severity, quiet_source(int(source.split("-")[1])), f"unknown-{name}")
@@ -87,18 +92,21 @@ def main(sizes: Sizes) -> None:
             return naive_match(rules, owners, severity, source, name)
 
         naive = statistics.median(per_alert_seconds(scan, sample) for _ in range(3))
-        rows.append((size, indexed, probe, naive, matches, memory, build))
-        print(f"{size:>9} rules: index {indexed * 1e6:.2f} µs/alert ({probe * 1e6:.2f} unmatched), "
+        rows.append((size, indexed, first, probe, naive, matches, memory, build))
+        print(f"{size:>9} rules: index {indexed * 1e6:.2f} µs/alert (first pass {first * 1e6:.2f}, "
+              f"{probe * 1e6:.2f} unmatched), "
               f"naive {naive * 1e6:.0f} µs/alert, {matches:.2f} clients matched/alert, {memory:.0f} B/rule, "
               f"built in {build:.1f} s", file=sys.stderr)
         del index, rules
         gc.collect()
 
-    print("| rules | index µs/alert | index µs/alert, no match | naive scan µs/alert | speed-up "
-          "| clients matched/alert | memory/rule (RSS) | index build |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for size, indexed, probe, naive, matches, memory, build in rows:
-        print(f"| {size:,} | {indexed * 1e6:.2f} | {probe * 1e6:.2f} | {naive * 1e6:,.0f} | {naive / indexed:,.0f}× "
+    # The bound: twice the no-match probe, plus 1 µs per client matched.
+    print("| rules | index µs/alert | first pass | index µs/alert, no match | bound (2 × no match + 1 µs × clients) "
+          "| naive scan µs/alert | speed-up | clients matched/alert | memory/rule (RSS) | index build |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, indexed, first, probe, naive, matches, memory, build in rows:
+        print(f"| {size:,} | {indexed * 1e6:.2f} | {first * 1e6:.2f} | {probe * 1e6:.2f} "
+              f"| {2 * probe * 1e6 + matches:.2f} | {naive * 1e6:,.0f} | {naive / indexed:,.0f}× "
               f"| {matches:.2f} | {memory:.0f} B | {build:.1f} s |")
 
 

@@ -163,7 +163,7 @@ async def test_every_field_of_a_rule_survives_its_chunk_and_its_neighbours_survi
     full.created_at.FromNanoseconds(1_700_000_000_123_456_789)
     full.updated_at.FromNanoseconds(1_700_000_100_000_000_001)
     [chunk] = {snapshot.chunk_of(full.rule_id)}
-    neighbours = []
+    neighbours: list[rule_pb2.Rule] = []
     while len(neighbours) < 3:  # rules of the same chunk
         if snapshot.chunk_of((candidate := rule("web")).rule_id) == chunk:
             neighbours.append(candidate)
