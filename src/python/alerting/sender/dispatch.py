@@ -309,8 +309,9 @@ class Dispatcher:
                           claimed: Sequence[ClaimedNotification]) -> None:
         """What was reserved for notifications another sender took meanwhile."""
         taken = {notification.notification_id for notification in claimed}
+        untaken = set(alone) - taken
         for item in new:
-            if item.notified.notification_id in alone and item.notified.notification_id not in taken:
+            if item.notified.notification_id in untaken:
                 self.release(item.notified.client_id, item.notified.emails)
 
     async def record_notifications(self, decided: Sequence[tuple[ClaimedNotification, Decision]]) -> None:

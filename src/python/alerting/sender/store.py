@@ -115,7 +115,9 @@ async def _claimed(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[Claim
     if not rows:
         return []
     done: dict[str, dict[str, RecipientStatus]] = {}
-    for row in await pool.fetch(DONE_RECIPIENTS, [row["notification_id"] for row in rows]):
+    # A first attempt has no outcome before it (an operator's retry keeps attempts above 0).
+    again = [row["notification_id"] for row in rows if row["attempts"] > 1]
+    for row in await pool.fetch(DONE_RECIPIENTS, again) if again else ():
         done.setdefault(str(row["notification_id"]), {})[row["email"]] = RecipientStatus(row["status"])
     return [
         ClaimedNotification(
