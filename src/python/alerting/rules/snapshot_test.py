@@ -132,18 +132,25 @@ async def test_damage_reads_as_corrupt(client: redis.Redis, stack_settings: Stac
         await snapshot.load(client, stack_settings)
 
 
+async def write_older_format(client: redis.Redis, settings: StackSettings, only: rule_pb2.Rule, version: int,
+                             next_offset: int) -> None:
+    """A snapshot of one rule as the previous release wrote it: an entry per rule, its
+    metadata signed without a format."""
+    key = snapshot.signing_key(settings)
+    snapshot_key, version_key, meta_key, _ = snapshot.keys(settings)
+    await client.hset(snapshot_key, only.rule_id, snapshot.signed(key, only.rule_id, only.SerializeToString()))
+    await client.set(version_key, version)
+    await client.hset(meta_key, mapping={"next_offset": next_offset, "count": 1, "grants": 0, "signature": hmac.digest(
+        key, b"meta\0%d\0%d\0%d\0%d" % (version, next_offset, 1, 0), "sha256")})
+
+
 async def test_a_snapshot_of_the_older_format_is_never_read_as_this_one(
     client: redis.Redis, stack_settings: StackSettings
 ) -> None:
     """What an upgrade finds: an entry per rule, its metadata signed without a format. A
     reader finds it corrupt and a writer incomplete, so both rebuild it from Postgres."""
-    old = rule("db")
-    key = snapshot.signing_key(stack_settings)
-    snapshot_key, version_key, meta_key, _ = snapshot.keys(stack_settings)
-    await client.hset(snapshot_key, old.rule_id, snapshot.signed(key, old.rule_id, old.SerializeToString()))
-    await client.set(version_key, 1)
-    await client.hset(meta_key, mapping={"next_offset": 1, "count": 1, "grants": 0, "signature": hmac.digest(
-        key, b"meta\0%d\0%d\0%d\0%d" % (1, 1, 1, 0), "sha256")})
+    await write_older_format(client, stack_settings, rule("db"), version=1, next_offset=1)
+    meta_key = stack_settings.redis_key(snapshot.META_KEY)
     with pytest.raises(SnapshotCorrupt, match="format .* written by another release"):
         await snapshot.load(client, stack_settings)
     with pytest.raises(SnapshotIncomplete, match="format .* written by another release"):
