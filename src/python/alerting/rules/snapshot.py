@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import sys
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -125,7 +124,7 @@ class Snapshot(Generic[R]):
 
 class RuleColumns(NamedTuple):
     """One chunk's rules as the evaluator's index takes them: a list per field. Strings and
-    recipients repeated in a chunk are one shared object."""
+    recipients repeated in a chunk are one shared object (the index interns them across chunks)."""
 
     rule_ids: list[str]
     client_ids: list[str]
@@ -233,7 +232,7 @@ def decode_columns(payload: bytes) -> RuleColumns:
     try:
         (rule_ids, strings, clients, severities, sources, names, recipients, recipients_of, enabled,
          versions) = json.loads(payload[:payload.index(b"\n")])
-        shared = list(map(sys.intern, strings)).__getitem__
+        shared = strings.__getitem__
         columns = RuleColumns(rule_ids, list(map(shared, clients)), list(map(shared, severities)),
                               list(map(shared, sources)), list(map(shared, names)),
                               [(tuple(emails), tuple(receivers)) for emails, receivers in recipients], recipients_of,
