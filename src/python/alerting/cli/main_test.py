@@ -40,6 +40,7 @@ def test_every_command_and_option_explains_itself() -> None:
         "notification", "notification list", "notification retry", "notification show",
         "policy", "policy delete", "policy get", "policy set",
         "receiver", "receiver add", "receiver get", "receiver list", "receiver remove", "receiver rotate-secret",
+        "receiver update",
         "rule", "rule create", "rule delete", "rule get", "rule list", "rule update",
         "silence", "silence add", "silence expire", "silence get", "silence list",
         "whoami",

@@ -245,6 +245,9 @@ MATRIX: dict[str, tuple[Call, grpc.StatusCode, grpc.StatusCode, grpc.StatusCode]
     "ReceiverService/RotateReceiverSecret": (
         lambda c, w: receiver_stub(c).RotateReceiverSecret(
             receiver_service_pb2.RotateReceiverSecretRequest(receiver_id=w.receiver_a)), OK, NOT_FOUND, OK),
+    "ReceiverService/UpdateReceiver": (
+        lambda c, w: receiver_stub(c).UpdateReceiver(receiver_service_pb2.UpdateReceiverRequest(
+            receiver_id=w.receiver_a, url="http://127.0.0.1:9/moved")), OK, NOT_FOUND, OK),
     "ReceiverService/DeleteReceiver": (
         lambda c, w: receiver_stub(c).DeleteReceiver(
             receiver_service_pb2.DeleteReceiverRequest(receiver_id=w.receiver_a)), OK, NOT_FOUND, OK),

@@ -38,7 +38,9 @@ def instrument_grpc_server() -> None:
 
 def main() -> None:
     instrument_grpc_server()
-    run_service("rule-service", RuleServiceSettings(), run)
+    # asyncio's own loop: under uvloop, an aiokafka consumer opened in a grpc.aio handler (the
+    # DeadLetterService's) never answers; the rule-service's cost is not per notification.
+    run_service("rule-service", RuleServiceSettings(), run, libuv=False)
 
 
 if __name__ == "__main__":
