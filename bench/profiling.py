@@ -70,7 +70,7 @@ def reduce_stacks(collapsed: Iterable[str]) -> Profile:
             continue
         samples += count
         own[functions[-1]] += count
-        for function in set(functions):  # a recursive function counts once per sample
+        for function in dict.fromkeys(functions):  # once per sample if recursive; outermost first
             cumulative[function] += count
     return Profile(samples, [FunctionTime(function, own[function], cumulative[function]) for function in cumulative],
                    idle)
