@@ -16,6 +16,8 @@ import random
 import re
 import signal
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +147,36 @@ async def touch_rules(
         await asyncio.sleep(0.2)
 
 
+# Where the sender is killed in the tests of its deliveries: after a send, four times, then
+# before a commit.
+SENDER_KILLS = ["after_send"] * 4 + ["before_commit"]
+
+
+@asynccontextmanager
+async def killing_the_sender(settings: StackSettings, others: list[Supervisor], sender: Supervisor,
+                             rng: random.Random, alerts: list[alert_pb2.Alert], batch: int) -> AsyncIterator[None]:
+    """The other workers started, and `alerts` published `batch` at a time, every 0.5 s,
+    while the sender is killed at each of SENDER_KILLS; every process stopped on exit."""
+    for supervisor in others:
+        await supervisor.start()
+    crashing = asyncio.create_task(sender.crash_at_every_step(rng, SENDER_KILLS))
+    try:
+        async with AlertPublisher(settings) as publisher:
+            for start in range(0, len(alerts), batch):
+                await publisher.publish(alerts[start:start + batch])
+                await asyncio.sleep(0.5)
+        await crashing
+        yield
+    finally:
+        crashing.cancel()
+        await asyncio.gather(*(s.stop() for s in [*others, sender]), return_exceptions=True)
+
+
+async def sent_at_least(settings: StackSettings, count: int) -> bool:
+    rows = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'")
+    return rows[0]["n"] >= count
+
+
 async def test_every_notification_exactly_once_and_sent_despite_sigkill_at_every_step(
     stack_settings: StackSettings, tmp_path: Path
 ) -> None:
@@ -244,28 +276,17 @@ async def test_digests_go_out_once_each_and_list_their_notifications_despite_sig
         rules = await create_rules(stub, rng)
         alerts = [build_alert(rng.choice(SEVERITIES), rng.choice(SOURCES), rng.choice(NAMES),
                               event_ts=f"2026-11-24T11:{i // 60 % 60:02d}:{i % 60:02d}Z") for i in range(1200)]
-        for supervisor in others:
-            await supervisor.start()
-        crashing = asyncio.create_task(sender.crash_at_every_step(rng, ["after_send"] * 4 + ["before_commit"]))
         try:
-            async with AlertPublisher(settings) as publisher:
-                for start in range(0, len(alerts), 40):
-                    await publisher.publish(alerts[start:start + 40])
-                    await asyncio.sleep(0.5)
-            await crashing
-            expected = {(client, alert.alert_id) for alert in alerts for client in reference_matches(rules, alert)}
-
-            async def all_sent() -> bool:
-                rows = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'")
-                return rows[0]["n"] >= len(expected)
-
-            await wait_until(all_sent, 180, f"{len(expected)} SENT notifications")
-            await asyncio.sleep(2)  # anything unexpected still in flight lands now
-            rows = await fetch(settings, "SELECT client_id::text, alert_id, status, digest_id::text FROM notifications")
-            digests = await fetch(settings, "SELECT digest_id::text, status FROM digests")
+            async with killing_the_sender(settings, others, sender, rng, alerts, batch=40):
+                expected = {(client, alert.alert_id) for alert in alerts
+                            for client in reference_matches(rules, alert)}
+                await wait_until(lambda: sent_at_least(settings, len(expected)), 180,
+                                 f"{len(expected)} SENT notifications")
+                await asyncio.sleep(2)  # anything unexpected still in flight lands now
+                rows = await fetch(settings,
+                                   "SELECT client_id::text, alert_id, status, digest_id::text FROM notifications")
+                digests = await fetch(settings, "SELECT digest_id::text, status FROM digests")
         finally:
-            crashing.cancel()
-            await asyncio.gather(*(s.stop() for s in [*others, sender]), return_exceptions=True)
             sink.close()
 
     assert {(row["client_id"], row["alert_id"]) for row in rows} == expected
@@ -324,26 +345,10 @@ async def test_webhooks_get_every_notification_despite_sigkills_of_the_sender_an
                 path_of[client.client_id] = f"/tenant-{number}"
             alerts = [build_alert(rng.choice(SEVERITIES), SOURCES[i % 4], rng.choice(NAMES),
                                   event_ts=f"2026-11-25T11:{i // 60 % 60:02d}:{i % 60:02d}Z") for i in range(600)]
-            for supervisor in others:
-                await supervisor.start()
-            crashing = asyncio.create_task(sender.crash_at_every_step(rng, ["after_send"] * 4 + ["before_commit"]))
-            try:
-                async with AlertPublisher(settings) as publisher:
-                    for start in range(0, len(alerts), 30):
-                        await publisher.publish(alerts[start:start + 30])
-                        await asyncio.sleep(0.5)
-                await crashing
-
-                async def all_sent() -> bool:
-                    rows = await fetch(settings, "SELECT count(*) AS n FROM notifications WHERE status = 'SENT'")
-                    return rows[0]["n"] >= len(alerts)
-
-                await wait_until(all_sent, 180, f"{len(alerts)} SENT notifications")
+            async with killing_the_sender(settings, others, sender, rng, alerts, batch=30):
+                await wait_until(lambda: sent_at_least(settings, len(alerts)), 180, f"{len(alerts)} SENT notifications")
                 await asyncio.sleep(2)  # anything unexpected still in flight lands now
                 rows = await fetch(settings, "SELECT client_id::text, notification_id::text, status FROM notifications")
-            finally:
-                crashing.cancel()
-                await asyncio.gather(*(s.stop() for s in [*others, sender]), return_exceptions=True)
 
     assert len(rows) == len(alerts) and {row["status"] for row in rows} == {"SENT"}
     keys_by_path = {path: Counter(request.headers["idempotency-key"] for request in endpoints.requests_to(path))
