@@ -10,34 +10,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import aiosmtplib
-
+from alerting.sender.notify.smtp import MessageRefused, RecipientsRefused, Reply
 from alerting.sender.outcomes import Attempt, RecipientOutcome, RecipientStatus
 
 
-def recipient_outcome(email: str, code: int, message: str) -> RecipientOutcome:
-    status = (RecipientStatus.SENT if code < 400 else
-              RecipientStatus.DEFERRED if code < 500 else RecipientStatus.FAILED)
-    return RecipientOutcome(email, status, f"{code} {message}".strip())
+def recipient_outcome(email: str, reply: Reply) -> RecipientOutcome:
+    status = (RecipientStatus.SENT if reply.code < 400 else
+              RecipientStatus.DEFERRED if reply.code < 500 else RecipientStatus.FAILED)
+    return RecipientOutcome(email, status, str(reply))
 
 
-def accepted(addressed: Sequence[str], refused: Mapping[str, aiosmtplib.SMTPResponse], response: str) -> Attempt:
+def accepted(addressed: Sequence[str], refused: Mapping[str, Reply], reply: Reply) -> Attempt:
     """The message went through for at least one recipient; `refused` holds the others."""
     return Attempt(recipients=[
-        recipient_outcome(email, refused[email].code, refused[email].message) if email in refused
-        else RecipientOutcome(email, RecipientStatus.SENT, response)
+        recipient_outcome(email, refused[email]) if email in refused else RecipientOutcome(
+            email, RecipientStatus.SENT, str(reply))
         for email in addressed
     ])
 
 
 def failed(error: BaseException) -> Attempt:
     """The attempt raised `error`: refusals of every recipient, of the message, or a failure."""
-    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
-        return Attempt(recipients=[recipient_outcome(r.recipient, r.code, r.message) for r in error.recipients])
-    if isinstance(error, aiosmtplib.SMTPRecipientRefused):
-        return Attempt(recipients=[recipient_outcome(error.recipient, error.code, error.message)])
-    if isinstance(error, aiosmtplib.SMTPDataError) and error.code >= 500:
-        return Attempt(rejected=f"{error.code} {error.message}")
-    if isinstance(error, aiosmtplib.SMTPResponseException):
-        return Attempt(error=f"{type(error).__name__}: {error.code} {error.message}")
+    if isinstance(error, RecipientsRefused):
+        return Attempt(recipients=[recipient_outcome(email, reply) for email, reply in error.refused.items()])
+    if isinstance(error, MessageRefused) and error.reply.code >= 500:
+        return Attempt(rejected=str(error.reply))
     return Attempt(error=f"{type(error).__name__}: {error}")

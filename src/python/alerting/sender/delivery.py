@@ -27,7 +27,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Generic, TypeVar
 
-import aiosmtplib
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.util.types import AttributeValue
@@ -40,6 +39,7 @@ from alerting.sender import answers
 from alerting.sender.email_message import smtp_address
 from alerting.sender.notify.documents import Delivered, slack_body, webhook_body
 from alerting.sender.notify.outbound import Outbound, OutboundLimits
+from alerting.sender.notify.smtp import Disconnected, RecipientsRefused, SmtpConnection
 from alerting.sender.notify.targets import Target, Unusable
 from alerting.sender.outcomes import (
     Attempt,
@@ -125,10 +125,8 @@ class EmailSender:
         self.smtp = smtp
         self.policy = retry_policy(settings)
         self.rng = random.Random()
-        # What a crash now would send again: the emails a server accepted whose outcome is
-        # not recorded yet, and those being attempted, whose server's answer is not read
-        # yet (it may have accepted them). At most one per connection.
-        self.unrecorded: set[str] = set()
+        # What a crash now may send again, beside what the recorders hold: the emails being
+        # attempted, whose server's answer is not read yet (it may have accepted them).
         self.unanswered: set[str] = set()
         self.outbound = outbound(settings)
         # Deliveries with receivers, each attempted on its own beside the SMTP connections.
@@ -159,18 +157,17 @@ class EmailSender:
             queue.put_nowait(email)
 
         async def connection_worker() -> None:
-            smtp: aiosmtplib.SMTP | None = None
+            smtp: SmtpConnection | None = None
             try:
                 while not queue.empty():
                     email = queue.get_nowait()
                     self.unanswered.add(email.id)
                     attempt, smtp = await self.attempt(smtp, email)
                     self.unanswered.discard(email.id)
+                    written = recorder.submit(email.claimed, self.decide(email, attempt))
                     if any(outcome.status == RecipientStatus.SENT for outcome in attempt.recipients):
-                        self.unrecorded.add(email.id)
-                        failpoint("after_send")  # mail accepted, its outcome not recorded yet
-                    await recorder.record(email.claimed, self.decide(email, attempt))
-                    self.unrecorded.discard(email.id)
+                        failpoint("after_send")  # mail accepted, its record not begun
+                    await written
             finally:
                 if smtp is not None:
                     self.smtp.release(smtp)
@@ -201,16 +198,14 @@ class EmailSender:
             outcomes = [outcome for part in await asyncio.gather(*parts) for outcome in part]
         finally:
             self.unanswered.discard(email.id)
+        written = recorder.submit(email.claimed, self.decide(email, Attempt(recipients=outcomes)))
         if any(outcome.status == RecipientStatus.SENT for outcome in outcomes):
-            self.unrecorded.add(email.id)
             failpoint("after_send")
         try:
-            await recorder.record(email.claimed, self.decide(email, Attempt(recipients=outcomes)))
+            await written
         except Exception as error:
             log.warning("recording %s %s failed; it is attempted again when its lease expires: %r",
                         email.kind, email.id, error)
-        finally:
-            self.unrecorded.discard(email.id)
 
     async def email_to(self, email: Outgoing[C], addresses: Sequence[str]) -> Sequence[RecipientOutcome]:
         """The email part of a delivery with receivers: an outcome per address."""
@@ -273,7 +268,7 @@ class EmailSender:
             log.warning("%s %s FAILED: %s", email.kind, email.id, decision.failure)
         return decision
 
-    async def attempt(self, smtp: aiosmtplib.SMTP | None, email: Outgoing[C]) -> tuple[Attempt, aiosmtplib.SMTP | None]:
+    async def attempt(self, smtp: SmtpConnection | None, email: Outgoing[C]) -> tuple[Attempt, SmtpConnection | None]:
         """One attempt of one email, on `smtp` or a new connection; the connection to go on
         with (None when this one can no longer be trusted)."""
         addressed = open_recipients(email.emails, email.done)
@@ -292,7 +287,7 @@ class EmailSender:
                 smtp = smtp or await self.smtp.acquire()
                 try:
                     return await self.send(smtp, addressed, message), smtp
-                except aiosmtplib.SMTPServerDisconnected:
+                except Disconnected:
                     if not reused:
                         raise
                     # A kept connection the server has since closed: once more on a new one.
@@ -304,12 +299,10 @@ class EmailSender:
                     smtp.close()
                 return answers.failed(error), None
 
-    async def send(self, smtp: aiosmtplib.SMTP, addressed: Sequence[str], message: bytes) -> Attempt:
+    async def send(self, smtp: SmtpConnection, addressed: Sequence[str], message: bytes) -> Attempt:
         """Send `message` to the addressed recipients the server can take; an address that
         needs SMTPUTF8 from a server without it is FAILED on its own."""
-        if smtp.is_ehlo_or_helo_needed:
-            await smtp.ehlo()
-        utf8 = smtp.supports_extension("smtputf8")
+        utf8 = smtp.supports("SMTPUTF8")
         stored_of: dict[str, str] = {}
         unusable: list[RecipientOutcome] = []
         for email in addressed:
@@ -320,13 +313,12 @@ class EmailSender:
                 stored_of[address] = email
         if not stored_of:
             return Attempt(recipients=unusable)
-        options = [] if all(address.isascii() for address in stored_of) else ["SMTPUTF8"]
         try:
-            refused, response = await smtp.sendmail(self.settings.smtp_sender, list(stored_of), message,
-                                                    mail_options=options)
-            attempt = answers.accepted(list(stored_of), refused, response)
+            refused, reply = await smtp.send(self.settings.smtp_sender, list(stored_of), message,
+                                             smtputf8=not all(address.isascii() for address in stored_of))
+            attempt = answers.accepted(list(stored_of), refused, reply)
             EMAILS_SENT.inc()
-        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPRecipientRefused) as error:
+        except RecipientsRefused as error:
             attempt = answers.failed(error)
         return Attempt(recipients=[
             RecipientOutcome(stored_of.get(outcome.email, outcome.email), outcome.status, outcome.response)

@@ -104,7 +104,7 @@ async def test_poison_notifications_fail_alone_and_every_good_one_is_sent_once(
     assert busy is not None and busy.startswith("undeliverable for 0:00:15 (") and busy.endswith(
         "last answer: busy@x.io: 450 4.2.1 mailbox busy")
     assert await recipients(stack_settings, partial) == {
-        "reader@x.io": ("SENT", "Message accepted for delivery"),
+        "reader@x.io": ("SENT", "250 Message accepted for delivery"),
         "gone@x.io": ("FAILED", "550 5.1.1 no such user"),
     }
     assert received(tmp_path) == Counter({notification: 1 for notification in good + [partial]})

@@ -83,10 +83,9 @@ class Dispatcher:
         """For the record of a kill at a failpoint: the emails a restart sends again for
         sure (accepted, their record not begun) and those it may (on the wire, or their
         record under way)."""
-        writing = self.notifications.writing | self.digests.writing
-        unrecorded = self.sender.unrecorded
-        return ([f"accepted {id_}" for id_ in sorted(unrecorded - writing)]
-                + [f"unsure {id_}" for id_ in sorted(self.sender.unanswered | (unrecorded & writing))])
+        accepted = self.notifications.queued() | self.digests.queued()
+        unsure = self.sender.unanswered | self.notifications.writing | self.digests.writing
+        return [f"accepted {id_}" for id_ in sorted(accepted)] + [f"unsure {id_}" for id_ in sorted(unsure)]
 
     async def release_own_leases(self) -> None:
         """At start-up: free the leases this instance held when it last died."""

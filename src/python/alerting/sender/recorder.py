@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from alerting.sender.outcomes import Decision
+from alerting.sender.outcomes import Decision, RecipientStatus
 
 C = TypeVar("C")
 
@@ -24,22 +24,30 @@ class DecisionRecorder(Generic[C]):
         self.key = key
         self.waiting: list[tuple[tuple[C, Decision], asyncio.Future[None]]] = []
         self.writer: asyncio.Task[None] | None = None
-        # What the write under way records: a crash now may or may not have recorded it.
+        # Of the emails some recipient took, those the write under way records: a crash now
+        # may or may not have recorded them.
         self.writing: set[str] = set()
 
-    async def record(self, notification: C, decision: Decision) -> None:
-        """Returns once the decision is written; raises what the write raised."""
+    def submit(self, claimed: C, decision: Decision) -> asyncio.Future[None]:
+        """Queues the decision for the next write, at once (before the caller yields); the
+        future is done once it is written, or holds what the write raised."""
         written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiting.append(((notification, decision), written))
+        self.waiting.append(((claimed, decision), written))
         if self.writer is None:
             self.writer = asyncio.create_task(self.write_while_waiting())
-        await written
+        return written
+
+    def queued(self) -> set[str]:
+        """Of the emails some recipient took, those whose record has not begun: a crash now
+        sends them again. A decision written is in neither this nor `writing`, even before
+        its caller resumes."""
+        return {self.key(claimed) for (claimed, decision), _ in self.waiting if was_taken(decision)}
 
     async def write_while_waiting(self) -> None:
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
-                self.writing = {self.key(claimed) for (claimed, _), _ in batch}
+                self.writing = {self.key(claimed) for (claimed, decision), _ in batch if was_taken(decision)}
                 try:
                     await self.write([decided for decided, _ in batch])
                 except Exception as error:
@@ -57,3 +65,7 @@ class DecisionRecorder(Generic[C]):
         finally:
             self.writer = None
             self.writing = set()
+
+
+def was_taken(decision: Decision) -> bool:
+    return any(outcome.status == RecipientStatus.SENT for outcome in decision.recipients)

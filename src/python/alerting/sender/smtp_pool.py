@@ -3,7 +3,7 @@ the sender and the server more than the emails themselves."""
 
 from __future__ import annotations
 
-import aiosmtplib
+from alerting.sender.notify.smtp import SmtpConnection, SmtpError
 
 
 class SmtpConnections:
@@ -14,22 +14,19 @@ class SmtpConnections:
         self.start_tls = start_tls
         self.username = username
         self.password = password
-        self.idle: list[aiosmtplib.SMTP] = []
+        self.idle: list[SmtpConnection] = []
 
-    async def acquire(self) -> aiosmtplib.SMTP:
+    async def acquire(self) -> SmtpConnection:
         """An idle connection that is still open, or a new one (which may raise)."""
         while self.idle:
             smtp = self.idle.pop()
-            if smtp.is_connected:
+            if smtp.is_open:
                 return smtp
-        smtp = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=self.timeout, start_tls=self.start_tls)
-        await smtp.connect()
-        if self.username:
-            await smtp.login(self.username, self.password)
-        return smtp
+        return await SmtpConnection.open(self.host, self.port, timeout=self.timeout, start_tls=self.start_tls,
+                                         username=self.username, password=self.password)
 
-    def release(self, smtp: aiosmtplib.SMTP) -> None:
-        if smtp.is_connected:
+    def release(self, smtp: SmtpConnection) -> None:
+        if smtp.is_open:
             self.idle.append(smtp)
 
     async def close(self) -> None:
@@ -37,5 +34,5 @@ class SmtpConnections:
         for smtp in idle:
             try:
                 await smtp.quit()
-            except (aiosmtplib.SMTPException, OSError):
+            except (SmtpError, OSError):
                 smtp.close()

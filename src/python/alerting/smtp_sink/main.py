@@ -21,18 +21,29 @@ RECEIVED = Counter("alerting_smtp_sink_messages_total", "Messages the SMTP sink 
 
 class MailboxHandler:
     """Keeps every message; answers a recipient or a message as told in `rcpt_replies` and
-    `data_replies` instead."""
+    `data_replies` instead; offers PIPELINING unless told not to."""
 
     def __init__(
         self,
         directory: Path,
         rcpt_replies: Mapping[str, str] | None = None,
         data_replies: Mapping[str, str] | None = None,
+        pipelining: bool = True,
     ) -> None:
         self.directory = directory
+        self.pipelining = pipelining
         self.rcpt_replies = dict(rcpt_replies or {})
         self.data_replies = dict(data_replies or {})
         self.received = 0
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        # aiosmtpd reads one command at a time, so it takes pipelined ones (RFC 2920) as they
+        # come; it only does not say so.
+        session.host_name = hostname
+        if not self.pipelining:
+            return responses
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -60,9 +71,9 @@ class MailboxHandler:
 
 async def start_sink(
     host: str, port: int, directory: Path, *, rcpt_replies: Mapping[str, str] | None = None,
-    data_replies: Mapping[str, str] | None = None, smtputf8: bool = True,
+    data_replies: Mapping[str, str] | None = None, smtputf8: bool = True, pipelining: bool = True,
 ) -> tuple[asyncio.Server, MailboxHandler]:
-    handler = MailboxHandler(directory, rcpt_replies, data_replies)
+    handler = MailboxHandler(directory, rcpt_replies, data_replies, pipelining)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(handler, hostname="alerting.local", enable_SMTPUTF8=smtputf8), host, port)

@@ -24,7 +24,9 @@ POSTGRES_OUTAGE_CODES = ("42501", "42P01", "42703", "42883")
 
 def is_outage(error: BaseException) -> bool:
     """Whether `error` says a dependency cannot be used now, so the work is to be retried."""
-    if isinstance(error, OSError | TimeoutError):  # connections, sockets, TLS, timeouts
+    # Connections, sockets, TLS, timeouts, and the sender's SMTP client (whose errors are
+    # OSErrors, as smtplib's are).
+    if isinstance(error, OSError | TimeoutError):
         return True
     # A library's errors can exist only once it is imported: no import here costs a worker
     # that does not use it.
@@ -38,9 +40,6 @@ def is_outage(error: BaseException) -> bool:
         # The values this platform writes are validated first: only DataError (a value the
         # client cannot encode) is about the data.
         return not isinstance(error, redis.DataError)
-    smtp = sys.modules.get("aiosmtplib")
-    if smtp is not None and isinstance(error, smtp.SMTPException):
-        return True
     asyncpg = sys.modules.get("asyncpg.exceptions")
     if asyncpg is not None:
         if isinstance(error, asyncpg.PostgresError):

@@ -2,7 +2,6 @@
 
 import asyncio
 
-import aiosmtplib
 import asyncpg
 import pytest
 import redis.exceptions
@@ -15,7 +14,6 @@ from alerting.common.kafka.outages import is_outage, poison_reason
     ConnectionRefusedError(111, "refused"), TimeoutError(), asyncio.TimeoutError(), OSError("ssl"),
     kafka.KafkaConnectionError(), kafka.NotLeaderForPartitionError(), kafka.KafkaTimeoutError(),
     redis.exceptions.ConnectionError(), redis.exceptions.BusyLoadingError(),
-    aiosmtplib.SMTPServerDisconnected("gone"),
     asyncpg.exceptions.CannotConnectNowError(), asyncpg.exceptions.SerializationError(),
     asyncpg.exceptions.InsufficientPrivilegeError(), asyncpg.exceptions.UndefinedTableError(),
     asyncpg.exceptions.AdminShutdownError(), asyncpg.exceptions.DeadlockDetectedError(),
