@@ -354,14 +354,14 @@ def cpu_requests(documents: list[dict[str, Any]]) -> dict[str, str]:
 
 def test_cpu_requests_follow_from_the_target_rate_and_the_measured_cost(documents: list[dict[str, Any]]) -> None:
     # 500/s × µs per notification × 1.5 over the active instances (rule.changed has one partition),
-    # at least 50m: sender 500 × 760 × 1.5 / 3 = 190,000 µs/s.
+    # at least 50m: sender 500 × 537 × 1.5 / 3 = 134,250 µs/s, so 135m.
     assert cpu_requests(documents) == {
-        "rule-service": "50m", "rule-updater": "50m", "evaluator": "50m", "aggregator": "50m", "sender": "190m"}
+        "rule-service": "50m", "rule-updater": "50m", "evaluator": "50m", "aggregator": "50m", "sender": "135m"}
     faster = render("--set", "capacity.notificationsPerSecond=2000", "--set", "services.sender.replicas=6",
                     "--set", "services.evaluator.replicas=8", "--set", "services.rule-updater.replicas=1")
-    # 2000 × 760 × 1.5 / 6; the aggregator's three: 2000 × 119 × 1.5 / 3; the evaluator's eight
-    # share six partitions: 2000 × 93 × 1.5 / 6 = 46.5m, below the floor as the rule-updater's.
+    # 2000 × 537 × 1.5 / 6 = 268.5m; the aggregator's three: 2000 × 121 × 1.5 / 3; the evaluator's
+    # eight share six partitions: 2000 × 98 × 1.5 / 6 = 49m, below the floor as the rule-updater's.
     assert cpu_requests(faster) == {
-        "rule-service": "50m", "rule-updater": "50m", "evaluator": "50m", "aggregator": "119m", "sender": "380m"}
+        "rule-service": "50m", "rule-updater": "50m", "evaluator": "50m", "aggregator": "121m", "sender": "269m"}
     sender = container(workloads(faster)["sender"])["resources"]
-    assert sender == {"requests": {"cpu": "380m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}}
+    assert sender == {"requests": {"cpu": "269m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}}

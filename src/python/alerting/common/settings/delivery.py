@@ -20,7 +20,9 @@ class SmtpSettings(AlertingSettings):
     smtp_timeout_seconds: float = Field(default=30.0, description="The timeout of each SMTP step.")
     smtp_username: str = Field(default="", description="Log in to the SMTP server as this user, when set.")
     smtp_password: SecretStr | None = Field(default=None, description="That user's password.")
-    smtp_starttls: bool = Field(default=False, description="Use STARTTLS.")
+    smtp_starttls: bool = Field(default=False, description=(
+        "Use STARTTLS, and fail when the server does not offer it; its certificate is verified against the "
+        "system's trust store (`SSL_CERT_FILE` names another CA file)."))
 
 
 class PolicySettings(AlertingSettings):
