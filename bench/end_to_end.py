@@ -1,6 +1,7 @@
 """End to end with every service running as its own process: the sustained rate from
-`alerts.new` to SENT, then p50/p99 latency at half that rate, beside the raw broker rate
-(the same messages produced and consumed with the same client, no processing), in one run.
+`alerts.new` to SENT, then p50/p99 latency at half that rate (whole, and split where the
+aggregator records the notification), beside the raw broker rate (the same messages
+produced and consumed with the same client, no processing), in one run.
 
     deploy/local-stack up && ./pants run bench/end_to_end.py      (about 3 minutes)
     deploy/local-stack up && ./pants run bench/end_to_end.py -- --smoke   (seconds: that it runs)
@@ -188,14 +189,31 @@ async def until_sent(settings: StackSettings, total: int, timeout: float) -> flo
     return time.perf_counter()
 
 
-async def latencies_since(settings: StackSettings, since: datetime) -> list[float]:
-    """Seconds from each alert's event time (its publication) to SENT."""
-    rows = await fetch(settings, "SELECT alert, sent_at FROM notifications WHERE created_at >= $1", since)
-    latencies = []
+@dataclass(frozen=True)
+class Latencies:
+    """Seconds, each list sorted: from each alert's event time (its publication) to SENT, and
+    the two parts of it on either side of the aggregator's insert (the notification's
+    `created_at`): the evaluator and aggregator before, the sender after."""
+
+    to_sent: list[float]
+    to_recorded: list[float]
+    recorded_to_sent: list[float]
+
+
+def p50_p99(values: list[float]) -> tuple[float, float]:
+    """Of sorted `values`."""
+    return statistics.median(values), values[int(len(values) * 0.99) - 1]
+
+
+async def latencies_since(settings: StackSettings, since: datetime) -> Latencies:
+    rows = await fetch(settings, "SELECT alert, created_at, sent_at FROM notifications WHERE created_at >= $1",
+                       since)
+    parts: list[tuple[float, float, float]] = []
     for row in rows:
         event_ts = alert_pb2.Alert.FromString(row["alert"]).event_ts.ToDatetime(tzinfo=UTC)
-        latencies.append((row["sent_at"] - event_ts).total_seconds())
-    return latencies
+        parts.append(((row["sent_at"] - event_ts).total_seconds(), (row["created_at"] - event_ts).total_seconds(),
+                      (row["sent_at"] - row["created_at"]).total_seconds()))
+    return Latencies(*(sorted(column) for column in zip(*parts, strict=True)))
 
 
 @asynccontextmanager
@@ -255,8 +273,8 @@ async def throughput(settings: StackSettings, sizes: Sizes, processes: list[asyn
     return sustained, cpu_per_alert
 
 
-async def latency(settings: StackSettings, sizes: Sizes, sustained: float) -> list[float]:
-    """Alert → SENT latencies, sorted, at half the sustained rate."""
+async def latency(settings: StackSettings, sizes: Sizes, sustained: float) -> Latencies:
+    """Alert → SENT latencies at half the sustained rate."""
     half = sustained / 2
     count = int(half * sizes.latency_seconds)
     log(f"latency: {count:,} alerts at {half:,.0f}/s")
@@ -264,7 +282,7 @@ async def latency(settings: StackSettings, sizes: Sizes, sustained: float) -> li
     already = await sent_count(settings)
     await run_load(settings, count, half, CLIENTS, 50, 0.0, seed=3, progress=False)
     await until_sent(settings, already + count, 600)
-    return sorted(await latencies_since(settings, since))
+    return await latencies_since(settings, since)
 
 
 async def main(sizes: Sizes, profiling: Profiling | None = None) -> None:
@@ -287,9 +305,8 @@ async def main(sizes: Sizes, profiling: Profiling | None = None) -> None:
             finally:
                 await asyncio.gather(*(stop_process(process) for process in reversed(processes)))
 
-    p50 = statistics.median(latencies)
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
-    log(f"  p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms over {len(latencies):,} notifications")
+    p50, p99 = p50_p99(latencies.to_sent)
+    log(f"  p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms over {len(latencies.to_sent):,} notifications")
     print("| CPU per notification, throughput phase | " + " | ".join(cpu_per_alert) + " |")
     print("|---|" + "---:|" * len(cpu_per_alert))
     print("| µs | " + " | ".join(f"{micros:,.0f}" for micros in cpu_per_alert.values()) + " |")
@@ -305,6 +322,13 @@ async def main(sizes: Sizes, profiling: Profiling | None = None) -> None:
     print("|---:|---:|---:|---:|")
     print(f"| {cost.micros:,.0f} µs per notification | {cost.per_cpu_second:,.0f} "
           f"| {cost.on_cores:,.0f} notifications/s | {cost.outside_micros:,.0f} µs per notification |")
+    print()
+    print("| latency at half load | alert → SENT | alert → recorded (evaluator, aggregator) "
+          "| recorded → SENT (sender) |")
+    print("|---|---:|---:|---:|")
+    split = [p50_p99(part) for part in (latencies.to_sent, latencies.to_recorded, latencies.recorded_to_sent)]
+    for name, index in (("p50", 0), ("p99", 1)):
+        print(f"| {name} | " + " | ".join(f"{each[index] * 1000:.0f} ms" for each in split) + " |")
 
 
 def absolute_path(text: str) -> Path:

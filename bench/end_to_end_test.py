@@ -17,7 +17,13 @@ async def test_end_to_end_runs_at_smoke_sizes(capsys: pytest.CaptureFixture[str]
     assert lines[8] == ("| platform only: evaluator + aggregator + sender | notifications per CPU-second "
                         f"| on {os.cpu_count()} cores without sink and load generator "
                         "| outside: smtp-sink + producer (this script) |")
-    assert len(lines) == 11
+    assert lines[12] == ("| latency at half load | alert → SENT | alert → recorded (evaluator, aggregator) "
+                         "| recorded → SENT (sender) |")
+    assert [line.split(" | ")[0] for line in lines[14:]] == ["| p50", "| p99"]
+
+
+def test_p50_and_p99_are_read_from_sorted_values() -> None:
+    assert end_to_end.p50_p99([float(n) for n in range(1, 101)]) == (50.5, 99.0)
 
 
 def test_platform_cost_counts_the_evaluator_aggregator_and_sender_alone() -> None:

@@ -11,9 +11,12 @@ recorded, so a crash in between sends it again once the lease has expired, with 
 Message-ID and Idempotency-Key (at least once, never lost); each SMTP connection waits for
 its last outcome to be recorded before it sends the next, so such a crash sends again at
 most one email-only delivery per SMTP connection (recorder.py), and those with receivers
-under way. Deliveries with receivers do not queue for the SMTP connections: each is a task
-of its own, so that a slow receiver holds up only its own deliveries (notify/outbound.py
-bounds each host's).
+under way. The SMTP connections are a fixed set of workers that take emails from one
+bounded queue: handing a batch's emails over returns once they are queued, so the next
+batch is read and claimed while they are sent, and the connections never wait for a
+batch's slowest email. Deliveries with receivers do not queue for the SMTP connections:
+each is a task of its own, so that a slow receiver holds up only its own deliveries
+(notify/outbound.py bounds each host's).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -33,6 +36,8 @@ from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter
 
 from alerting.common.failpoints import failpoint
+from alerting.common.kafka.outages import is_outage
+from alerting.common.retry import retry_until_done
 from alerting.common.settings import SenderSettings
 from alerting.rules.receivers import OutboundPolicy, receiver_of, signature
 from alerting.sender import answers
@@ -69,6 +74,9 @@ USER_AGENT = "alerting-platform-webhooks/1"
 TIMESTAMP_HEADER = "x-alerting-timestamp"
 SIGNATURE_HEADER = "x-alerting-signature"
 NEEDS_SMTPUTF8 = "needs SMTPUTF8 (a non-ASCII local part), which the mail server does not offer"
+# Emails claimed and waiting for an SMTP connection, per connection: enough that a connection
+# finds the next one ready, few enough that their leases run only briefly meanwhile.
+QUEUED_PER_CONNECTION = 4
 
 
 def retry_policy(settings: SenderSettings) -> RetryPolicy:
@@ -131,63 +139,91 @@ class EmailSender:
         self.outbound = outbound(settings)
         # Deliveries with receivers, each attempted on its own beside the SMTP connections.
         self.with_receivers: set[asyncio.Task[None]] = set()
+        # Emails for the SMTP connections, each with its recorder; the connections' workers
+        # start with the first email.
+        self.queue: asyncio.Queue[tuple[Outgoing[Any], DecisionRecorder[Any]]] = asyncio.Queue(
+            settings.smtp_connections * QUEUED_PER_CONNECTION)
+        self.connections: list[asyncio.Task[None]] = []
+        # Set when the service stops: an outcome that cannot be recorded then is left leased.
+        self.stopping = asyncio.Event()
 
     async def aclose(self) -> None:
-        """Waits for deliveries with receivers under way (their requests are bounded in
-        time), then closes the HTTP client."""
+        """Sends what was handed over and waits for deliveries with receivers under way
+        (SMTP steps and requests are bounded in time), then closes the HTTP client."""
+        self.stopping.set()
+        await self.queue.join()
+        for connection in self.connections:
+            connection.cancel()
+        await asyncio.gather(*self.connections, return_exceptions=True)
         if self.with_receivers:
             await asyncio.wait(self.with_receivers)
         await self.outbound.aclose()
 
     async def deliver(self, outgoing: Sequence[Outgoing[C]], recorder: DecisionRecorder[C]) -> None:
-        """Attempt every email over a few SMTP connections, each attempt's decision recorded
-        before its connection sends the next email."""
-        by_smtp: list[Outgoing[C]] = []
+        """Hand every email to the SMTP connections, waiting while their queue is full, and
+        every delivery with receivers to a task of its own. Returns once all are handed
+        over, before they are sent: what they stand for is leased, and a crash from here on
+        leaves it to be attempted again when the lease expires."""
+        if not self.connections:
+            self.connections = [asyncio.create_task(self.connection_worker())
+                                for _ in range(self.settings.smtp_connections)]
         for email in outgoing:
             if any(receiver_of(recipient) is not None for recipient in open_recipients(email.emails, email.done)):
                 task = asyncio.create_task(self.deliver_with_receivers(email, recorder))
                 self.with_receivers.add(task)
                 task.add_done_callback(self.with_receivers.discard)
             else:
-                by_smtp.append(email)
-        if not by_smtp:
-            return
-        queue: asyncio.Queue[Outgoing[C]] = asyncio.Queue()
-        for email in by_smtp:
-            queue.put_nowait(email)
+                await self.queue.put((email, recorder))
 
-        async def connection_worker() -> None:
-            smtp: SmtpConnection | None = None
-            try:
-                while not queue.empty():
-                    email = queue.get_nowait()
+    async def connection_worker(self) -> None:
+        """One SMTP connection: the queue's emails one at a time, each decision recorded
+        before the next email."""
+        smtp: SmtpConnection | None = None
+        try:
+            while True:
+                email, recorder = await self.queue.get()
+                try:
                     self.unanswered.add(email.id)
                     attempt, smtp = await self.attempt(smtp, email)
                     self.unanswered.discard(email.id)
-                    written = recorder.submit(email.claimed, self.decide(email, attempt))
+                    decision = self.decide(email, attempt)
+                    written = recorder.submit(email.claimed, decision)
                     if any(outcome.status == RecipientStatus.SENT for outcome in attempt.recipients):
                         failpoint("after_send")  # mail accepted, its record not begun
-                    await written
-            finally:
-                if smtp is not None:
-                    self.smtp.release(smtp)
+                    await self.recorded(email, recorder, decision, written)
+                except Exception:  # a defect here must not take the connection away from the rest
+                    log.exception("delivering %s %s failed; it is attempted again when its lease expires",
+                                  email.kind, email.id)
+                finally:
+                    self.queue.task_done()
+        finally:
+            if smtp is not None:
+                self.smtp.release(smtp)
 
-        # A failed record (Postgres out of reach) ends every connection's work, and is raised
-        # as itself (an outage is retried): the rest stay leased, and are attempted again
-        # once their leases expire.
+    async def recorded(self, email: Outgoing[C], recorder: DecisionRecorder[C], decision: Decision,
+                       written: asyncio.Future[None]) -> None:
+        """Waits for the decision's record; through an outage of Postgres, records it again
+        until it is written (the connection sends nothing meanwhile). Any other failure, or
+        an outage once the service is stopping, leaves it leased: it is attempted again when
+        the lease expires."""
         try:
-            async with asyncio.TaskGroup() as connections:
-                for _ in range(min(self.settings.smtp_connections, len(by_smtp))):
-                    connections.create_task(connection_worker())
-        except ExceptionGroup as failed:
-            raise failed.exceptions[0] from failed
+            try:
+                await written
+            except Exception as error:
+                if not is_outage(error):
+                    raise
+                await retry_until_done(lambda: recorder.submit(email.claimed, decision), self.settings,
+                                       what=f"recording {email.kind} {email.id}", stop=self.stopping,
+                                       retry_if=is_outage)
+        except Exception as error:  # Stopping among them
+            log.warning("recording %s %s failed; it is attempted again when its lease expires: %r",
+                        email.kind, email.id, error)
 
     async def deliver_with_receivers(self, email: Outgoing[C], recorder: DecisionRecorder[C]) -> None:
         """One delivery whose recipients include receivers, on its own: each receiver's
         request and the email to its addresses (on a connection of its own) at once, their
         outcomes decided and recorded together. It does not wait for the SMTP connections'
-        queue, nor they for a slow receiver. A failed record (Postgres out of reach) leaves it
-        leased: it is attempted again when the lease expires."""
+        queue, nor they for a slow receiver. Its record goes as theirs does (`recorded`)."""
         recipients = open_recipients(email.emails, email.done)
         addresses = [recipient for recipient in recipients if receiver_of(recipient) is None]
         parts = [self.request(email, recipient) for recipient in recipients if receiver_of(recipient) is not None]
@@ -198,14 +234,11 @@ class EmailSender:
             outcomes = [outcome for part in await asyncio.gather(*parts) for outcome in part]
         finally:
             self.unanswered.discard(email.id)
-        written = recorder.submit(email.claimed, self.decide(email, Attempt(recipients=outcomes)))
+        decision = self.decide(email, Attempt(recipients=outcomes))
+        written = recorder.submit(email.claimed, decision)
         if any(outcome.status == RecipientStatus.SENT for outcome in outcomes):
             failpoint("after_send")
-        try:
-            await written
-        except Exception as error:
-            log.warning("recording %s %s failed; it is attempted again when its lease expires: %r",
-                        email.kind, email.id, error)
+        await self.recorded(email, recorder, decision, written)
 
     async def email_to(self, email: Outgoing[C], addresses: Sequence[str]) -> Sequence[RecipientOutcome]:
         """The email part of a delivery with receivers: an outcome per address."""

@@ -8,15 +8,22 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from opentelemetry import context as otel_context
 
 import alerting.sender.main
 from alerting.common import topics
 from alerting.common.settings import SenderSettings
 from alerting.producer.alerts import build_alert
-from alerting.sender.delivery import NEEDS_SMTPUTF8
+from alerting.sender.delivery import NEEDS_SMTPUTF8, QUEUED_PER_CONNECTION, EmailSender, Outgoing
+from alerting.sender.outcomes import Decision
+from alerting.sender.recorder import DecisionRecorder
+from alerting.sender.smtp_pool import SmtpConnections
 from alerting.smtp_sink import mailbox
-from alerting.smtp_sink.main import start_sink
+from alerting.smtp_sink.main import MailboxHandler, start_sink
 from alerting.testsupport.services import fetch, free_port, immediate_sender, running, send, wait_until
 from alerting.testsupport.stack import StackSettings
 from alerting.v1 import events_pb2
@@ -158,3 +165,54 @@ async def test_an_address_that_needs_smtputf8_is_sent_when_the_server_offers_it(
         sink.close()
     [mail] = mailbox.read_all(tmp_path)
     assert mail["Delivered-To"] == "jösé@exämple.com"
+
+
+class HeldMessages(MailboxHandler):
+    """The sink, holding each message until the test lets it through."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.let_through = asyncio.Event()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await self.let_through.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+
+def outgoing(notification_id: str) -> Outgoing[str]:
+    return Outgoing(notification_id, "notification", notification_id, ("ops@x.io",), {}, 1, datetime.now(UTC),
+                    lambda addresses: b"Subject: held\r\n\r\nbody\r\n", otel_context.Context())
+
+
+async def test_handing_emails_over_returns_once_they_are_queued_and_waits_while_the_queue_is_full(
+    stack_settings: StackSettings, tmp_path: Path
+) -> None:
+    """A batch is done when its emails are queued for the connections, not sent; a full
+    queue holds the next batch back; closing sends and records everything handed over."""
+    handler = HeldMessages(tmp_path)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(handler, hostname="alerting.local"), "127.0.0.1", 0)
+    settings = immediate_sender(stack_settings, smtp_port=server.sockets[0].getsockname()[1], smtp_connections=1)
+    written: list[tuple[str, str]] = []
+
+    async def write(decided: Sequence[tuple[str, Decision]]) -> None:
+        written.extend((notification_id, decision.status.value) for notification_id, decision in decided)
+
+    recorder: DecisionRecorder[str] = DecisionRecorder(write, str)
+    sender = EmailSender(settings, SmtpConnections(host="127.0.0.1", port=settings.smtp_port, timeout=5,
+                                                   start_tls=False, username="", password=""))
+    async with server:
+        # One email on the connection (held at DATA) and QUEUED_PER_CONNECTION waiting: handed over.
+        await asyncio.wait_for(sender.deliver([outgoing(f"n{n}") for n in range(1 + QUEUED_PER_CONNECTION)],
+                                              recorder), 5)
+        assert written == [] and handler.received == 0
+        # One more finds the queue full: it waits.
+        more = asyncio.create_task(sender.deliver([outgoing("last")], recorder))
+        await asyncio.sleep(0.5)
+        assert not more.done()
+        handler.let_through.set()
+        await asyncio.wait_for(more, 10)
+        await sender.aclose()
+    ids = [f"n{n}" for n in range(1 + QUEUED_PER_CONNECTION)] + ["last"]
+    assert written == [(notification_id, "SENT") for notification_id in ids]
+    assert [mail["Delivered-To"] for mail in mailbox.read_all(tmp_path)] == ["ops@x.io"] * len(ids)

@@ -134,7 +134,8 @@ class ReplyReader(asyncio.Protocol):
         if len(line) > MAX_REPLY_LINE or len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
             self.fail(Disconnected(f"not an SMTP reply: {line[:80]!r}"))
             return False
-        self.lines.append((int(line[:3]), line[4:].decode("utf-8", "replace")))
+        # A NUL could not be recorded (Postgres text holds none): replaced, as bytes that are not UTF-8 are.
+        self.lines.append((int(line[:3]), line[4:].decode("utf-8", "replace").replace("\x00", "\ufffd")))
         if line[3:4] == b"-":
             if len(self.lines) > MAX_REPLY_LINES:
                 self.fail(Disconnected(f"a reply of more than {MAX_REPLY_LINES} lines"))

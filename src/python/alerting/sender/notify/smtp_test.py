@@ -229,6 +229,12 @@ def test_replies_are_read_whole_and_in_order_however_the_bytes_arrive(
     assert reader.lost is None
 
 
+def test_a_reply_holds_no_nul_and_no_bytes_that_are_not_utf8() -> None:
+    reader = ReplyReader()
+    reader.data_received(b"550 no\x00such \xff user\r\n")
+    assert list(reader.replies) == [Reply(550, "no\ufffdsuch \ufffd user")]
+
+
 def test_a_server_that_does_not_speak_smtp_is_a_lost_connection() -> None:
     reader = ReplyReader()
     reader.data_received(b"HTTP/1.1 400 Bad Request\r\n")
