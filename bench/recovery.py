@@ -20,7 +20,6 @@ import random
 import re
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from end_to_end import (
     WORKERS,
     create_rules,
     log,
+    p50_p99,
     sent_count,
     service_name,
     stack_slice,
@@ -213,8 +213,8 @@ def latency_row(label: str, results: dict[str, Outcome]) -> str:
     latencies = sorted(latency for result in results.values() if (latency := result.latency) is not None)
     if not latencies:
         return f"| {label} | 0 | – | – | – |"
-    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
-    return (f"| {label} | {len(latencies):,} | {statistics.median(latencies) * 1000:,.0f} ms "
+    p50, p99 = p50_p99(latencies)
+    return (f"| {label} | {len(latencies):,} | {p50 * 1000:,.0f} ms "
             f"| {p99 * 1000:,.0f} ms | {latencies[-1] * 1000:,.0f} ms |")
 
 

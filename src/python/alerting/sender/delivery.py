@@ -53,6 +53,7 @@ from alerting.sender.outcomes import (
     RecipientStatus,
     RetryPolicy,
     Status,
+    any_sent,
     decide,
     open_recipients,
     receiver_outcome,
@@ -188,7 +189,7 @@ class EmailSender:
                     self.unanswered.discard(email.id)
                     decision = self.decide(email, attempt)
                     written = recorder.submit(email.claimed, decision)
-                    if any(outcome.status == RecipientStatus.SENT for outcome in attempt.recipients):
+                    if any_sent(attempt.recipients):
                         failpoint("after_send")  # mail accepted, its record not begun
                     await self.recorded(email, recorder, decision, written)
                 except Exception:  # a defect here must not take the connection away from the rest
@@ -236,7 +237,7 @@ class EmailSender:
             self.unanswered.discard(email.id)
         decision = self.decide(email, Attempt(recipients=outcomes))
         written = recorder.submit(email.claimed, decision)
-        if any(outcome.status == RecipientStatus.SENT for outcome in outcomes):
+        if any_sent(outcomes):
             failpoint("after_send")
         await self.recorded(email, recorder, decision, written)
 

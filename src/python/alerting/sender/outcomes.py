@@ -15,7 +15,7 @@ than the maximum age, when it is FAILED with the last error.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -42,6 +42,11 @@ class RecipientOutcome:
     status: RecipientStatus
     response: str  # the server's answer, or why the address was never tried
     retry_at: datetime | None = None  # DEFERRED: not tried again before this (an HTTP Retry-After)
+
+
+def any_sent(outcomes: Iterable[RecipientOutcome]) -> bool:
+    """Whether some recipient took it."""
+    return any(outcome.status == RecipientStatus.SENT for outcome in outcomes)
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ def receiver_outcome(recipient: str, attempt: Attempt) -> RecipientOutcome:
     deferred = [o for o in attempt.recipients if o.status == RecipientStatus.DEFERRED]
     if deferred:
         status, told = RecipientStatus.DEFERRED, deferred
-    elif any(o.status == RecipientStatus.SENT for o in attempt.recipients):
+    elif any_sent(attempt.recipients):
         status, told = RecipientStatus.SENT, list(attempt.recipients)
     else:
         status, told = RecipientStatus.FAILED, list(attempt.recipients)
@@ -140,7 +145,7 @@ def decide(
 def _final(outcomes: Sequence[RecipientOutcome], done: Mapping[str, RecipientStatus], reason: str) -> Decision:
     """Every recipient is SENT or FAILED: the notification is SENT if anyone received it,
     else FAILED with the reasons."""
-    delivered = any(o.status == RecipientStatus.SENT for o in outcomes) or RecipientStatus.SENT in done.values()
+    delivered = any_sent(outcomes) or RecipientStatus.SENT in done.values()
     if delivered:
         return Decision(Status.SENT, outcomes)
     return Decision(Status.FAILED, outcomes, failure=reason)

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from alerting.sender.outcomes import Decision, RecipientStatus
+from alerting.sender.outcomes import Decision, any_sent
 
 C = TypeVar("C")
 
@@ -41,13 +41,13 @@ class DecisionRecorder(Generic[C]):
         """Of the emails some recipient took, those whose record has not begun: a crash now
         sends them again. A decision written is in neither this nor `writing`, even before
         its caller resumes."""
-        return {self.key(claimed) for (claimed, decision), _ in self.waiting if was_taken(decision)}
+        return {self.key(claimed) for (claimed, decision), _ in self.waiting if any_sent(decision.recipients)}
 
     async def write_while_waiting(self) -> None:
         try:
             while self.waiting:
                 batch, self.waiting = self.waiting, []
-                self.writing = {self.key(claimed) for (claimed, decision), _ in batch if was_taken(decision)}
+                self.writing = {self.key(claimed) for (claimed, decision), _ in batch if any_sent(decision.recipients)}
                 try:
                     await self.write([decided for decided, _ in batch])
                 except Exception as error:
@@ -65,7 +65,3 @@ class DecisionRecorder(Generic[C]):
         finally:
             self.writer = None
             self.writing = set()
-
-
-def was_taken(decision: Decision) -> bool:
-    return any(outcome.status == RecipientStatus.SENT for outcome in decision.recipients)

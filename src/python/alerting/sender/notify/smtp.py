@@ -229,22 +229,18 @@ class SmtpConnection:
         self.transport.write(b"".join(commands))
         return await self.reader.read(len(commands), self.timeout)
 
-    async def expect(self, step: str, code: int, line: bytes | None = None) -> Reply:
+    async def expect(self, step: str, code: int, line: bytes | None = None) -> None:
         reply, = await (self.exchange([line]) if line else self.reader.read(1, self.timeout))
         if reply.code != code:
             raise UnexpectedReply(step, reply)
-        return reply
 
     async def hello(self) -> None:
+        """EHLO, and the extensions it lists; HELO, and none, from a server without EHLO."""
         reply, = await self.exchange([command("EHLO", local_hostname())])
         if reply.code != 250:
             await self.expect("HELO", 250, command("HELO", local_hostname()))
-            self.extensions = {}
-            return
-        self.extensions = {}
-        for line in reply.message.split("\n")[1:]:
-            name, _, parameters = line.partition(" ")
-            self.extensions[name.upper()] = parameters
+        lines = reply.message.split("\n")[1:] if reply.code == 250 else []
+        self.extensions = {name.upper(): parameters for name, _, parameters in (line.partition(" ") for line in lines)}
 
     async def start_tls(self, host: str) -> None:
         if not self.supports("STARTTLS"):
